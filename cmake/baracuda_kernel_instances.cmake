@@ -1,0 +1,45 @@
+# Kernel instances: one generated .cu per (element, head-dim bucket) so that builds
+# parallelise, and one generated table that the plan dispatches from.
+#
+# baracuda_portable_instances(<out_sources_var> <out_table_file>)
+#   instantiates the portable flash kernel for f32, f16, bf16, f64 and every bucket of
+#   BARACUDA_HEAD_DIM_BUCKETS.
+set(_baracuda_elements f32 f16 bf16 f64)
+set(_baracuda_cuda_type_f32 "float")
+set(_baracuda_cuda_type_f16 "__half")
+set(_baracuda_cuda_type_bf16 "__nv_bfloat16")
+set(_baracuda_cuda_type_f64 "double")
+set(_baracuda_enum_f32 "BARACUDA_ELEMENT_F32")
+set(_baracuda_enum_f16 "BARACUDA_ELEMENT_F16")
+set(_baracuda_enum_bf16 "BARACUDA_ELEMENT_BF16")
+set(_baracuda_enum_f64 "BARACUDA_ELEMENT_F64")
+
+function(baracuda_portable_instances out_sources out_table)
+  set(template "${PROJECT_SOURCE_DIR}/libbaracuda/src/flash_sdpa/flash_sdpa_portable_instance.cu.in")
+  set(dir "${CMAKE_CURRENT_BINARY_DIR}/generated")
+  set(sources "")
+  set(declarations "")
+  set(rows "")
+  list(SORT BARACUDA_HEAD_DIM_BUCKETS COMPARE NATURAL)
+  foreach(bucket IN LISTS BARACUDA_HEAD_DIM_BUCKETS)
+    if(NOT bucket MATCHES "^[0-9]+$" OR bucket GREATER 256 OR NOT bucket GREATER 0)
+      message(FATAL_ERROR "BARACUDA_HEAD_DIM_BUCKETS: '${bucket}' is not a head dim in 1..256")
+    endif()
+  endforeach()
+  foreach(element IN LISTS _baracuda_elements)
+    foreach(bucket IN LISTS BARACUDA_HEAD_DIM_BUCKETS)
+      set(BARACUDA_INSTANCE_TYPE "${_baracuda_cuda_type_${element}}")
+      set(BARACUDA_INSTANCE_BUCKET "${bucket}")
+      set(file "${dir}/flash_sdpa_portable_${element}_d${bucket}.cu")
+      configure_file("${template}" "${file}" @ONLY)
+      list(APPEND sources "${file}")
+      string(APPEND rows
+        "    {${_baracuda_enum_${element}}, ${bucket}, &prepare_portable<${_baracuda_cuda_type_${element}}, ${bucket}>, &launch_portable<${_baracuda_cuda_type_${element}}, ${bucket}>},\n")
+    endforeach()
+  endforeach()
+  set(BARACUDA_PORTABLE_INSTANCE_ROWS "${rows}")
+  configure_file("${PROJECT_SOURCE_DIR}/libbaracuda/src/flash_sdpa/flash_sdpa_portable_table.inc.in"
+                 "${dir}/flash_sdpa_portable_table.inc" @ONLY)
+  set(${out_sources} "${sources}" PARENT_SCOPE)
+  set(${out_table} "${dir}/flash_sdpa_portable_table.inc" PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,255 @@
+/*
+ * baracuda: exact attention kernels behind a C ABI.
+ *
+ * One header, plain C. Semantics (shapes, score order, alignment, LSE) are those of
+ * ARCHITECTURE.md and are repeated where each function is declared.
+ *
+ * Errors: every function that can fail returns a baracuda_status. The thread's exact
+ * reason is baracuda_last_error_message(), in the form
+ * "<op>: <what> (got X, expected Y)". The library never prints, exits or aborts.
+ */
+#ifndef BARACUDA_BARACUDA_H
+#define BARACUDA_BARACUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define BARACUDA_API __declspec(dllexport)
+#else
+#define BARACUDA_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Same type as cudaStream_t (typedef struct CUstream_st* cudaStream_t); 0 is the legacy
+ * default stream. Declared here so that this header needs no CUDA header. */
+struct CUstream_st;
+typedef struct CUstream_st* baracuda_stream;
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum baracuda_status {
+  BARACUDA_STATUS_SUCCESS = 0,
+  BARACUDA_STATUS_UNSUPPORTED = 1,         /* valid problem this build or device cannot run */
+  BARACUDA_STATUS_INVALID_PROBLEM = 2,     /* the descriptor or arguments are inconsistent */
+  BARACUDA_STATUS_BUFFER_TOO_SMALL = 3,    /* a tensor's buffer is smaller than its view */
+  BARACUDA_STATUS_WORKSPACE_TOO_SMALL = 4, /* workspace smaller than workspace_size() */
+  BARACUDA_STATUS_CUDA_ERROR = 5,          /* a CUDA runtime call failed (no device, launch) */
+  BARACUDA_STATUS_NCCL_ERROR = 6,          /* an NCCL call failed */
+  BARACUDA_STATUS_LIBRARY_NOT_LOADED = 7,  /* a run-time loaded library (NCCL) is absent */
+  BARACUDA_STATUS_INTERNAL = 8             /* a bug in baracuda */
+} baracuda_status;
+
+/* Fixed text naming the status ("success", "unsupported", ...); never NULL. */
+BARACUDA_API const char* baracuda_status_string(baracuda_status status);
+
+/* This thread's reason for the last failing call; "" after a success. Valid until the
+ * thread's next baracuda call. */
+BARACUDA_API const char* baracuda_last_error_message(void);
+
+/* For BUFFER_TOO_SMALL and WORKSPACE_TOO_SMALL: the size needed and the size given, in
+ * elements for tensors and bytes for workspace. Both are 0 after other statuses. */
+BARACUDA_API void baracuda_last_error_sizes(int64_t* needed, int64_t* got);
+
+/* "MAJOR.MINOR.PATCH". */
+BARACUDA_API const char* baracuda_version(void);
+
+/* ---------------------------------------------------------------- tensors */
+
+typedef enum baracuda_element {
+  BARACUDA_ELEMENT_F32 = 1,
+  BARACUDA_ELEMENT_F16 = 2,
+  BARACUDA_ELEMENT_BF16 = 3,
+  BARACUDA_ELEMENT_F64 = 4
+} baracuda_element;
+
+/* Fixed name of an element type ("f32", "f16", "bf16", "f64"); "invalid" otherwise. */
+BARACUDA_API const char* baracuda_element_string(baracuda_element element);
+
+/* Size of one element in bytes; 0 for an invalid element. */
+BARACUDA_API size_t baracuda_element_size(baracuda_element element);
+
+#define BARACUDA_MAX_RANK 4
+
+/*
+ * A strided view of device memory. Shape and strides are in elements; a zero stride
+ * broadcasts an axis. buffer_elements is how many elements the allocation holds from
+ * data on: the view's physical span (1 + sum((shape[i] - 1) * strides[i]) over
+ * non-empty axes) must not exceed it. An optional tensor is absent when rank is 0.
+ */
+typedef struct baracuda_tensor {
+  void* data;
+  baracuda_element element;
+  int32_t rank;
+  int64_t shape[BARACUDA_MAX_RANK];
+  int64_t strides[BARACUDA_MAX_RANK];
+  int64_t buffer_elements;
+} baracuda_tensor;
+
+/* ---------------------------------------------------------------- plans */
+
+typedef enum baracuda_backend {
+  BARACUDA_BACKEND_AUTO = 0,    /* preference only: let the plan choose */
+  BARACUDA_BACKEND_PORTABLE = 1 /* SIMT kernels, sm_80 and newer, every dtype and feature */
+} baracuda_backend;
+
+/* Fixed name of a backend ("auto", "portable"); "invalid" otherwise. */
+BARACUDA_API const char* baracuda_backend_string(baracuda_backend backend);
+
+typedef struct baracuda_plan_preference {
+  baracuda_backend backend; /* AUTO, or a backend to honour or refuse with the reason */
+} baracuda_plan_preference;
+
+/* What a selected plan will run. name, such as "flash_sdpa.portable.bf16.d128.sm90", stays
+ * valid while the plan lives. */
+typedef struct baracuda_kernel_sku {
+  const char* name;
+  baracuda_backend backend;
+  baracuda_element element;
+  int32_t head_dim_bucket; /* largest head dim of the compiled instance */
+  int32_t arch;            /* compute capability x10 of the device selected for, e.g. 90 */
+} baracuda_kernel_sku;
+
+typedef struct baracuda_precision_guarantee {
+  baracuda_element math_precision; /* element of the score and softmax arithmetic */
+  baracuda_element accumulator;    /* element of the running output accumulator */
+  int32_t deterministic;           /* same inputs, same outputs; no atomics */
+  int32_t bit_stable_on_same_hardware;
+} baracuda_precision_guarantee;
+
+/* ---------------------------------------------------------------- flash attention forward
+ *
+ * Q [B, H, Sq, Dk], K [B, Hk, Sk, Dk], V [B, Hk, Sk, Dv], Y [B, H, Sq, Dv], LSE [B, H, Sq].
+ * Hk is K's shape[1] and must divide H; query head h reads K/V head h / (H / Hk). A K/V
+ * head axis of extent H with stride 0 broadcasts one head to all (MQA). The last axis of
+ * Q, K, V and Y has stride 1; every other stride is free (a B, S, H, D tensor is a strided
+ * view). Q, K, V, Y have the descriptor's element; LSE is f32, or f64 for f64 inputs.
+ *
+ * Scores, in this order:  s = scale * q.k
+ *   softcap > 0:          s = softcap * tanh(s / softcap)
+ *   ALiBi slopes [1|B, H]: s -= slope[b, h] * |i - j + off|
+ *   mask [B|1, H|1, Sq|1, Sk|1] (f32, additive; an axis of extent 1 or stride 0
+ *                         broadcasts):  s += mask[b, h, i, j]
+ *   causal / window:      s = -inf outside  i + off - left <= j <= i + off + right
+ *                         (causal sets right = 0 when it is larger or unbounded)
+ * off = 0 for BARACUDA_ALIGN_TOP_LEFT (query i sees key j <= i under causal, as PyTorch's
+ * is_causal), off = Sk - Sq for BARACUDA_ALIGN_BOTTOM_RIGHT (the KV-cache convention).
+ * Y = softmax(s) V, accumulated in f32 (f64 for f64). LSE = natural-log log-sum-exp of each
+ * row's scores, always written. A row with no visible key gives Y = 0 and LSE = -inf.
+ */
+
+typedef enum baracuda_alignment {
+  BARACUDA_ALIGN_TOP_LEFT = 0,
+  BARACUDA_ALIGN_BOTTOM_RIGHT = 1
+} baracuda_alignment;
+
+/* A window bound of this value leaves that side unbounded. */
+#define BARACUDA_WINDOW_UNBOUNDED (-1)
+
+typedef struct baracuda_flash_sdpa_descriptor {
+  int32_t batch_size; /* B */
+  int32_t num_heads;  /* H, query heads */
+  int32_t query_len;  /* Sq */
+  int32_t key_len;    /* Sk */
+  int32_t d_k;        /* head dim of Q and K */
+  int32_t d_v;        /* head dim of V and Y */
+  double scale;       /* finite; baracuda_flash_sdpa_descriptor_init sets 1 / sqrt(d_k) */
+  int32_t is_causal;  /* 0 or 1 */
+  baracuda_element element;
+  int32_t window_size_left;  /* >= 0, or BARACUDA_WINDOW_UNBOUNDED */
+  int32_t window_size_right; /* >= 0, or BARACUDA_WINDOW_UNBOUNDED */
+  double softcap;            /* 0 disables; otherwise finite and > 0 */
+  baracuda_alignment alignment;
+} baracuda_flash_sdpa_descriptor;
+
+/* Fills every field: the extents and element given, scale 1 / sqrt(d_k) (1 when d_k is 0),
+ * not causal, unbounded window, no softcap, top-left alignment. */
+BARACUDA_API void baracuda_flash_sdpa_descriptor_init(baracuda_flash_sdpa_descriptor* desc,
+                                                      int32_t batch_size, int32_t num_heads,
+                                                      int32_t query_len, int32_t key_len,
+                                                      int32_t d_k, int32_t d_v,
+                                                      baracuda_element element);
+
+typedef struct baracuda_flash_sdpa_args {
+  baracuda_tensor q;            /* [B, H, Sq, Dk] */
+  baracuda_tensor k;            /* [B, Hk, Sk, Dk] */
+  baracuda_tensor v;            /* [B, Hk, Sk, Dv] */
+  baracuda_tensor y;            /* [B, H, Sq, Dv], written */
+  baracuda_tensor lse;          /* [B, H, Sq], f32 (f64 for f64), written */
+  baracuda_tensor mask;         /* optional (rank 0 = none): f32 [B|1, H|1, Sq|1, Sk|1] */
+  baracuda_tensor alibi_slopes; /* optional (rank 0 = none): f32 [1, H] or [B, H] */
+} baracuda_flash_sdpa_args;
+
+typedef struct baracuda_flash_sdpa_plan_s* baracuda_flash_sdpa_plan;
+
+/* Checks the descriptor (no device needed for that), then picks a kernel for the current
+ * device and prepares it (attributes are set here, never at run). preference may be NULL
+ * (AUTO). On success *plan owns a plan to destroy with baracuda_flash_sdpa_plan_destroy. */
+BARACUDA_API baracuda_status baracuda_flash_sdpa_plan_select(
+    const baracuda_flash_sdpa_descriptor* desc, const baracuda_plan_preference* preference,
+    baracuda_flash_sdpa_plan* plan);
+
+/* Checks args against the plan's descriptor: shapes, strides, elements, buffer sizes. */
+BARACUDA_API baracuda_status baracuda_flash_sdpa_can_implement(
+    baracuda_flash_sdpa_plan plan, const baracuda_flash_sdpa_args* args);
+
+/* Bytes of device workspace that run needs (0 for the portable backend). */
+BARACUDA_API baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan,
+                                                                size_t* bytes);
+
+/* Re-checks args, then enqueues the kernel on stream. No host synchronisation and no
+ * allocation: safe under CUDA graph capture. */
+BARACUDA_API baracuda_status baracuda_flash_sdpa_run(baracuda_flash_sdpa_plan plan,
+                                                     const baracuda_flash_sdpa_args* args,
+                                                     void* workspace, size_t workspace_bytes,
+                                                     baracuda_stream stream);
+
+BARACUDA_API baracuda_backend baracuda_flash_sdpa_backend(baracuda_flash_sdpa_plan plan);
+
+BARACUDA_API baracuda_status baracuda_flash_sdpa_sku(baracuda_flash_sdpa_plan plan,
+                                                     baracuda_kernel_sku* sku);
+
+BARACUDA_API baracuda_status baracuda_flash_sdpa_precision_guarantee(
+    baracuda_flash_sdpa_plan plan, baracuda_precision_guarantee* guarantee);
+
+/* Accepts NULL. */
+BARACUDA_API void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan);
+
+/* ---------------------------------------------------------------- seed entry points
+ *
+ * The seed's raw launches, for C consumers that manage everything themselves. Contiguous
+ * Q [B, H, Sq, Dk], K [B, H, Sk, Dk], V [B, H, Sk, Dv], Y [B, H, Sq, Dv], LSE [B, H, Sq]
+ * (f32; f64 for the f64 entry points); mask contiguous f32 [B, H, Sq, Sk]. They run the same
+ * checks and kernels as the plan (selected for the current device on every call) and
+ * return its status. workspace may be NULL (the kernels need none).
+ */
+#define BARACUDA_SEED_FLASH_SDPA_RUN(name)                                                    \
+  BARACUDA_API baracuda_status name(                                                          \
+      int32_t batch_size, int32_t num_heads, int32_t query_len, int32_t key_len, int32_t d_k, \
+      int32_t d_v, float scale, int32_t is_causal, const void* q, const void* k,              \
+      const void* v, void* y, void* lse, void* workspace, size_t workspace_bytes,             \
+      baracuda_stream stream)
+#define BARACUDA_SEED_SDPA_ARBMASK_RUN(name)                                                  \
+  BARACUDA_API baracuda_status name(                                                          \
+      int32_t batch_size, int32_t num_heads, int32_t query_len, int32_t key_len, int32_t d_k, \
+      int32_t d_v, float scale, int32_t is_causal, const void* q, const void* k,              \
+      const void* v, const float* mask, void* y, void* lse, void* workspace,                  \
+      size_t workspace_bytes, baracuda_stream stream)
+
+BARACUDA_SEED_FLASH_SDPA_RUN(baracuda_kernels_flash_sdpa_f32_run);
+BARACUDA_SEED_FLASH_SDPA_RUN(baracuda_kernels_flash_sdpa_f16_run);
+BARACUDA_SEED_FLASH_SDPA_RUN(baracuda_kernels_flash_sdpa_bf16_run);
+BARACUDA_SEED_FLASH_SDPA_RUN(baracuda_kernels_flash_sdpa_f64_run);
+BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f32_arbmask_run);
+BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f16_arbmask_run);
+BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_bf16_arbmask_run);
+BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f64_arbmask_run);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BARACUDA_BARACUDA_H */

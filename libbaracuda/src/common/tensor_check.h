@@ -1,0 +1,51 @@
+// Argument checks shared by every plan: one function checks one tensor against its rule and
+// names the first thing wrong, in the house form "<op>: <tensor> <what> (got X, expected Y)".
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "baracuda/baracuda.h"
+
+namespace baracuda {
+
+bool is_valid_element(baracuda_element element);
+
+// An optional tensor is absent when its rank is 0.
+inline bool is_present(const baracuda_tensor& tensor) { return tensor.rank != 0; }
+
+// physical_span of a view whose reach does not fit in int64.
+constexpr int64_t kSpanOverflow = INT64_MAX;
+
+// Highest element offset the view can address, plus one; 0 for a view with no elements;
+// kSpanOverflow when that does not fit. Zero-stride (broadcast) axes add nothing.
+int64_t physical_span(const baracuda_tensor& tensor);
+
+// "[2, 8, 128, 64]"
+std::string format_extents(const int64_t* extents, int rank);
+
+enum class Broadcast {
+  kNone,        // the shape must equal the expected shape
+  kExtentOne,   // each axis is either the expected extent or 1 (which broadcasts)
+};
+
+enum class Access {
+  kRead,   // zero strides are fine (they broadcast)
+  kWrite,  // written: no zero stride on an axis of extent > 1
+};
+
+struct TensorRule {
+  const char* name;            // "q", "mask", ...
+  baracuda_element element;    // required element
+  int rank;                    // required rank
+  const int64_t* shape;        // expected extents, `rank` of them
+  Broadcast broadcast;
+  Access access;
+  bool unit_last_stride;       // the last axis must be contiguous
+};
+
+// Checks rank, element, shape, strides, data pointer and buffer size, in that order.
+baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
+                             const TensorRule& rule);
+
+}  // namespace baracuda

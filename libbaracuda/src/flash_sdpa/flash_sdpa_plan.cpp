@@ -1,0 +1,485 @@
+// FlashSdpaPlan: describe (descriptor), can_implement, workspace size, run.
+//
+// Every check of the operation lives in this file: descriptor checks in check_descriptor
+// (no device needed), argument checks in check_args. Each refusal names the field and gives
+// what it got and what it expected.
+#include <cinttypes>
+#include <climits>
+#include <cmath>
+#include <new>
+#include <string>
+
+#include "baracuda/baracuda.h"
+#include "common/device.h"
+#include "common/status.h"
+#include "common/tensor_check.h"
+#include "flash_sdpa/flash_sdpa_params.h"
+#include "flash_sdpa/flash_sdpa_portable.h"
+
+namespace {
+
+using baracuda::Access;
+using baracuda::Broadcast;
+using baracuda::DeviceInfo;
+using baracuda::TensorRule;
+using baracuda::fail;
+using baracuda::flash_sdpa::Params;
+using baracuda::flash_sdpa::PortableInstance;
+
+constexpr const char* kSelectOp = "flash_sdpa_plan_select";
+constexpr const char* kCanImplementOp = "flash_sdpa_can_implement";
+constexpr const char* kRunOp = "flash_sdpa_run";
+
+// Head dims every backend supports: 8 to 256 in steps of 8.
+constexpr int kMinHeadDim = 8;
+constexpr int kMaxHeadDim = 256;
+constexpr int kHeadDimStep = 8;
+
+// The portable family runs on Ampere (compute capability 8.0) and newer.
+constexpr int kPortableMinArch = 80;
+
+constexpr int64_t kMaxGridBlocks = INT_MAX;
+
+}  // namespace
+
+struct baracuda_flash_sdpa_plan_s {
+  baracuda_flash_sdpa_descriptor desc;
+  baracuda_backend backend;
+  const PortableInstance* instance;
+  DeviceInfo device;
+  std::string sku_name;
+};
+
+namespace {
+
+baracuda_status check_extent(const char* field, int32_t value) {
+  if (value >= 0) return BARACUDA_STATUS_SUCCESS;
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+              "%s must be non-negative (got %d, expected >= 0)", field, value);
+}
+
+baracuda_status check_window_bound(const char* field, int32_t value) {
+  if (value >= 0 || value == BARACUDA_WINDOW_UNBOUNDED) return BARACUDA_STATUS_SUCCESS;
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+              "%s must be a bound >= 0 or unbounded (got %d, expected >= 0 or "
+              "BARACUDA_WINDOW_UNBOUNDED = %d)",
+              field, value, BARACUDA_WINDOW_UNBOUNDED);
+}
+
+baracuda_status check_head_dim(const char* field, int32_t value) {
+  if (value >= kMinHeadDim && value <= kMaxHeadDim && value % kHeadDimStep == 0) {
+    return BARACUDA_STATUS_SUCCESS;
+  }
+  return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
+              "%s is not a supported head dim (got %d, expected a multiple of %d in [%d, %d])",
+              field, value, kHeadDimStep, kMinHeadDim, kMaxHeadDim);
+}
+
+// Blocks of one launch; the product of three int32 extents fits in int64 only because the
+// tile count is a 16th of query_len, so it is formed as a quotient test first.
+bool grid_fits_one_launch(const baracuda_flash_sdpa_descriptor& desc, int64_t* blocks) {
+  const int64_t tiles = (int64_t{desc.query_len} + baracuda::flash_sdpa::kPortableBlockRows - 1) /
+                        baracuda::flash_sdpa::kPortableBlockRows;
+  const int64_t heads = int64_t{desc.batch_size} * desc.num_heads;
+  if (tiles > 0 && heads > kMaxGridBlocks / tiles) return false;
+  *blocks = heads * tiles;
+  return true;
+}
+
+// Every check that needs only the descriptor and the preference.
+baracuda_status check_descriptor(const baracuda_flash_sdpa_descriptor& desc,
+                                 const baracuda_plan_preference& preference) {
+  if (!baracuda::is_valid_element(desc.element)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "element is not an element type (got %d, expected f32, f16, bf16 or f64)",
+                static_cast<int>(desc.element));
+  }
+  const struct {
+    const char* field;
+    int32_t value;
+  } extents[] = {{"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
+                 {"query_len", desc.query_len},   {"key_len", desc.key_len},
+                 {"d_k", desc.d_k},               {"d_v", desc.d_v}};
+  for (const auto& extent : extents) {
+    const baracuda_status status = check_extent(extent.field, extent.value);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+  }
+  if (!std::isfinite(desc.scale)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "scale must be finite (got %g, expected a finite number)", desc.scale);
+  }
+  if (!std::isfinite(desc.softcap) || desc.softcap < 0.0) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "softcap must be finite and non-negative (got %g, expected 0 to disable or a "
+                "finite value > 0)",
+                desc.softcap);
+  }
+  if (desc.is_causal != 0 && desc.is_causal != 1) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "is_causal must be 0 or 1 (got %d, expected 0 or 1)", desc.is_causal);
+  }
+  baracuda_status status = check_window_bound("window_size_left", desc.window_size_left);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = check_window_bound("window_size_right", desc.window_size_right);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  if (desc.alignment != BARACUDA_ALIGN_TOP_LEFT && desc.alignment != BARACUDA_ALIGN_BOTTOM_RIGHT) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "alignment is not an alignment (got %d, expected BARACUDA_ALIGN_TOP_LEFT or "
+                "BARACUDA_ALIGN_BOTTOM_RIGHT)",
+                static_cast<int>(desc.alignment));
+  }
+  if (preference.backend != BARACUDA_BACKEND_AUTO &&
+      preference.backend != BARACUDA_BACKEND_PORTABLE) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO or "
+                "BARACUDA_BACKEND_PORTABLE)",
+                static_cast<int>(preference.backend));
+  }
+  status = check_head_dim("d_k", desc.d_k);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = check_head_dim("d_v", desc.d_v);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  int64_t blocks = 0;
+  if (!grid_fits_one_launch(desc, &blocks)) {
+    return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
+                "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x %d "
+                "x %d rows, expected <= %" PRId64 " blocks)",
+                baracuda::flash_sdpa::kPortableBlockRows, desc.batch_size, desc.num_heads,
+                desc.query_len, kMaxGridBlocks);
+  }
+  return BARACUDA_STATUS_SUCCESS;
+}
+
+// The smallest compiled portable instance of the element that covers both head dims.
+baracuda_status find_portable_instance(const baracuda_flash_sdpa_descriptor& desc,
+                                       const PortableInstance** found) {
+  size_t count = 0;
+  const PortableInstance* instances = baracuda::flash_sdpa::portable_instances(&count);
+  const int head_dim = desc.d_k > desc.d_v ? desc.d_k : desc.d_v;
+  std::string buckets;
+  for (size_t n = 0; n < count; ++n) {
+    if (instances[n].element != desc.element) continue;
+    if (!buckets.empty()) buckets += ", ";
+    buckets += std::to_string(instances[n].head_dim_bucket);
+    if (instances[n].head_dim_bucket >= head_dim) {
+      *found = &instances[n];
+      return BARACUDA_STATUS_SUCCESS;
+    }
+  }
+  return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
+              "no portable %s instance covers head dim %d in this build (got buckets [%s], "
+              "expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)",
+              baracuda_element_string(desc.element), head_dim, buckets.c_str(), head_dim);
+}
+
+baracuda_element lse_element(baracuda_element element) {
+  return element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F64 : BARACUDA_ELEMENT_F32;
+}
+
+bool broadcasts_all_heads(const baracuda_tensor& tensor, int32_t num_heads) {
+  return tensor.rank == 4 && tensor.shape[1] == num_heads && tensor.strides[1] == 0;
+}
+
+// Every check of the arguments against the plan.
+baracuda_status check_args(const char* op, const baracuda_flash_sdpa_plan_s* plan,
+                           const baracuda_flash_sdpa_args* args) {
+  if (plan == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
+  }
+  if (args == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "args is NULL (got NULL, expected args)");
+  }
+  const baracuda_flash_sdpa_descriptor& d = plan->desc;
+  const int64_t batch = d.batch_size, heads = d.num_heads, query_len = d.query_len,
+                key_len = d.key_len, d_k = d.d_k, d_v = d.d_v;
+
+  // K's head count sets the GQA group; V must use the same convention.
+  if (args->k.rank != 4) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "k rank mismatch (got %d, expected 4)",
+                args->k.rank);
+  }
+  const int64_t heads_k = args->k.shape[1];
+  if (heads == 0 && heads_k != 0) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "k shape[1] (num_heads_k) must be 0 when num_heads is 0 (got %" PRId64
+                ", expected 0)",
+                heads_k);
+  }
+  if (heads > 0 && (heads_k <= 0 || heads % heads_k != 0)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "k shape[1] (num_heads_k) must divide num_heads (got %" PRId64
+                ", expected a divisor of %" PRId64 ")",
+                heads_k, heads);
+  }
+  if (args->v.rank == 4 && args->v.shape[1] != heads_k &&
+      broadcasts_all_heads(args->k, d.num_heads) != broadcasts_all_heads(args->v, d.num_heads)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "k and v disagree on the head-broadcast convention (got k heads %" PRId64
+                " with stride %" PRId64 " and v heads %" PRId64 " with stride %" PRId64
+                ", expected the same heads: both [B, %" PRId64 "] with stride 0, or both [B, Hk])",
+                heads_k, args->k.strides[1], args->v.shape[1], args->v.strides[1], heads);
+  }
+
+  const baracuda_element element = d.element;
+  const int64_t q_shape[4] = {batch, heads, query_len, d_k};
+  const int64_t k_shape[4] = {batch, heads_k, key_len, d_k};
+  const int64_t v_shape[4] = {batch, heads_k, key_len, d_v};
+  const int64_t y_shape[4] = {batch, heads, query_len, d_v};
+  const int64_t lse_shape[3] = {batch, heads, query_len};
+  const int64_t mask_shape[4] = {batch, heads, query_len, key_len};
+  const TensorRule rules[] = {
+      {"q", element, 4, q_shape, Broadcast::kNone, Access::kRead, true},
+      {"k", element, 4, k_shape, Broadcast::kNone, Access::kRead, true},
+      {"v", element, 4, v_shape, Broadcast::kNone, Access::kRead, true},
+      {"y", element, 4, y_shape, Broadcast::kNone, Access::kWrite, true},
+      {"lse", lse_element(element), 3, lse_shape, Broadcast::kNone, Access::kWrite, false},
+  };
+  const baracuda_tensor* tensors[] = {&args->q, &args->k, &args->v, &args->y, &args->lse};
+  for (size_t n = 0; n < sizeof(rules) / sizeof(rules[0]); ++n) {
+    const baracuda_status status = baracuda::check_tensor(op, *tensors[n], rules[n]);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+  }
+
+  if (baracuda::is_present(args->mask)) {
+    const TensorRule rule = {"mask", BARACUDA_ELEMENT_F32, 4, mask_shape, Broadcast::kExtentOne,
+                             Access::kRead, false};
+    const baracuda_status status = baracuda::check_tensor(op, args->mask, rule);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+  }
+
+  if (baracuda::is_present(args->alibi_slopes)) {
+    const baracuda_tensor& slopes = args->alibi_slopes;
+    const bool shape_ok = slopes.rank == 2 && slopes.shape[1] == heads &&
+                          (slopes.shape[0] == 1 || slopes.shape[0] == batch);
+    if (slopes.rank == 2 && !shape_ok) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                  "alibi_slopes shape mismatch (got %s, expected [1, %" PRId64 "] or [%" PRId64
+                  ", %" PRId64 "])",
+                  baracuda::format_extents(slopes.shape, slopes.rank).c_str(), heads, batch,
+                  heads);
+    }
+    const int64_t slopes_shape[2] = {batch, heads};
+    const TensorRule rule = {"alibi_slopes", BARACUDA_ELEMENT_F32, 2, slopes_shape,
+                             Broadcast::kExtentOne, Access::kRead, false};
+    const baracuda_status status = baracuda::check_tensor(op, slopes, rule);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+  }
+  return BARACUDA_STATUS_SUCCESS;
+}
+
+void copy_strides(int64_t* to, const baracuda_tensor& from) {
+  for (int axis = 0; axis < from.rank; ++axis) to[axis] = from.strides[axis];
+}
+
+// A broadcast axis (extent 1) reads the same element for every index.
+int64_t broadcast_stride(const baracuda_tensor& tensor, int axis) {
+  return tensor.shape[axis] == 1 ? 0 : tensor.strides[axis];
+}
+
+Params make_params(const baracuda_flash_sdpa_descriptor& d, const baracuda_flash_sdpa_args& args) {
+  Params params;
+  params.q = args.q.data;
+  params.k = args.k.data;
+  params.v = args.v.data;
+  params.y = args.y.data;
+  params.lse = args.lse.data;
+  params.batch_size = d.batch_size;
+  params.num_heads = d.num_heads;
+  params.num_heads_k = static_cast<int32_t>(args.k.shape[1]);
+  params.query_len = d.query_len;
+  params.key_len = d.key_len;
+  params.d_k = d.d_k;
+  params.d_v = d.d_v;
+  copy_strides(params.q_strides, args.q);
+  copy_strides(params.k_strides, args.k);
+  copy_strides(params.v_strides, args.v);
+  copy_strides(params.y_strides, args.y);
+  copy_strides(params.lse_strides, args.lse);
+
+  baracuda::flash_sdpa::ScoreModifiers& modifiers = params.modifiers;
+  modifiers.scale = d.scale;
+  modifiers.softcap = d.softcap;
+  if (baracuda::is_present(args.alibi_slopes)) {
+    modifiers.alibi_slopes = static_cast<const float*>(args.alibi_slopes.data);
+    for (int axis = 0; axis < 2; ++axis) {
+      modifiers.alibi_strides[axis] = broadcast_stride(args.alibi_slopes, axis);
+    }
+  }
+  if (baracuda::is_present(args.mask)) {
+    modifiers.mask = static_cast<const float*>(args.mask.data);
+    for (int axis = 0; axis < 4; ++axis) {
+      modifiers.mask_strides[axis] = broadcast_stride(args.mask, axis);
+    }
+  }
+  using baracuda::flash_sdpa::kUnboundedWindow;
+  modifiers.window_left =
+      d.window_size_left == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : d.window_size_left;
+  modifiers.window_right =
+      d.window_size_right == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : d.window_size_right;
+  if (d.is_causal && modifiers.window_right > 0) modifiers.window_right = 0;
+  modifiers.offset =
+      d.alignment == BARACUDA_ALIGN_BOTTOM_RIGHT ? int64_t{d.key_len} - d.query_len : 0;
+  return params;
+}
+
+std::string make_sku_name(const baracuda_flash_sdpa_plan_s& plan) {
+  return std::string("flash_sdpa.") + baracuda_backend_string(plan.backend) + "." +
+         baracuda_element_string(plan.desc.element) + ".d" +
+         std::to_string(plan.instance->head_dim_bucket) + ".sm" +
+         std::to_string(plan.device.arch);
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* baracuda_backend_string(baracuda_backend backend) {
+  switch (backend) {
+    case BARACUDA_BACKEND_AUTO: return "auto";
+    case BARACUDA_BACKEND_PORTABLE: return "portable";
+  }
+  return "invalid";
+}
+
+void baracuda_flash_sdpa_descriptor_init(baracuda_flash_sdpa_descriptor* desc, int32_t batch_size,
+                                         int32_t num_heads, int32_t query_len, int32_t key_len,
+                                         int32_t d_k, int32_t d_v, baracuda_element element) {
+  if (desc == nullptr) return;
+  desc->batch_size = batch_size;
+  desc->num_heads = num_heads;
+  desc->query_len = query_len;
+  desc->key_len = key_len;
+  desc->d_k = d_k;
+  desc->d_v = d_v;
+  desc->scale = d_k > 0 ? 1.0 / std::sqrt(static_cast<double>(d_k)) : 1.0;
+  desc->is_causal = 0;
+  desc->element = element;
+  desc->window_size_left = BARACUDA_WINDOW_UNBOUNDED;
+  desc->window_size_right = BARACUDA_WINDOW_UNBOUNDED;
+  desc->softcap = 0.0;
+  desc->alignment = BARACUDA_ALIGN_TOP_LEFT;
+}
+
+baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descriptor* desc,
+                                                const baracuda_plan_preference* preference,
+                                                baracuda_flash_sdpa_plan* plan) {
+  if (plan == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "plan is NULL (got NULL, expected a place to store the plan)");
+  }
+  *plan = nullptr;
+  if (desc == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "desc is NULL (got NULL, expected a descriptor)");
+  }
+  const baracuda_plan_preference chosen =
+      preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
+  baracuda_status status = check_descriptor(*desc, chosen);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+
+  // Backend heuristic: the portable family is the only one built so far, so AUTO and an
+  // explicit PORTABLE both pick it.
+  const PortableInstance* instance = nullptr;
+  status = find_portable_instance(*desc, &instance);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+
+  DeviceInfo device;
+  status = baracuda::current_device(kSelectOp, &device);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  if (device.arch < kPortableMinArch) {
+    return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
+                "the portable backend needs a newer GPU (got compute capability %d.%d, expected "
+                ">= %d.%d)",
+                device.arch / 10, device.arch % 10, kPortableMinArch / 10, kPortableMinArch % 10);
+  }
+  status = instance->prepare(device, kSelectOp);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+
+  auto* selected = new (std::nothrow) baracuda_flash_sdpa_plan_s{
+      *desc, BARACUDA_BACKEND_PORTABLE, instance, device, std::string()};
+  if (selected == nullptr) {
+    return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
+                "host allocation of the plan failed (got no memory, expected %zu bytes)",
+                sizeof(baracuda_flash_sdpa_plan_s));
+  }
+  selected->sku_name = make_sku_name(*selected);
+  *plan = selected;
+  return baracuda::succeed();
+}
+
+baracuda_status baracuda_flash_sdpa_can_implement(baracuda_flash_sdpa_plan plan,
+                                                  const baracuda_flash_sdpa_args* args) {
+  const baracuda_status status = check_args(kCanImplementOp, plan, args);
+  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+}
+
+baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan, size_t* bytes) {
+  if (plan == nullptr || bytes == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, "flash_sdpa_workspace_size",
+                "plan and bytes must not be NULL (got NULL, expected pointers)");
+  }
+  *bytes = 0;
+  return baracuda::succeed();
+}
+
+baracuda_status baracuda_flash_sdpa_run(baracuda_flash_sdpa_plan plan,
+                                        const baracuda_flash_sdpa_args* args, void* workspace,
+                                        size_t workspace_bytes, baracuda_stream stream) {
+  baracuda_status status = check_args(kRunOp, plan, args);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  size_t needed = 0;
+  baracuda_flash_sdpa_workspace_size(plan, &needed);
+  if (workspace_bytes < needed || (needed > 0 && workspace == nullptr)) {
+    return baracuda::fail_with_sizes(
+        BARACUDA_STATUS_WORKSPACE_TOO_SMALL, static_cast<int64_t>(needed),
+        static_cast<int64_t>(workspace_bytes), kRunOp,
+        "workspace too small (got %zu bytes, expected at least %zu)", workspace_bytes, needed);
+  }
+  int ordinal = -1;
+  status = baracuda::current_device_ordinal(kRunOp, &ordinal);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  if (ordinal != plan->device.ordinal) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kRunOp,
+                "the current device is not the plan's (got device %d, expected device %d)",
+                ordinal, plan->device.ordinal);
+  }
+  status = plan->instance->launch(make_params(plan->desc, *args), stream, kRunOp);
+  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+}
+
+baracuda_backend baracuda_flash_sdpa_backend(baracuda_flash_sdpa_plan plan) {
+  return plan != nullptr ? plan->backend : BARACUDA_BACKEND_AUTO;
+}
+
+baracuda_status baracuda_flash_sdpa_sku(baracuda_flash_sdpa_plan plan, baracuda_kernel_sku* sku) {
+  if (plan == nullptr || sku == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, "flash_sdpa_sku",
+                "plan and sku must not be NULL (got NULL, expected pointers)");
+  }
+  sku->name = plan->sku_name.c_str();
+  sku->backend = plan->backend;
+  sku->element = plan->desc.element;
+  sku->head_dim_bucket = plan->instance->head_dim_bucket;
+  sku->arch = plan->device.arch;
+  return baracuda::succeed();
+}
+
+baracuda_status baracuda_flash_sdpa_precision_guarantee(baracuda_flash_sdpa_plan plan,
+                                                        baracuda_precision_guarantee* guarantee) {
+  if (plan == nullptr || guarantee == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, "flash_sdpa_precision_guarantee",
+                "plan and guarantee must not be NULL (got NULL, expected pointers)");
+  }
+  // f32 arithmetic for f16 / bf16 / f32, f64 for f64. One block writes each output row and the
+  // reduction order is fixed: no atomics, bit-stable run to run on the same GPU.
+  const baracuda_element math = lse_element(plan->desc.element);
+  guarantee->math_precision = math;
+  guarantee->accumulator = math;
+  guarantee->deterministic = 1;
+  guarantee->bit_stable_on_same_hardware = 1;
+  return baracuda::succeed();
+}
+
+void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan) { delete plan; }
+
+}  // extern "C"

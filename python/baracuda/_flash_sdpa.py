@@ -1,0 +1,522 @@
+"""Flash attention forward: the descriptor, the plan and :func:`flash_attention`.
+
+Semantics (ARCHITECTURE.md): Q ``[B, H, Sq, Dk]``, K ``[B, Hk, Sk, Dk]``, V ``[B, Hk, Sk, Dv]``,
+Y ``[B, H, Sq, Dv]``, LSE ``[B, H, Sq]``; ``Hk`` divides ``H`` and query head ``h`` reads K/V
+head ``h // (H // Hk)``. Scores, in order:
+
+1. ``s = scale * q.k``;
+2. softcap: ``s = softcap * tanh(s / softcap)`` when ``softcap > 0``;
+3. ALiBi: ``s -= slope[b, h] * |i - j + off|``;
+4. the additive mask: ``s += mask[b, h, i, j]``;
+5. causal and window limits: ``s = -inf`` outside ``i + off - left <= j <= i + off + right``.
+
+``off`` is 0 for ``"top_left"`` alignment and ``Sk - Sq`` for ``"bottom_right"``.
+``Y = softmax(s) V``; LSE is the natural-log log-sum-exp of each row's scores; a row with no
+visible key gives ``Y = 0`` and ``LSE = -inf``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
+
+from . import _capi
+from ._cuda import allocate, current_device, stream_handle
+from ._device_array import DeviceArray
+from ._errors import InvalidProblemError
+from ._tensor import NO_SYNC, as_tensor, as_workspace, common_device, element_name, prepend_axes
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+QKV_RANK = 4
+MASK_RANK = 4
+ALIBI_SLOPES_RANK = 2
+PLAN_CACHE_CAPACITY = 64
+"""Plans that :func:`flash_attention` keeps selected, least recently used dropped first."""
+
+_EXTENT_FIELDS = ("batch_size", "num_heads", "query_len", "key_len", "d_k")
+_WINDOW_FIELDS = ("window_size_left", "window_size_right")
+
+
+def _int32(value: object, field: str, op: str) -> int:
+    number = operator.index(value)
+    if not INT32_MIN <= number <= INT32_MAX:
+        raise InvalidProblemError(
+            f"{op}: {field} does not fit in int32 (got {number}, expected {INT32_MIN} to "
+            f"{INT32_MAX})"
+        )
+    return number
+
+
+def _name_in(value: object, names, field: str, op: str) -> str:
+    if value not in names:
+        expected = " or ".join(repr(name) for name in names)
+        raise InvalidProblemError(f"{op}: unknown {field} (got {value!r}, expected {expected})")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class FlashSdpaDescriptor:
+    """A flash attention forward problem: extents, element and score options.
+
+    Only what the C descriptor cannot hold is refused here (types, int32 range, unknown
+    names); the C library checks the values when a plan is selected
+    (:meth:`FlashSdpaPlan.select`) and names the first one it refuses.
+
+    Parameters
+    ----------
+    batch_size, num_heads, query_len, key_len : int
+        ``B``, ``H`` (query heads), ``Sq``, ``Sk``.
+    d_k : int
+        Head dim of Q and K.
+    d_v : int, optional
+        Head dim of V and Y; ``None`` means ``d_k`` (and is stored as ``d_k``).
+    scale : float, optional
+        Factor of ``q.k``; ``None`` means ``1 / sqrt(d_k)``.
+    is_causal : bool
+        Hide keys after the query's aligned position (right window bound 0).
+    element : str or dtype
+        ``"f32"``, ``"f16"``, ``"bf16"``, ``"f64"`` or a numpy / torch / cupy dtype of one of
+        them; stored as the name.
+    window_size_left, window_size_right : int, optional
+        Keys visible before and after the aligned position; ``None`` is unbounded.
+    softcap : float
+        ``s = softcap * tanh(s / softcap)`` when positive; 0 disables it.
+    alignment : {"top_left", "bottom_right"}
+        Offset of query positions against keys: 0 (PyTorch's ``is_causal``) or ``Sk - Sq``
+        (the KV-cache convention).
+    """
+
+    batch_size: int
+    num_heads: int
+    query_len: int
+    key_len: int
+    d_k: int
+    d_v: int | None = None
+    _: dataclasses.KW_ONLY
+    scale: float | None = None
+    is_causal: bool = False
+    element: str = "f32"
+    window_size_left: int | None = None
+    window_size_right: int | None = None
+    softcap: float = 0.0
+    alignment: str = "top_left"
+
+    def __post_init__(self) -> None:
+        op = type(self).__name__
+        fields = {name: _int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
+        fields["d_v"] = fields["d_k"] if self.d_v is None else _int32(self.d_v, "d_v", op)
+        for name in _WINDOW_FIELDS:
+            bound = getattr(self, name)
+            fields[name] = None if bound is None else _int32(bound, name, op)
+            if fields[name] is not None and fields[name] < 0:
+                # C reads -1 as unbounded; in Python that is spelled None.
+                raise InvalidProblemError(
+                    f"{op}: {name} must be >= 0 or None (got {fields[name]}, expected >= 0, "
+                    "or None for unbounded)"
+                )
+        fields["scale"] = None if self.scale is None else float(self.scale)
+        fields["is_causal"] = bool(self.is_causal)
+        fields["element"] = element_name(self.element, op)
+        fields["softcap"] = float(self.softcap)
+        fields["alignment"] = _name_in(self.alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+
+class KernelSku(NamedTuple):
+    """What a selected plan runs.
+
+    Attributes
+    ----------
+    name : str
+        Such as ``"flash_sdpa.portable.bf16.d128.sm90"``.
+    backend : str
+        ``"portable"``.
+    element : str
+        Element of Q, K, V and Y.
+    head_dim_bucket : int
+        Largest head dim of the compiled instance.
+    arch : int
+        Compute capability x 10 of the device selected for, e.g. 90.
+    """
+
+    name: str
+    backend: str
+    element: str
+    head_dim_bucket: int
+    arch: int
+
+
+class PrecisionGuarantee(NamedTuple):
+    """The arithmetic a plan promises.
+
+    Attributes
+    ----------
+    math_precision : str
+        Element of the score and softmax arithmetic.
+    accumulator : str
+        Element of the running output accumulator.
+    deterministic : bool
+        Same inputs, same outputs (no atomics).
+    bit_stable_on_same_hardware : bool
+        Bit-identical results across runs on the same hardware.
+    """
+
+    math_precision: str
+    accumulator: str
+    deterministic: bool
+    bit_stable_on_same_hardware: bool
+
+
+class FlashSdpaPlan:
+    """A selected flash attention forward kernel for one :class:`FlashSdpaDescriptor`.
+
+    Made by :meth:`select`; holds C resources until :meth:`close` (or the end of a ``with``
+    block, or collection).
+    """
+
+    __slots__ = ("_handle", "_descriptor", "__weakref__")
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise TypeError("FlashSdpaPlan cannot be made directly; use FlashSdpaPlan.select")
+
+    @classmethod
+    def select(cls, descriptor: FlashSdpaDescriptor, *, backend: str = "auto") -> FlashSdpaPlan:
+        """Check ``descriptor`` and pick a kernel for the current device.
+
+        Parameters
+        ----------
+        descriptor : FlashSdpaDescriptor
+            The problem.
+        backend : {"auto", "portable"}
+            ``"auto"`` lets the plan choose; a named backend is honoured or refused with the
+            reason, never replaced.
+
+        Returns
+        -------
+        FlashSdpaPlan
+
+        Raises
+        ------
+        InvalidProblemError
+            A descriptor value is out of range (negative extent, non-finite scale, ...).
+        UnsupportedError
+            A valid problem this build or device cannot run (head dim, backend, arch).
+        CudaError
+            No CUDA device or driver.
+        """
+        op = "FlashSdpaPlan.select"
+        if not isinstance(descriptor, FlashSdpaDescriptor):
+            raise TypeError(f"{op}: descriptor is not a FlashSdpaDescriptor "
+                            f"(got {type(descriptor).__name__}, expected FlashSdpaDescriptor)")
+        _name_in(backend, tuple(_capi.BACKENDS), "backend", op)
+        plan = cls.__new__(cls)
+        plan._descriptor = descriptor
+        plan._handle = _capi.FlashSdpaPlanHandle.select(descriptor, backend)
+        return plan
+
+    # ------------------------------------------------------------ reports
+
+    @property
+    def descriptor(self) -> FlashSdpaDescriptor:
+        """The problem the plan was selected for."""
+        return self._descriptor
+
+    @property
+    def backend(self) -> str:
+        """The backend the plan runs (``"portable"``)."""
+        return self._handle.backend()
+
+    @property
+    def sku(self) -> KernelSku:
+        """The kernel the plan runs."""
+        return KernelSku(*self._handle.sku())
+
+    @property
+    def precision_guarantee(self) -> PrecisionGuarantee:
+        """The arithmetic the plan promises."""
+        return PrecisionGuarantee(*self._handle.precision_guarantee())
+
+    @property
+    def workspace_size(self) -> int:
+        """Bytes of device workspace that :meth:`run` needs (0 for the portable backend)."""
+        return self._handle.workspace_size()
+
+    # ------------------------------------------------------------ arguments and run
+
+    def can_implement(self, q, k, v, y, lse, *, mask=None, alibi_slopes=None) -> None:
+        """Check tensors against the plan (shapes, strides, elements, buffer sizes).
+
+        Reads only the tensors' metadata: no stream ordering, nothing enqueued. The tensors
+        are as :meth:`run` takes them.
+
+        Raises
+        ------
+        InvalidProblemError, UnsupportedError, BufferTooSmallError
+            The first check that fails, with the C library's reason.
+        """
+        op = "FlashSdpaPlan.can_implement"
+        views = _plan_views(op, NO_SYNC, q, k, v, y, lse, mask, alibi_slopes)
+        _check_current_device(views, op)
+        self._handle.can_implement(*(view for _, view in views))
+
+    def run(self, q, k, v, y, lse, *, mask=None, alibi_slopes=None, workspace=None,
+            stream=None) -> None:
+        """Enqueue the kernel on ``stream``: writes ``y`` and ``lse``.
+
+        No host synchronisation and no allocation: safe under CUDA graph capture.
+
+        Parameters
+        ----------
+        q, k, v : device tensors
+            ``[B, H, Sq, Dk]``, ``[B, Hk, Sk, Dk]``, ``[B, Hk, Sk, Dv]`` of the plan's
+            element; any strides with a last-axis stride of 1; a K/V head axis of extent ``H``
+            and stride 0 broadcasts one head (MQA).
+        y : device tensor
+            ``[B, H, Sq, Dv]`` of the plan's element, written.
+        lse : device tensor
+            ``[B, H, Sq]``, f32 (f64 for f64 plans), written: the natural-log log-sum-exp of
+            each row's scores, ``-inf`` for rows with no visible key (whose ``y`` is 0).
+        mask : device tensor, optional
+            f32 ``[B|1, H|1, Sq|1, Sk|1]``, added to the scores; extent-1 axes and zero
+            strides broadcast.
+        alibi_slopes : device tensor, optional
+            f32 ``[1, H]`` or ``[B, H]``.
+        workspace : device buffer, optional
+            At least :attr:`workspace_size` bytes (any element type).
+        stream : None, int or object with ``__cuda_stream__``, optional
+            ``None`` is the legacy default stream. DLPack producers order their pending work
+            before it.
+
+        Raises
+        ------
+        InvalidProblemError, UnsupportedError, BufferTooSmallError, WorkspaceTooSmallError
+            The arguments do not fit the plan (the C library's reason).
+        CudaError
+            The current device is not the plan's, or the launch failed.
+        """
+        op = "FlashSdpaPlan.run"
+        handle = stream_handle(stream, op)
+        views = _plan_views(op, handle, q, k, v, y, lse, mask, alibi_slopes)
+        scratch = None if workspace is None else as_workspace(workspace, op=op, stream=handle)
+        _check_current_device(views + [("workspace", scratch)], op)
+        self._run_views(*(view for _, view in views), 0 if scratch is None else scratch.ptr,
+                        0 if scratch is None else scratch.nbytes, handle)
+
+    def _run_views(self, q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes,
+                   stream) -> None:
+        """Run on tensor views (``None`` for an absent mask or slopes) and a raw workspace."""
+        self._handle.run(q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes, stream)
+
+    # ------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Release the plan; later calls raise :class:`InvalidProblemError`."""
+        self._handle.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handle.closed
+
+    def __enter__(self) -> FlashSdpaPlan:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"backend={self.backend!r}"
+        return f"FlashSdpaPlan({self._descriptor!r}, {state})"
+
+
+def _plan_views(op, stream, q, k, v, y, lse, mask, alibi_slopes):
+    """(name, TensorView or None) of each argument, as given (no reshaping)."""
+    named = (("q", q), ("k", k), ("v", v), ("y", y), ("lse", lse), ("mask", mask),
+             ("alibi_slopes", alibi_slopes))
+    return [(name, None if tensor is None else as_tensor(tensor, name, op=op, stream=stream))
+            for name, tensor in named]
+
+
+def _check_current_device(views, op: str):
+    """The current ``cuda.core.Device``, after checking that every tensor reporting a device
+    is on it."""
+    device_id = common_device(views, op)
+    current = current_device(op)
+    if device_id is not None and device_id != current.device_id:
+        raise InvalidProblemError(
+            f"{op}: the tensors are not on the current device (got device {device_id}, "
+            f"expected device {current.device_id})"
+        )
+    return current
+
+
+# ---------------------------------------------------------------- plan cache
+
+
+class _PlanCache:
+    """Selected plans by problem, backend and device, least recently used dropped first.
+
+    The key holds the arguments a :class:`FlashSdpaDescriptor` is made of, so that a hit
+    builds no descriptor. A dropped plan is destroyed when the last call using it lets it go.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._plans: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> FlashSdpaPlan | None:
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+            return plan
+
+    def put(self, key, plan: FlashSdpaPlan) -> FlashSdpaPlan:
+        with self._lock:
+            self._plans[key] = plan
+            self._plans.move_to_end(key)
+            while len(self._plans) > self._capacity:
+                self._plans.popitem(last=False)
+        return plan
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
+
+_plan_cache = _PlanCache(PLAN_CACHE_CAPACITY)
+
+
+# ---------------------------------------------------------------- flash_attention
+
+
+def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), softcap=0.0,
+                    alibi_slopes=None, mask=None, alignment="top_left", return_lse=False,
+                    out=None, stream=None, backend="auto"):
+    """Exact attention, ``softmax(scale * q k^T + modifiers) v``, in one fused kernel.
+
+    Parameters
+    ----------
+    q : device tensor
+        ``[B, H, Sq, Dk]``, f32, f16, bf16 or f64, through DLPack or the CUDA Array
+        Interface. Logical order is B, H, S, D: pass a B, S, H, D tensor as
+        ``t.transpose(1, 2)``; any strides, except that the last axis must have stride 1.
+    k, v : device tensors
+        ``[B, Hk, Sk, Dk]`` and ``[B, Hk, Sk, Dv]``, of q's element. ``Hk`` divides ``H``:
+        query head ``h`` reads K/V head ``h // (H // Hk)``; a head axis of extent ``H`` with
+        stride 0 broadcasts one head (MQA).
+    causal : bool
+        Hide keys after each query's aligned position.
+    scale : float, optional
+        Factor of ``q.k``; ``None`` means ``1 / sqrt(Dk)``.
+    window : (int or None, int or None)
+        ``(left, right)``: keys visible before and after the aligned position; ``None`` is
+        unbounded on that side.
+    softcap : float
+        ``s = softcap * tanh(s / softcap)`` when positive (applied after scaling, before
+        ALiBi and the mask); 0 disables it.
+    alibi_slopes : device tensor, optional
+        f32 ``[H]``, ``[1, H]`` or ``[B, H]``: ``s -= slope[b, h] * |i - j + off|``.
+    mask : device tensor, optional
+        f32, added to the scores, broadcastable to ``[B, H, Sq, Sk]``: rank 2
+        ``[Sq|1, Sk|1]``, rank 3 ``[H|1, Sq|1, Sk|1]`` or rank 4 ``[B|1, H|1, Sq|1, Sk|1]``;
+        extent-1 axes and zero strides broadcast. ``-inf`` hides a key.
+    alignment : {"top_left", "bottom_right"}
+        ``off = 0`` (query ``i`` sees key ``j <= i`` under causal, as PyTorch's
+        ``is_causal``) or ``off = Sk - Sq`` (the KV-cache convention). The window keeps keys
+        ``i + off - left <= j <= i + off + right``.
+    return_lse : bool
+        Also return the LSE.
+    out : device tensor, optional
+        ``[B, H, Sq, Dv]`` of q's element, written; returned as ``y``.
+    stream : None, int or object with ``__cuda_stream__``, optional
+        ``None`` is the legacy default stream. Inputs exported through DLPack are ordered
+        before it; outputs are allocated and written on it.
+    backend : {"auto", "portable"}
+        Kernel family; ``"auto"`` lets the plan choose.
+
+    Returns
+    -------
+    y : DeviceArray or out
+        ``[B, H, Sq, Dv]``. Rows with no visible key are 0.
+    lse : DeviceArray
+        Only with ``return_lse``: ``[B, H, Sq]`` natural-log log-sum-exp of each row's
+        scores, f32 (f64 for f64 inputs); ``-inf`` for rows with no visible key.
+
+    Raises
+    ------
+    InvalidProblemError, UnsupportedError
+        The inputs do not form a problem baracuda runs; the message names the first thing
+        wrong.
+    CudaError
+        No device, or the launch failed.
+
+    Notes
+    -----
+    Plans are selected once per (problem, backend, device) and kept in a small
+    least-recently-used cache. Accumulation is f32 (f64 for f64 inputs); results are
+    deterministic and bit-stable on the same hardware.
+    """
+    op = "flash_attention"
+    handle = stream_handle(stream, op)
+    q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
+                              for name, tensor in (("q", q), ("k", k), ("v", v)))
+    left, right = _window(window, op)
+    element = q_view.element
+    batch_size, num_heads, query_len, d_k = q_view.shape
+    key_len = k_view.shape[2]
+    d_v = v_view.shape[3]
+
+    mask_view = None
+    if mask is not None:
+        mask_view = as_tensor(mask, "mask", op=op, stream=handle)
+        mask_view = prepend_axes(mask_view, MASK_RANK)
+    slopes_view = None
+    if alibi_slopes is not None:
+        slopes_view = as_tensor(alibi_slopes, "alibi_slopes", op=op, stream=handle)
+        slopes_view = prepend_axes(slopes_view, ALIBI_SLOPES_RANK)
+    y_view = None if out is None else as_tensor(out, "y", op=op, stream=handle)
+
+    device = _check_current_device(
+        [("q", q_view), ("k", k_view), ("v", v_view), ("mask", mask_view),
+         ("alibi_slopes", slopes_view), ("y", y_view)], op)
+    key = (batch_size, num_heads, query_len, key_len, d_k, d_v, scale, causal, element, left,
+           right, softcap, alignment, backend, device.device_id)
+    plan = _plan_cache.get(key)
+    if plan is None:
+        descriptor = FlashSdpaDescriptor(
+            batch_size, num_heads, query_len, key_len, d_k, d_v, scale=scale, is_causal=causal,
+            element=element, window_size_left=left, window_size_right=right, softcap=softcap,
+            alignment=alignment,
+        )
+        plan = _plan_cache.put(key, FlashSdpaPlan.select(descriptor, backend=backend))
+
+    y = out
+    if y_view is None:
+        y = DeviceArray._empty((batch_size, num_heads, query_len, d_v), element, handle, device)
+        y_view = y.tensor_view()
+    lse_element = "f64" if element == "f64" else "f32"
+    lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
+    workspace_bytes = plan.workspace_size
+    # Returned to the pool on the stream once dropped, after the kernel that uses it.
+    workspace = allocate(workspace_bytes, handle, device) if workspace_bytes else None
+    plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), mask_view, slopes_view,
+                    0 if workspace is None else int(workspace.handle), workspace_bytes, handle)
+    return (y, lse) if return_lse else y
+
+
+def _window(window, op: str) -> tuple[int | None, int | None]:
+    try:
+        left, right = window
+    except (TypeError, ValueError):
+        raise InvalidProblemError(
+            f"{op}: window is not a pair (got {window!r}, expected (left, right) of int or None)"
+        ) from None
+    return left, right

@@ -1,0 +1,1603 @@
+/*
+ * C API test: status, element and backend strings, descriptor defaults, every descriptor check
+ * of baracuda_flash_sdpa_plan_select, and the NULL checks of the plan functions, each with its
+ * exact status and message. Plain C, no CUDA header.
+ *
+ * The argument checks of can_implement and run need a selected plan, hence a CUDA device. The
+ * test finds out whether one is present from the status of a valid select (success, or a
+ * CUDA error from cudaGetDevice) and runs those checks only when it is; without a device it
+ * says what it skipped and why.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <baracuda/baracuda.h>
+
+/* ------------------------------------------------------------------ check harness */
+
+static int g_passed = 0;
+static int g_failed = 0;
+
+static int check_at(const char* file, int line, int ok, const char* what) {
+  if (ok) {
+    ++g_passed;
+  } else {
+    ++g_failed;
+    fprintf(stderr, "%s:%d: FAILED: %s\n", file, line, what);
+  }
+  return ok;
+}
+
+static int check_int_at(const char* file, int line, long long got, long long expected,
+                        const char* what) {
+  if (got == expected) return check_at(file, line, 1, what);
+  ++g_failed;
+  fprintf(stderr, "%s:%d: FAILED: %s (got %lld, expected %lld)\n", file, line, what, got,
+          expected);
+  return 0;
+}
+
+static int check_str_at(const char* file, int line, const char* got, const char* expected,
+                        const char* what) {
+  if (got != NULL && strcmp(got, expected) == 0) return check_at(file, line, 1, what);
+  ++g_failed;
+  fprintf(stderr, "%s:%d: FAILED: %s\n    got      \"%s\"\n    expected \"%s\"\n", file, line,
+          what, got != NULL ? got : "(NULL)", expected);
+  return 0;
+}
+
+static int starts_with(const char* text, const char* prefix) {
+  return text != NULL && strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+static int ends_with(const char* text, const char* suffix) {
+  if (text == NULL) return 0;
+  const size_t length = strlen(text);
+  const size_t suffix_length = strlen(suffix);
+  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
+}
+
+static int check_prefix_at(const char* file, int line, const char* got, const char* prefix,
+                           const char* what) {
+  if (starts_with(got, prefix)) return check_at(file, line, 1, what);
+  ++g_failed;
+  fprintf(stderr, "%s:%d: FAILED: %s\n    got             \"%s\"\n    expected prefix \"%s\"\n",
+          file, line, what, got != NULL ? got : "(NULL)", prefix);
+  return 0;
+}
+
+static int check_suffix_at(const char* file, int line, const char* got, const char* suffix,
+                           const char* what) {
+  if (ends_with(got, suffix)) return check_at(file, line, 1, what);
+  ++g_failed;
+  fprintf(stderr, "%s:%d: FAILED: %s\n    got             \"%s\"\n    expected suffix \"%s\"\n",
+          file, line, what, got != NULL ? got : "(NULL)", suffix);
+  return 0;
+}
+
+#define CHECK(expression) check_at(__FILE__, __LINE__, (expression) != 0, #expression)
+#define CHECK_INT(got, expected) \
+  check_int_at(__FILE__, __LINE__, (long long)(got), (long long)(expected), #got " == " #expected)
+#define CHECK_STR(got, expected) \
+  check_str_at(__FILE__, __LINE__, (got), (expected), #got " == " #expected)
+
+/* ------------------------------------------------------------------ shared values */
+
+static const baracuda_element kElements[] = {BARACUDA_ELEMENT_F32, BARACUDA_ELEMENT_F16,
+                                             BARACUDA_ELEMENT_BF16, BARACUDA_ELEMENT_F64};
+enum { kElementCount = sizeof(kElements) / sizeof(kElements[0]) };
+
+/* The head dims every backend supports: multiples of kHeadDimStep in [kMinHeadDim, kMaxHeadDim]. */
+enum { kMinHeadDim = 8, kMaxHeadDim = 256, kHeadDimStep = 8 };
+
+/* Query rows of one portable block: the descriptor's grid is B x H x ceil(Sq / this). */
+enum { kPortableBlockRows = 16 };
+static const int64_t kMaxGridBlocks = INT_MAX;
+
+/* The problem of the argument checks: B, H, Sq, Sk, Dk, Dv, with GQA groups of two. */
+enum { kBatch = 2, kHeads = 4, kHeadsK = 2, kQueryLen = 5, kKeyLen = 7, kDk = 64, kDv = 32 };
+
+enum { kMessageCapacity = 1024 };
+
+static const char kNoDeviceMessagePrefix[] =
+    "flash_sdpa_plan_select: cudaGetDevice (is a CUDA device present?) failed (got ";
+static const char kCudaErrorMessageSuffix[] = ", expected cudaSuccess)";
+
+/* Whether a CUDA device is present, as select reports it. */
+static int g_device_present = 0;
+
+/* A non-NULL plan handle that select must overwrite; never dereferenced. */
+static max_align_t g_not_a_plan;
+#define NOT_A_PLAN ((baracuda_flash_sdpa_plan)(void*)&g_not_a_plan)
+
+static baracuda_element lse_element_of(baracuda_element element) {
+  return element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F64 : BARACUDA_ELEMENT_F32;
+}
+
+static baracuda_flash_sdpa_descriptor make_descriptor(baracuda_element element) {
+  baracuda_flash_sdpa_descriptor desc;
+  baracuda_flash_sdpa_descriptor_init(&desc, kBatch, kHeads, kQueryLen, kKeyLen, kDk, kDv,
+                                      element);
+  return desc;
+}
+
+/* Leaves a known, non-empty message and zero sizes, so that each check below sees what the
+ * call under test wrote. */
+static void poison_last_error(void) { baracuda_flash_sdpa_plan_select(NULL, NULL, NULL); }
+
+static void expect_no_sizes_at(const char* file, int line) {
+  int64_t needed = -1;
+  int64_t got = -1;
+  baracuda_last_error_sizes(&needed, &got);
+  check_int_at(file, line, needed, 0, "baracuda_last_error_sizes needed is 0");
+  check_int_at(file, line, got, 0, "baracuda_last_error_sizes got is 0");
+}
+
+static void expect_sizes_at(const char* file, int line, int64_t expected_needed,
+                            int64_t expected_got) {
+  int64_t needed = -1;
+  int64_t got = -1;
+  baracuda_last_error_sizes(&needed, &got);
+  check_int_at(file, line, needed, expected_needed, "baracuda_last_error_sizes needed");
+  check_int_at(file, line, got, expected_got, "baracuda_last_error_sizes got");
+}
+
+static void expect_no_device_message_at(const char* file, int line) {
+  const char* message = baracuda_last_error_message();
+  check_prefix_at(file, line, message, kNoDeviceMessagePrefix, "no-device message");
+  check_suffix_at(file, line, message, kCudaErrorMessageSuffix, "no-device message");
+}
+
+/* ------------------------------------------------------------------ select expectations */
+
+/* Select refuses the descriptor: exact status and message, *plan set to NULL, no sizes. */
+static void expect_select_refuses_at(const char* file, int line,
+                                     const baracuda_flash_sdpa_descriptor* desc,
+                                     const baracuda_plan_preference* preference,
+                                     baracuda_status expected_status,
+                                     const char* expected_message) {
+  poison_last_error();
+  baracuda_flash_sdpa_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_flash_sdpa_plan_select(desc, preference, &plan);
+  check_int_at(file, line, status, expected_status, "plan_select status");
+  check_str_at(file, line, baracuda_last_error_message(), expected_message, "plan_select message");
+  check_at(file, line, plan == NULL, "plan_select sets *plan to NULL when it refuses");
+  expect_no_sizes_at(file, line);
+  if (plan != NULL && plan != NOT_A_PLAN) baracuda_flash_sdpa_plan_destroy(plan);
+}
+
+#define EXPECT_SELECT_REFUSES(desc, preference, status, message) \
+  expect_select_refuses_at(__FILE__, __LINE__, (desc), (preference), (status), (message))
+
+/* Select accepts the descriptor: a plan on a device; without one, the CUDA error of
+ * cudaGetDevice, which select reaches only after every descriptor check has passed. */
+static void expect_select_accepts_at(const char* file, int line,
+                                     const baracuda_flash_sdpa_descriptor* desc,
+                                     const baracuda_plan_preference* preference) {
+  poison_last_error();
+  baracuda_flash_sdpa_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_flash_sdpa_plan_select(desc, preference, &plan);
+  if (g_device_present) {
+    if (check_int_at(file, line, status, BARACUDA_STATUS_SUCCESS, "plan_select status")) {
+      check_str_at(file, line, baracuda_last_error_message(), "",
+                   "message is empty after a successful select");
+      check_at(file, line, plan != NULL && plan != NOT_A_PLAN, "plan_select stores a plan");
+      check_int_at(file, line, baracuda_flash_sdpa_backend(plan), BARACUDA_BACKEND_PORTABLE,
+                   "plan backend");
+    } else {
+      fprintf(stderr, "    message: %s\n", baracuda_last_error_message());
+    }
+    if (plan != NULL && plan != NOT_A_PLAN) baracuda_flash_sdpa_plan_destroy(plan);
+  } else {
+    check_int_at(file, line, status, BARACUDA_STATUS_CUDA_ERROR, "plan_select status");
+    expect_no_device_message_at(file, line);
+    check_at(file, line, plan == NULL, "plan_select sets *plan to NULL when it fails");
+    expect_no_sizes_at(file, line);
+  }
+}
+
+#define EXPECT_SELECT_ACCEPTS(desc, preference) \
+  expect_select_accepts_at(__FILE__, __LINE__, (desc), (preference))
+
+/* ------------------------------------------------------------------ strings */
+
+static void test_status_strings(void) {
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_SUCCESS), "success");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_UNSUPPORTED), "unsupported");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_INVALID_PROBLEM), "invalid problem");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_BUFFER_TOO_SMALL), "buffer too small");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_WORKSPACE_TOO_SMALL), "workspace too small");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_CUDA_ERROR), "CUDA error");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_NCCL_ERROR), "NCCL error");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_LIBRARY_NOT_LOADED), "library not loaded");
+  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_INTERNAL), "internal error");
+  CHECK_STR(baracuda_status_string((baracuda_status)9), "unknown status");
+  CHECK_STR(baracuda_status_string((baracuda_status)-1), "unknown status");
+}
+
+static void test_element_strings_and_sizes(void) {
+  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_F32), "f32");
+  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_F16), "f16");
+  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_BF16), "bf16");
+  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_F64), "f64");
+  CHECK_STR(baracuda_element_string((baracuda_element)0), "invalid");
+  CHECK_STR(baracuda_element_string((baracuda_element)5), "invalid");
+  CHECK_STR(baracuda_element_string((baracuda_element)-1), "invalid");
+
+  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_F32), 4);
+  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_F16), 2);
+  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_BF16), 2);
+  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_F64), 8);
+  CHECK_INT(baracuda_element_size((baracuda_element)0), 0);
+  CHECK_INT(baracuda_element_size((baracuda_element)5), 0);
+}
+
+static void test_backend_strings(void) {
+  CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_AUTO), "auto");
+  CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_PORTABLE), "portable");
+  CHECK_STR(baracuda_backend_string((baracuda_backend)2), "invalid");
+  CHECK_STR(baracuda_backend_string((baracuda_backend)-1), "invalid");
+}
+
+/* Reads a run of decimal digits; returns the character after it, or NULL if there is none. */
+static const char* skip_number(const char* text) {
+  const char* end = text;
+  while (*end >= '0' && *end <= '9') ++end;
+  return end != text ? end : NULL;
+}
+
+static int is_version_triple(const char* text) {
+  if (text == NULL) return 0;
+  const char* cursor = skip_number(text);
+  if (cursor == NULL || *cursor != '.') return 0;
+  cursor = skip_number(cursor + 1);
+  if (cursor == NULL || *cursor != '.') return 0;
+  cursor = skip_number(cursor + 1);
+  return cursor != NULL && *cursor == '\0';
+}
+
+static void test_version(void) {
+  const char* version = baracuda_version();
+  if (!CHECK(is_version_triple(version))) {
+    fprintf(stderr, "    version: \"%s\"\n", version != NULL ? version : "(NULL)");
+  }
+  CHECK(!is_version_triple("0.1"));
+  CHECK(!is_version_triple("0.1.0-dev"));
+  CHECK(!is_version_triple("0..1"));
+}
+
+/* ------------------------------------------------------------------ descriptor */
+
+static void test_descriptor_init_defaults(void) {
+  baracuda_flash_sdpa_descriptor desc;
+  memset(&desc, 0xA5, sizeof desc);
+  baracuda_flash_sdpa_descriptor_init(&desc, 3, 8, 17, 19, 64, 32, BARACUDA_ELEMENT_BF16);
+  CHECK_INT(desc.batch_size, 3);
+  CHECK_INT(desc.num_heads, 8);
+  CHECK_INT(desc.query_len, 17);
+  CHECK_INT(desc.key_len, 19);
+  CHECK_INT(desc.d_k, 64);
+  CHECK_INT(desc.d_v, 32);
+  CHECK(desc.scale == 0.125); /* 1 / sqrt(64) */
+  CHECK_INT(desc.is_causal, 0);
+  CHECK_INT(desc.element, BARACUDA_ELEMENT_BF16);
+  CHECK_INT(desc.window_size_left, BARACUDA_WINDOW_UNBOUNDED);
+  CHECK_INT(desc.window_size_right, BARACUDA_WINDOW_UNBOUNDED);
+  CHECK(desc.softcap == 0.0);
+  CHECK_INT(desc.alignment, BARACUDA_ALIGN_TOP_LEFT);
+
+  /* The scale follows d_k, not d_v. */
+  baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 16, 256, BARACUDA_ELEMENT_F32);
+  CHECK(desc.scale == 0.25);
+  baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 128, 128, BARACUDA_ELEMENT_F32);
+  const double squared_error = desc.scale * desc.scale * 128.0 - 1.0;
+  CHECK(squared_error < 1e-15 && squared_error > -1e-15);
+  baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 0, 8, BARACUDA_ELEMENT_F32);
+  CHECK(desc.scale == 1.0);
+}
+
+/* Decides whether a device is present from a valid select, and checks what select says. */
+static void detect_device(void) {
+  const baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F16);
+  baracuda_flash_sdpa_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_flash_sdpa_plan_select(&desc, NULL, &plan);
+  if (status == BARACUDA_STATUS_SUCCESS) {
+    g_device_present = 1;
+    CHECK(plan != NULL && plan != NOT_A_PLAN);
+    CHECK_STR(baracuda_last_error_message(), "");
+    baracuda_flash_sdpa_plan_destroy(plan);
+    printf("a CUDA device is present: running the argument checks\n");
+    return;
+  }
+  g_device_present = 0;
+  CHECK_INT(status, BARACUDA_STATUS_CUDA_ERROR);
+  expect_no_device_message_at(__FILE__, __LINE__);
+  CHECK(plan == NULL);
+  expect_no_sizes_at(__FILE__, __LINE__);
+  printf("no CUDA device (%s): select stops at cudaGetDevice\n", baracuda_last_error_message());
+}
+
+static void test_select_null_pointers(void) {
+  const baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  EXPECT_SELECT_REFUSES(NULL, NULL, BARACUDA_STATUS_INVALID_PROBLEM,
+                        "flash_sdpa_plan_select: desc is NULL (got NULL, expected a descriptor)");
+
+  /* No place to store the plan: refused before the descriptor is read. */
+  const char* expected =
+      "flash_sdpa_plan_select: plan is NULL (got NULL, expected a place to store the plan)";
+  baracuda_flash_sdpa_plan unused = NOT_A_PLAN;
+  CHECK_INT(baracuda_flash_sdpa_plan_select(NULL, NULL, &unused), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_INT(baracuda_flash_sdpa_plan_select(&desc, NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(), expected);
+  expect_no_sizes_at(__FILE__, __LINE__);
+  CHECK_INT(baracuda_flash_sdpa_plan_select(NULL, NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(), expected);
+}
+
+static void test_select_refuses_invalid_element(void) {
+  const int values[] = {0, 5, -1};
+  for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.element = (baracuda_element)values[n];
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: element is not an element type (got %d, expected f32, "
+             "f16, bf16 or f64)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_negative_extents(void) {
+  static const char* const kFields[] = {"batch_size", "num_heads", "query_len",
+                                        "key_len",    "d_k",       "d_v"};
+  const int32_t values[] = {-1, INT32_MIN};
+  for (size_t field = 0; field < sizeof(kFields) / sizeof(kFields[0]); ++field) {
+    for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+      baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+      int32_t* const extents[] = {&desc.batch_size, &desc.num_heads, &desc.query_len,
+                                  &desc.key_len,    &desc.d_k,       &desc.d_v};
+      *extents[field] = values[n];
+      char expected[kMessageCapacity];
+      snprintf(expected, sizeof expected,
+               "flash_sdpa_plan_select: %s must be non-negative (got %d, expected >= 0)",
+               kFields[field], (int)values[n]);
+      EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+    }
+  }
+}
+
+static void test_select_refuses_non_finite_scale(void) {
+  const struct {
+    double value;
+    const char* text;
+  } cases[] = {{NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}};
+  for (size_t n = 0; n < sizeof(cases) / sizeof(cases[0]); ++n) {
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.scale = cases[n].value;
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: scale must be finite (got %s, expected a finite number)",
+             cases[n].text);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_softcap(void) {
+  const struct {
+    double value;
+    const char* text;
+  } cases[] = {{-1.0, "-1"}, {-0.5, "-0.5"}, {NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}};
+  for (size_t n = 0; n < sizeof(cases) / sizeof(cases[0]); ++n) {
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.softcap = cases[n].value;
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: softcap must be finite and non-negative (got %s, expected "
+             "0 to disable or a finite value > 0)",
+             cases[n].text);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_is_causal(void) {
+  const int32_t values[] = {2, -1};
+  for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.is_causal = values[n];
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: is_causal must be 0 or 1 (got %d, expected 0 or 1)",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_window_bounds(void) {
+  const int32_t values[] = {-2, INT32_MIN};
+  for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+    char expected[kMessageCapacity];
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.window_size_left = values[n];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: window_size_left must be a bound >= 0 or unbounded "
+             "(got %d, expected >= 0 or BARACUDA_WINDOW_UNBOUNDED = -1)",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+
+    desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.window_size_right = values[n];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: window_size_right must be a bound >= 0 or unbounded "
+             "(got %d, expected >= 0 or BARACUDA_WINDOW_UNBOUNDED = -1)",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_alignment(void) {
+  const int values[] = {2, -1};
+  for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.alignment = (baracuda_alignment)values[n];
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: alignment is not an alignment (got %d, expected "
+             "BARACUDA_ALIGN_TOP_LEFT or BARACUDA_ALIGN_BOTTOM_RIGHT)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_preference(void) {
+  const int values[] = {2, -1};
+  const baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+    const baracuda_plan_preference preference = {(baracuda_backend)values[n]};
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: preference backend is not a backend (got %d, expected "
+             "BARACUDA_BACKEND_AUTO or BARACUDA_BACKEND_PORTABLE)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, &preference, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_unsupported_head_dims(void) {
+  const int32_t values[] = {0, 4, 7, 12, 260, 264};
+  for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
+    char expected[kMessageCapacity];
+    baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.d_k = values[n];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: d_k is not a supported head dim (got %d, expected a "
+             "multiple of 8 in [8, 256])",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
+
+    desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.d_v = values[n];
+    snprintf(expected, sizeof expected,
+             "flash_sdpa_plan_select: d_v is not a supported head dim (got %d, expected a "
+             "multiple of 8 in [8, 256])",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
+  }
+}
+
+static void test_select_grid_limit(void) {
+  /* One block over the limit: INT32_MAX batches of two query tiles. */
+  baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.batch_size = INT32_MAX;
+  desc.num_heads = 1;
+  desc.query_len = kPortableBlockRows + 1;
+  char expected[kMessageCapacity];
+  snprintf(expected, sizeof expected,
+           "flash_sdpa_plan_select: batch_size x num_heads x query tiles of %d rows exceeds one "
+           "launch (got %d x 1 x %d rows, expected <= %lld blocks)",
+           kPortableBlockRows, INT32_MAX, kPortableBlockRows + 1, (long long)kMaxGridBlocks);
+  EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
+
+  /* The largest grid: exactly the limit. */
+  desc.query_len = kPortableBlockRows;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  /* Every extent at its largest: the block count is far beyond int64 and must still be
+   * refused. */
+  desc.batch_size = INT32_MAX;
+  desc.num_heads = INT32_MAX;
+  desc.query_len = INT32_MAX;
+  snprintf(expected, sizeof expected,
+           "flash_sdpa_plan_select: batch_size x num_heads x query tiles of %d rows exceeds one "
+           "launch (got %d x %d x %d rows, expected <= %lld blocks)",
+           kPortableBlockRows, INT32_MAX, INT32_MAX, INT32_MAX, (long long)kMaxGridBlocks);
+  poison_last_error();
+  baracuda_flash_sdpa_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_flash_sdpa_plan_select(&desc, NULL, &plan);
+  CHECK_INT(status, BARACUDA_STATUS_UNSUPPORTED);
+  check_prefix_at(__FILE__, __LINE__, baracuda_last_error_message(), expected,
+                  "grid limit message for extents whose block count overflows int64");
+  CHECK(plan == NULL);
+  if (plan != NULL && plan != NOT_A_PLAN) baracuda_flash_sdpa_plan_destroy(plan);
+}
+
+/* Descriptors at the edges of what the checks accept. */
+static void test_select_accepts_valid_descriptors(void) {
+  const baracuda_plan_preference automatic = {BARACUDA_BACKEND_AUTO};
+  const baracuda_plan_preference portable = {BARACUDA_BACKEND_PORTABLE};
+  baracuda_flash_sdpa_descriptor desc;
+
+  for (int n = 0; n < kElementCount; ++n) {
+    desc = make_descriptor(kElements[n]);
+    EXPECT_SELECT_ACCEPTS(&desc, NULL);
+    EXPECT_SELECT_ACCEPTS(&desc, &automatic);
+    EXPECT_SELECT_ACCEPTS(&desc, &portable);
+  }
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.is_causal = 1;
+  desc.window_size_left = 0;
+  desc.window_size_right = 0;
+  desc.softcap = 30.0;
+  desc.alignment = BARACUDA_ALIGN_BOTTOM_RIGHT;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.window_size_left = INT32_MAX;
+  desc.window_size_right = 3;
+  desc.scale = -2.5;
+  desc.softcap = -0.0;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.scale = 0.0;
+  desc.softcap = 1e-300;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  /* Empty problems: every extent but the head dims may be 0. */
+  int32_t* const extents[] = {&desc.batch_size, &desc.num_heads, &desc.query_len, &desc.key_len};
+  for (size_t n = 0; n < sizeof(extents) / sizeof(extents[0]); ++n) {
+    desc = make_descriptor(BARACUDA_ELEMENT_F16);
+    *extents[n] = 0;
+    EXPECT_SELECT_ACCEPTS(&desc, NULL);
+  }
+
+  /* The head dim limits, on each side. */
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.d_k = kMinHeadDim;
+  desc.d_v = kMinHeadDim;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+}
+
+/* ------------------------------------------------------------------ head-dim buckets */
+
+/* What one build compiled for one element, as the bucket refusals list it. */
+typedef struct BucketList {
+  int known; /* a refusal has listed the buckets */
+  int count;
+  int buckets[kMaxHeadDim];
+} BucketList;
+
+/* Parses "64, 128" (possibly empty) into list; returns 0 when the text is not such a list. */
+static int parse_bucket_list(const char* text, size_t length, BucketList* list) {
+  list->count = 0;
+  size_t at = 0;
+  while (at < length) {
+    if (list->count > 0) {
+      if (length - at < 2 || text[at] != ',' || text[at + 1] != ' ') return 0;
+      at += 2;
+    }
+    int value = 0;
+    size_t digits = 0;
+    while (at < length && text[at] >= '0' && text[at] <= '9' && digits < 4) {
+      value = value * 10 + (text[at] - '0');
+      ++at;
+      ++digits;
+    }
+    if (digits == 0 || list->count == kMaxHeadDim) return 0;
+    list->buckets[list->count++] = value;
+  }
+  return 1;
+}
+
+static int same_bucket_list(const BucketList* a, const BucketList* b) {
+  if (a->count != b->count) return 0;
+  for (int n = 0; n < a->count; ++n) {
+    if (a->buckets[n] != b->buckets[n]) return 0;
+  }
+  return 1;
+}
+
+/* Checks a bucket refusal of head dim `head_dim` and merges its list into `list`. */
+static void check_bucket_refusal(baracuda_element element, int head_dim, BucketList* list) {
+  char prefix[kMessageCapacity];
+  char suffix[kMessageCapacity];
+  snprintf(prefix, sizeof prefix,
+           "flash_sdpa_plan_select: no portable %s instance covers head dim %d in this build "
+           "(got buckets [",
+           baracuda_element_string(element), head_dim);
+  snprintf(suffix, sizeof suffix, "], expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)",
+           head_dim);
+  const char* message = baracuda_last_error_message();
+  if (!check_prefix_at(__FILE__, __LINE__, message, prefix, "bucket refusal message") ||
+      !check_suffix_at(__FILE__, __LINE__, message, suffix, "bucket refusal message")) {
+    return;
+  }
+  const size_t list_length = strlen(message) - strlen(prefix) - strlen(suffix);
+  BucketList parsed;
+  if (!check_at(__FILE__, __LINE__, parse_bucket_list(message + strlen(prefix), list_length,
+                                                      &parsed),
+                "bucket refusal lists buckets as \"a, b, ...\"")) {
+    fprintf(stderr, "    message: %s\n", message);
+    return;
+  }
+  int ascending_below = 1;
+  for (int n = 0; n < parsed.count; ++n) {
+    if (parsed.buckets[n] >= head_dim) ascending_below = 0;
+    if (n > 0 && parsed.buckets[n] <= parsed.buckets[n - 1]) ascending_below = 0;
+  }
+  CHECK(ascending_below);
+  if (list->known) {
+    CHECK(same_bucket_list(list, &parsed));
+  } else {
+    *list = parsed;
+    list->known = 1;
+  }
+}
+
+/* The smallest listed bucket covering head_dim, or 0. */
+static int covering_bucket(const BucketList* list, int head_dim) {
+  for (int n = 0; n < list->count; ++n) {
+    if (list->buckets[n] >= head_dim) return list->buckets[n];
+  }
+  return 0;
+}
+
+/* Every supported head dim, on d_k and on d_v, for every element: the build either has a
+ * bucket covering it (select goes on to the device) or refuses it with the build's bucket
+ * list. The list is not known to this test (BARACUDA_HEAD_DIM_BUCKETS), so it is read from
+ * the refusals, which must all agree and must refuse exactly the head dims above the largest
+ * bucket. On a device the plan's bucket is the smallest covering one. */
+static void test_select_head_dim_buckets(void) {
+  enum { kSteps = kMaxHeadDim / kHeadDimStep };
+  int refusals = 0;
+  for (int e = 0; e < kElementCount; ++e) {
+    const baracuda_element element = kElements[e];
+    BucketList list;
+    memset(&list, 0, sizeof list);
+    int refused[kSteps + 1];
+    int plan_bucket[kSteps + 1];
+    memset(plan_bucket, 0, sizeof plan_bucket);
+    for (int step = 1; step <= kSteps; ++step) {
+      const int head_dim = step * kHeadDimStep;
+      int outcome[2];
+      for (int side = 0; side < 2; ++side) {
+        baracuda_flash_sdpa_descriptor desc;
+        baracuda_flash_sdpa_descriptor_init(&desc, 1, 2, 3, 4, side == 0 ? head_dim : kMinHeadDim,
+                                            side == 0 ? kMinHeadDim : head_dim, element);
+        poison_last_error();
+        baracuda_flash_sdpa_plan plan = NOT_A_PLAN;
+        const baracuda_status status = baracuda_flash_sdpa_plan_select(&desc, NULL, &plan);
+        outcome[side] = status;
+        if (status == BARACUDA_STATUS_UNSUPPORTED) {
+          check_bucket_refusal(element, head_dim, &list);
+          CHECK(plan == NULL);
+        } else if (g_device_present) {
+          if (CHECK_INT(status, BARACUDA_STATUS_SUCCESS)) {
+            baracuda_kernel_sku sku;
+            memset(&sku, 0, sizeof sku);
+            CHECK_INT(baracuda_flash_sdpa_sku(plan, &sku), BARACUDA_STATUS_SUCCESS);
+            CHECK(sku.head_dim_bucket >= head_dim);
+            if (side == 1) CHECK_INT(sku.head_dim_bucket, plan_bucket[step]);
+            plan_bucket[step] = sku.head_dim_bucket;
+            baracuda_flash_sdpa_plan_destroy(plan);
+          } else {
+            fprintf(stderr, "    %s d%d: %s\n", baracuda_element_string(element), head_dim,
+                    baracuda_last_error_message());
+          }
+        } else {
+          CHECK_INT(status, BARACUDA_STATUS_CUDA_ERROR);
+          expect_no_device_message_at(__FILE__, __LINE__);
+        }
+      }
+      /* The larger head dim decides, whichever side it is on. */
+      CHECK_INT(outcome[1], outcome[0]);
+      refused[step] = outcome[0] == BARACUDA_STATUS_UNSUPPORTED;
+      refusals += refused[step];
+    }
+    if (!list.known) continue;
+    const int largest = list.count > 0 ? list.buckets[list.count - 1] : 0;
+    for (int step = 1; step <= kSteps; ++step) {
+      const int head_dim = step * kHeadDimStep;
+      CHECK_INT(refused[step], head_dim > largest);
+      if (g_device_present && !refused[step]) {
+        CHECK_INT(plan_bucket[step], covering_bucket(&list, head_dim));
+      }
+    }
+  }
+  printf("head-dim buckets: %d of %d selects refused by this build's bucket list\n", refusals,
+         kElementCount * kSteps);
+}
+
+/* ------------------------------------------------------------------ NULL plans */
+
+static void test_null_plan_functions(void) {
+  baracuda_flash_sdpa_args args;
+  memset(&args, 0, sizeof args);
+
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_can_implement(NULL, &args), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_can_implement: plan is NULL (got NULL, expected a plan)");
+  expect_no_sizes_at(__FILE__, __LINE__);
+
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_can_implement(NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_can_implement: plan is NULL (got NULL, expected a plan)");
+
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_run(NULL, &args, NULL, 0, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_run: plan is NULL (got NULL, expected a plan)");
+  expect_no_sizes_at(__FILE__, __LINE__);
+
+  poison_last_error();
+  size_t bytes = 12345;
+  CHECK_INT(baracuda_flash_sdpa_workspace_size(NULL, &bytes), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_workspace_size: plan and bytes must not be NULL (got NULL, expected "
+            "pointers)");
+  CHECK_INT(baracuda_flash_sdpa_workspace_size(NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+
+  poison_last_error();
+  baracuda_kernel_sku sku;
+  CHECK_INT(baracuda_flash_sdpa_sku(NULL, &sku), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_sku: plan and sku must not be NULL (got NULL, expected pointers)");
+  CHECK_INT(baracuda_flash_sdpa_sku(NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+
+  poison_last_error();
+  baracuda_precision_guarantee guarantee;
+  CHECK_INT(baracuda_flash_sdpa_precision_guarantee(NULL, &guarantee),
+            BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_precision_guarantee: plan and guarantee must not be NULL (got NULL, "
+            "expected pointers)");
+  CHECK_INT(baracuda_flash_sdpa_precision_guarantee(NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+
+  /* No plan has no backend; destroying no plan does nothing. */
+  CHECK_INT(baracuda_flash_sdpa_backend(NULL), BARACUDA_BACKEND_AUTO);
+  baracuda_flash_sdpa_plan_destroy(NULL);
+}
+
+/* ------------------------------------------------------------------ argument checks (device) */
+
+/* Addresses that stand for device buffers. can_implement never dereferences them, and no run
+ * below reaches a launch with them. */
+static const uintptr_t kFakeDeviceAddress = 0x7f0000000000u;
+static const uintptr_t kFakeBufferSpacing = 0x10000000u;
+
+static void* fake_buffer(int index) {
+  return (void*)(kFakeDeviceAddress + (uintptr_t)index * kFakeBufferSpacing);
+}
+
+static int64_t element_count(int32_t rank, const int64_t* shape) {
+  int64_t count = 1;
+  for (int axis = 0; axis < rank; ++axis) count *= shape[axis];
+  return count;
+}
+
+/* A row-major view of exactly its elements; NULL data when it has none. An empty axis counts
+ * as extent 1 in the strides, as PyTorch lays empty tensors out. */
+static baracuda_tensor contiguous_tensor(int buffer_index, baracuda_element element,
+                                         int32_t rank, const int64_t* shape) {
+  baracuda_tensor tensor;
+  memset(&tensor, 0, sizeof tensor);
+  tensor.element = element;
+  tensor.rank = rank;
+  int64_t stride = 1;
+  for (int axis = rank - 1; axis >= 0; --axis) {
+    tensor.shape[axis] = shape[axis];
+    tensor.strides[axis] = stride;
+    stride *= shape[axis] > 0 ? shape[axis] : 1;
+  }
+  tensor.buffer_elements = element_count(rank, shape);
+  tensor.data = tensor.buffer_elements > 0 ? fake_buffer(buffer_index) : NULL;
+  return tensor;
+}
+
+static void set_strides(baracuda_tensor* tensor, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
+  const int64_t strides[BARACUDA_MAX_RANK] = {s0, s1, s2, s3};
+  for (int axis = 0; axis < BARACUDA_MAX_RANK; ++axis) {
+    tensor->strides[axis] = axis < tensor->rank ? strides[axis] : 0;
+  }
+}
+
+enum { kBufferQ, kBufferK, kBufferV, kBufferY, kBufferLse, kBufferMask, kBufferSlopes };
+
+/* Contiguous Q, K, V, Y, LSE for the plan's descriptor with heads_k K/V heads; no mask, no
+ * ALiBi. */
+static baracuda_flash_sdpa_args make_args(const baracuda_flash_sdpa_descriptor* d,
+                                          int64_t heads_k) {
+  const int64_t q_shape[4] = {d->batch_size, d->num_heads, d->query_len, d->d_k};
+  const int64_t k_shape[4] = {d->batch_size, heads_k, d->key_len, d->d_k};
+  const int64_t v_shape[4] = {d->batch_size, heads_k, d->key_len, d->d_v};
+  const int64_t y_shape[4] = {d->batch_size, d->num_heads, d->query_len, d->d_v};
+  const int64_t lse_shape[3] = {d->batch_size, d->num_heads, d->query_len};
+  baracuda_flash_sdpa_args args;
+  memset(&args, 0, sizeof args);
+  args.q = contiguous_tensor(kBufferQ, d->element, 4, q_shape);
+  args.k = contiguous_tensor(kBufferK, d->element, 4, k_shape);
+  args.v = contiguous_tensor(kBufferV, d->element, 4, v_shape);
+  args.y = contiguous_tensor(kBufferY, d->element, 4, y_shape);
+  args.lse = contiguous_tensor(kBufferLse, lse_element_of(d->element), 3, lse_shape);
+  return args;
+}
+
+static baracuda_tensor make_mask(int64_t b, int64_t h, int64_t i, int64_t j) {
+  const int64_t shape[4] = {b, h, i, j};
+  return contiguous_tensor(kBufferMask, BARACUDA_ELEMENT_F32, 4, shape);
+}
+
+static baracuda_tensor make_slopes(int64_t b, int64_t h) {
+  const int64_t shape[2] = {b, h};
+  return contiguous_tensor(kBufferSlopes, BARACUDA_ELEMENT_F32, 2, shape);
+}
+
+static void expect_args_accepted_at(const char* file, int line, baracuda_flash_sdpa_plan plan,
+                                    const baracuda_flash_sdpa_args* args) {
+  poison_last_error();
+  const baracuda_status status = baracuda_flash_sdpa_can_implement(plan, args);
+  if (!check_int_at(file, line, status, BARACUDA_STATUS_SUCCESS, "can_implement status")) {
+    fprintf(stderr, "    message: %s\n", baracuda_last_error_message());
+    return;
+  }
+  check_str_at(file, line, baracuda_last_error_message(), "",
+               "message is empty after a successful can_implement");
+  expect_no_sizes_at(file, line);
+}
+
+/* can_implement refuses args with status and message; no sizes. run refuses them alike. */
+static void expect_args_refused_at(const char* file, int line, baracuda_flash_sdpa_plan plan,
+                                   const baracuda_flash_sdpa_args* args,
+                                   baracuda_status expected_status, const char* expected_message) {
+  poison_last_error();
+  check_int_at(file, line, baracuda_flash_sdpa_can_implement(plan, args), expected_status,
+               "can_implement status");
+  check_str_at(file, line, baracuda_last_error_message(), expected_message,
+               "can_implement message");
+  expect_no_sizes_at(file, line);
+}
+
+/* can_implement refuses a buffer smaller than its view, with the sizes. */
+static void expect_buffer_too_small_at(const char* file, int line, baracuda_flash_sdpa_plan plan,
+                                       const baracuda_flash_sdpa_args* args,
+                                       const char* expected_message, int64_t needed,
+                                       int64_t got) {
+  poison_last_error();
+  check_int_at(file, line, baracuda_flash_sdpa_can_implement(plan, args),
+               BARACUDA_STATUS_BUFFER_TOO_SMALL, "can_implement status");
+  check_str_at(file, line, baracuda_last_error_message(), expected_message,
+               "can_implement message");
+  expect_sizes_at(file, line, needed, got);
+}
+
+#define EXPECT_ACCEPTED(plan, args) expect_args_accepted_at(__FILE__, __LINE__, (plan), (args))
+#define EXPECT_INVALID(plan, args, message)                                                  \
+  expect_args_refused_at(__FILE__, __LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, \
+                         (message))
+#define EXPECT_UNSUPPORTED(plan, args, message) \
+  expect_args_refused_at(__FILE__, __LINE__, (plan), (args), BARACUDA_STATUS_UNSUPPORTED, (message))
+#define EXPECT_BUFFER_TOO_SMALL(plan, args, message, needed, got) \
+  expect_buffer_too_small_at(__FILE__, __LINE__, (plan), (args), (message), (needed), (got))
+
+static baracuda_flash_sdpa_plan select_plan(const baracuda_flash_sdpa_descriptor* desc) {
+  baracuda_flash_sdpa_plan plan = NULL;
+  const baracuda_status status = baracuda_flash_sdpa_plan_select(desc, NULL, &plan);
+  if (!CHECK_INT(status, BARACUDA_STATUS_SUCCESS)) {
+    fprintf(stderr, "    message: %s\n", baracuda_last_error_message());
+    return NULL;
+  }
+  return plan;
+}
+
+/* Prefix of every can_implement message. */
+#define CI "flash_sdpa_can_implement: "
+
+/* Q [2, 4, 5, 64], K [2, 2, 7, 64], V [2, 2, 7, 32], Y [2, 4, 5, 32], LSE [2, 4, 5]. */
+static void test_args_ranks_elements_shapes(baracuda_flash_sdpa_plan plan,
+                                            const baracuda_flash_sdpa_descriptor* desc) {
+  const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
+  baracuda_flash_sdpa_args args = valid;
+  EXPECT_ACCEPTED(plan, &args);
+
+  args = valid;
+  args.q.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "q rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.q.rank = 0;
+  EXPECT_INVALID(plan, &args, CI "q rank mismatch (got 0, expected 4)");
+  args = valid;
+  args.k.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "k rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.v.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "v rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.y.rank = 2;
+  EXPECT_INVALID(plan, &args, CI "y rank mismatch (got 2, expected 4)");
+  args = valid;
+  args.lse.rank = 4;
+  EXPECT_INVALID(plan, &args, CI "lse rank mismatch (got 4, expected 3)");
+
+  args = valid;
+  args.q.element = BARACUDA_ELEMENT_F32;
+  EXPECT_INVALID(plan, &args, CI "q element mismatch (got f32, expected f16)");
+  args = valid;
+  args.k.element = BARACUDA_ELEMENT_BF16;
+  EXPECT_INVALID(plan, &args, CI "k element mismatch (got bf16, expected f16)");
+  args = valid;
+  args.v.element = BARACUDA_ELEMENT_F64;
+  EXPECT_INVALID(plan, &args, CI "v element mismatch (got f64, expected f16)");
+  args = valid;
+  args.y.element = (baracuda_element)0;
+  EXPECT_INVALID(plan, &args, CI "y element mismatch (got invalid, expected f16)");
+
+  args = valid;
+  args.q.shape[0] = 3;
+  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [3, 4, 5, 64], expected [2, 4, 5, 64])");
+  args = valid;
+  args.q.shape[1] = kHeadsK;
+  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [2, 2, 5, 64], expected [2, 4, 5, 64])");
+  args = valid;
+  args.q.shape[2] = kKeyLen;
+  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [2, 4, 7, 64], expected [2, 4, 5, 64])");
+  args = valid;
+  args.q.shape[3] = kDv;
+  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [2, 4, 5, 32], expected [2, 4, 5, 64])");
+  args = valid;
+  args.k.shape[0] = 1;
+  EXPECT_INVALID(plan, &args, CI "k shape mismatch (got [1, 2, 7, 64], expected [2, 2, 7, 64])");
+  args = valid;
+  args.k.shape[2] = kQueryLen;
+  EXPECT_INVALID(plan, &args, CI "k shape mismatch (got [2, 2, 5, 64], expected [2, 2, 7, 64])");
+  args = valid;
+  args.k.shape[3] = kDv;
+  EXPECT_INVALID(plan, &args, CI "k shape mismatch (got [2, 2, 7, 32], expected [2, 2, 7, 64])");
+  args = valid;
+  args.v.shape[1] = 1;
+  EXPECT_INVALID(plan, &args, CI "v shape mismatch (got [2, 1, 7, 32], expected [2, 2, 7, 32])");
+  args = valid;
+  args.v.shape[2] = kQueryLen;
+  EXPECT_INVALID(plan, &args, CI "v shape mismatch (got [2, 2, 5, 32], expected [2, 2, 7, 32])");
+  args = valid;
+  args.v.shape[3] = kDk;
+  EXPECT_INVALID(plan, &args, CI "v shape mismatch (got [2, 2, 7, 64], expected [2, 2, 7, 32])");
+  args = valid;
+  args.y.shape[1] = kHeadsK;
+  EXPECT_INVALID(plan, &args, CI "y shape mismatch (got [2, 2, 5, 32], expected [2, 4, 5, 32])");
+  args = valid;
+  args.y.shape[3] = kDk;
+  EXPECT_INVALID(plan, &args, CI "y shape mismatch (got [2, 4, 5, 64], expected [2, 4, 5, 32])");
+  args = valid;
+  args.lse.shape[1] = kHeadsK;
+  EXPECT_INVALID(plan, &args, CI "lse shape mismatch (got [2, 2, 5], expected [2, 4, 5])");
+  args = valid;
+  args.lse.shape[2] = kKeyLen;
+  EXPECT_INVALID(plan, &args, CI "lse shape mismatch (got [2, 4, 7], expected [2, 4, 5])");
+}
+
+static void test_args_heads_k(baracuda_flash_sdpa_plan plan,
+                              const baracuda_flash_sdpa_descriptor* desc) {
+  /* MHA, GQA and MQA by an extent-1 head axis. */
+  const int64_t divisors[] = {kHeads, kHeadsK, 1};
+  for (size_t n = 0; n < sizeof(divisors) / sizeof(divisors[0]); ++n) {
+    const baracuda_flash_sdpa_args args = make_args(desc, divisors[n]);
+    EXPECT_ACCEPTED(plan, &args);
+  }
+
+  const struct {
+    int64_t heads_k;
+    const char* message;
+  } refused[] = {
+      {3, CI "k shape[1] (num_heads_k) must divide num_heads (got 3, expected a divisor of 4)"},
+      {8, CI "k shape[1] (num_heads_k) must divide num_heads (got 8, expected a divisor of 4)"},
+      {0, CI "k shape[1] (num_heads_k) must divide num_heads (got 0, expected a divisor of 4)"},
+      {-2, CI "k shape[1] (num_heads_k) must divide num_heads (got -2, expected a divisor of 4)"},
+  };
+  for (size_t n = 0; n < sizeof(refused) / sizeof(refused[0]); ++n) {
+    baracuda_flash_sdpa_args args = make_args(desc, kHeadsK);
+    args.k.shape[1] = refused[n].heads_k;
+    EXPECT_INVALID(plan, &args, refused[n].message);
+  }
+}
+
+/* MQA by a stride-0 head axis of extent H: K and V must both use it, and the buffers need
+ * hold only the physical span, B x Sk x D. */
+static void test_args_head_broadcast(baracuda_flash_sdpa_plan plan,
+                                     const baracuda_flash_sdpa_descriptor* desc) {
+  const int64_t k_span = kBatch * kKeyLen * kDk;
+  const int64_t v_span = kBatch * kKeyLen * kDv;
+  baracuda_flash_sdpa_args broadcast = make_args(desc, kHeads);
+  set_strides(&broadcast.k, kKeyLen * kDk, 0, kDk, 1);
+  set_strides(&broadcast.v, kKeyLen * kDv, 0, kDv, 1);
+  broadcast.k.buffer_elements = k_span;
+  broadcast.v.buffer_elements = v_span;
+  CHECK(k_span < element_count(4, broadcast.k.shape));
+  EXPECT_ACCEPTED(plan, &broadcast);
+
+  baracuda_flash_sdpa_args args = broadcast;
+  args.k.buffer_elements = k_span - 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "k buffer too small (got 895 elements, expected at least 896)",
+                          k_span, k_span - 1);
+  args = broadcast;
+  args.v.buffer_elements = v_span - 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "v buffer too small (got 447 elements, expected at least 448)",
+                          v_span, v_span - 1);
+
+  /* K broadcasts H heads, V holds one: they disagree on the head count. */
+  const baracuda_flash_sdpa_args one_head = make_args(desc, 1);
+  args = broadcast;
+  args.v = one_head.v;
+  EXPECT_INVALID(plan, &args,
+                 CI "k and v disagree on the head-broadcast convention (got k heads 4 with "
+                    "stride 0 and v heads 1 with stride 224, expected the same heads: both "
+                    "[B, 4] with stride 0, or both [B, Hk])");
+  args = broadcast;
+  args.k = one_head.k;
+  EXPECT_INVALID(plan, &args,
+                 CI "k and v disagree on the head-broadcast convention (got k heads 1 with stride "
+                    "448 and v heads 4 with stride 0, expected the same heads: both [B, 4] with "
+                    "stride 0, or both [B, Hk])");
+}
+
+static void test_args_strides(baracuda_flash_sdpa_plan plan,
+                              const baracuda_flash_sdpa_descriptor* desc) {
+  const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
+  baracuda_flash_sdpa_args args;
+
+  args = valid;
+  args.q.strides[0] = -args.q.strides[0];
+  EXPECT_INVALID(plan, &args, CI "q stride of axis 0 is negative (got -1280, expected >= 0)");
+  args = valid;
+  args.k.strides[2] = -1;
+  EXPECT_INVALID(plan, &args, CI "k stride of axis 2 is negative (got -1, expected >= 0)");
+  args = valid;
+  args.v.strides[1] = -224;
+  EXPECT_INVALID(plan, &args, CI "v stride of axis 1 is negative (got -224, expected >= 0)");
+  args = valid;
+  args.y.strides[0] = -1;
+  EXPECT_INVALID(plan, &args, CI "y stride of axis 0 is negative (got -1, expected >= 0)");
+  args = valid;
+  args.lse.strides[2] = -1;
+  EXPECT_INVALID(plan, &args, CI "lse stride of axis 2 is negative (got -1, expected >= 0)");
+
+  /* The last axis of Q, K, V, Y is contiguous; the buffer is large enough for the view. */
+  args = valid;
+  args.q.strides[3] = 2;
+  args.q.buffer_elements *= 2;
+  EXPECT_UNSUPPORTED(plan, &args, CI "q last-axis stride must be 1 (got 2, expected 1)");
+  args = valid;
+  args.k.strides[3] = 2;
+  args.k.buffer_elements *= 2;
+  EXPECT_UNSUPPORTED(plan, &args, CI "k last-axis stride must be 1 (got 2, expected 1)");
+  args = valid;
+  args.v.strides[3] = 2;
+  args.v.buffer_elements *= 2;
+  EXPECT_UNSUPPORTED(plan, &args, CI "v last-axis stride must be 1 (got 2, expected 1)");
+  args = valid;
+  args.y.strides[3] = 2;
+  args.y.buffer_elements *= 2;
+  EXPECT_UNSUPPORTED(plan, &args, CI "y last-axis stride must be 1 (got 2, expected 1)");
+  args = valid;
+  args.q.strides[3] = 0;
+  EXPECT_UNSUPPORTED(plan, &args, CI "q last-axis stride must be 1 (got 0, expected 1)");
+
+  /* Written tensors cannot broadcast. */
+  args = valid;
+  args.y.strides[1] = 0;
+  EXPECT_INVALID(plan, &args,
+                 CI "y is written, so axis 1 (extent 4) cannot broadcast (got stride 0, expected "
+                    "> 0)");
+  args = valid;
+  args.y.strides[3] = 0;
+  EXPECT_INVALID(plan, &args,
+                 CI "y is written, so axis 3 (extent 32) cannot broadcast (got stride 0, expected "
+                    "> 0)");
+  args = valid;
+  args.lse.strides[0] = 0;
+  EXPECT_INVALID(plan, &args,
+                 CI "lse is written, so axis 0 (extent 2) cannot broadcast (got stride 0, "
+                    "expected > 0)");
+
+  /* LSE may have any positive strides, its last axis included. */
+  args = valid;
+  args.lse.strides[0] = 40;
+  args.lse.strides[1] = 10;
+  args.lse.strides[2] = 2;
+  args.lse.buffer_elements = 1 + 40 + 3 * 10 + 4 * 2;
+  EXPECT_ACCEPTED(plan, &args);
+  args.lse.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "lse buffer too small (got 78 elements, expected at least 79)",
+                          79, 78);
+
+  /* A B, S, H, D layout passed as a strided view. */
+  args = valid;
+  set_strides(&args.q, kQueryLen * kHeads * kDk, kDk, kHeads * kDk, 1);
+  set_strides(&args.y, kQueryLen * kHeads * kDv, kDv, kHeads * kDv, 1);
+  set_strides(&args.k, kKeyLen * kHeadsK * kDk, kDk, kHeadsK * kDk, 1);
+  set_strides(&args.v, kKeyLen * kHeadsK * kDv, kDv, kHeadsK * kDv, 1);
+  EXPECT_ACCEPTED(plan, &args);
+
+  /* A padded batch stride widens the span past the element count. */
+  args = valid;
+  args.q.strides[0] = 2 * kHeads * kQueryLen * kDk;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "q buffer too small (got 2560 elements, expected at least 3840)",
+                          3840, 2560);
+  args.q.buffer_elements = 3840;
+  EXPECT_ACCEPTED(plan, &args);
+}
+
+static void test_args_data_and_buffers(baracuda_flash_sdpa_plan plan,
+                                       const baracuda_flash_sdpa_descriptor* desc) {
+  const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
+  baracuda_flash_sdpa_args args;
+
+  args = valid;
+  args.q.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "q data is NULL (got NULL, expected a device pointer to 2560 elements)");
+  args = valid;
+  args.k.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "k data is NULL (got NULL, expected a device pointer to 1792 elements)");
+  args = valid;
+  args.v.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "v data is NULL (got NULL, expected a device pointer to 896 elements)");
+  args = valid;
+  args.y.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "y data is NULL (got NULL, expected a device pointer to 1280 elements)");
+  args = valid;
+  args.lse.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "lse data is NULL (got NULL, expected a device pointer to 40 elements)");
+
+  args = valid;
+  args.q.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "q buffer too small (got 2559 elements, expected at least 2560)",
+                          2560, 2559);
+  args = valid;
+  args.k.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "k buffer too small (got 1791 elements, expected at least 1792)",
+                          1792, 1791);
+  args = valid;
+  args.v.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "v buffer too small (got 895 elements, expected at least 896)",
+                          896, 895);
+  args = valid;
+  args.y.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "y buffer too small (got 1279 elements, expected at least 1280)",
+                          1280, 1279);
+  args = valid;
+  args.lse.buffer_elements = 0;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "lse buffer too small (got 0 elements, expected at least 40)",
+                          40, 0);
+
+  /* Sizes are cleared by the next failure of another kind, and by the next success. */
+  args = valid;
+  args.q.buffer_elements -= 1;
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, &args), BARACUDA_STATUS_BUFFER_TOO_SMALL);
+  args = valid;
+  args.q.rank = 3;
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, &args), BARACUDA_STATUS_INVALID_PROBLEM);
+  expect_no_sizes_at(__FILE__, __LINE__);
+  args = valid;
+  args.q.buffer_elements -= 1;
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, &args), BARACUDA_STATUS_BUFFER_TOO_SMALL);
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, &valid), BARACUDA_STATUS_SUCCESS);
+  CHECK_STR(baracuda_last_error_message(), "");
+  expect_no_sizes_at(__FILE__, __LINE__);
+  args = valid;
+  args.q.buffer_elements -= 1;
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, &args), BARACUDA_STATUS_BUFFER_TOO_SMALL);
+  CHECK_INT(baracuda_flash_sdpa_plan_select(NULL, NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  expect_no_sizes_at(__FILE__, __LINE__);
+
+  /* A span that does not fit in int64 is refused, not wrapped into a small one. */
+  args = valid;
+  args.q.strides[0] = INT64_MAX;
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, &args), BARACUDA_STATUS_INVALID_PROBLEM);
+  check_prefix_at(__FILE__, __LINE__, baracuda_last_error_message(),
+                  CI "q view addresses more than 2^63 elements (got shape ",
+                  "message for a q stride whose span overflows int64");
+}
+
+static void test_args_mask(baracuda_flash_sdpa_plan plan,
+                           const baracuda_flash_sdpa_descriptor* desc) {
+  const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
+  baracuda_flash_sdpa_args args = valid;
+
+  /* The full mask and every pattern of extent-1 (broadcast) axes. */
+  const int64_t full[4] = {kBatch, kHeads, kQueryLen, kKeyLen};
+  for (int pattern = 0; pattern < 16; ++pattern) {
+    int64_t shape[4];
+    for (int axis = 0; axis < 4; ++axis) shape[axis] = (pattern >> axis) & 1 ? 1 : full[axis];
+    args = valid;
+    args.mask = make_mask(shape[0], shape[1], shape[2], shape[3]);
+    EXPECT_ACCEPTED(plan, &args);
+  }
+
+  /* Zero strides broadcast the full extents from a [Sq, Sk] buffer. */
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  set_strides(&args.mask, 0, 0, kKeyLen, 1);
+  args.mask.buffer_elements = kQueryLen * kKeyLen;
+  EXPECT_ACCEPTED(plan, &args);
+
+  /* A transposed [Sk, Sq] buffer: the mask's last axis need not be contiguous. */
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  set_strides(&args.mask, kHeads * kQueryLen * kKeyLen, kQueryLen * kKeyLen, 1, kQueryLen);
+  EXPECT_ACCEPTED(plan, &args);
+
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen + 1);
+  EXPECT_INVALID(plan, &args,
+                 CI "mask shape mismatch (got [2, 4, 5, 8], expected [2|1, 4|1, 5|1, 7|1])");
+  args = valid;
+  args.mask = make_mask(kBatch + 1, kHeads, kQueryLen, kKeyLen);
+  EXPECT_INVALID(plan, &args,
+                 CI "mask shape mismatch (got [3, 4, 5, 7], expected [2|1, 4|1, 5|1, 7|1])");
+  args = valid;
+  args.mask = make_mask(kBatch, kHeadsK, kQueryLen, kKeyLen);
+  EXPECT_INVALID(plan, &args,
+                 CI "mask shape mismatch (got [2, 2, 5, 7], expected [2|1, 4|1, 5|1, 7|1])");
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  args.mask.element = BARACUDA_ELEMENT_F16;
+  EXPECT_INVALID(plan, &args, CI "mask element mismatch (got f16, expected f32)");
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  args.mask.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "mask rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  args.mask.strides[3] = -1;
+  EXPECT_INVALID(plan, &args, CI "mask stride of axis 3 is negative (got -1, expected >= 0)");
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  args.mask.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "mask data is NULL (got NULL, expected a device pointer to 280 elements)");
+  args = valid;
+  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+  args.mask.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "mask buffer too small (got 279 elements, expected at least 280)",
+                          280, 279);
+}
+
+static void test_args_alibi(baracuda_flash_sdpa_plan plan,
+                            const baracuda_flash_sdpa_descriptor* desc) {
+  const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
+  baracuda_flash_sdpa_args args;
+
+  args = valid;
+  args.alibi_slopes = make_slopes(1, kHeads);
+  EXPECT_ACCEPTED(plan, &args);
+  args = valid;
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  EXPECT_ACCEPTED(plan, &args);
+  args = valid;
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  set_strides(&args.alibi_slopes, 0, 1, 0, 0);
+  args.alibi_slopes.buffer_elements = kHeads;
+  EXPECT_ACCEPTED(plan, &args);
+
+  args = valid;
+  args.alibi_slopes = make_slopes(kBatch, kHeads + 1);
+  EXPECT_INVALID(plan, &args,
+                 CI "alibi_slopes shape mismatch (got [2, 5], expected [1, 4] or [2, 4])");
+  args = valid;
+  args.alibi_slopes = make_slopes(1, 1);
+  EXPECT_INVALID(plan, &args,
+                 CI "alibi_slopes shape mismatch (got [1, 1], expected [1, 4] or [2, 4])");
+  args = valid;
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  args.alibi_slopes.element = BARACUDA_ELEMENT_F16;
+  EXPECT_INVALID(plan, &args, CI "alibi_slopes element mismatch (got f16, expected f32)");
+  args = valid;
+  args.alibi_slopes = make_slopes(1, kHeads);
+  args.alibi_slopes.rank = 1;
+  args.alibi_slopes.shape[0] = kHeads;
+  EXPECT_INVALID(plan, &args, CI "alibi_slopes rank mismatch (got 1, expected 2)");
+  args = valid;
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  args.alibi_slopes.data = NULL;
+  EXPECT_INVALID(plan, &args,
+                 CI "alibi_slopes data is NULL (got NULL, expected a device pointer to 8 "
+                    "elements)");
+  args = valid;
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  args.alibi_slopes.buffer_elements -= 1;
+  EXPECT_BUFFER_TOO_SMALL(plan, &args,
+                          CI "alibi_slopes buffer too small (got 7 elements, expected at least 8)",
+                          8, 7);
+
+  /* With three batches, [2, H] is neither [1, H] nor [B, H]. */
+  baracuda_flash_sdpa_descriptor three = *desc;
+  three.batch_size = 3;
+  baracuda_flash_sdpa_plan plan3 = select_plan(&three);
+  if (plan3 == NULL) return;
+  const baracuda_flash_sdpa_args valid3 = make_args(&three, kHeadsK);
+  args = valid3;
+  args.alibi_slopes = make_slopes(3, kHeads);
+  EXPECT_ACCEPTED(plan3, &args);
+  args = valid3;
+  args.alibi_slopes = make_slopes(1, kHeads);
+  EXPECT_ACCEPTED(plan3, &args);
+  args = valid3;
+  args.alibi_slopes = make_slopes(2, kHeads);
+  EXPECT_INVALID(plan3, &args, CI "alibi_slopes shape mismatch (got [2, 4], expected [1, 4] or [3, 4])");
+  args = valid3;
+  args.alibi_slopes = make_slopes(3, kHeads + 1);
+  EXPECT_INVALID(plan3, &args,
+                 CI "alibi_slopes shape mismatch (got [3, 5], expected [1, 4] or [3, 4])");
+  baracuda_flash_sdpa_plan_destroy(plan3);
+}
+
+/* LSE is f32 for f32, f16 and bf16, f64 for f64; mask and slopes are f32 for every element. */
+static void test_args_per_element(void) {
+  for (int e = 0; e < kElementCount; ++e) {
+    const baracuda_element element = kElements[e];
+    const baracuda_element lse = lse_element_of(element);
+    const baracuda_flash_sdpa_descriptor desc = make_descriptor(element);
+    baracuda_flash_sdpa_plan plan = select_plan(&desc);
+    if (plan == NULL) continue;
+
+    baracuda_precision_guarantee guarantee;
+    memset(&guarantee, 0, sizeof guarantee);
+    CHECK_INT(baracuda_flash_sdpa_precision_guarantee(plan, &guarantee), BARACUDA_STATUS_SUCCESS);
+    CHECK_INT(guarantee.math_precision, lse);
+    CHECK_INT(guarantee.accumulator, lse);
+    CHECK_INT(guarantee.deterministic, 1);
+    CHECK_INT(guarantee.bit_stable_on_same_hardware, 1);
+
+    baracuda_flash_sdpa_args args = make_args(&desc, kHeadsK);
+    args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
+    args.alibi_slopes = make_slopes(kBatch, kHeads);
+    EXPECT_ACCEPTED(plan, &args);
+
+    char expected[kMessageCapacity];
+    const baracuda_element wrong_lse = element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F32
+                                                                       : BARACUDA_ELEMENT_F64;
+    baracuda_flash_sdpa_args wrong = args;
+    wrong.lse.element = wrong_lse;
+    snprintf(expected, sizeof expected, CI "lse element mismatch (got %s, expected %s)",
+             baracuda_element_string(wrong_lse), baracuda_element_string(lse));
+    EXPECT_INVALID(plan, &wrong, expected);
+
+    if (element != lse) {
+      wrong = args;
+      wrong.lse.element = element;
+      snprintf(expected, sizeof expected, CI "lse element mismatch (got %s, expected f32)",
+               baracuda_element_string(element));
+      EXPECT_INVALID(plan, &wrong, expected);
+    }
+    if (element != BARACUDA_ELEMENT_F32) {
+      wrong = args;
+      wrong.mask.element = element;
+      snprintf(expected, sizeof expected, CI "mask element mismatch (got %s, expected f32)",
+               baracuda_element_string(element));
+      EXPECT_INVALID(plan, &wrong, expected);
+      wrong = args;
+      wrong.alibi_slopes.element = element;
+      snprintf(expected, sizeof expected,
+               CI "alibi_slopes element mismatch (got %s, expected f32)",
+               baracuda_element_string(element));
+      EXPECT_INVALID(plan, &wrong, expected);
+    }
+    baracuda_flash_sdpa_plan_destroy(plan);
+  }
+}
+
+/* What a selected plan reports. */
+static void test_plan_queries(baracuda_flash_sdpa_plan plan,
+                              const baracuda_flash_sdpa_descriptor* desc) {
+  CHECK_INT(baracuda_flash_sdpa_backend(plan), BARACUDA_BACKEND_PORTABLE);
+
+  baracuda_kernel_sku sku;
+  memset(&sku, 0, sizeof sku);
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_sku(plan, &sku), BARACUDA_STATUS_SUCCESS);
+  CHECK_STR(baracuda_last_error_message(), "");
+  CHECK_INT(sku.backend, BARACUDA_BACKEND_PORTABLE);
+  CHECK_INT(sku.element, desc->element);
+  CHECK(sku.head_dim_bucket >= kDk && sku.head_dim_bucket <= kMaxHeadDim);
+  CHECK(sku.arch >= 80);
+  char expected_name[kMessageCapacity];
+  snprintf(expected_name, sizeof expected_name, "flash_sdpa.portable.%s.d%d.sm%d",
+           baracuda_element_string(desc->element), (int)sku.head_dim_bucket, (int)sku.arch);
+  check_str_at(__FILE__, __LINE__, sku.name, expected_name, "sku name");
+
+  size_t bytes = 12345;
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_workspace_size(plan, &bytes), BARACUDA_STATUS_SUCCESS);
+  CHECK_STR(baracuda_last_error_message(), "");
+  CHECK_INT(bytes, 0);
+
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_sku(plan, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_sku: plan and sku must not be NULL (got NULL, expected pointers)");
+  CHECK_INT(baracuda_flash_sdpa_precision_guarantee(plan, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_precision_guarantee: plan and guarantee must not be NULL (got NULL, "
+            "expected pointers)");
+  CHECK_INT(baracuda_flash_sdpa_workspace_size(plan, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_workspace_size: plan and bytes must not be NULL (got NULL, expected "
+            "pointers)");
+
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_can_implement(plan, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_can_implement: args is NULL (got NULL, expected args)");
+}
+
+/* run checks the args as can_implement does, under its own name, before anything else. The
+ * portable backend needs no workspace, so no workspace is too small for it. */
+static void test_run_checks(baracuda_flash_sdpa_plan plan,
+                            const baracuda_flash_sdpa_descriptor* desc) {
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_run(plan, NULL, NULL, 0, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_run: args is NULL (got NULL, expected args)");
+
+  const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
+  baracuda_flash_sdpa_args args = valid;
+  args.q.rank = 3;
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_run(plan, &args, NULL, 0, NULL), BARACUDA_STATUS_INVALID_PROBLEM);
+  CHECK_STR(baracuda_last_error_message(), "flash_sdpa_run: q rank mismatch (got 3, expected 4)");
+
+  args = valid;
+  args.y.buffer_elements -= 1;
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_run(plan, &args, NULL, 0, NULL), BARACUDA_STATUS_BUFFER_TOO_SMALL);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_run: y buffer too small (got 1279 elements, expected at least 1280)");
+  expect_sizes_at(__FILE__, __LINE__, 1280, 1279);
+
+  args = valid;
+  args.k.strides[3] = 2;
+  args.k.buffer_elements *= 2;
+  poison_last_error();
+  CHECK_INT(baracuda_flash_sdpa_run(plan, &args, fake_buffer(kBufferSlopes + 1), 4096, NULL),
+            BARACUDA_STATUS_UNSUPPORTED);
+  CHECK_STR(baracuda_last_error_message(),
+            "flash_sdpa_run: k last-axis stride must be 1 (got 2, expected 1)");
+}
+
+/* Problems with no elements: every view is empty, so NULL data is fine, and run has nothing
+ * to launch. An empty output writes nothing, so no stride of it can alias: zero strides, as
+ * NumPy and CuPy give empty arrays and the seed entry points lay them out, are fine. */
+static void test_empty_problems(void) {
+  baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F16);
+  desc.batch_size = 0;
+  baracuda_flash_sdpa_plan plan = select_plan(&desc);
+  if (plan != NULL) {
+    const baracuda_flash_sdpa_args args = make_args(&desc, kHeadsK);
+    CHECK(args.q.data == NULL && args.k.data == NULL && args.lse.data == NULL);
+    EXPECT_ACCEPTED(plan, &args);
+    poison_last_error();
+    CHECK_INT(baracuda_flash_sdpa_run(plan, &args, NULL, 0, NULL), BARACUDA_STATUS_SUCCESS);
+    CHECK_STR(baracuda_last_error_message(), "");
+    baracuda_flash_sdpa_plan_destroy(plan);
+  }
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.query_len = 0;
+  plan = select_plan(&desc);
+  if (plan != NULL) {
+    baracuda_flash_sdpa_args args = make_args(&desc, kHeadsK);
+    CHECK(args.y.data == NULL && args.lse.data == NULL);
+    EXPECT_ACCEPTED(plan, &args);
+    set_strides(&args.y, 0, 0, 0, 1);
+    set_strides(&args.lse, 0, 0, 0, 0);
+    EXPECT_ACCEPTED(plan, &args);
+    baracuda_flash_sdpa_plan_destroy(plan);
+  }
+
+  /* The seed entry points lay out contiguous views themselves. */
+  poison_last_error();
+  CHECK_INT(baracuda_kernels_flash_sdpa_f32_run(kBatch, kHeads, 0, 0, kDk, kDv, 0.125f, 0, NULL,
+                                                NULL, NULL, NULL, NULL, NULL, 0, NULL),
+            BARACUDA_STATUS_SUCCESS);
+  CHECK_STR(baracuda_last_error_message(), "");
+
+  /* No query heads: K and V have none either. */
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.num_heads = 0;
+  plan = select_plan(&desc);
+  if (plan != NULL) {
+    baracuda_flash_sdpa_args args = make_args(&desc, 0);
+    EXPECT_ACCEPTED(plan, &args);
+    args = make_args(&desc, 1);
+    EXPECT_INVALID(plan, &args,
+                   CI "k shape[1] (num_heads_k) must be 0 when num_heads is 0 (got 1, expected 0)");
+    baracuda_flash_sdpa_plan_destroy(plan);
+  }
+}
+
+static void test_argument_checks(void) {
+  const baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F16);
+  baracuda_flash_sdpa_plan plan = select_plan(&desc);
+  if (plan == NULL) return;
+  test_plan_queries(plan, &desc);
+  test_args_ranks_elements_shapes(plan, &desc);
+  test_args_heads_k(plan, &desc);
+  test_args_head_broadcast(plan, &desc);
+  test_args_strides(plan, &desc);
+  test_args_data_and_buffers(plan, &desc);
+  test_args_mask(plan, &desc);
+  test_args_alibi(plan, &desc);
+  test_run_checks(plan, &desc);
+  baracuda_flash_sdpa_plan_destroy(plan);
+  test_args_per_element();
+  test_empty_problems();
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(void) {
+  test_status_strings();
+  test_element_strings_and_sizes();
+  test_backend_strings();
+  test_version();
+  test_descriptor_init_defaults();
+
+  detect_device();
+  test_select_null_pointers();
+  test_select_refuses_invalid_element();
+  test_select_refuses_negative_extents();
+  test_select_refuses_non_finite_scale();
+  test_select_refuses_bad_softcap();
+  test_select_refuses_bad_is_causal();
+  test_select_refuses_bad_window_bounds();
+  test_select_refuses_bad_alignment();
+  test_select_refuses_bad_preference();
+  test_select_refuses_unsupported_head_dims();
+  test_select_grid_limit();
+  test_select_accepts_valid_descriptors();
+  test_select_head_dim_buckets();
+  test_null_plan_functions();
+
+  if (g_device_present) {
+    test_argument_checks();
+  } else {
+    printf("skipped: the argument checks of can_implement and run (they need a plan, and a "
+           "plan needs a CUDA device)\n");
+  }
+
+  printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

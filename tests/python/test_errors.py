@@ -1,0 +1,97 @@
+"""Exceptions (CPU): each class mirrors its baracuda_status, carries the message (and the sizes
+of the two *TooSmall errors), and survives pickling unchanged."""
+
+import pickle
+
+import pytest
+
+import baracuda
+from baracuda import _capi, _errors
+
+MESSAGE = "flash_sdpa_run: y buffer is too small (got 100 elements, expected >= 128)"
+NEEDED, GOT = 128, 100
+
+# (class, baracuda_status value) as baracuda.h numbers them.
+STATUS_CLASSES = [
+    (baracuda.UnsupportedError, 1),
+    (baracuda.InvalidProblemError, 2),
+    (baracuda.BufferTooSmallError, 3),
+    (baracuda.WorkspaceTooSmallError, 4),
+    (baracuda.CudaError, 5),
+    (baracuda.NcclError, 6),
+    (baracuda.LibraryNotLoadedError, 7),
+    (baracuda.InternalError, 8),
+]
+STATUS_IDS = [error_type.__name__ for error_type, _ in STATUS_CLASSES]
+SIZE_CLASSES = (baracuda.BufferTooSmallError, baracuda.WorkspaceTooSmallError)
+
+
+@pytest.mark.parametrize("error_type,status", STATUS_CLASSES, ids=STATUS_IDS)
+def test_status_maps_to_its_class(error_type, status):
+    error = _errors.error_from_status(status, MESSAGE, NEEDED, GOT)
+    assert type(error) is error_type
+    assert isinstance(error, baracuda.BaracudaError)
+    assert error.status == status
+    assert error.message == MESSAGE
+    assert str(error) == MESSAGE
+    if error_type in SIZE_CLASSES:
+        assert (error.needed, error.got) == (NEEDED, GOT)
+    else:
+        assert not hasattr(error, "needed")
+
+
+def test_status_values_match_the_header():
+    """The Python constants are the C enum's values, read through the binding."""
+    names = [_capi.status_string(status) for _, status in STATUS_CLASSES]
+    assert len(set(names)) == len(names), names
+    assert _capi.status_string(_errors.STATUS_SUCCESS) not in names
+    assert all(name and name != "invalid" for name in names)
+
+
+def test_unknown_status_gives_the_base_class():
+    error = _errors.error_from_status(42, MESSAGE)
+    assert type(error) is baracuda.BaracudaError
+    assert (error.status, error.message, str(error)) == (42, MESSAGE, MESSAGE)
+
+
+def test_invalid_problem_is_a_value_error():
+    assert issubclass(baracuda.InvalidProblemError, ValueError)
+    assert not issubclass(baracuda.UnsupportedError, ValueError)
+
+
+@pytest.mark.parametrize("error_type,status", STATUS_CLASSES, ids=STATUS_IDS)
+def test_pickle_round_trip(error_type, status):
+    error = _errors.error_from_status(status, MESSAGE, NEEDED, GOT)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is error_type
+    assert (copy.status, copy.message, str(copy)) == (status, MESSAGE, MESSAGE)
+    assert copy.args == error.args
+    if error_type in SIZE_CLASSES:
+        assert (copy.needed, copy.got) == (NEEDED, GOT)
+
+
+def test_pickle_round_trip_of_the_base_class():
+    error = baracuda.BaracudaError(MESSAGE, 42)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is baracuda.BaracudaError
+    assert (copy.status, copy.message, str(copy)) == (42, MESSAGE, MESSAGE)
+
+
+def test_size_errors_built_directly():
+    error = baracuda.WorkspaceTooSmallError(MESSAGE, NEEDED, GOT)
+    assert (error.status, error.needed, error.got) == (4, NEEDED, GOT)
+    assert str(error) == MESSAGE
+
+
+def test_c_failure_raises_with_the_c_message():
+    """A refusal from the C library (no device needed) arrives typed, with its message."""
+    desc = baracuda.FlashSdpaDescriptor(-1, 1, 1, 1, 64, scale=0.125)
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.FlashSdpaPlan.select(desc)
+    error = caught.value
+    assert error.status == 2
+    assert error.message == (
+        "flash_sdpa_plan_select: batch_size must be non-negative (got -1, expected >= 0)"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is baracuda.InvalidProblemError and copy.message == error.message

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs baracuda with its test extras into a virtual environment, builds the C tests, and
+# runs ctest and pytest. GPU tests run where a CUDA device is present and skip elsewhere.
+#
+#   bash tests/run.sh
+#
+# BARACUDA_CUDA_ARCHITECTURES / BARACUDA_HEAD_DIM_BUCKETS narrow the build (see README).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+venv="${BARACUDA_VENV:-$repo/.venv}"
+jobs="$(nproc 2>/dev/null || echo 2)"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$jobs}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "virtual environment: $venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+python -m pip install --quiet --upgrade pip
+
+step "install baracuda with its test extras (builds libbaracuda and the extension)"
+mkdir -p build
+if ! python -m pip install --verbose ".[test]" >build/pip-install.log 2>&1; then
+  tail -n 60 build/pip-install.log
+  echo "pip install failed; the whole log is build/pip-install.log" >&2
+  exit 1
+fi
+grep -E "^Successfully installed" build/pip-install.log || true
+python -c "import baracuda; print('baracuda', baracuda.__version__, 'from', baracuda.__file__)"
+
+step "C tests (ctest)"
+cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Release \
+  -DBARACUDA_CUDA_ARCHITECTURES="${BARACUDA_CUDA_ARCHITECTURES:-80;90a}" \
+  -DBARACUDA_HEAD_DIM_BUCKETS="${BARACUDA_HEAD_DIM_BUCKETS:-64;128;256}" >/dev/null
+cmake --build build/ctest
+ctest --test-dir build/ctest --output-on-failure
+
+step "Python tests (pytest)"
+# pytest exits 5 when it collected no test: that is a failure here too.
+python -m pytest tests/python -ra -q "$@"
