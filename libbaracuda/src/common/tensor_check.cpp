@@ -17,10 +17,15 @@ bool is_valid_element(baracuda_element element) {
   return false;
 }
 
-int64_t physical_span(const baracuda_tensor& tensor) {
+bool is_empty(const baracuda_tensor& tensor) {
   for (int axis = 0; axis < tensor.rank; ++axis) {
-    if (tensor.shape[axis] == 0) return 0;
+    if (tensor.shape[axis] == 0) return true;
   }
+  return false;
+}
+
+int64_t physical_span(const baracuda_tensor& tensor) {
+  if (is_empty(tensor)) return 0;
   int64_t span = 1;
   for (int axis = 0; axis < tensor.rank; ++axis) {
     int64_t reach = 0;
@@ -81,8 +86,7 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                 rule.name, format_extents(tensor.shape, tensor.rank).c_str(),
                 format_expected_shape(rule).c_str());
   }
-  const int64_t span = physical_span(tensor);
-  if (span == 0) return BARACUDA_STATUS_SUCCESS;  // an empty view touches no memory
+  if (is_empty(tensor)) return BARACUDA_STATUS_SUCCESS;  // an empty view touches no memory
   for (int axis = 0; axis < rule.rank; ++axis) {
     if (tensor.strides[axis] < 0) {
       return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
@@ -102,6 +106,7 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                 "%s last-axis stride must be 1 (got %" PRId64 ", expected 1)", rule.name,
                 tensor.strides[last]);
   }
+  const int64_t span = physical_span(tensor);
   if (span == kSpanOverflow) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "%s view addresses more than 2^63 elements (got shape %s with strides %s, "

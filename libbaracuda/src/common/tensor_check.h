@@ -14,6 +14,9 @@ bool is_valid_element(baracuda_element element);
 // An optional tensor is absent when its rank is 0.
 inline bool is_present(const baracuda_tensor& tensor) { return tensor.rank != 0; }
 
+// Whether some axis has extent 0 (the view holds no element).
+bool is_empty(const baracuda_tensor& tensor);
+
 // physical_span of a view whose reach does not fit in int64.
 constexpr int64_t kSpanOverflow = INT64_MAX;
 
