@@ -75,8 +75,8 @@ baracuda_status check_head_dim(const char* field, int32_t value) {
               field, value, kHeadDimStep, kMinHeadDim, kMaxHeadDim);
 }
 
-// Blocks of one launch; the product of three int32 extents fits in int64 only because the
-// tile count is a 16th of query_len, so it is formed as a quotient test first.
+// Whether the grid (one block per batch x head x query tile) fits one launch, and its size.
+// batch x heads x tiles can exceed int64, so batch x heads is compared with limit / tiles.
 bool grid_fits_one_launch(const baracuda_flash_sdpa_descriptor& desc, int64_t* blocks) {
   const int64_t tiles = (int64_t{desc.query_len} + baracuda::flash_sdpa::kPortableBlockRows - 1) /
                         baracuda::flash_sdpa::kPortableBlockRows;
