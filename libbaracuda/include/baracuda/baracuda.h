@@ -218,6 +218,27 @@ BARACUDA_API baracuda_status baracuda_flash_sdpa_precision_guarantee(
 /* Accepts NULL. */
 BARACUDA_API void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan);
 
+/* ---------------------------------------------------------------- NCCL, loaded at run time
+ *
+ * The build never needs NCCL: the library is opened with dlopen on first use. Search order:
+ * an explicit path given to baracuda_nccl_load, the environment variable
+ * BARACUDA_NCCL_LIBRARY, an libnccl.so.2 already loaded in the process, the
+ * nvidia-nccl-cu12 / -cu13 wheel beside this library (site-packages/nvidia/nccl/lib), then
+ * the system's libnccl.so.2. Once loaded, NCCL stays loaded for the life of the process.
+ */
+
+/* Loads NCCL (path NULL: the search order above) and resolves the symbols baracuda uses.
+ * LIBRARY_NOT_LOADED names every place tried and why each failed. A second call after a
+ * success returns success and keeps the library already loaded. */
+BARACUDA_API baracuda_status baracuda_nccl_load(const char* path);
+
+/* NCCL's version code (e.g. 22703 for 2.27.3) of the loaded library; LIBRARY_NOT_LOADED
+ * when NCCL is not loaded. */
+BARACUDA_API baracuda_status baracuda_nccl_version(int* version);
+
+/* Path of the loaded NCCL library as dlopen resolved it; "" when none is loaded. */
+BARACUDA_API const char* baracuda_nccl_library_path(void);
+
 /* ---------------------------------------------------------------- seed entry points
  *
  * The seed's raw launches, for C consumers that manage everything themselves. Contiguous

@@ -1,0 +1,189 @@
+// NCCL loaded at run time with dlopen, in the order baracuda.h gives, resolving only the
+// symbols of nccl_api.h.
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "baracuda/baracuda.h"
+#include "common/status.h"
+#include "nccl/nccl_api.h"
+
+namespace baracuda::nccl {
+namespace {
+
+constexpr const char* kLoadOp = "nccl_load";
+constexpr const char* kLibraryName = "libnccl.so.2";
+constexpr const char* kPathVariable = "BARACUDA_NCCL_LIBRARY";
+// Where the nvidia-nccl-cu12 / -cu13 wheels put the library, relative to the folder that holds
+// libbaracuda.so inside site-packages (site-packages/baracuda).
+constexpr const char* kWheelRelativePath = "/../nvidia/nccl/lib/libnccl.so.2";
+
+struct LoaderState {
+  std::mutex mutex;
+  void* handle = nullptr;
+  Api api = {};
+  std::string path;
+};
+
+LoaderState& state() {
+  static LoaderState loader;
+  return loader;
+}
+
+struct Candidate {
+  std::string origin;  // "explicit path", "BARACUDA_NCCL_LIBRARY", ...
+  std::string path;
+  int flags;
+};
+
+std::string this_library_folder() {
+  Dl_info info = {};
+  if (dladdr(reinterpret_cast<void*>(&baracuda_nccl_load), &info) == 0 || info.dli_fname == nullptr) {
+    return std::string();
+  }
+  std::string file = info.dli_fname;
+  const size_t slash = file.rfind('/');
+  return slash == std::string::npos ? std::string(".") : file.substr(0, slash);
+}
+
+std::vector<Candidate> search_order(const char* explicit_path) {
+  if (explicit_path != nullptr) return {{"explicit path", explicit_path, RTLD_NOW | RTLD_LOCAL}};
+  std::vector<Candidate> candidates;
+  if (const char* variable = std::getenv(kPathVariable); variable != nullptr && *variable != '\0') {
+    candidates.push_back({kPathVariable, variable, RTLD_NOW | RTLD_LOCAL});
+  }
+  candidates.push_back({"already loaded", kLibraryName, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD});
+  const std::string folder = this_library_folder();
+  if (!folder.empty()) {
+    candidates.push_back({"nvidia-nccl wheel", folder + kWheelRelativePath, RTLD_NOW | RTLD_LOCAL});
+  }
+  candidates.push_back({"system", kLibraryName, RTLD_NOW | RTLD_LOCAL});
+  return candidates;
+}
+
+// Resolves every entry point of Api; names the first one missing.
+bool resolve(void* handle, Api* api, std::string* missing) {
+  struct Entry {
+    const char* name;
+    void** slot;
+  };
+  const Entry entries[] = {
+      {"ncclGetVersion", reinterpret_cast<void**>(&api->GetVersion)},
+      {"ncclGetErrorString", reinterpret_cast<void**>(&api->GetErrorString)},
+      {"ncclGetLastError", reinterpret_cast<void**>(&api->GetLastError)},
+      {"ncclGetUniqueId", reinterpret_cast<void**>(&api->GetUniqueId)},
+      {"ncclCommInitRank", reinterpret_cast<void**>(&api->CommInitRank)},
+      {"ncclCommDestroy", reinterpret_cast<void**>(&api->CommDestroy)},
+      {"ncclCommAbort", reinterpret_cast<void**>(&api->CommAbort)},
+      {"ncclCommGetAsyncError", reinterpret_cast<void**>(&api->CommGetAsyncError)},
+      {"ncclCommCount", reinterpret_cast<void**>(&api->CommCount)},
+      {"ncclCommUserRank", reinterpret_cast<void**>(&api->CommUserRank)},
+      {"ncclSend", reinterpret_cast<void**>(&api->Send)},
+      {"ncclRecv", reinterpret_cast<void**>(&api->Recv)},
+      {"ncclGroupStart", reinterpret_cast<void**>(&api->GroupStart)},
+      {"ncclGroupEnd", reinterpret_cast<void**>(&api->GroupEnd)},
+  };
+  for (const Entry& entry : entries) {
+    *entry.slot = dlsym(handle, entry.name);
+    if (*entry.slot == nullptr) {
+      *missing = entry.name;
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string resolved_path(void* handle, const std::string& fallback) {
+  link_map* map = nullptr;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr &&
+      *map->l_name != '\0') {
+    return map->l_name;
+  }
+  return fallback;
+}
+
+// Tries one candidate; on failure appends why to `tried`.
+bool try_load(const Candidate& candidate, LoaderState& loader, std::string* tried) {
+  dlerror();
+  void* handle = dlopen(candidate.path.c_str(), candidate.flags);
+  if (handle == nullptr) {
+    const char* reason = dlerror();
+    *tried += "; " + candidate.origin + " '" + candidate.path + "': " +
+              (candidate.flags & RTLD_NOLOAD ? std::string("not loaded in this process")
+                                             : std::string(reason ? reason : "dlopen failed"));
+    return false;
+  }
+  Api api = {};
+  std::string missing;
+  if (!resolve(handle, &api, &missing)) {
+    *tried += "; " + candidate.origin + " '" + candidate.path + "': no symbol " + missing +
+              " (not an NCCL 2.13+ library)";
+    dlclose(handle);
+    return false;
+  }
+  loader.handle = handle;
+  loader.api = api;
+  loader.path = resolved_path(handle, candidate.path);
+  return true;
+}
+
+}  // namespace
+
+const Api* loaded_api(const char* op) {
+  LoaderState& loader = state();
+  std::lock_guard<std::mutex> lock(loader.mutex);
+  if (loader.handle != nullptr) return &loader.api;
+  fail(BARACUDA_STATUS_LIBRARY_NOT_LOADED, op,
+       "NCCL not loaded (got no library, expected a successful baracuda_nccl_load)");
+  return nullptr;
+}
+
+}  // namespace baracuda::nccl
+
+extern "C" {
+
+baracuda_status baracuda_nccl_load(const char* path) {
+  using namespace baracuda::nccl;
+  LoaderState& loader = state();
+  std::lock_guard<std::mutex> lock(loader.mutex);
+  if (loader.handle != nullptr) return baracuda::succeed();
+  std::string tried;
+  for (const Candidate& candidate : search_order(path)) {
+    if (try_load(candidate, loader, &tried)) return baracuda::succeed();
+  }
+  return baracuda::fail(BARACUDA_STATUS_LIBRARY_NOT_LOADED, kLoadOp,
+                        "cannot load NCCL (got%s, expected %s)", tried.substr(1).c_str(),
+                        path != nullptr ? "that path to be libnccl.so.2"
+                                        : "libnccl.so.2 in one of these places");
+}
+
+baracuda_status baracuda_nccl_version(int* version) {
+  using namespace baracuda::nccl;
+  if (version == nullptr) {
+    return baracuda::fail(BARACUDA_STATUS_INVALID_PROBLEM, "nccl_version",
+                          "version is NULL (got NULL, expected a pointer)");
+  }
+  *version = 0;
+  const Api* api = loaded_api("nccl_version");
+  if (api == nullptr) return BARACUDA_STATUS_LIBRARY_NOT_LOADED;
+  const ncclResult_t result = api->GetVersion(version);
+  if (result != ncclSuccess) {
+    return baracuda::fail(BARACUDA_STATUS_NCCL_ERROR, "nccl_version",
+                          "ncclGetVersion failed (got %d: %s, expected ncclSuccess)",
+                          static_cast<int>(result), api->GetErrorString(result));
+  }
+  return baracuda::succeed();
+}
+
+const char* baracuda_nccl_library_path(void) {
+  using namespace baracuda::nccl;
+  LoaderState& loader = state();
+  std::lock_guard<std::mutex> lock(loader.mutex);
+  return loader.path.c_str();
+}
+
+}  // extern "C"
