@@ -12,22 +12,10 @@
 
 #include <baracuda/baracuda.h>
 
+#include "test_check.h"
+
 enum { kSkipExitCode = 77 };
 
-static int g_failures = 0;
-static int g_passes = 0;
-
-#define CHECK(condition, ...)                                  \
-  do {                                                         \
-    if (condition) {                                           \
-      ++g_passes;                                              \
-    } else {                                                   \
-      ++g_failures;                                            \
-      fprintf(stderr, "%s:%d: FAILED: ", __FILE__, __LINE__);  \
-      fprintf(stderr, __VA_ARGS__);                            \
-      fprintf(stderr, "\n");                                   \
-    }                                                          \
-  } while (0)
 
 #define CUDA_OK(call)                                                                  \
   do {                                                                                 \
@@ -422,6 +410,5 @@ int main(void) {
     run_case(&problems[n]);
   }
   seed_entry_point_case();
-  printf("%d passed, %d failed\n", g_passes, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return test_summary();
 }

@@ -10,20 +10,8 @@
 
 #include <baracuda/baracuda.h>
 
-static int g_failures = 0;
-static int g_passes = 0;
+#include "test_check.h"
 
-#define CHECK(condition, ...)                                 \
-  do {                                                        \
-    if (condition) {                                          \
-      ++g_passes;                                             \
-    } else {                                                  \
-      ++g_failures;                                           \
-      fprintf(stderr, "%s:%d: FAILED: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                           \
-      fprintf(stderr, "\n");                                  \
-    }                                                         \
-  } while (0)
 
 static const char* find(const char* text, const char* part) {
   const char* at = strstr(text, part);
@@ -121,6 +109,5 @@ int main(void) {
   }
   if (found) test_loaded();
   else printf("NCCL-present checks skipped: no NCCL here and BARACUDA_TEST_NCCL_LIBRARY unset\n");
-  printf("%d passed, %d failed\n", g_passes, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return test_summary();
 }
