@@ -16,6 +16,7 @@ namespace baracuda::nccl {
 namespace {
 
 constexpr const char* kLoadOp = "nccl_load";
+constexpr const char* kVersionOp = "nccl_version";
 constexpr const char* kLibraryName = "libnccl.so.2";
 constexpr const char* kPathVariable = "BARACUDA_NCCL_LIBRARY";
 // Where the nvidia-nccl-cu12 / -cu13 wheels put the library, relative to the folder that holds
@@ -37,7 +38,7 @@ LoaderState& state() {
 struct Candidate {
   std::string origin;  // "explicit path", "BARACUDA_NCCL_LIBRARY", ...
   std::string path;
-  int flags;
+  bool only_if_loaded;  // look for a copy already in the process, never open a new one
 };
 
 std::string this_library_folder() {
@@ -51,17 +52,17 @@ std::string this_library_folder() {
 }
 
 std::vector<Candidate> search_order(const char* explicit_path) {
-  if (explicit_path != nullptr) return {{"explicit path", explicit_path, RTLD_NOW | RTLD_LOCAL}};
+  if (explicit_path != nullptr) return {{"explicit path", explicit_path, false}};
   std::vector<Candidate> candidates;
   if (const char* variable = std::getenv(kPathVariable); variable != nullptr && *variable != '\0') {
-    candidates.push_back({kPathVariable, variable, RTLD_NOW | RTLD_LOCAL});
+    candidates.push_back({kPathVariable, variable, false});
   }
-  candidates.push_back({"already loaded", kLibraryName, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD});
+  candidates.push_back({"already loaded", kLibraryName, true});
   const std::string folder = this_library_folder();
   if (!folder.empty()) {
-    candidates.push_back({"nvidia-nccl wheel", folder + kWheelRelativePath, RTLD_NOW | RTLD_LOCAL});
+    candidates.push_back({"nvidia-nccl wheel", folder + kWheelRelativePath, false});
   }
-  candidates.push_back({"system", kLibraryName, RTLD_NOW | RTLD_LOCAL});
+  candidates.push_back({"system", kLibraryName, false});
   return candidates;
 }
 
@@ -109,11 +110,12 @@ std::string resolved_path(void* handle, const std::string& fallback) {
 // Tries one candidate; on failure appends why to `tried`.
 bool try_load(const Candidate& candidate, LoaderState& loader, std::string* tried) {
   dlerror();
-  void* handle = dlopen(candidate.path.c_str(), candidate.flags);
+  const int flags = RTLD_NOW | RTLD_LOCAL | (candidate.only_if_loaded ? RTLD_NOLOAD : 0);
+  void* handle = dlopen(candidate.path.c_str(), flags);
   if (handle == nullptr) {
     const char* reason = dlerror();
     *tried += "; " + candidate.origin + " '" + candidate.path + "': " +
-              (candidate.flags & RTLD_NOLOAD ? std::string("not loaded in this process")
+              (candidate.only_if_loaded ? std::string("not loaded in this process")
                                              : std::string(reason ? reason : "dlopen failed"));
     return false;
   }
@@ -164,15 +166,15 @@ baracuda_status baracuda_nccl_load(const char* path) {
 baracuda_status baracuda_nccl_version(int* version) {
   using namespace baracuda::nccl;
   if (version == nullptr) {
-    return baracuda::fail(BARACUDA_STATUS_INVALID_PROBLEM, "nccl_version",
+    return baracuda::fail(BARACUDA_STATUS_INVALID_PROBLEM, kVersionOp,
                           "version is NULL (got NULL, expected a pointer)");
   }
   *version = 0;
-  const Api* api = loaded_api("nccl_version");
+  const Api* api = loaded_api(kVersionOp);
   if (api == nullptr) return BARACUDA_STATUS_LIBRARY_NOT_LOADED;
   const ncclResult_t result = api->GetVersion(version);
   if (result != ncclSuccess) {
-    return baracuda::fail(BARACUDA_STATUS_NCCL_ERROR, "nccl_version",
+    return baracuda::fail(BARACUDA_STATUS_NCCL_ERROR, kVersionOp,
                           "ncclGetVersion failed (got %d: %s, expected ncclSuccess)",
                           static_cast<int>(result), api->GetErrorString(result));
   }
