@@ -5,6 +5,9 @@ The public surface:
 - :func:`flash_attention` and the plan it runs, :class:`FlashSdpaPlan` selected for a
   :class:`FlashSdpaDescriptor` (reporting a :class:`KernelSku` and a
   :class:`PrecisionGuarantee`);
+- :func:`ring_attention` across GPUs and its plan, :class:`RingAttentionPlan` selected for a
+  :class:`RingAttentionDescriptor`, over a :class:`baracuda.nccl.Communicator`; the layout
+  helpers :func:`shard_sequence`, :func:`gather_sequence` and :func:`sequence_positions`;
 - :class:`DeviceArray`, the outputs baracuda allocates (DLPack and CUDA Array Interface);
 - the exceptions, one per ``baracuda_status``, each carrying the C library's message;
 - :mod:`baracuda.reference`, a plain numpy float64 implementation of the semantics.
@@ -13,7 +16,7 @@ Importing needs no GPU and no driver: the CUDA runtime is linked statically into
 libbaracuda, and cuda.core is imported only by calls that use a device.
 """
 
-from . import reference
+from . import nccl, reference
 from ._capi import version as _library_version
 from ._device_array import DeviceArray
 from ._errors import (
@@ -34,6 +37,14 @@ from ._flash_sdpa import (
     PrecisionGuarantee,
     flash_attention,
 )
+from ._ring_attention import (
+    RingAttentionDescriptor,
+    RingAttentionPlan,
+    gather_sequence,
+    ring_attention,
+    sequence_positions,
+    shard_sequence,
+)
 
 __version__ = _library_version()
 
@@ -50,9 +61,16 @@ __all__ = [
     "LibraryNotLoadedError",
     "NcclError",
     "PrecisionGuarantee",
+    "RingAttentionDescriptor",
+    "RingAttentionPlan",
     "UnsupportedError",
     "WorkspaceTooSmallError",
     "__version__",
     "flash_attention",
+    "gather_sequence",
+    "nccl",
     "reference",
+    "ring_attention",
+    "sequence_positions",
+    "shard_sequence",
 ]

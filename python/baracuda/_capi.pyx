@@ -105,6 +105,29 @@ cdef int fill_flash_sdpa_args(baracuda_flash_sdpa_args* args, q, k, v, y, lse, m
     return 0
 
 
+# ---------------------------------------------------------------- plan helpers
+
+cdef int32_t _window_bound(bound) except? -2:
+    return BARACUDA_WINDOW_UNBOUNDED if bound is None else bound
+
+
+cdef tuple _sku_tuple(const baracuda_kernel_sku* sku):
+    return (sku.name.decode(), _BACKEND_NAMES[sku.backend], _ELEMENT_NAMES[sku.element],
+            sku.head_dim_bucket, sku.arch)
+
+
+cdef tuple _guarantee_tuple(const baracuda_precision_guarantee* guarantee):
+    return (_ELEMENT_NAMES[guarantee.math_precision], _ELEMENT_NAMES[guarantee.accumulator],
+            guarantee.deterministic != 0, guarantee.bit_stable_on_same_hardware != 0)
+
+
+cdef int _check_open(void* plan, str op) except -1:
+    if plan == NULL:
+        raise InvalidProblemError(f"{op}: the plan is closed (got a closed plan, expected an "
+                                  "open one)")
+    return 0
+
+
 # ---------------------------------------------------------------- flash attention plan
 
 cdef class FlashSdpaPlanHandle:
@@ -154,16 +177,10 @@ cdef class FlashSdpaPlanHandle:
     def closed(self):
         return self._plan == NULL
 
-    cdef int _check_open(self, str op) except -1:
-        if self._plan == NULL:
-            raise InvalidProblemError(f"{op}: the plan is closed (got a closed plan, "
-                                      "expected an open one)")
-        return 0
-
     def can_implement(self, q, k, v, y, lse, mask, alibi_slopes):
         """Check the tensor descriptions against the plan; raise the C reason if they fail."""
         cdef baracuda_flash_sdpa_args args
-        self._check_open("FlashSdpaPlan.can_implement")
+        _check_open(self._plan, "FlashSdpaPlan.can_implement")
         fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
         check_status(baracuda_flash_sdpa_can_implement(self._plan, &args))
 
@@ -172,7 +189,7 @@ cdef class FlashSdpaPlanHandle:
         """Enqueue the kernel on ``stream`` (a ``cudaStream_t`` as an int)."""
         cdef baracuda_flash_sdpa_args args
         cdef baracuda_status status
-        self._check_open("FlashSdpaPlan.run")
+        _check_open(self._plan, "FlashSdpaPlan.run")
         fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
         with nogil:
             status = baracuda_flash_sdpa_run(self._plan, &args, <void*>workspace,
@@ -182,34 +199,276 @@ cdef class FlashSdpaPlanHandle:
     def workspace_size(self):
         """Bytes of device workspace that :meth:`run` needs."""
         cdef size_t workspace_bytes = 0
-        self._check_open("FlashSdpaPlan.workspace_size")
+        _check_open(self._plan, "FlashSdpaPlan.workspace_size")
         check_status(baracuda_flash_sdpa_workspace_size(self._plan, &workspace_bytes))
         return workspace_bytes
 
     def backend(self):
         """Name of the backend the plan runs."""
-        self._check_open("FlashSdpaPlan.backend")
+        _check_open(self._plan, "FlashSdpaPlan.backend")
         return _BACKEND_NAMES[baracuda_flash_sdpa_backend(self._plan)]
 
     def sku(self):
         """``(name, backend, element, head_dim_bucket, arch)`` of the selected kernel."""
         cdef baracuda_kernel_sku sku
-        self._check_open("FlashSdpaPlan.sku")
+        _check_open(self._plan, "FlashSdpaPlan.sku")
         check_status(baracuda_flash_sdpa_sku(self._plan, &sku))
-        return (sku.name.decode(), _BACKEND_NAMES[sku.backend], _ELEMENT_NAMES[sku.element],
-                sku.head_dim_bucket, sku.arch)
+        return _sku_tuple(&sku)
 
     def precision_guarantee(self):
         """``(math_precision, accumulator, deterministic, bit_stable_on_same_hardware)``."""
         cdef baracuda_precision_guarantee guarantee
-        self._check_open("FlashSdpaPlan.precision_guarantee")
+        _check_open(self._plan, "FlashSdpaPlan.precision_guarantee")
         check_status(baracuda_flash_sdpa_precision_guarantee(self._plan, &guarantee))
-        return (_ELEMENT_NAMES[guarantee.math_precision], _ELEMENT_NAMES[guarantee.accumulator],
-                guarantee.deterministic != 0, guarantee.bit_stable_on_same_hardware != 0)
+        return _guarantee_tuple(&guarantee)
 
 
-cdef int32_t _window_bound(bound) except? -2:
-    return BARACUDA_WINDOW_UNBOUNDED if bound is None else bound
+# ---------------------------------------------------------------- ring attention plan
+
+RING_LAYOUTS = {
+    baracuda_ring_layout_string(<baracuda_ring_layout>layout).decode(): layout
+    for layout in (BARACUDA_RING_LAYOUT_CONTIGUOUS, BARACUDA_RING_LAYOUT_ZIGZAG)
+}
+"""Ring layout name ("contiguous", "zigzag") -> ``baracuda_ring_layout``."""
+
+RING_SCHEDULES = {
+    baracuda_ring_schedule_string(<baracuda_ring_schedule>schedule).decode(): schedule
+    for schedule in (BARACUDA_RING_SCHEDULE_OVERLAPPED, BARACUDA_RING_SCHEDULE_SERIAL)
+}
+"""Ring schedule name ("overlapped", "serial") -> ``baracuda_ring_schedule``."""
+
+
+cdef int fill_ring_attention_args(baracuda_ring_attention_args* args, q, k, v, y, lse,
+                                  alibi_slopes, kv_scratch_a, kv_scratch_b,
+                                  uintptr_t accumulator_scratch,
+                                  size_t accumulator_scratch_bytes) except -1:
+    fill_tensor(&args.q, q)
+    fill_tensor(&args.k, k)
+    fill_tensor(&args.v, v)
+    fill_tensor(&args.y, y)
+    fill_tensor(&args.lse, lse)
+    fill_tensor(&args.alibi_slopes, alibi_slopes)
+    fill_tensor(&args.kv_scratch_a, kv_scratch_a)
+    fill_tensor(&args.kv_scratch_b, kv_scratch_b)
+    args.accumulator_scratch = <void*>accumulator_scratch
+    args.accumulator_scratch_bytes = accumulator_scratch_bytes
+    return 0
+
+
+cdef class RingAttentionPlanHandle:
+    """Owns one ``baracuda_ring_attention_plan``; destroyed by :meth:`close` or when collected.
+
+    Arguments are tensor descriptions in the order ``q, k, v, y, lse, alibi_slopes,
+    kv_scratch_a, kv_scratch_b`` (``None`` for absent optional ones), then the accumulator
+    scratch as ``(pointer, bytes)``.
+    """
+
+    cdef baracuda_ring_attention_plan _plan
+
+    def __cinit__(self):
+        self._plan = NULL
+
+    def __dealloc__(self):
+        baracuda_ring_attention_plan_destroy(self._plan)
+
+    @staticmethod
+    def select(desc, str backend):
+        """Select a plan for ``desc``, a ``RingAttentionDescriptor`` (names valid)."""
+        cdef baracuda_ring_attention_descriptor c_desc
+        cdef baracuda_plan_preference preference
+        cdef baracuda_status status
+        cdef RingAttentionPlanHandle handle = RingAttentionPlanHandle.__new__(
+            RingAttentionPlanHandle)
+        baracuda_ring_attention_descriptor_init(
+            &c_desc, desc.batch_size, desc.num_heads, desc.query_len, desc.key_len,
+            desc.head_dim, <baracuda_element>ELEMENTS[desc.element])
+        c_desc.num_heads_k = desc.num_heads_k
+        if desc.scale is not None:
+            c_desc.scale = desc.scale
+        c_desc.is_causal = 1 if desc.is_causal else 0
+        c_desc.window_size_left = _window_bound(desc.window_size_left)
+        c_desc.window_size_right = _window_bound(desc.window_size_right)
+        c_desc.softcap = desc.softcap
+        c_desc.layout = <baracuda_ring_layout>RING_LAYOUTS[desc.layout]
+        c_desc.schedule = <baracuda_ring_schedule>RING_SCHEDULES[desc.schedule]
+        preference.backend = <baracuda_backend>BACKENDS[backend]
+        with nogil:
+            status = baracuda_ring_attention_plan_select(&c_desc, &preference, &handle._plan)
+        check_status(status)
+        return handle
+
+    def close(self):
+        """Destroy the plan now; later calls raise. Closing twice is harmless."""
+        baracuda_ring_attention_plan_destroy(self._plan)
+        self._plan = NULL
+
+    @property
+    def closed(self):
+        return self._plan == NULL
+
+    def can_implement(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
+                      uintptr_t accumulator_scratch, size_t accumulator_scratch_bytes):
+        """Check the arguments against the plan; raise the C reason if they fail."""
+        cdef baracuda_ring_attention_args args
+        _check_open(self._plan, "RingAttentionPlan.can_implement")
+        fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
+                                 kv_scratch_b, accumulator_scratch, accumulator_scratch_bytes)
+        check_status(baracuda_ring_attention_can_implement(self._plan, &args))
+
+    def run(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
+            uintptr_t accumulator_scratch, size_t accumulator_scratch_bytes, uintptr_t comm,
+            uintptr_t stream):
+        """Enqueue the ring on ``stream``; ``comm`` is an ``ncclComm_t`` as an int (0: one
+        rank)."""
+        cdef baracuda_ring_attention_args args
+        cdef baracuda_status status
+        _check_open(self._plan, "RingAttentionPlan.run")
+        fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
+                                 kv_scratch_b, accumulator_scratch, accumulator_scratch_bytes)
+        with nogil:
+            status = baracuda_ring_attention_run(self._plan, &args, <baracuda_nccl_comm>comm,
+                                                 <baracuda_stream>stream)
+        check_status(status)
+
+    def kv_scratch_elements(self):
+        """Elements of each K/V scratch buffer."""
+        cdef int64_t elements = 0
+        _check_open(self._plan, "RingAttentionPlan.kv_scratch_elements")
+        check_status(baracuda_ring_attention_kv_scratch_elements(self._plan, &elements))
+        return elements
+
+    def accumulator_scratch_bytes(self):
+        """Bytes of the accumulator scratch."""
+        cdef size_t scratch_bytes = 0
+        _check_open(self._plan, "RingAttentionPlan.accumulator_scratch_bytes")
+        check_status(baracuda_ring_attention_accumulator_scratch_bytes(self._plan,
+                                                                       &scratch_bytes))
+        return scratch_bytes
+
+    def backend(self):
+        """Name of the backend the plan runs."""
+        _check_open(self._plan, "RingAttentionPlan.backend")
+        return _BACKEND_NAMES[baracuda_ring_attention_backend(self._plan)]
+
+    def sku(self):
+        """``(name, backend, element, head_dim_bucket, arch)`` of the step kernel."""
+        cdef baracuda_kernel_sku sku
+        _check_open(self._plan, "RingAttentionPlan.sku")
+        check_status(baracuda_ring_attention_sku(self._plan, &sku))
+        return _sku_tuple(&sku)
+
+    def precision_guarantee(self):
+        """``(math_precision, accumulator, deterministic, bit_stable_on_same_hardware)``."""
+        cdef baracuda_precision_guarantee guarantee
+        _check_open(self._plan, "RingAttentionPlan.precision_guarantee")
+        check_status(baracuda_ring_attention_precision_guarantee(self._plan, &guarantee))
+        return _guarantee_tuple(&guarantee)
+
+
+# ---------------------------------------------------------------- NCCL
+
+NCCL_UNIQUE_ID_BYTES = BARACUDA_NCCL_UNIQUE_ID_BYTES
+
+
+def nccl_load(path=None):
+    """Load NCCL (``path``, or the search order when ``None``)."""
+    cdef bytes encoded
+    if path is None:
+        check_status(baracuda_nccl_load(NULL))
+        return
+    encoded = str(path).encode()
+    check_status(baracuda_nccl_load(encoded))
+
+
+def nccl_version():
+    """The loaded NCCL's version code."""
+    cdef int version = 0
+    check_status(baracuda_nccl_version(&version))
+    return version
+
+
+def nccl_library_path():
+    """The loaded NCCL's path, ``""`` when none is loaded."""
+    return baracuda_nccl_library_path().decode()
+
+
+def nccl_get_unique_id():
+    """A fresh ``ncclUniqueId`` as bytes."""
+    cdef baracuda_nccl_unique_id unique_id
+    cdef baracuda_status status
+    with nogil:
+        status = baracuda_nccl_get_unique_id(&unique_id)
+    check_status(status)
+    return unique_id.internal[:BARACUDA_NCCL_UNIQUE_ID_BYTES]
+
+
+def nccl_comm_init_rank(int world_size, bytes unique_id, int rank):
+    """``ncclCommInitRank`` on the current device; the communicator as an int."""
+    cdef baracuda_nccl_unique_id c_id
+    cdef baracuda_nccl_comm comm = NULL
+    cdef baracuda_status status
+    cdef int n
+    if len(unique_id) != BARACUDA_NCCL_UNIQUE_ID_BYTES:
+        raise InvalidProblemError(
+            f"nccl_comm_init_rank: unique_id has the wrong size (got {len(unique_id)} bytes, "
+            f"expected {BARACUDA_NCCL_UNIQUE_ID_BYTES} from get_unique_id())")
+    for n in range(BARACUDA_NCCL_UNIQUE_ID_BYTES):
+        c_id.internal[n] = <char>unique_id[n]
+    with nogil:
+        status = baracuda_nccl_comm_init_rank(&comm, world_size, &c_id, rank)
+    check_status(status)
+    return <uintptr_t>comm
+
+
+def nccl_comm_destroy(uintptr_t comm):
+    """``ncclCommDestroy``."""
+    cdef baracuda_status status
+    with nogil:
+        status = baracuda_nccl_comm_destroy(<baracuda_nccl_comm>comm)
+    check_status(status)
+
+
+def nccl_comm_abort(uintptr_t comm):
+    """``ncclCommAbort``."""
+    cdef baracuda_status status
+    with nogil:
+        status = baracuda_nccl_comm_abort(<baracuda_nccl_comm>comm)
+    check_status(status)
+
+
+def nccl_comm_world_size(uintptr_t comm):
+    """``ncclCommCount``."""
+    cdef int world_size = 0
+    check_status(baracuda_nccl_comm_world_size(<baracuda_nccl_comm>comm, &world_size))
+    return world_size
+
+
+def nccl_comm_rank(uintptr_t comm):
+    """``ncclCommUserRank``."""
+    cdef int rank = 0
+    check_status(baracuda_nccl_comm_rank(<baracuda_nccl_comm>comm, &rank))
+    return rank
+
+
+def nccl_comm_device(uintptr_t comm):
+    """``ncclCommCuDevice``."""
+    cdef int device = 0
+    check_status(baracuda_nccl_comm_device(<baracuda_nccl_comm>comm, &device))
+    return device
+
+
+def nccl_comm_check(uintptr_t comm):
+    """Raise ``NcclError`` when the communicator has an asynchronous error."""
+    check_status(baracuda_nccl_comm_check(<baracuda_nccl_comm>comm))
+
+
+def nccl_comm_wait(uintptr_t comm, uintptr_t stream, double timeout_seconds):
+    """Wait for ``stream`` while watching ``comm``; aborts ``comm`` on an error or timeout."""
+    cdef baracuda_status status
+    with nogil:
+        status = baracuda_nccl_comm_wait(<baracuda_nccl_comm>comm, <baracuda_stream>stream,
+                                         timeout_seconds)
+    check_status(status)
 
 
 # ---------------------------------------------------------------- DLPack export

@@ -239,6 +239,177 @@ BARACUDA_API baracuda_status baracuda_nccl_version(int* version);
 /* Path of the loaded NCCL library as dlopen resolved it; "" when none is loaded. */
 BARACUDA_API const char* baracuda_nccl_library_path(void);
 
+/* ---------------------------------------------------------------- NCCL communicators
+ *
+ * Thin wrappers of NCCL's communicator calls through the loaded library (each loads NCCL
+ * first if needed), so that callers without NCCL headers can make the communicator a ring
+ * plan runs on. A failing NCCL call returns BARACUDA_STATUS_NCCL_ERROR; the message holds
+ * NCCL's result code, ncclGetErrorString and ncclGetLastError.
+ */
+
+struct ncclComm;
+/* The same type as NCCL's ncclComm_t: a communicator made with NCCL directly is passed as is. */
+typedef struct ncclComm* baracuda_nccl_comm;
+
+#define BARACUDA_NCCL_UNIQUE_ID_BYTES 128
+/* The same bytes as NCCL's ncclUniqueId. */
+typedef struct baracuda_nccl_unique_id {
+  char internal[BARACUDA_NCCL_UNIQUE_ID_BYTES];
+} baracuda_nccl_unique_id;
+
+/* ncclGetUniqueId: made once (rank 0) and passed to every rank by the caller's own channel. */
+BARACUDA_API baracuda_status baracuda_nccl_get_unique_id(baracuda_nccl_unique_id* unique_id);
+
+/* ncclCommInitRank on the current device: rank in [0, world_size), the same unique id on
+ * every rank. Blocks until every rank has joined. */
+BARACUDA_API baracuda_status baracuda_nccl_comm_init_rank(baracuda_nccl_comm* comm,
+                                                          int world_size,
+                                                          const baracuda_nccl_unique_id* unique_id,
+                                                          int rank);
+
+/* ncclCommDestroy (waits for the communicator's pending work) and ncclCommAbort (does not). */
+BARACUDA_API baracuda_status baracuda_nccl_comm_destroy(baracuda_nccl_comm comm);
+BARACUDA_API baracuda_status baracuda_nccl_comm_abort(baracuda_nccl_comm comm);
+
+/* ncclCommCount, ncclCommUserRank and ncclCommCuDevice. */
+BARACUDA_API baracuda_status baracuda_nccl_comm_world_size(baracuda_nccl_comm comm,
+                                                           int* world_size);
+BARACUDA_API baracuda_status baracuda_nccl_comm_rank(baracuda_nccl_comm comm, int* rank);
+BARACUDA_API baracuda_status baracuda_nccl_comm_device(baracuda_nccl_comm comm, int* device);
+
+/* NCCL_ERROR when ncclCommGetAsyncError reports an error on comm (a peer that died, a network
+ * failure); success otherwise. */
+BARACUDA_API baracuda_status baracuda_nccl_comm_check(baracuda_nccl_comm comm);
+
+/* Blocks the calling thread until the work enqueued so far on stream has finished, checking
+ * comm for asynchronous errors while it waits. timeout_seconds <= 0 waits without limit. On an
+ * asynchronous error, or when the timeout passes first (a peer that stopped taking part), it
+ * aborts comm with ncclCommAbort, which ends its pending transfers and frees it, and returns
+ * NCCL_ERROR saying which. After that failure comm is gone: do not destroy or use it again. */
+BARACUDA_API baracuda_status baracuda_nccl_comm_wait(baracuda_nccl_comm comm,
+                                                     baracuda_stream stream,
+                                                     double timeout_seconds);
+
+/* ---------------------------------------------------------------- ring attention forward
+ *
+ * Sequence-parallel attention over P ranks of an NCCL communicator. Each rank holds a query
+ * slice Q [B, H, Sq, D] and a K/V chunk [B, Hk, Sk, D] of a global sequence of P * Sq queries
+ * and P * Sk keys; the K/V chunks travel around the ring (rank r sends to r + 1 and receives
+ * from r - 1) so that every rank folds every chunk into its f32 (f64 for f64) online-softmax
+ * accumulators, then writes Y [B, H, Sq, D] and LSE [B, H, Sq]. Only the Hk K/V heads travel.
+ *
+ * Positions are global, and the score semantics are those of flash attention (top-left
+ * alignment) on the global sequence: causal, window, softcap and ALiBi see the positions of
+ * the layout:
+ *   CONTIGUOUS  rank r holds positions [r * S, (r + 1) * S)
+ *   ZIGZAG      S is even; rank r holds chunks r and 2P - 1 - r of S / 2 positions each, so
+ *               that every rank has the same causal work
+ * (S is Sq for queries and Sk for keys).
+ *
+ * The caller owns the communicator and the buffers. Two K/V scratch buffers of
+ * kv_scratch_elements() elements each hold K then V, contiguous ([B, Hk, Sk, D] each);
+ * the run starts from kv_scratch_a, which holds this rank's chunk: staged by the caller,
+ * or copied there by run from args.k and args.v when they are given. The accumulator scratch
+ * holds o [B, H, Sq, D], then m [B, H, Sq], then l [B, H, Sq], in f32 (f64 for f64).
+ *
+ * Schedules: OVERLAPPED sends the current chunk and receives the next one on a stream of the
+ * plan's own while the step kernel runs on the caller's stream (events order them; the host
+ * never waits); SERIAL runs the transfer after each step on the caller's stream (the seed's
+ * loop; a baseline for benchmarks).
+ */
+
+typedef enum baracuda_ring_layout {
+  BARACUDA_RING_LAYOUT_CONTIGUOUS = 0,
+  BARACUDA_RING_LAYOUT_ZIGZAG = 1
+} baracuda_ring_layout;
+
+typedef enum baracuda_ring_schedule {
+  BARACUDA_RING_SCHEDULE_OVERLAPPED = 0,
+  BARACUDA_RING_SCHEDULE_SERIAL = 1
+} baracuda_ring_schedule;
+
+/* Fixed names ("contiguous", "zigzag"; "overlapped", "serial"); "invalid" otherwise. */
+BARACUDA_API const char* baracuda_ring_layout_string(baracuda_ring_layout layout);
+BARACUDA_API const char* baracuda_ring_schedule_string(baracuda_ring_schedule schedule);
+
+typedef struct baracuda_ring_attention_descriptor {
+  int32_t batch_size;  /* B */
+  int32_t num_heads;   /* H, query heads */
+  int32_t num_heads_k; /* Hk, K/V heads; divides H */
+  int32_t query_len;   /* Sq, queries per rank */
+  int32_t key_len;     /* Sk, keys per rank (the chunk that travels) */
+  int32_t head_dim;    /* D, of Q, K, V and Y */
+  double scale;        /* finite; init sets 1 / sqrt(head_dim) */
+  int32_t is_causal;   /* 0 or 1, on global positions */
+  baracuda_element element;
+  int32_t window_size_left;  /* >= 0, or BARACUDA_WINDOW_UNBOUNDED; global positions */
+  int32_t window_size_right; /* >= 0, or BARACUDA_WINDOW_UNBOUNDED */
+  double softcap;            /* 0 disables; otherwise finite and > 0 */
+  baracuda_ring_layout layout;
+  baracuda_ring_schedule schedule;
+} baracuda_ring_attention_descriptor;
+
+/* Fills every field: the extents and element given, num_heads_k = num_heads, scale
+ * 1 / sqrt(head_dim) (1 when it is 0), not causal, unbounded window, no softcap, contiguous
+ * layout, overlapped schedule. */
+BARACUDA_API void baracuda_ring_attention_descriptor_init(
+    baracuda_ring_attention_descriptor* desc, int32_t batch_size, int32_t num_heads,
+    int32_t query_len, int32_t key_len, int32_t head_dim, baracuda_element element);
+
+typedef struct baracuda_ring_attention_args {
+  baracuda_tensor q;            /* [B, H, Sq, D], last stride 1 */
+  baracuda_tensor k;            /* optional: [B, Hk, Sk, D], staged into kv_scratch_a by run */
+  baracuda_tensor v;            /* optional, with k: [B, Hk, Sk, D] */
+  baracuda_tensor y;            /* [B, H, Sq, D], written */
+  baracuda_tensor lse;          /* optional: [B, H, Sq], f32 (f64 for f64), written */
+  baracuda_tensor alibi_slopes; /* optional: f32 [1, H] or [B, H] */
+  baracuda_tensor kv_scratch_a; /* rank 1, the element, >= kv_scratch_elements() */
+  baracuda_tensor kv_scratch_b; /* rank 1, the element, >= kv_scratch_elements(); distinct */
+  void* accumulator_scratch;    /* >= accumulator_scratch_bytes(), 16-byte aligned */
+  size_t accumulator_scratch_bytes;
+} baracuda_ring_attention_args;
+
+typedef struct baracuda_ring_attention_plan_s* baracuda_ring_attention_plan;
+
+/* Checks the descriptor (no device needed for that), then picks the step kernel for the
+ * current device, prepares it, and makes the plan's transfer stream and events. */
+BARACUDA_API baracuda_status baracuda_ring_attention_plan_select(
+    const baracuda_ring_attention_descriptor* desc, const baracuda_plan_preference* preference,
+    baracuda_ring_attention_plan* plan);
+
+/* Checks args against the plan: shapes, strides, elements, buffer and scratch sizes. */
+BARACUDA_API baracuda_status baracuda_ring_attention_can_implement(
+    baracuda_ring_attention_plan plan, const baracuda_ring_attention_args* args);
+
+/* Elements of each K/V scratch buffer: 2 * B * Hk * Sk * D (K then V). */
+BARACUDA_API baracuda_status baracuda_ring_attention_kv_scratch_elements(
+    baracuda_ring_attention_plan plan, int64_t* elements);
+
+/* Bytes of accumulator scratch: B * H * Sq * (D + 2) * 4 (8 for f64). */
+BARACUDA_API baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(
+    baracuda_ring_attention_plan plan, size_t* bytes);
+
+/* Re-checks args, then enqueues the whole ring on stream: stage (when args.k is given),
+ * init, P steps with the K/V rotation, finalize. comm is the ring (its rank and size are read
+ * from it, and it must live on the plan's device); NULL runs one rank without NCCL. Every
+ * rank runs the same descriptor. No host synchronisation and no allocation. kv_scratch_a and
+ * kv_scratch_b are overwritten. */
+BARACUDA_API baracuda_status baracuda_ring_attention_run(baracuda_ring_attention_plan plan,
+                                                         const baracuda_ring_attention_args* args,
+                                                         baracuda_nccl_comm comm,
+                                                         baracuda_stream stream);
+
+BARACUDA_API baracuda_backend baracuda_ring_attention_backend(baracuda_ring_attention_plan plan);
+
+BARACUDA_API baracuda_status baracuda_ring_attention_sku(baracuda_ring_attention_plan plan,
+                                                         baracuda_kernel_sku* sku);
+
+BARACUDA_API baracuda_status baracuda_ring_attention_precision_guarantee(
+    baracuda_ring_attention_plan plan, baracuda_precision_guarantee* guarantee);
+
+/* Accepts NULL. */
+BARACUDA_API void baracuda_ring_attention_plan_destroy(baracuda_ring_attention_plan plan);
+
 /* ---------------------------------------------------------------- seed entry points
  *
  * The seed's raw launches, for C consumers that manage everything themselves. Contiguous
@@ -268,6 +439,43 @@ BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f32_arbmask_run);
 BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f16_arbmask_run);
 BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_bf16_arbmask_run);
 BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f64_arbmask_run);
+
+/*
+ * The seed's ring kernels, for callers that drive the ring themselves. Contiguous tensors:
+ * Q [B, H, q_local, D], K and V [B, H, k_chunk, D], Y [B, H, q_local, D], LSE [B, H, q_local]
+ * (f32; f64 for f64; may be NULL). Accumulators o [B, H, q_local, D], m and l [B, H, q_local]
+ * are f32 (f64 for the f64 entry points). init sets o = 0, m = -inf, l = 0; each step folds
+ * one K/V chunk whose first key sits at global position k_global_base into them, causal on
+ * global positions (query q_global_base + i sees key k_global_base + j when j-position <=
+ * i-position); finalize writes Y = o / l and LSE = m + log(l) (0 and -inf for rows that saw no
+ * key).
+ */
+#define BARACUDA_SEED_RING_ATTENTION_STEP_RUN(name)                                         \
+  BARACUDA_API baracuda_status name(                                                        \
+      int32_t batch_size, int32_t num_heads, int32_t q_local, int32_t k_chunk,              \
+      int32_t head_dim, int32_t q_global_base, int32_t k_global_base, float scale,          \
+      int32_t is_causal, const void* q, const void* k, const void* v, void* o_acc,          \
+      void* m_acc, void* l_acc, baracuda_stream stream)
+#define BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(name)                                     \
+  BARACUDA_API baracuda_status name(int32_t batch_size, int32_t num_heads, int32_t q_local, \
+                                    int32_t head_dim, const void* o_acc, const void* m_acc, \
+                                    const void* l_acc, void* y, void* lse,                  \
+                                    baracuda_stream stream)
+
+BARACUDA_API baracuda_status baracuda_kernels_ring_attention_init_run(
+    float* o_acc, float* m_acc, float* l_acc, int64_t o_len, int64_t ml_len,
+    baracuda_stream stream);
+BARACUDA_API baracuda_status baracuda_kernels_ring_attention_f64_init_run(
+    double* o_acc, double* m_acc, double* l_acc, int64_t o_len, int64_t ml_len,
+    baracuda_stream stream);
+BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_f32_step_run);
+BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_f16_step_run);
+BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_bf16_step_run);
+BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_f64_step_run);
+BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(baracuda_kernels_ring_attention_f32_finalize_run);
+BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(baracuda_kernels_ring_attention_f16_finalize_run);
+BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(baracuda_kernels_ring_attention_bf16_finalize_run);
+BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(baracuda_kernels_ring_attention_f64_finalize_run);
 
 #ifdef __cplusplus
 }

@@ -129,6 +129,22 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
   return BARACUDA_STATUS_SUCCESS;
 }
 
+baracuda_status check_alibi_slopes(const char* op, const baracuda_tensor& slopes, int64_t batch,
+                                   int64_t num_heads) {
+  const bool shape_ok = slopes.rank == 2 && slopes.shape[1] == num_heads &&
+                        (slopes.shape[0] == 1 || slopes.shape[0] == batch);
+  if (slopes.rank == 2 && !shape_ok) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "alibi_slopes shape mismatch (got %s, expected [1, %" PRId64 "] or [%" PRId64
+                ", %" PRId64 "])",
+                format_extents(slopes.shape, slopes.rank).c_str(), num_heads, batch, num_heads);
+  }
+  const int64_t slopes_shape[2] = {batch, num_heads};
+  const TensorRule rule = {"alibi_slopes", BARACUDA_ELEMENT_F32, 2, slopes_shape,
+                           Broadcast::kExtentOne, Access::kRead, false};
+  return check_tensor(op, slopes, rule);
+}
+
 }  // namespace baracuda
 
 extern "C" {

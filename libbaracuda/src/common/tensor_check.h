@@ -51,4 +51,8 @@ struct TensorRule {
 baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                              const TensorRule& rule);
 
+// ALiBi slopes: f32 [1, num_heads] or [batch, num_heads].
+baracuda_status check_alibi_slopes(const char* op, const baracuda_tensor& slopes, int64_t batch,
+                                   int64_t num_heads);
+
 }  // namespace baracuda

@@ -25,6 +25,29 @@ struct ScoreModifiers {
   int64_t offset = 0;                       // 0 top-left, Sk - Sq bottom-right
 };
 
+// The window of `modifiers` from a descriptor's bounds: BARACUDA_WINDOW_UNBOUNDED sides become
+// kUnboundedWindow, and causal closes the right side at the diagonal.
+inline void set_window(ScoreModifiers& modifiers, int32_t window_size_left,
+                       int32_t window_size_right, bool is_causal) {
+  modifiers.window_left =
+      window_size_left == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : window_size_left;
+  modifiers.window_right =
+      window_size_right == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : window_size_right;
+  if (is_causal && modifiers.window_right > 0) modifiers.window_right = 0;
+}
+
+// Each query row's online-softmax state kept between launches, for callers that fold the keys
+// in over several launches (ring attention steps). When `output` is set the kernel starts from
+// (o, m, l) here instead of an empty state, and stores them back instead of writing y and lse.
+// All three are in the compute type (f32, or f64 for f64), rows and dims contiguous.
+struct RunningState {
+  void* output = nullptr;  // o [B, H, Sq, Dv]: unnormalised sum of p V
+  void* max = nullptr;     // m [B, H, Sq]: running maximum score
+  void* sum = nullptr;     // l [B, H, Sq]: running sum of exp(score - m)
+  int64_t output_strides[3] = {};  // batch, head, row
+  int64_t row_strides[2] = {};     // batch, head (of m and l)
+};
+
 struct Params {
   const void* q = nullptr;
   const void* k = nullptr;
@@ -44,6 +67,7 @@ struct Params {
   int64_t y_strides[4] = {};
   int64_t lse_strides[3] = {};
   ScoreModifiers modifiers;
+  RunningState running;
 };
 
 }  // namespace baracuda::flash_sdpa

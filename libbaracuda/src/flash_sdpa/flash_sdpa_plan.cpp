@@ -4,12 +4,12 @@
 // (no device needed), argument checks in check_args. Each refusal names the field and gives
 // what it got and what it expected.
 #include <cinttypes>
-#include <climits>
 #include <cmath>
 #include <new>
 #include <string>
 
 #include "baracuda/baracuda.h"
+#include "common/descriptor_check.h"
 #include "common/device.h"
 #include "common/status.h"
 #include "common/tensor_check.h"
@@ -20,6 +20,7 @@ namespace {
 
 using baracuda::Access;
 using baracuda::Broadcast;
+using baracuda::NamedExtent;
 using baracuda::DeviceInfo;
 using baracuda::TensorRule;
 using baracuda::fail;
@@ -29,16 +30,6 @@ using baracuda::flash_sdpa::PortableInstance;
 constexpr const char* kSelectOp = "flash_sdpa_plan_select";
 constexpr const char* kCanImplementOp = "flash_sdpa_can_implement";
 constexpr const char* kRunOp = "flash_sdpa_run";
-
-// Head dims every backend supports: 8 to 256 in steps of 8.
-constexpr int kMinHeadDim = 8;
-constexpr int kMaxHeadDim = 256;
-constexpr int kHeadDimStep = 8;
-
-// The portable family runs on Ampere (compute capability 8.0) and newer.
-constexpr int kPortableMinArch = 80;
-
-constexpr int64_t kMaxGridBlocks = INT_MAX;
 
 }  // namespace
 
@@ -52,75 +43,18 @@ struct baracuda_flash_sdpa_plan_s {
 
 namespace {
 
-baracuda_status check_extent(const char* field, int32_t value) {
-  if (value >= 0) return BARACUDA_STATUS_SUCCESS;
-  return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-              "%s must be non-negative (got %d, expected >= 0)", field, value);
-}
-
-baracuda_status check_window_bound(const char* field, int32_t value) {
-  if (value >= 0 || value == BARACUDA_WINDOW_UNBOUNDED) return BARACUDA_STATUS_SUCCESS;
-  return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-              "%s must be a bound >= 0 or unbounded (got %d, expected >= 0 or "
-              "BARACUDA_WINDOW_UNBOUNDED = %d)",
-              field, value, BARACUDA_WINDOW_UNBOUNDED);
-}
-
-baracuda_status check_head_dim(const char* field, int32_t value) {
-  if (value >= kMinHeadDim && value <= kMaxHeadDim && value % kHeadDimStep == 0) {
-    return BARACUDA_STATUS_SUCCESS;
-  }
-  return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
-              "%s is not a supported head dim (got %d, expected a multiple of %d in [%d, %d])",
-              field, value, kHeadDimStep, kMinHeadDim, kMaxHeadDim);
-}
-
-// Whether the grid (one block per batch x head x query tile) fits one launch, and its size.
-// batch x heads x tiles can exceed int64, so batch x heads is compared with limit / tiles.
-bool grid_fits_one_launch(const baracuda_flash_sdpa_descriptor& desc, int64_t* blocks) {
-  const int64_t tiles = (int64_t{desc.query_len} + baracuda::flash_sdpa::kPortableBlockRows - 1) /
-                        baracuda::flash_sdpa::kPortableBlockRows;
-  const int64_t heads = int64_t{desc.batch_size} * desc.num_heads;
-  if (tiles > 0 && heads > kMaxGridBlocks / tiles) return false;
-  *blocks = heads * tiles;
-  return true;
-}
-
 // Every check that needs only the descriptor and the preference.
 baracuda_status check_descriptor(const baracuda_flash_sdpa_descriptor& desc,
                                  const baracuda_plan_preference& preference) {
-  if (!baracuda::is_valid_element(desc.element)) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "element is not an element type (got %d, expected f32, f16, bf16 or f64)",
-                static_cast<int>(desc.element));
-  }
-  const struct {
-    const char* field;
-    int32_t value;
-  } extents[] = {{"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
-                 {"query_len", desc.query_len},   {"key_len", desc.key_len},
-                 {"d_k", desc.d_k},               {"d_v", desc.d_v}};
-  for (const auto& extent : extents) {
-    const baracuda_status status = check_extent(extent.field, extent.value);
-    if (status != BARACUDA_STATUS_SUCCESS) return status;
-  }
-  if (!std::isfinite(desc.scale)) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "scale must be finite (got %g, expected a finite number)", desc.scale);
-  }
-  if (!std::isfinite(desc.softcap) || desc.softcap < 0.0) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "softcap must be finite and non-negative (got %g, expected 0 to disable or a "
-                "finite value > 0)",
-                desc.softcap);
-  }
-  if (desc.is_causal != 0 && desc.is_causal != 1) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "is_causal must be 0 or 1 (got %d, expected 0 or 1)", desc.is_causal);
-  }
-  baracuda_status status = check_window_bound("window_size_left", desc.window_size_left);
+  baracuda_status status = baracuda::check_element(kSelectOp, desc.element);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = check_window_bound("window_size_right", desc.window_size_right);
+  const NamedExtent extents[] = {{"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
+                                 {"query_len", desc.query_len},   {"key_len", desc.key_len},
+                                 {"d_k", desc.d_k},               {"d_v", desc.d_v}};
+  status = baracuda::check_extents(kSelectOp, extents, sizeof(extents) / sizeof(extents[0]));
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = baracuda::check_score_options(kSelectOp, desc.scale, desc.softcap, desc.is_causal,
+                                         desc.window_size_left, desc.window_size_right);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (desc.alignment != BARACUDA_ALIGN_TOP_LEFT && desc.alignment != BARACUDA_ALIGN_BOTTOM_RIGHT) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
@@ -128,52 +62,14 @@ baracuda_status check_descriptor(const baracuda_flash_sdpa_descriptor& desc,
                 "BARACUDA_ALIGN_BOTTOM_RIGHT)",
                 static_cast<int>(desc.alignment));
   }
-  if (preference.backend != BARACUDA_BACKEND_AUTO &&
-      preference.backend != BARACUDA_BACKEND_PORTABLE) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO or "
-                "BARACUDA_BACKEND_PORTABLE)",
-                static_cast<int>(preference.backend));
-  }
-  status = check_head_dim("d_k", desc.d_k);
+  status = baracuda::check_preference(kSelectOp, preference);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = check_head_dim("d_v", desc.d_v);
+  status = baracuda::check_head_dim(kSelectOp, "d_k", desc.d_k);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  int64_t blocks = 0;
-  if (!grid_fits_one_launch(desc, &blocks)) {
-    return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
-                "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x %d "
-                "x %d rows, expected <= %" PRId64 " blocks)",
-                baracuda::flash_sdpa::kPortableBlockRows, desc.batch_size, desc.num_heads,
-                desc.query_len, kMaxGridBlocks);
-  }
-  return BARACUDA_STATUS_SUCCESS;
-}
-
-// The smallest compiled portable instance of the element that covers both head dims.
-baracuda_status find_portable_instance(const baracuda_flash_sdpa_descriptor& desc,
-                                       const PortableInstance** found) {
-  size_t count = 0;
-  const PortableInstance* instances = baracuda::flash_sdpa::portable_instances(&count);
-  const int head_dim = desc.d_k > desc.d_v ? desc.d_k : desc.d_v;
-  std::string buckets;
-  for (size_t n = 0; n < count; ++n) {
-    if (instances[n].element != desc.element) continue;
-    if (!buckets.empty()) buckets += ", ";
-    buckets += std::to_string(instances[n].head_dim_bucket);
-    if (instances[n].head_dim_bucket >= head_dim) {
-      *found = &instances[n];
-      return BARACUDA_STATUS_SUCCESS;
-    }
-  }
-  return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
-              "no portable %s instance covers head dim %d in this build (got buckets [%s], "
-              "expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)",
-              baracuda_element_string(desc.element), head_dim, buckets.c_str(), head_dim);
-}
-
-baracuda_element lse_element(baracuda_element element) {
-  return element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F64 : BARACUDA_ELEMENT_F32;
+  status = baracuda::check_head_dim(kSelectOp, "d_v", desc.d_v);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  return baracuda::check_grid(kSelectOp, desc.batch_size, desc.num_heads, desc.query_len,
+                              baracuda::flash_sdpa::kPortableBlockRows);
 }
 
 bool broadcasts_all_heads(const baracuda_tensor& tensor, int32_t num_heads) {
@@ -232,7 +128,7 @@ baracuda_status check_args(const char* op, const baracuda_flash_sdpa_plan_s* pla
       {"k", element, 4, k_shape, Broadcast::kNone, Access::kRead, true},
       {"v", element, 4, v_shape, Broadcast::kNone, Access::kRead, true},
       {"y", element, 4, y_shape, Broadcast::kNone, Access::kWrite, true},
-      {"lse", lse_element(element), 3, lse_shape, Broadcast::kNone, Access::kWrite, false},
+      {"lse", baracuda::accumulator_element(element), 3, lse_shape, Broadcast::kNone, Access::kWrite, false},
   };
   const baracuda_tensor* tensors[] = {&args->q, &args->k, &args->v, &args->y, &args->lse};
   for (size_t n = 0; n < sizeof(rules) / sizeof(rules[0]); ++n) {
@@ -248,20 +144,8 @@ baracuda_status check_args(const char* op, const baracuda_flash_sdpa_plan_s* pla
   }
 
   if (baracuda::is_present(args->alibi_slopes)) {
-    const baracuda_tensor& slopes = args->alibi_slopes;
-    const bool shape_ok = slopes.rank == 2 && slopes.shape[1] == heads &&
-                          (slopes.shape[0] == 1 || slopes.shape[0] == batch);
-    if (slopes.rank == 2 && !shape_ok) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                  "alibi_slopes shape mismatch (got %s, expected [1, %" PRId64 "] or [%" PRId64
-                  ", %" PRId64 "])",
-                  baracuda::format_extents(slopes.shape, slopes.rank).c_str(), heads, batch,
-                  heads);
-    }
-    const int64_t slopes_shape[2] = {batch, heads};
-    const TensorRule rule = {"alibi_slopes", BARACUDA_ELEMENT_F32, 2, slopes_shape,
-                             Broadcast::kExtentOne, Access::kRead, false};
-    const baracuda_status status = baracuda::check_tensor(op, slopes, rule);
+    const baracuda_status status =
+        baracuda::check_alibi_slopes(op, args->alibi_slopes, batch, heads);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
   }
   return BARACUDA_STATUS_SUCCESS;
@@ -311,12 +195,8 @@ Params make_params(const baracuda_flash_sdpa_descriptor& d, const baracuda_flash
       modifiers.mask_strides[axis] = broadcast_stride(args.mask, axis);
     }
   }
-  using baracuda::flash_sdpa::kUnboundedWindow;
-  modifiers.window_left =
-      d.window_size_left == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : d.window_size_left;
-  modifiers.window_right =
-      d.window_size_right == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : d.window_size_right;
-  if (d.is_causal && modifiers.window_right > 0) modifiers.window_right = 0;
+  baracuda::flash_sdpa::set_window(modifiers, d.window_size_left, d.window_size_right,
+                                   d.is_causal != 0);
   modifiers.offset =
       d.alignment == BARACUDA_ALIGN_BOTTOM_RIGHT ? int64_t{d.key_len} - d.query_len : 0;
   return params;
@@ -380,19 +260,10 @@ baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descri
   // Backend heuristic: the portable family is the only one built so far, so AUTO and an
   // explicit PORTABLE both pick it.
   const PortableInstance* instance = nullptr;
-  status = find_portable_instance(*desc, &instance);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-
   DeviceInfo device;
-  status = baracuda::current_device(kSelectOp, &device);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  if (device.arch < kPortableMinArch) {
-    return fail(BARACUDA_STATUS_UNSUPPORTED, kSelectOp,
-                "the portable backend needs a newer GPU (got compute capability %d.%d, expected "
-                ">= %d.%d)",
-                device.arch / 10, device.arch % 10, kPortableMinArch / 10, kPortableMinArch % 10);
-  }
-  status = instance->prepare(device, kSelectOp);
+  const int head_dim = desc->d_k > desc->d_v ? desc->d_k : desc->d_v;
+  status = baracuda::flash_sdpa::select_portable(kSelectOp, desc->element, head_dim, &instance,
+                                                 &device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   auto* selected = new (std::nothrow) baracuda_flash_sdpa_plan_s{
@@ -472,7 +343,7 @@ baracuda_status baracuda_flash_sdpa_precision_guarantee(baracuda_flash_sdpa_plan
   }
   // f32 arithmetic for f16 / bf16 / f32, f64 for f64. One block writes each output row and the
   // reduction order is fixed: no atomics, bit-stable run to run on the same GPU.
-  const baracuda_element math = lse_element(plan->desc.element);
+  const baracuda_element math = baracuda::accumulator_element(plan->desc.element);
   guarantee->math_precision = math;
   guarantee->accumulator = math;
   guarantee->deterministic = 1;

@@ -34,7 +34,10 @@ struct PortableInstance {
   LaunchPortableFn launch;
 };
 
-// The compiled instances, ascending by bucket within each element.
-const PortableInstance* portable_instances(size_t* count);
+// The smallest compiled instance of `element` that covers `head_dim`, prepared for the current
+// device, which it describes in *device. UNSUPPORTED when no instance covers the head dim or
+// the device is older than the family.
+baracuda_status select_portable(const char* op, baracuda_element element, int head_dim,
+                                const PortableInstance** instance, DeviceInfo* device);
 
 }  // namespace baracuda::flash_sdpa

@@ -8,6 +8,8 @@
 //      (running max m, running sum l, output accumulator o, all in the compute type),
 //   4. o += p V, lane d owning output dims d, d + 32, ...
 // and finally writes y = o / l and lse = m + log(l). Memory is O(tile): no Sq x Sk buffer.
+// With a running state (Params::running, ring attention steps) the rows start from the stored
+// (o, m, l) and store them back instead of writing y and lse.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/element_traits.cuh"
 #include "common/status.h"
 #include "flash_sdpa/flash_sdpa_portable.h"
 #include "flash_sdpa/flash_sdpa_score_modifiers.cuh"
@@ -36,43 +39,6 @@ constexpr int kTileKeys = kWarpSize;  // one key per lane
 constexpr int kTileRowPadding = 1;
 
 static_assert(kPortableBlockRows % kWarps == 0, "block rows must split evenly over warps");
-
-// Compute type (f32, or f64 for f64) and conversions of each element type.
-template <typename Element>
-struct ElementTraits;
-
-template <>
-struct ElementTraits<float> {
-  using Compute = float;
-  static __device__ __forceinline__ float load(float x) { return x; }
-  static __device__ __forceinline__ float store(float x) { return x; }
-};
-
-template <>
-struct ElementTraits<double> {
-  using Compute = double;
-  static __device__ __forceinline__ double load(double x) { return x; }
-  static __device__ __forceinline__ double store(double x) { return x; }
-};
-
-template <>
-struct ElementTraits<__half> {
-  using Compute = float;
-  static __device__ __forceinline__ float load(__half x) { return __half2float(x); }
-  static __device__ __forceinline__ __half store(float x) { return __float2half_rn(x); }
-};
-
-template <>
-struct ElementTraits<__nv_bfloat16> {
-  using Compute = float;
-  static __device__ __forceinline__ float load(__nv_bfloat16 x) { return __bfloat162float(x); }
-  static __device__ __forceinline__ __nv_bfloat16 store(float x) { return __float2bfloat16_rn(x); }
-};
-
-__device__ __forceinline__ float exp_of(float x) { return expf(x); }
-__device__ __forceinline__ double exp_of(double x) { return exp(x); }
-__device__ __forceinline__ float log_of(float x) { return logf(x); }
-__device__ __forceinline__ double log_of(double x) { return log(x); }
 
 template <typename Compute>
 __device__ __forceinline__ Compute warp_max(Compute x) {
@@ -145,6 +111,51 @@ __device__ __forceinline__ Compute online_softmax_update(RowState<Compute, kDims
   return probability;
 }
 
+template <typename Compute, int kDimsPerLane>
+__device__ __forceinline__ void start_empty(RowState<Compute, kDimsPerLane>& row) {
+  row.max = negative_infinity<Compute>();
+  row.sum = Compute(0);
+#pragma unroll
+  for (int e = 0; e < kDimsPerLane; ++e) row.output[e] = Compute(0);
+}
+
+template <typename Compute, int kDimsPerLane>
+__device__ __forceinline__ void load_running_state(RowState<Compute, kDimsPerLane>& row,
+                                                   const RunningState& running, int64_t b,
+                                                   int64_t h, int64_t i, int d_v) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t row_offset = b * running.row_strides[0] + h * running.row_strides[1] + i;
+  row.max = static_cast<const Compute*>(running.max)[row_offset];
+  row.sum = static_cast<const Compute*>(running.sum)[row_offset];
+  const Compute* output = static_cast<const Compute*>(running.output) +
+                          b * running.output_strides[0] + h * running.output_strides[1] +
+                          i * running.output_strides[2];
+#pragma unroll
+  for (int e = 0; e < kDimsPerLane; ++e) {
+    const int d = lane + e * kWarpSize;
+    row.output[e] = d < d_v ? output[d] : Compute(0);
+  }
+}
+
+template <typename Compute, int kDimsPerLane>
+__device__ __forceinline__ void store_running_state(const RowState<Compute, kDimsPerLane>& row,
+                                                    const RunningState& running, int64_t b,
+                                                    int64_t h, int64_t i, int d_v) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t row_offset = b * running.row_strides[0] + h * running.row_strides[1] + i;
+  if (lane == 0) {
+    static_cast<Compute*>(running.max)[row_offset] = row.max;
+    static_cast<Compute*>(running.sum)[row_offset] = row.sum;
+  }
+  Compute* output = static_cast<Compute*>(running.output) + b * running.output_strides[0] +
+                    h * running.output_strides[1] + i * running.output_strides[2];
+#pragma unroll
+  for (int e = 0; e < kDimsPerLane; ++e) {
+    const int d = lane + e * kWarpSize;
+    if (d < d_v) output[d] = row.output[e];
+  }
+}
+
 template <typename Element, int kHeadDimBucket>
 __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Params params) {
   using Traits = ElementTraits<Element>;
@@ -186,12 +197,16 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
              kPortableBlockRows, params.d_k);
 
   RowState<Compute, kDimsPerLane> rows[kRowsPerWarp];
+  const RunningState& running = params.running;
+  const bool continues = running.output != nullptr;
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
-    rows[r].max = negative_infinity<Compute>();
-    rows[r].sum = Compute(0);
-#pragma unroll
-    for (int e = 0; e < kDimsPerLane; ++e) rows[r].output[e] = Compute(0);
+    const int64_t i = first_row + warp * kRowsPerWarp + r;
+    if (continues && i < query_len) {
+      load_running_state(rows[r], running, b, h, i, params.d_v);
+    } else {
+      start_empty(rows[r]);
+    }
   }
 
   // Only the keys some row of this block can see: the window of the first row opens the
@@ -255,6 +270,15 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
     }
   }
 
+  if (continues) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int64_t i = first_row + warp * kRowsPerWarp + r;
+      if (i < query_len) store_running_state(rows[r], running, b, h, i, params.d_v);
+    }
+    return;
+  }
+
   // Normalise and write this warp's rows: y = o / l, lse = m + log(l); a row that saw no key
   // writes y = 0 and lse = -inf.
   Element* y = static_cast<Element*>(params.y) + b * params.y_strides[0] + h * params.y_strides[1];
@@ -291,7 +315,7 @@ constexpr int kTrackedDevices = 64;
 
 template <typename Element, int kHeadDimBucket>
 baracuda_status prepare_portable(const DeviceInfo& device, const char* op) {
-  using Compute = typename portable::ElementTraits<Element>::Compute;
+  using Compute = typename ElementTraits<Element>::Compute;
   std::atomic<uint64_t>& prepared = portable::prepared_devices<Element, kHeadDimBucket>();
   const uint64_t device_bit =
       device.ordinal < portable::kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
@@ -318,7 +342,7 @@ baracuda_status prepare_portable(const DeviceInfo& device, const char* op) {
 
 template <typename Element, int kHeadDimBucket>
 baracuda_status launch_portable(const Params& params, baracuda_stream stream, const char* op) {
-  using Compute = typename portable::ElementTraits<Element>::Compute;
+  using Compute = typename ElementTraits<Element>::Compute;
   const int64_t tiles_per_head =
       (int64_t{params.query_len} + kPortableBlockRows - 1) / kPortableBlockRows;
   const int64_t blocks = int64_t{params.batch_size} * params.num_heads * tiles_per_head;

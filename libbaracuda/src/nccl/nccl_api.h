@@ -4,6 +4,8 @@
 
 #include <cstddef>
 
+#include "baracuda/baracuda.h"
+
 struct CUstream_st;
 
 namespace baracuda::nccl {
@@ -52,6 +54,7 @@ struct Api {
   ncclResult_t (*CommGetAsyncError)(ncclComm_t comm, ncclResult_t* async_error);
   ncclResult_t (*CommCount)(ncclComm_t comm, int* count);
   ncclResult_t (*CommUserRank)(ncclComm_t comm, int* rank);
+  ncclResult_t (*CommCuDevice)(ncclComm_t comm, int* device);
   ncclResult_t (*Send)(const void* buffer, size_t count, ncclDataType_t type, int peer,
                        ncclComm_t comm, cudaStream_t stream);
   ncclResult_t (*Recv)(void* buffer, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
@@ -62,5 +65,17 @@ struct Api {
 
 // The loaded API, or nullptr (with the reason recorded for op) when NCCL is not loaded.
 const Api* loaded_api(const char* op);
+
+// The API, loading NCCL by the search order first if it is not loaded yet; nullptr (with every
+// place tried recorded for op) when no NCCL can be loaded.
+const Api* load_api(const char* op);
+
+// "ncclRemoteError", ...: the enumerator's name.
+const char* result_name(ncclResult_t result);
+
+// Records a failed NCCL call as BARACUDA_STATUS_NCCL_ERROR naming `call`, with NCCL's result,
+// ncclGetErrorString and ncclGetLastError(comm); returns success for ncclSuccess.
+baracuda_status check_nccl(const Api& api, ncclResult_t result, ncclComm_t comm, const char* op,
+                           const char* call);
 
 }  // namespace baracuda::nccl

@@ -83,6 +83,7 @@ bool resolve(void* handle, Api* api, std::string* missing) {
       {"ncclCommGetAsyncError", reinterpret_cast<void**>(&api->CommGetAsyncError)},
       {"ncclCommCount", reinterpret_cast<void**>(&api->CommCount)},
       {"ncclCommUserRank", reinterpret_cast<void**>(&api->CommUserRank)},
+      {"ncclCommCuDevice", reinterpret_cast<void**>(&api->CommCuDevice)},
       {"ncclSend", reinterpret_cast<void**>(&api->Send)},
       {"ncclRecv", reinterpret_cast<void**>(&api->Recv)},
       {"ncclGroupStart", reinterpret_cast<void**>(&api->GroupStart)},
@@ -133,6 +134,19 @@ bool try_load(const Candidate& candidate, LoaderState& loader, std::string* trie
   return true;
 }
 
+// Loads NCCL into `loader` (whose mutex the caller holds) unless it is loaded already.
+baracuda_status load_locked(LoaderState& loader, const char* path, const char* op) {
+  if (loader.handle != nullptr) return BARACUDA_STATUS_SUCCESS;
+  std::string tried;
+  for (const Candidate& candidate : search_order(path)) {
+    if (try_load(candidate, loader, &tried)) return BARACUDA_STATUS_SUCCESS;
+  }
+  return fail(BARACUDA_STATUS_LIBRARY_NOT_LOADED, op, "cannot load NCCL (got%s, expected %s)",
+              tried.substr(1).c_str(),
+              path != nullptr ? "that path to be libnccl.so.2"
+                              : "libnccl.so.2 in one of these places");
+}
+
 }  // namespace
 
 const Api* loaded_api(const char* op) {
@@ -144,6 +158,36 @@ const Api* loaded_api(const char* op) {
   return nullptr;
 }
 
+const Api* load_api(const char* op) {
+  LoaderState& loader = state();
+  std::lock_guard<std::mutex> lock(loader.mutex);
+  return load_locked(loader, nullptr, op) == BARACUDA_STATUS_SUCCESS ? &loader.api : nullptr;
+}
+
+const char* result_name(ncclResult_t result) {
+  switch (result) {
+    case ncclSuccess: return "ncclSuccess";
+    case ncclUnhandledCudaError: return "ncclUnhandledCudaError";
+    case ncclSystemError: return "ncclSystemError";
+    case ncclInternalError: return "ncclInternalError";
+    case ncclInvalidArgument: return "ncclInvalidArgument";
+    case ncclInvalidUsage: return "ncclInvalidUsage";
+    case ncclRemoteError: return "ncclRemoteError";
+    case ncclInProgress: return "ncclInProgress";
+  }
+  return "ncclResult";
+}
+
+baracuda_status check_nccl(const Api& api, ncclResult_t result, ncclComm_t comm, const char* op,
+                           const char* call) {
+  if (result == ncclSuccess) return BARACUDA_STATUS_SUCCESS;
+  const char* last_error = api.GetLastError(comm);
+  return fail(BARACUDA_STATUS_NCCL_ERROR, op,
+              "%s failed (got %s = %d: %s; NCCL's last error: %s, expected ncclSuccess)", call,
+              result_name(result), static_cast<int>(result), api.GetErrorString(result),
+              last_error != nullptr && *last_error != '\0' ? last_error : "none recorded");
+}
+
 }  // namespace baracuda::nccl
 
 extern "C" {
@@ -152,15 +196,8 @@ baracuda_status baracuda_nccl_load(const char* path) {
   using namespace baracuda::nccl;
   LoaderState& loader = state();
   std::lock_guard<std::mutex> lock(loader.mutex);
-  if (loader.handle != nullptr) return baracuda::succeed();
-  std::string tried;
-  for (const Candidate& candidate : search_order(path)) {
-    if (try_load(candidate, loader, &tried)) return baracuda::succeed();
-  }
-  return baracuda::fail(BARACUDA_STATUS_LIBRARY_NOT_LOADED, kLoadOp,
-                        "cannot load NCCL (got%s, expected %s)", tried.substr(1).c_str(),
-                        path != nullptr ? "that path to be libnccl.so.2"
-                                        : "libnccl.so.2 in one of these places");
+  const baracuda_status status = load_locked(loader, path, kLoadOp);
+  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
 
 baracuda_status baracuda_nccl_version(int* version) {
@@ -172,13 +209,9 @@ baracuda_status baracuda_nccl_version(int* version) {
   *version = 0;
   const Api* api = loaded_api(kVersionOp);
   if (api == nullptr) return BARACUDA_STATUS_LIBRARY_NOT_LOADED;
-  const ncclResult_t result = api->GetVersion(version);
-  if (result != ncclSuccess) {
-    return baracuda::fail(BARACUDA_STATUS_NCCL_ERROR, kVersionOp,
-                          "ncclGetVersion failed (got %d: %s, expected ncclSuccess)",
-                          static_cast<int>(result), api->GetErrorString(result));
-  }
-  return baracuda::succeed();
+  const baracuda_status status =
+      check_nccl(*api, api->GetVersion(version), nullptr, kVersionOp, "ncclGetVersion");
+  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
 
 const char* baracuda_nccl_library_path(void) {
