@@ -31,6 +31,11 @@ baracuda_status null_argument(const char* op, const char* name) {
               std::strcmp(name, "comm") == 0 ? "a communicator" : "a pointer");
 }
 
+baracuda_status null_destination(const char* op, const char* name) {
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "%s is NULL (got NULL, expected a place to store the communicator)", name);
+}
+
 baracuda_status finish(baracuda_status status) {
   return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
@@ -60,7 +65,7 @@ baracuda_status baracuda_nccl_get_unique_id(baracuda_nccl_unique_id* unique_id) 
 baracuda_status baracuda_nccl_comm_init_rank(baracuda_nccl_comm* comm, int world_size,
                                              const baracuda_nccl_unique_id* unique_id, int rank) {
   constexpr const char* op = "nccl_comm_init_rank";
-  if (comm == nullptr) return null_argument(op, "comm");
+  if (comm == nullptr) return null_destination(op, "comm");
   *comm = nullptr;
   if (unique_id == nullptr) return null_argument(op, "unique_id");
   if (world_size < 1) {

@@ -117,11 +117,15 @@ baracuda_status check_descriptor(const baracuda_ring_attention_descriptor& desc,
   }
   status = baracuda::check_preference(kSelectOp, preference);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  if (desc.num_heads == 0 ? desc.num_heads_k != 0
-                          : desc.num_heads_k == 0 || desc.num_heads % desc.num_heads_k != 0) {
+  if (desc.num_heads == 0 && desc.num_heads_k != 0) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "num_heads_k must divide num_heads (got %d, expected a divisor of %d%s)",
-                desc.num_heads_k, desc.num_heads, desc.num_heads == 0 ? ", that is 0" : "");
+                "num_heads_k must be 0 when num_heads is 0 (got %d, expected 0)",
+                desc.num_heads_k);
+  }
+  if (desc.num_heads > 0 && (desc.num_heads_k == 0 || desc.num_heads % desc.num_heads_k != 0)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                "num_heads_k must divide num_heads (got %d, expected a divisor of %d)",
+                desc.num_heads_k, desc.num_heads);
   }
   if (desc.layout == BARACUDA_RING_LAYOUT_ZIGZAG) {
     const NamedExtent halves[] = {{"query_len", desc.query_len}, {"key_len", desc.key_len}};
@@ -158,6 +162,11 @@ baracuda_status check_kv_scratch(const char* op, const char* name, const baracud
                 "%s must be contiguous (got stride %" PRId64 ", expected 1)", name,
                 scratch.strides[0]);
   }
+  if (needed > 0 && scratch.data == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "%s data is NULL (got NULL, expected a device pointer to %" PRId64 " elements)",
+                name, needed);
+  }
   const int64_t held = scratch.shape[0] < scratch.buffer_elements ? scratch.shape[0]
                                                                   : scratch.buffer_elements;
   if (held < needed) {
@@ -166,10 +175,6 @@ baracuda_status check_kv_scratch(const char* op, const char* name, const baracud
         "%s holds too few elements for K then V (got %" PRId64 ", expected at least %" PRId64
         " = kv_scratch_elements)",
         name, held, needed);
-  }
-  if (needed > 0 && scratch.data == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "%s data is NULL (got NULL, expected "
-                "device memory)", name);
   }
   return BARACUDA_STATUS_SUCCESS;
 }
@@ -269,14 +274,19 @@ baracuda_status check_args(const char* op, const baracuda_ring_attention_plan_s*
 
   const int64_t accumulator_needed = accumulator_scratch_bytes(d);
   const size_t accumulator_got = args->accumulator_scratch_bytes;
-  if (accumulator_got < static_cast<size_t>(accumulator_needed) ||
-      (accumulator_needed > 0 && args->accumulator_scratch == nullptr)) {
+  if (accumulator_got < static_cast<size_t>(accumulator_needed)) {
     return baracuda::fail_with_sizes(
         BARACUDA_STATUS_WORKSPACE_TOO_SMALL, accumulator_needed,
         static_cast<int64_t>(accumulator_got), op,
-        "accumulator_scratch too small (got %zu bytes at %p, expected at least %" PRId64
+        "accumulator_scratch too small (got %zu bytes, expected at least %" PRId64
         " bytes = accumulator_scratch_bytes)",
-        accumulator_got, args->accumulator_scratch, accumulator_needed);
+        accumulator_got, accumulator_needed);
+  }
+  if (accumulator_needed > 0 && args->accumulator_scratch == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "accumulator_scratch is NULL (got NULL, expected device memory for %" PRId64
+                " bytes)",
+                accumulator_needed);
   }
   if (reinterpret_cast<uintptr_t>(args->accumulator_scratch) % kAccumulatorAlignment != 0) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,

@@ -1,0 +1,1528 @@
+/*
+ * Ring attention plan, C API, no CUDA header: descriptor defaults, layout and schedule names,
+ * every descriptor check of baracuda_ring_attention_plan_select and the order they run in, the
+ * head-dim buckets, and the NULL checks of the plan functions, each with its status and message.
+ *
+ * The argument checks of can_implement and run, the scratch sizes, the SKU and the precision
+ * guarantee need a selected plan, hence a CUDA device. As in test_c_api.c, the status of a valid
+ * select tells whether one is present; without one the test says what it skipped. The pointers
+ * of those checks stand for device buffers and are never dereferenced: every run below is refused
+ * before it launches, or has nothing to launch. The numerics are test_ring_attention_gpu.c's.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <baracuda/baracuda.h>
+
+#include "test_check.h"
+
+/* ------------------------------------------------------------------ shared values */
+
+static const baracuda_element kElements[] = {BARACUDA_ELEMENT_F32, BARACUDA_ELEMENT_F16,
+                                             BARACUDA_ELEMENT_BF16, BARACUDA_ELEMENT_F64};
+enum { kElementCount = sizeof(kElements) / sizeof(kElements[0]) };
+
+/* The head dims every backend supports: multiples of kHeadDimStep in [kMinHeadDim, kMaxHeadDim]. */
+enum { kMinHeadDim = 8, kMaxHeadDim = 256, kHeadDimStep = 8 };
+
+/* Query rows of one portable block: the step's grid is B x H x ceil(Sq / this). */
+enum { kPortableBlockRows = 16 };
+static const int64_t kMaxGridBlocks = INT_MAX;
+
+/* The oldest architecture of the portable backend (compute capability x10). */
+enum { kPortableMinArch = 80 };
+
+/* The problem of the argument checks: B, H, Hk (GQA groups of two), Sq, Sk (both even, so that
+ * zigzag accepts them), D. */
+enum { kBatch = 2, kHeads = 4, kHeadsK = 2, kQueryLen = 6, kKeyLen = 10, kHeadDim = 32 };
+
+/* A K/V scratch buffer holds K then V; the accumulators hold o (D per row), then m and l. */
+enum { kKvTensors = 2, kAccumulatorRowExtras = 2 };
+
+/* The accumulator scratch's alignment in bytes, and a misaligned offset from an aligned start. */
+enum { kAccumulatorAlignment = 16, kMisalignment = 8 };
+
+enum { kMessageCapacity = 1024 };
+
+#define SELECT "ring_attention_plan_select: "
+#define CI "ring_attention_can_implement: "
+#define RUN "ring_attention_run: "
+
+static const char kNoDeviceMessagePrefix[] =
+    SELECT "cudaGetDevice (is a CUDA device present?) failed (got ";
+static const char kCudaErrorMessageSuffix[] = ", expected cudaSuccess)";
+
+/* Whether a CUDA device is present, as select reports it. */
+static int g_device_present = 0;
+
+/* A non-NULL plan handle that select must overwrite; never dereferenced. */
+static max_align_t g_not_a_plan;
+#define NOT_A_PLAN ((baracuda_ring_attention_plan)(void*)&g_not_a_plan)
+
+/* A non-NULL communicator handle; passed only where run stops before NCCL would use it. */
+static max_align_t g_not_a_comm;
+#define NOT_A_COMM ((baracuda_nccl_comm)(void*)&g_not_a_comm)
+
+static baracuda_element compute_element_of(baracuda_element element) {
+  return element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F64 : BARACUDA_ELEMENT_F32;
+}
+
+static baracuda_ring_attention_descriptor make_descriptor(baracuda_element element) {
+  baracuda_ring_attention_descriptor desc;
+  baracuda_ring_attention_descriptor_init(&desc, kBatch, kHeads, kQueryLen, kKeyLen, kHeadDim,
+                                          element);
+  desc.num_heads_k = kHeadsK;
+  return desc;
+}
+
+/* kv_scratch_elements as the header defines it: K then V, [B, Hk, Sk, D] each. */
+static int64_t expected_kv_scratch_elements(const baracuda_ring_attention_descriptor* d) {
+  return (int64_t)kKvTensors * d->batch_size * d->num_heads_k * d->key_len * d->head_dim;
+}
+
+/* accumulator_scratch_bytes as the header defines it: o, m, l in the compute element. */
+static int64_t expected_accumulator_bytes(const baracuda_ring_attention_descriptor* d) {
+  return (int64_t)d->batch_size * d->num_heads * d->query_len *
+         (d->head_dim + kAccumulatorRowExtras) *
+         (int64_t)baracuda_element_size(compute_element_of(d->element));
+}
+
+static int starts_with(const char* text, const char* prefix) {
+  return text != NULL && strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+static int ends_with(const char* text, const char* suffix) {
+  if (text == NULL) return 0;
+  const size_t length = strlen(text);
+  const size_t suffix_length = strlen(suffix);
+  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
+}
+
+/* Leaves a known, non-empty message and zero sizes, so that each check below sees what the call
+ * under test wrote. */
+static void poison_last_error(void) { baracuda_ring_attention_plan_select(NULL, NULL, NULL); }
+
+/* ------------------------------------------------------------------ expectations */
+
+static void expect_sizes(int line, int64_t expected_needed, int64_t expected_got) {
+  int64_t needed = -1;
+  int64_t got = -1;
+  baracuda_last_error_sizes(&needed, &got);
+  CHECK(needed == expected_needed, "line %d: baracuda_last_error_sizes needed %lld, expected %lld",
+        line, (long long)needed, (long long)expected_needed);
+  CHECK(got == expected_got, "line %d: baracuda_last_error_sizes got %lld, expected %lld", line,
+        (long long)got, (long long)expected_got);
+}
+
+static void expect_message(int line, const char* expected) {
+  const char* message = baracuda_last_error_message();
+  CHECK(strcmp(message, expected) == 0, "line %d: message\n    got      \"%s\"\n    expected \"%s\"",
+        line, message, expected);
+}
+
+/* The message starts with prefix and ends with suffix (either may be ""): for messages that hold
+ * a pointer, whose text is the platform's. */
+static void expect_message_parts(int line, const char* prefix, const char* suffix) {
+  const char* message = baracuda_last_error_message();
+  CHECK(starts_with(message, prefix) && ends_with(message, suffix),
+        "line %d: message\n    got             \"%s\"\n    expected prefix \"%s\"\n"
+        "    expected suffix \"%s\"",
+        line, message, prefix, suffix);
+}
+
+static void expect_status(int line, baracuda_status status, baracuda_status expected,
+                          const char* call) {
+  CHECK(status == expected, "line %d: %s status %d (%s), expected %d (%s); message: %s", line, call,
+        (int)status, baracuda_status_string(status), (int)expected,
+        baracuda_status_string(expected), baracuda_last_error_message());
+}
+
+static void expect_no_device_message(int line) {
+  expect_message_parts(line, kNoDeviceMessagePrefix, kCudaErrorMessageSuffix);
+}
+
+/* Select refuses desc with status; the message is exactly `message`, or, when `exact` is 0,
+ * starts with it. *plan is set to NULL and no sizes are left. */
+static void select_refuses(int line, const baracuda_ring_attention_descriptor* desc,
+                           const baracuda_plan_preference* preference, baracuda_status expected,
+                           const char* message, int exact) {
+  poison_last_error();
+  baracuda_ring_attention_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_ring_attention_plan_select(desc, preference, &plan);
+  expect_status(line, status, expected, "plan_select");
+  if (exact) expect_message(line, message);
+  else expect_message_parts(line, message, "");
+  CHECK(plan == NULL, "line %d: plan_select sets *plan to NULL when it refuses", line);
+  expect_sizes(line, 0, 0);
+  if (plan != NULL && plan != NOT_A_PLAN) baracuda_ring_attention_plan_destroy(plan);
+}
+
+#define EXPECT_SELECT_REFUSES(desc, preference, status, message) \
+  select_refuses(__LINE__, (desc), (preference), (status), (message), 1)
+#define EXPECT_SELECT_REFUSES_PREFIX(desc, preference, status, prefix) \
+  select_refuses(__LINE__, (desc), (preference), (status), (prefix), 0)
+
+/* Select accepts desc: a portable plan on a device; without one, the CUDA error of
+ * cudaGetDevice, which select reaches only after every descriptor check has passed. */
+static void select_accepts(int line, const baracuda_ring_attention_descriptor* desc,
+                           const baracuda_plan_preference* preference) {
+  poison_last_error();
+  baracuda_ring_attention_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_ring_attention_plan_select(desc, preference, &plan);
+  if (g_device_present) {
+    expect_status(line, status, BARACUDA_STATUS_SUCCESS, "plan_select");
+    if (status == BARACUDA_STATUS_SUCCESS) {
+      expect_message(line, "");
+      CHECK(plan != NULL && plan != NOT_A_PLAN, "line %d: plan_select stores a plan", line);
+      CHECK(baracuda_ring_attention_backend(plan) == BARACUDA_BACKEND_PORTABLE,
+            "line %d: the plan's backend is portable", line);
+    }
+    if (plan != NULL && plan != NOT_A_PLAN) baracuda_ring_attention_plan_destroy(plan);
+  } else {
+    expect_status(line, status, BARACUDA_STATUS_CUDA_ERROR, "plan_select without a device");
+    expect_no_device_message(line);
+    CHECK(plan == NULL, "line %d: plan_select sets *plan to NULL when it fails", line);
+    expect_sizes(line, 0, 0);
+  }
+}
+
+#define EXPECT_SELECT_ACCEPTS(desc, preference) select_accepts(__LINE__, (desc), (preference))
+
+/* ------------------------------------------------------------------ strings and defaults */
+
+static void test_layout_and_schedule_strings(void) {
+  const struct {
+    const char* got;
+    const char* expected;
+  } cases[] = {
+      {baracuda_ring_layout_string(BARACUDA_RING_LAYOUT_CONTIGUOUS), "contiguous"},
+      {baracuda_ring_layout_string(BARACUDA_RING_LAYOUT_ZIGZAG), "zigzag"},
+      {baracuda_ring_layout_string((baracuda_ring_layout)2), "invalid"},
+      {baracuda_ring_layout_string((baracuda_ring_layout)-1), "invalid"},
+      {baracuda_ring_schedule_string(BARACUDA_RING_SCHEDULE_OVERLAPPED), "overlapped"},
+      {baracuda_ring_schedule_string(BARACUDA_RING_SCHEDULE_SERIAL), "serial"},
+      {baracuda_ring_schedule_string((baracuda_ring_schedule)2), "invalid"},
+      {baracuda_ring_schedule_string((baracuda_ring_schedule)-1), "invalid"},
+  };
+  for (size_t n = 0; n < sizeof cases / sizeof cases[0]; ++n) {
+    CHECK(cases[n].got != NULL && strcmp(cases[n].got, cases[n].expected) == 0,
+          "layout / schedule name %zu: got \"%s\", expected \"%s\"", n,
+          cases[n].got != NULL ? cases[n].got : "(NULL)", cases[n].expected);
+  }
+}
+
+static void test_descriptor_init_defaults(void) {
+  enum { kB = 3, kH = 8, kSq = 17, kSk = 19, kD = 64 };
+  const double kScaleOfD64 = 0.125;  /* 1 / sqrt(64) */
+  const double kScaleOfD16 = 0.25;   /* 1 / sqrt(16) */
+  const double kScaleTolerance = 1e-15;
+  enum { kFillByte = 0xA5, kD16 = 16, kD128 = 128 };
+
+  baracuda_ring_attention_descriptor desc;
+  memset(&desc, kFillByte, sizeof desc);
+  baracuda_ring_attention_descriptor_init(&desc, kB, kH, kSq, kSk, kD, BARACUDA_ELEMENT_BF16);
+  CHECK(desc.batch_size == kB, "init batch_size %d", desc.batch_size);
+  CHECK(desc.num_heads == kH, "init num_heads %d", desc.num_heads);
+  CHECK(desc.num_heads_k == kH, "init num_heads_k %d, expected num_heads %d", desc.num_heads_k, kH);
+  CHECK(desc.query_len == kSq, "init query_len %d", desc.query_len);
+  CHECK(desc.key_len == kSk, "init key_len %d", desc.key_len);
+  CHECK(desc.head_dim == kD, "init head_dim %d", desc.head_dim);
+  CHECK(desc.scale == kScaleOfD64, "init scale %.17g, expected 1 / sqrt(64)", desc.scale);
+  CHECK(desc.is_causal == 0, "init is_causal %d", desc.is_causal);
+  CHECK(desc.element == BARACUDA_ELEMENT_BF16, "init element %d", (int)desc.element);
+  CHECK(desc.window_size_left == BARACUDA_WINDOW_UNBOUNDED, "init window_size_left %d",
+        desc.window_size_left);
+  CHECK(desc.window_size_right == BARACUDA_WINDOW_UNBOUNDED, "init window_size_right %d",
+        desc.window_size_right);
+  CHECK(desc.softcap == 0.0, "init softcap %g", desc.softcap);
+  CHECK(desc.layout == BARACUDA_RING_LAYOUT_CONTIGUOUS, "init layout %d", (int)desc.layout);
+  CHECK(desc.schedule == BARACUDA_RING_SCHEDULE_OVERLAPPED, "init schedule %d",
+        (int)desc.schedule);
+
+  baracuda_ring_attention_descriptor_init(&desc, 1, 1, 1, 1, kD16, BARACUDA_ELEMENT_F32);
+  CHECK(desc.scale == kScaleOfD16, "init scale of head_dim 16: %.17g", desc.scale);
+  baracuda_ring_attention_descriptor_init(&desc, 1, 1, 1, 1, kD128, BARACUDA_ELEMENT_F32);
+  const double squared_error = desc.scale * desc.scale * kD128 - 1.0;
+  CHECK(fabs(squared_error) < kScaleTolerance, "init scale of head_dim 128: %.17g", desc.scale);
+  baracuda_ring_attention_descriptor_init(&desc, 1, 1, 1, 1, 0, BARACUDA_ELEMENT_F32);
+  CHECK(desc.scale == 1.0, "init scale of head_dim 0: %.17g, expected 1", desc.scale);
+}
+
+/* ------------------------------------------------------------------ select */
+
+/* Decides whether a device is present from a valid select, and checks what select says. */
+static void detect_device(void) {
+  const baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F16);
+  poison_last_error();
+  baracuda_ring_attention_plan plan = NOT_A_PLAN;
+  const baracuda_status status = baracuda_ring_attention_plan_select(&desc, NULL, &plan);
+  if (status == BARACUDA_STATUS_SUCCESS) {
+    g_device_present = 1;
+    CHECK(plan != NULL && plan != NOT_A_PLAN, "a valid select stores a plan");
+    expect_message(__LINE__, "");
+    baracuda_ring_attention_plan_destroy(plan);
+    printf("a CUDA device is present: running the argument checks\n");
+    return;
+  }
+  g_device_present = 0;
+  expect_status(__LINE__, status, BARACUDA_STATUS_CUDA_ERROR, "valid select without a device");
+  expect_no_device_message(__LINE__);
+  CHECK(plan == NULL, "select without a device sets *plan to NULL");
+  expect_sizes(__LINE__, 0, 0);
+  printf("no CUDA device (%s): select stops at cudaGetDevice\n", baracuda_last_error_message());
+}
+
+static void test_select_null_pointers(void) {
+  const baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  EXPECT_SELECT_REFUSES(NULL, NULL, BARACUDA_STATUS_INVALID_PROBLEM,
+                        SELECT "desc is NULL (got NULL, expected a descriptor)");
+
+  /* No place to store the plan: refused before the descriptor is read. */
+  const char* expected = SELECT "plan is NULL (got NULL, expected a place to store the plan)";
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_plan_select(&desc, NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "plan_select with plan NULL");
+  expect_message(__LINE__, expected);
+  expect_sizes(__LINE__, 0, 0);
+  expect_status(__LINE__, baracuda_ring_attention_plan_select(NULL, NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "plan_select with desc and plan NULL");
+  expect_message(__LINE__, expected);
+}
+
+static void test_select_refuses_invalid_element(void) {
+  const int values[] = {0, 5, -1};
+  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.element = (baracuda_element)values[n];
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             SELECT "element is not an element type (got %d, expected f32, f16, bf16 or f64)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_negative_extents(void) {
+  static const char* const kFields[] = {"batch_size", "num_heads", "num_heads_k",
+                                        "query_len",  "key_len",   "head_dim"};
+  const int32_t values[] = {-1, INT32_MIN};
+  for (size_t field = 0; field < sizeof kFields / sizeof kFields[0]; ++field) {
+    for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+      baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+      int32_t* const extents[] = {&desc.batch_size, &desc.num_heads, &desc.num_heads_k,
+                                  &desc.query_len,  &desc.key_len,   &desc.head_dim};
+      *extents[field] = values[n];
+      char expected[kMessageCapacity];
+      snprintf(expected, sizeof expected, SELECT "%s must be non-negative (got %d, expected >= 0)",
+               kFields[field], (int)values[n]);
+      EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+    }
+  }
+}
+
+static void test_select_refuses_non_finite_scale(void) {
+  const struct {
+    double value;
+    const char* text;
+  } cases[] = {{NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}};
+  for (size_t n = 0; n < sizeof cases / sizeof cases[0]; ++n) {
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.scale = cases[n].value;
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             SELECT "scale must be finite (got %s, expected a finite number)", cases[n].text);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_softcap(void) {
+  const struct {
+    double value;
+    const char* text;
+  } cases[] = {{-1.0, "-1"}, {-0.5, "-0.5"}, {NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}};
+  for (size_t n = 0; n < sizeof cases / sizeof cases[0]; ++n) {
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.softcap = cases[n].value;
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             SELECT "softcap must be finite and non-negative (got %s, expected 0 to disable or a "
+                    "finite value > 0)",
+             cases[n].text);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_is_causal(void) {
+  const int32_t values[] = {2, -1};
+  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.is_causal = values[n];
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             SELECT "is_causal must be 0 or 1 (got %d, expected 0 or 1)", (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_window_bounds(void) {
+  const int32_t values[] = {-2, INT32_MIN};
+  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+    char expected[kMessageCapacity];
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.window_size_left = values[n];
+    snprintf(expected, sizeof expected,
+             SELECT "window_size_left must be a bound >= 0 or unbounded (got %d, expected >= 0 "
+                    "or BARACUDA_WINDOW_UNBOUNDED = -1)",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+
+    desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.window_size_right = values[n];
+    snprintf(expected, sizeof expected,
+             SELECT "window_size_right must be a bound >= 0 or unbounded (got %d, expected >= 0 "
+                    "or BARACUDA_WINDOW_UNBOUNDED = -1)",
+             (int)values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_layout_and_schedule(void) {
+  const int values[] = {2, -1};
+  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+    char expected[kMessageCapacity];
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.layout = (baracuda_ring_layout)values[n];
+    snprintf(expected, sizeof expected,
+             SELECT "layout is not a ring layout (got %d, expected BARACUDA_RING_LAYOUT_CONTIGUOUS "
+                    "or BARACUDA_RING_LAYOUT_ZIGZAG)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+
+    desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.schedule = (baracuda_ring_schedule)values[n];
+    snprintf(expected, sizeof expected,
+             SELECT "schedule is not a ring schedule (got %d, expected "
+                    "BARACUDA_RING_SCHEDULE_OVERLAPPED or BARACUDA_RING_SCHEDULE_SERIAL)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_refuses_bad_preference(void) {
+  const int values[] = {2, -1};
+  const baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+    const baracuda_plan_preference preference = {(baracuda_backend)values[n]};
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             SELECT "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO "
+                    "or BARACUDA_BACKEND_PORTABLE)",
+             values[n]);
+    EXPECT_SELECT_REFUSES(&desc, &preference, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+}
+
+static void test_select_num_heads_k(void) {
+  /* MHA, GQA, MQA. */
+  const int32_t divisors[] = {kHeads, kHeadsK, 1};
+  for (size_t n = 0; n < sizeof divisors / sizeof divisors[0]; ++n) {
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.num_heads_k = divisors[n];
+    EXPECT_SELECT_ACCEPTS(&desc, NULL);
+  }
+  const int32_t refused[] = {3, 2 * kHeads, 0};
+  for (size_t n = 0; n < sizeof refused / sizeof refused[0]; ++n) {
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.num_heads_k = refused[n];
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             SELECT "num_heads_k must divide num_heads (got %d, expected a divisor of %d)",
+             (int)refused[n], kHeads);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  }
+
+  /* No query heads: no K/V heads either. */
+  baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.num_heads = 0;
+  desc.num_heads_k = 0;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+  desc.num_heads_k = kHeadsK;
+  char expected[kMessageCapacity];
+  snprintf(expected, sizeof expected, SELECT "num_heads_k must ");
+  EXPECT_SELECT_REFUSES_PREFIX(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  snprintf(expected, sizeof expected, "(got %d, expected ", kHeadsK);
+  CHECK(strstr(baracuda_last_error_message(), expected) != NULL,
+        "num_heads_k %d with num_heads 0: message names the value: %s", kHeadsK,
+        baracuda_last_error_message());
+}
+
+static void test_select_zigzag_lengths(void) {
+  enum { kOdd = 7 };
+  char expected[kMessageCapacity];
+  baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  desc.query_len = kOdd;
+  snprintf(expected, sizeof expected,
+           SELECT "query_len must be even for the zigzag layout, which holds two chunks of "
+                  "query_len / 2 per rank (got %d, expected an even number)",
+           kOdd);
+  EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
+  desc.key_len = kOdd;
+  snprintf(expected, sizeof expected,
+           SELECT "key_len must be even for the zigzag layout, which holds two chunks of "
+                  "key_len / 2 per rank (got %d, expected an even number)",
+           kOdd);
+  EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+
+  /* Odd lengths are fine for the contiguous layout; empty ones for zigzag. */
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.query_len = kOdd;
+  desc.key_len = kOdd;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
+  desc.query_len = 0;
+  desc.key_len = 0;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+}
+
+static void test_select_refuses_unsupported_head_dims(void) {
+  const int32_t values[] = {0, 4, 7, 12, 260, 264};
+  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
+    char expected[kMessageCapacity];
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    desc.head_dim = values[n];
+    snprintf(expected, sizeof expected,
+             SELECT "head_dim is not a supported head dim (got %d, expected a multiple of %d in "
+                    "[%d, %d])",
+             (int)values[n], kHeadDimStep, kMinHeadDim, kMaxHeadDim);
+    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
+  }
+}
+
+static void test_select_grid_limit(void) {
+  enum { kOverTile = kPortableBlockRows + 1 };
+  char expected[kMessageCapacity];
+  /* One block over the limit: INT32_MAX batches of two query tiles. */
+  baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.batch_size = INT32_MAX;
+  desc.num_heads = 1;
+  desc.num_heads_k = 1;
+  desc.query_len = kOverTile;
+  snprintf(expected, sizeof expected,
+           SELECT "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x 1 "
+                  "x %d rows, expected <= %lld blocks)",
+           kPortableBlockRows, INT32_MAX, kOverTile, (long long)kMaxGridBlocks);
+  EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
+
+  /* The largest grid: exactly the limit. */
+  desc.query_len = kPortableBlockRows;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  /* Every extent at its largest: a block count beyond int64 is still refused. */
+  desc.num_heads = INT32_MAX;
+  desc.num_heads_k = 1;
+  desc.query_len = INT32_MAX;
+  snprintf(expected, sizeof expected,
+           SELECT "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x "
+                  "%d x %d rows",
+           kPortableBlockRows, INT32_MAX, INT32_MAX, INT32_MAX);
+  EXPECT_SELECT_REFUSES_PREFIX(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
+}
+
+/* Select checks in a fixed order; a descriptor with two defects is refused for the first. Each
+ * row spoils one check and the one after it. */
+static void test_select_check_order(void) {
+  enum { kOdd = 7, kBadHeadDim = 12, kBadEnum = 2 };
+  const baracuda_plan_preference bad_preference = {(baracuda_backend)kBadEnum};
+  const baracuda_ring_attention_descriptor base = make_descriptor(BARACUDA_ELEMENT_F32);
+  baracuda_ring_attention_descriptor d[12];
+  for (size_t n = 0; n < sizeof d / sizeof d[0]; ++n) d[n] = base;
+  d[0].element = (baracuda_element)0;
+  d[0].batch_size = -1;
+  d[1].num_heads_k = -1;
+  d[1].key_len = -1;
+  d[2].head_dim = -1;
+  d[2].scale = NAN;
+  d[3].scale = INFINITY;
+  d[3].softcap = -1.0;
+  d[4].softcap = -1.0;
+  d[4].is_causal = kBadEnum;
+  d[5].is_causal = kBadEnum;
+  d[5].window_size_left = -kBadEnum;
+  d[6].window_size_right = -kBadEnum;
+  d[6].layout = (baracuda_ring_layout)kBadEnum;
+  d[7].layout = (baracuda_ring_layout)kBadEnum;
+  d[7].schedule = (baracuda_ring_schedule)kBadEnum;
+  d[8].schedule = (baracuda_ring_schedule)kBadEnum;
+  d[9].num_heads_k = kHeads + 1;
+  d[10].num_heads_k = kHeads + 1;
+  d[10].layout = BARACUDA_RING_LAYOUT_ZIGZAG;
+  d[10].query_len = kOdd;
+  d[11].layout = BARACUDA_RING_LAYOUT_ZIGZAG;
+  d[11].query_len = kOdd;
+  d[11].head_dim = kBadHeadDim;
+  const struct {
+    const baracuda_plan_preference* preference;
+    baracuda_status status;
+    const char* prefix;
+  } expected[] = {
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "element is not an element type"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "num_heads_k must be non-negative"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "head_dim must be non-negative"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "scale must be finite"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "softcap must be finite"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "is_causal must be 0 or 1"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "window_size_right must be a bound"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "layout is not a ring layout"},
+      {&bad_preference, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "schedule is not a ring schedule"},
+      {&bad_preference, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "preference backend is not"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "num_heads_k must divide num_heads"},
+      {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "query_len must be even"},
+  };
+  for (size_t n = 0; n < sizeof d / sizeof d[0]; ++n) {
+    select_refuses(__LINE__, &d[n], expected[n].preference, expected[n].status,
+                   expected[n].prefix, 0);
+  }
+
+  /* The head dim comes before the grid. */
+  baracuda_ring_attention_descriptor both = base;
+  both.head_dim = kBadHeadDim;
+  both.batch_size = INT32_MAX;
+  both.num_heads = INT32_MAX;
+  both.num_heads_k = 1;
+  EXPECT_SELECT_REFUSES_PREFIX(&both, NULL, BARACUDA_STATUS_UNSUPPORTED,
+                               SELECT "head_dim is not a supported head dim");
+}
+
+/* Descriptors at the edges of what the checks accept. */
+static void test_select_accepts_valid_descriptors(void) {
+  const baracuda_plan_preference automatic = {BARACUDA_BACKEND_AUTO};
+  const baracuda_plan_preference portable = {BARACUDA_BACKEND_PORTABLE};
+  const double kSoftcap = 30.0;
+  const double kNegativeScale = -2.5;
+  const double kTinySoftcap = 1e-300;
+  enum { kRightBound = 3 };
+  baracuda_ring_attention_descriptor desc;
+
+  for (int n = 0; n < kElementCount; ++n) {
+    desc = make_descriptor(kElements[n]);
+    EXPECT_SELECT_ACCEPTS(&desc, NULL);
+    EXPECT_SELECT_ACCEPTS(&desc, &automatic);
+    EXPECT_SELECT_ACCEPTS(&desc, &portable);
+  }
+
+  desc = make_descriptor(BARACUDA_ELEMENT_BF16);
+  desc.is_causal = 1;
+  desc.window_size_left = 0;
+  desc.window_size_right = 0;
+  desc.softcap = kSoftcap;
+  desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
+  desc.schedule = BARACUDA_RING_SCHEDULE_SERIAL;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.window_size_left = INT32_MAX;
+  desc.window_size_right = kRightBound;
+  desc.scale = kNegativeScale;
+  desc.softcap = -0.0;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.scale = 0.0;
+  desc.softcap = kTinySoftcap;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+
+  /* Empty problems: every extent but the head dim may be 0. */
+  int32_t* const extents[] = {&desc.batch_size, &desc.query_len, &desc.key_len};
+  for (size_t n = 0; n < sizeof extents / sizeof extents[0]; ++n) {
+    desc = make_descriptor(BARACUDA_ELEMENT_F16);
+    *extents[n] = 0;
+    EXPECT_SELECT_ACCEPTS(&desc, NULL);
+  }
+
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.head_dim = kMinHeadDim;
+  EXPECT_SELECT_ACCEPTS(&desc, NULL);
+}
+
+/* Every supported head dim for every element: the build has a bucket covering it or refuses it
+ * naming the build's buckets, exactly as the flash plan does (the step is the flash kernel), and
+ * the refusals are the head dims above the largest bucket. On a device the plan's bucket covers
+ * the head dim. */
+static void test_select_head_dim_buckets(void) {
+  enum { kSteps = kMaxHeadDim / kHeadDimStep };
+  int refusals = 0;
+  for (int e = 0; e < kElementCount; ++e) {
+    const baracuda_element element = kElements[e];
+    int refused_below = 0;
+    for (int step = 1; step <= kSteps; ++step) {
+      const int head_dim = step * kHeadDimStep;
+      baracuda_ring_attention_descriptor desc;
+      baracuda_ring_attention_descriptor_init(&desc, 1, 1, 1, 1, head_dim, element);
+      baracuda_flash_sdpa_descriptor flash;
+      baracuda_flash_sdpa_descriptor_init(&flash, 1, 1, 1, 1, head_dim, head_dim, element);
+      baracuda_flash_sdpa_plan flash_plan = NULL;
+      const baracuda_status flash_status =
+          baracuda_flash_sdpa_plan_select(&flash, NULL, &flash_plan);
+      baracuda_flash_sdpa_plan_destroy(flash_plan);
+
+      poison_last_error();
+      baracuda_ring_attention_plan plan = NOT_A_PLAN;
+      const baracuda_status status = baracuda_ring_attention_plan_select(&desc, NULL, &plan);
+      CHECK(status == flash_status, "%s d%d: ring select %s, flash select %s",
+            baracuda_element_string(element), head_dim, baracuda_status_string(status),
+            baracuda_status_string(flash_status));
+      if (status == BARACUDA_STATUS_UNSUPPORTED) {
+        char prefix[kMessageCapacity];
+        char suffix[kMessageCapacity];
+        snprintf(prefix, sizeof prefix,
+                 SELECT "no portable %s instance covers head dim %d in this build (got buckets [",
+                 baracuda_element_string(element), head_dim);
+        snprintf(suffix, sizeof suffix,
+                 "], expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)", head_dim);
+        expect_message_parts(__LINE__, prefix, suffix);
+        CHECK(plan == NULL, "%s d%d: a bucket refusal sets *plan to NULL",
+              baracuda_element_string(element), head_dim);
+        refused_below = 1;
+        ++refusals;
+        continue;
+      }
+      CHECK(!refused_below, "%s d%d is accepted although a smaller head dim was refused",
+            baracuda_element_string(element), head_dim);
+      if (g_device_present) {
+        expect_status(__LINE__, status, BARACUDA_STATUS_SUCCESS, "plan_select of a covered head dim");
+        if (status == BARACUDA_STATUS_SUCCESS) {
+          baracuda_kernel_sku sku;
+          memset(&sku, 0, sizeof sku);
+          CHECK(baracuda_ring_attention_sku(plan, &sku) == BARACUDA_STATUS_SUCCESS, "sku: %s",
+                baracuda_last_error_message());
+          CHECK(sku.head_dim_bucket >= head_dim, "%s d%d: bucket %d does not cover it",
+                baracuda_element_string(element), head_dim, (int)sku.head_dim_bucket);
+          baracuda_ring_attention_plan_destroy(plan);
+        }
+      } else {
+        expect_status(__LINE__, status, BARACUDA_STATUS_CUDA_ERROR,
+                      "plan_select of a covered head dim without a device");
+        expect_no_device_message(__LINE__);
+      }
+    }
+  }
+  printf("head-dim buckets: %d of %d ring selects refused by this build's bucket list\n", refusals,
+         kElementCount * kSteps);
+}
+
+/* ------------------------------------------------------------------ NULL plans */
+
+static void test_null_plan_functions(void) {
+  baracuda_ring_attention_args args;
+  memset(&args, 0, sizeof args);
+
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_can_implement(NULL, &args),
+                BARACUDA_STATUS_INVALID_PROBLEM, "can_implement of no plan");
+  expect_message(__LINE__, CI "plan is NULL (got NULL, expected a plan)");
+  expect_sizes(__LINE__, 0, 0);
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_can_implement(NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "can_implement of no plan and no args");
+  expect_message(__LINE__, CI "plan is NULL (got NULL, expected a plan)");
+
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(NULL, &args, NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "run of no plan");
+  expect_message(__LINE__, RUN "plan is NULL (got NULL, expected a plan)");
+  expect_sizes(__LINE__, 0, 0);
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(NULL, NULL, NOT_A_COMM, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "run of no plan, no args, a communicator");
+  expect_message(__LINE__, RUN "plan is NULL (got NULL, expected a plan)");
+
+  const char* const kElementsMessage =
+      "ring_attention_kv_scratch_elements: plan and elements must not be NULL (got NULL, "
+      "expected pointers)";
+  int64_t elements = 0;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_kv_scratch_elements(NULL, &elements),
+                BARACUDA_STATUS_INVALID_PROBLEM, "kv_scratch_elements of no plan");
+  expect_message(__LINE__, kElementsMessage);
+  expect_status(__LINE__, baracuda_ring_attention_kv_scratch_elements(NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "kv_scratch_elements of no plan, no output");
+
+  const char* const kBytesMessage =
+      "ring_attention_accumulator_scratch_bytes: plan and bytes must not be NULL (got NULL, "
+      "expected pointers)";
+  size_t bytes = 0;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_accumulator_scratch_bytes(NULL, &bytes),
+                BARACUDA_STATUS_INVALID_PROBLEM, "accumulator_scratch_bytes of no plan");
+  expect_message(__LINE__, kBytesMessage);
+  expect_status(__LINE__, baracuda_ring_attention_accumulator_scratch_bytes(NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "accumulator_scratch_bytes of no plan, no output");
+
+  baracuda_kernel_sku sku;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_sku(NULL, &sku), BARACUDA_STATUS_INVALID_PROBLEM,
+                "sku of no plan");
+  expect_message(__LINE__,
+                 "ring_attention_sku: plan and sku must not be NULL (got NULL, expected pointers)");
+  expect_status(__LINE__, baracuda_ring_attention_sku(NULL, NULL), BARACUDA_STATUS_INVALID_PROBLEM,
+                "sku of no plan, no output");
+
+  baracuda_precision_guarantee guarantee;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_precision_guarantee(NULL, &guarantee),
+                BARACUDA_STATUS_INVALID_PROBLEM, "precision_guarantee of no plan");
+  expect_message(__LINE__,
+                 "ring_attention_precision_guarantee: plan and guarantee must not be NULL (got "
+                 "NULL, expected pointers)");
+  expect_status(__LINE__, baracuda_ring_attention_precision_guarantee(NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "precision_guarantee of no plan, no output");
+
+  /* No plan has no backend; destroying no plan does nothing. */
+  CHECK(baracuda_ring_attention_backend(NULL) == BARACUDA_BACKEND_AUTO,
+        "the backend of no plan is auto");
+  baracuda_ring_attention_plan_destroy(NULL);
+}
+
+/* ------------------------------------------------------------------ argument checks (device) */
+
+/* Addresses that stand for device buffers, 16-byte aligned and far apart. can_implement never
+ * dereferences them, and no run below reaches a launch with them. */
+static const uintptr_t kFakeDeviceAddress = 0x7f0000000000u;
+static const uintptr_t kFakeBufferSpacing = 0x10000000u;
+
+enum {
+  kBufferQ,
+  kBufferK,
+  kBufferV,
+  kBufferY,
+  kBufferLse,
+  kBufferSlopes,
+  kBufferScratchA,
+  kBufferScratchB,
+  kBufferAccumulator
+};
+
+static void* fake_buffer(int index) {
+  return (void*)(kFakeDeviceAddress + (uintptr_t)index * kFakeBufferSpacing);
+}
+
+static int64_t element_count(int32_t rank, const int64_t* shape) {
+  int64_t count = 1;
+  for (int axis = 0; axis < rank; ++axis) count *= shape[axis];
+  return count;
+}
+
+/* A row-major view of exactly its elements; NULL data when it has none. */
+static baracuda_tensor contiguous_tensor(int buffer_index, baracuda_element element, int32_t rank,
+                                         const int64_t* shape) {
+  baracuda_tensor tensor;
+  memset(&tensor, 0, sizeof tensor);
+  tensor.element = element;
+  tensor.rank = rank;
+  int64_t stride = 1;
+  for (int axis = rank - 1; axis >= 0; --axis) {
+    tensor.shape[axis] = shape[axis];
+    tensor.strides[axis] = stride;
+    stride *= shape[axis] > 0 ? shape[axis] : 1;
+  }
+  tensor.buffer_elements = element_count(rank, shape);
+  tensor.data = tensor.buffer_elements > 0 ? fake_buffer(buffer_index) : NULL;
+  return tensor;
+}
+
+static baracuda_tensor scratch_tensor(int buffer_index, baracuda_element element,
+                                      int64_t elements) {
+  return contiguous_tensor(buffer_index, element, 1, &elements);
+}
+
+static baracuda_tensor make_slopes(int64_t b, int64_t h) {
+  const int64_t shape[2] = {b, h};
+  return contiguous_tensor(kBufferSlopes, BARACUDA_ELEMENT_F32, 2, shape);
+}
+
+/* Contiguous Q, K, V, Y, LSE, both K/V scratch buffers and the accumulator scratch, each exactly
+ * as large as the plan needs; no ALiBi. */
+static baracuda_ring_attention_args make_args(const baracuda_ring_attention_descriptor* d) {
+  const int64_t q_shape[4] = {d->batch_size, d->num_heads, d->query_len, d->head_dim};
+  const int64_t kv_shape[4] = {d->batch_size, d->num_heads_k, d->key_len, d->head_dim};
+  const int64_t lse_shape[3] = {d->batch_size, d->num_heads, d->query_len};
+  const int64_t kv_elements = expected_kv_scratch_elements(d);
+  const int64_t accumulator_bytes = expected_accumulator_bytes(d);
+  baracuda_ring_attention_args args;
+  memset(&args, 0, sizeof args);
+  args.q = contiguous_tensor(kBufferQ, d->element, 4, q_shape);
+  args.k = contiguous_tensor(kBufferK, d->element, 4, kv_shape);
+  args.v = contiguous_tensor(kBufferV, d->element, 4, kv_shape);
+  args.y = contiguous_tensor(kBufferY, d->element, 4, q_shape);
+  args.lse = contiguous_tensor(kBufferLse, compute_element_of(d->element), 3, lse_shape);
+  args.kv_scratch_a = scratch_tensor(kBufferScratchA, d->element, kv_elements);
+  args.kv_scratch_b = scratch_tensor(kBufferScratchB, d->element, kv_elements);
+  args.accumulator_scratch = accumulator_bytes > 0 ? fake_buffer(kBufferAccumulator) : NULL;
+  args.accumulator_scratch_bytes = (size_t)accumulator_bytes;
+  return args;
+}
+
+static void args_accepted(int line, baracuda_ring_attention_plan plan,
+                          const baracuda_ring_attention_args* args) {
+  poison_last_error();
+  expect_status(line, baracuda_ring_attention_can_implement(plan, args), BARACUDA_STATUS_SUCCESS,
+                "can_implement");
+  expect_message(line, "");
+  expect_sizes(line, 0, 0);
+}
+
+/* can_implement refuses args with status and a message that is `message` (exact) or starts with
+ * it and ends with `suffix`; the sizes are needed / got (0 / 0 for other statuses). */
+static void args_refused(int line, baracuda_ring_attention_plan plan,
+                         const baracuda_ring_attention_args* args, baracuda_status expected,
+                         const char* message, const char* suffix, int64_t needed, int64_t got) {
+  poison_last_error();
+  expect_status(line, baracuda_ring_attention_can_implement(plan, args), expected,
+                "can_implement");
+  if (suffix == NULL) expect_message(line, message);
+  else expect_message_parts(line, message, suffix);
+  expect_sizes(line, needed, got);
+}
+
+#define EXPECT_ACCEPTED(plan, args) args_accepted(__LINE__, (plan), (args))
+#define EXPECT_INVALID(plan, args, message) \
+  args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, (message), NULL, 0, 0)
+#define EXPECT_INVALID_PARTS(plan, args, prefix, suffix) \
+  args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, (prefix), (suffix), 0, 0)
+#define EXPECT_UNSUPPORTED(plan, args, message) \
+  args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_UNSUPPORTED, (message), NULL, 0, 0)
+#define EXPECT_BUFFER_TOO_SMALL(plan, args, message, needed, got)                             \
+  args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_BUFFER_TOO_SMALL, (message), NULL, \
+               (needed), (got))
+
+static baracuda_ring_attention_plan select_plan(const baracuda_ring_attention_descriptor* desc) {
+  baracuda_ring_attention_plan plan = NULL;
+  const baracuda_status status = baracuda_ring_attention_plan_select(desc, NULL, &plan);
+  CHECK(status == BARACUDA_STATUS_SUCCESS, "select of a valid descriptor: %s",
+        baracuda_last_error_message());
+  return status == BARACUDA_STATUS_SUCCESS ? plan : NULL;
+}
+
+/* Sizes and names: what a selected plan reports. */
+static void test_plan_queries(void) {
+  for (int e = 0; e < kElementCount; ++e) {
+    const baracuda_element element = kElements[e];
+    const char* name = baracuda_element_string(element);
+    const baracuda_ring_attention_descriptor desc = make_descriptor(element);
+    baracuda_ring_attention_plan plan = select_plan(&desc);
+    if (plan == NULL) continue;
+
+    int64_t elements = -1;
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_kv_scratch_elements(plan, &elements),
+                  BARACUDA_STATUS_SUCCESS, "kv_scratch_elements");
+    expect_message(__LINE__, "");
+    CHECK(elements == expected_kv_scratch_elements(&desc),
+          "%s kv_scratch_elements %lld, expected 2 x B x Hk x Sk x D = %lld", name,
+          (long long)elements, (long long)expected_kv_scratch_elements(&desc));
+
+    size_t bytes = 0;
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_accumulator_scratch_bytes(plan, &bytes),
+                  BARACUDA_STATUS_SUCCESS, "accumulator_scratch_bytes");
+    expect_message(__LINE__, "");
+    CHECK((int64_t)bytes == expected_accumulator_bytes(&desc),
+          "%s accumulator_scratch_bytes %zu, expected B x H x Sq x (D + 2) x %zu = %lld", name,
+          bytes, baracuda_element_size(compute_element_of(element)),
+          (long long)expected_accumulator_bytes(&desc));
+
+    CHECK(baracuda_ring_attention_backend(plan) == BARACUDA_BACKEND_PORTABLE,
+          "%s plan backend is portable", name);
+
+    baracuda_kernel_sku sku;
+    memset(&sku, 0, sizeof sku);
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_sku(plan, &sku), BARACUDA_STATUS_SUCCESS,
+                  "sku");
+    expect_message(__LINE__, "");
+    CHECK(sku.backend == BARACUDA_BACKEND_PORTABLE, "%s sku backend %d", name, (int)sku.backend);
+    CHECK(sku.element == element, "%s sku element %d", name, (int)sku.element);
+    CHECK(sku.head_dim_bucket >= kHeadDim && sku.head_dim_bucket <= kMaxHeadDim,
+          "%s sku bucket %d for head dim %d", name, (int)sku.head_dim_bucket, kHeadDim);
+    CHECK(sku.arch >= kPortableMinArch, "%s sku arch %d", name, (int)sku.arch);
+    char expected_name[kMessageCapacity];
+    snprintf(expected_name, sizeof expected_name, "ring_attention.portable.%s.d%d.sm%d", name,
+             (int)sku.head_dim_bucket, (int)sku.arch);
+    CHECK(sku.name != NULL && strcmp(sku.name, expected_name) == 0,
+          "sku name \"%s\", expected \"%s\"", sku.name != NULL ? sku.name : "(NULL)",
+          expected_name);
+
+    baracuda_precision_guarantee guarantee;
+    memset(&guarantee, 0, sizeof guarantee);
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_precision_guarantee(plan, &guarantee),
+                  BARACUDA_STATUS_SUCCESS, "precision_guarantee");
+    expect_message(__LINE__, "");
+    CHECK(guarantee.accumulator == compute_element_of(element), "%s accumulator %s", name,
+          baracuda_element_string(guarantee.accumulator));
+    CHECK(guarantee.math_precision == compute_element_of(element), "%s math precision %s", name,
+          baracuda_element_string(guarantee.math_precision));
+    CHECK(guarantee.deterministic == 1, "%s deterministic %d", name, (int)guarantee.deterministic);
+
+    /* NULL outputs of a real plan. */
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_kv_scratch_elements(plan, NULL),
+                  BARACUDA_STATUS_INVALID_PROBLEM, "kv_scratch_elements with no output");
+    expect_message_parts(__LINE__, "ring_attention_kv_scratch_elements: ", "");
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_accumulator_scratch_bytes(plan, NULL),
+                  BARACUDA_STATUS_INVALID_PROBLEM, "accumulator_scratch_bytes with no output");
+    expect_message_parts(__LINE__, "ring_attention_accumulator_scratch_bytes: ", "");
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_sku(plan, NULL),
+                  BARACUDA_STATUS_INVALID_PROBLEM, "sku with no output");
+    expect_message_parts(__LINE__, "ring_attention_sku: ", "");
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_precision_guarantee(plan, NULL),
+                  BARACUDA_STATUS_INVALID_PROBLEM, "precision_guarantee with no output");
+    expect_message_parts(__LINE__, "ring_attention_precision_guarantee: ", "");
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_can_implement(plan, NULL),
+                  BARACUDA_STATUS_INVALID_PROBLEM, "can_implement with no args");
+    expect_message(__LINE__, CI "args is NULL (got NULL, expected args)");
+    baracuda_ring_attention_plan_destroy(plan);
+  }
+}
+
+/* Q, K, V, Y and LSE: present or absent, rank, element, shape, strides, data, buffers. */
+static void test_args_tensors(baracuda_ring_attention_plan plan,
+                              const baracuda_ring_attention_descriptor* desc) {
+  const baracuda_ring_attention_args valid = make_args(desc);
+  const int64_t q_elements = element_count(4, valid.q.shape);
+  const int64_t kv_elements = element_count(4, valid.k.shape);
+  const int64_t lse_elements = element_count(3, valid.lse.shape);
+  char expected[kMessageCapacity];
+  baracuda_ring_attention_args args = valid;
+  EXPECT_ACCEPTED(plan, &args);
+
+  /* K and V are optional, together; LSE is optional. */
+  memset(&args.k, 0, sizeof args.k);
+  memset(&args.v, 0, sizeof args.v);
+  EXPECT_ACCEPTED(plan, &args);
+  args = valid;
+  memset(&args.lse, 0, sizeof args.lse);
+  EXPECT_ACCEPTED(plan, &args);
+  args = valid;
+  memset(&args.v, 0, sizeof args.v);
+  EXPECT_INVALID(plan, &args,
+                 CI "k and v go together (got k present and v absent, expected both, to be staged "
+                    "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
+  args = valid;
+  memset(&args.k, 0, sizeof args.k);
+  EXPECT_INVALID(plan, &args,
+                 CI "k and v go together (got k absent and v present, expected both, to be staged "
+                    "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
+
+  args = valid;
+  args.q.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "q rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.k.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "k rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.v.rank = 2;
+  EXPECT_INVALID(plan, &args, CI "v rank mismatch (got 2, expected 4)");
+  args = valid;
+  args.y.rank = 3;
+  EXPECT_INVALID(plan, &args, CI "y rank mismatch (got 3, expected 4)");
+  args = valid;
+  args.lse.rank = 4;
+  EXPECT_INVALID(plan, &args, CI "lse rank mismatch (got 4, expected 3)");
+
+  args = valid;
+  args.q.element = BARACUDA_ELEMENT_F32;
+  EXPECT_INVALID(plan, &args, CI "q element mismatch (got f32, expected f16)");
+  args = valid;
+  args.k.element = BARACUDA_ELEMENT_BF16;
+  EXPECT_INVALID(plan, &args, CI "k element mismatch (got bf16, expected f16)");
+  args = valid;
+  args.v.element = BARACUDA_ELEMENT_F64;
+  EXPECT_INVALID(plan, &args, CI "v element mismatch (got f64, expected f16)");
+  args = valid;
+  args.y.element = (baracuda_element)0;
+  EXPECT_INVALID(plan, &args, CI "y element mismatch (got invalid, expected f16)");
+  args = valid;
+  args.lse.element = BARACUDA_ELEMENT_F16;
+  EXPECT_INVALID(plan, &args, CI "lse element mismatch (got f16, expected f32)");
+
+  args = valid;
+  args.q.shape[1] = kHeadsK;
+  snprintf(expected, sizeof expected,
+           CI "q shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch,
+           kHeadsK, kQueryLen, kHeadDim, kBatch, kHeads, kQueryLen, kHeadDim);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.k.shape[1] = kHeads;
+  snprintf(expected, sizeof expected,
+           CI "k shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeads,
+           kKeyLen, kHeadDim, kBatch, kHeadsK, kKeyLen, kHeadDim);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.v.shape[2] = kQueryLen;
+  snprintf(expected, sizeof expected,
+           CI "v shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch,
+           kHeadsK, kQueryLen, kHeadDim, kBatch, kHeadsK, kKeyLen, kHeadDim);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.y.shape[3] = kHeadDim / 2;
+  snprintf(expected, sizeof expected,
+           CI "y shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeads,
+           kQueryLen, kHeadDim / 2, kBatch, kHeads, kQueryLen, kHeadDim);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.lse.shape[2] = kKeyLen;
+  snprintf(expected, sizeof expected, CI "lse shape mismatch (got [%d, %d, %d], expected [%d, %d, %d])",
+           kBatch, kHeads, kKeyLen, kBatch, kHeads, kQueryLen);
+  EXPECT_INVALID(plan, &args, expected);
+
+  /* Q and Y have a contiguous last axis; written Y and LSE cannot broadcast. */
+  args = valid;
+  args.q.strides[3] = 2;
+  args.q.buffer_elements *= 2;
+  EXPECT_UNSUPPORTED(plan, &args, CI "q last-axis stride must be 1 (got 2, expected 1)");
+  args = valid;
+  args.y.strides[3] = 2;
+  args.y.buffer_elements *= 2;
+  EXPECT_UNSUPPORTED(plan, &args, CI "y last-axis stride must be 1 (got 2, expected 1)");
+  args = valid;
+  args.q.strides[0] = -1;
+  EXPECT_INVALID(plan, &args, CI "q stride of axis 0 is negative (got -1, expected >= 0)");
+  args = valid;
+  args.y.strides[1] = 0;
+  snprintf(expected, sizeof expected,
+           CI "y is written, so axis 1 (extent %d) cannot broadcast (got stride 0, expected > 0)",
+           kHeads);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.lse.strides[2] = 0;
+  snprintf(expected, sizeof expected,
+           CI "lse is written, so axis 2 (extent %d) cannot broadcast (got stride 0, expected > 0)",
+           kQueryLen);
+  EXPECT_INVALID(plan, &args, expected);
+
+  /* B, S, H, D layouts passed as strided views, K and V included (staging copies them). */
+  args = valid;
+  const int64_t q_bshd[4] = {(int64_t)kQueryLen * kHeads * kHeadDim, kHeadDim,
+                             (int64_t)kHeads * kHeadDim, 1};
+  const int64_t kv_bshd[4] = {(int64_t)kKeyLen * kHeadsK * kHeadDim, kHeadDim,
+                              (int64_t)kHeadsK * kHeadDim, 1};
+  for (int axis = 0; axis < 4; ++axis) {
+    args.q.strides[axis] = q_bshd[axis];
+    args.y.strides[axis] = q_bshd[axis];
+    args.k.strides[axis] = kv_bshd[axis];
+    args.v.strides[axis] = kv_bshd[axis];
+  }
+  EXPECT_ACCEPTED(plan, &args);
+
+  args = valid;
+  args.q.data = NULL;
+  snprintf(expected, sizeof expected,
+           CI "q data is NULL (got NULL, expected a device pointer to %lld elements)",
+           (long long)q_elements);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.k.data = NULL;
+  snprintf(expected, sizeof expected,
+           CI "k data is NULL (got NULL, expected a device pointer to %lld elements)",
+           (long long)kv_elements);
+  EXPECT_INVALID(plan, &args, expected);
+  args = valid;
+  args.y.data = NULL;
+  snprintf(expected, sizeof expected,
+           CI "y data is NULL (got NULL, expected a device pointer to %lld elements)",
+           (long long)q_elements);
+  EXPECT_INVALID(plan, &args, expected);
+
+  const struct {
+    baracuda_tensor* tensor;
+    const char* name;
+    int64_t elements;
+  } buffers[] = {{&args.q, "q", q_elements},
+                 {&args.k, "k", kv_elements},
+                 {&args.v, "v", kv_elements},
+                 {&args.y, "y", q_elements},
+                 {&args.lse, "lse", lse_elements}};
+  for (size_t n = 0; n < sizeof buffers / sizeof buffers[0]; ++n) {
+    args = valid;
+    buffers[n].tensor->buffer_elements = buffers[n].elements - 1;
+    snprintf(expected, sizeof expected,
+             CI "%s buffer too small (got %lld elements, expected at least %lld)", buffers[n].name,
+             (long long)(buffers[n].elements - 1), (long long)buffers[n].elements);
+    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, buffers[n].elements, buffers[n].elements - 1);
+  }
+}
+
+static void test_args_alibi(baracuda_ring_attention_plan plan,
+                            const baracuda_ring_attention_descriptor* desc) {
+  const baracuda_ring_attention_args valid = make_args(desc);
+  char expected[kMessageCapacity];
+  baracuda_ring_attention_args args = valid;
+  args.alibi_slopes = make_slopes(1, kHeads);
+  EXPECT_ACCEPTED(plan, &args);
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  EXPECT_ACCEPTED(plan, &args);
+
+  args.alibi_slopes = make_slopes(kBatch, kHeads + 1);
+  snprintf(expected, sizeof expected,
+           CI "alibi_slopes shape mismatch (got [%d, %d], expected [1, %d] or [%d, %d])", kBatch,
+           kHeads + 1, kHeads, kBatch, kHeads);
+  EXPECT_INVALID(plan, &args, expected);
+  args.alibi_slopes = make_slopes(kBatch + 1, kHeads);
+  snprintf(expected, sizeof expected,
+           CI "alibi_slopes shape mismatch (got [%d, %d], expected [1, %d] or [%d, %d])",
+           kBatch + 1, kHeads, kHeads, kBatch, kHeads);
+  EXPECT_INVALID(plan, &args, expected);
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  args.alibi_slopes.element = desc->element;
+  snprintf(expected, sizeof expected, CI "alibi_slopes element mismatch (got %s, expected f32)",
+           baracuda_element_string(desc->element));
+  EXPECT_INVALID(plan, &args, expected);
+  args.alibi_slopes = make_slopes(1, kHeads);
+  args.alibi_slopes.rank = 1;
+  args.alibi_slopes.shape[0] = kHeads;
+  EXPECT_INVALID(plan, &args, CI "alibi_slopes rank mismatch (got 1, expected 2)");
+  args.alibi_slopes = make_slopes(kBatch, kHeads);
+  args.alibi_slopes.buffer_elements -= 1;
+  snprintf(expected, sizeof expected,
+           CI "alibi_slopes buffer too small (got %d elements, expected at least %d)",
+           kBatch * kHeads - 1, kBatch * kHeads);
+  EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, kBatch * kHeads, kBatch * kHeads - 1);
+}
+
+/* The two K/V scratch buffers: rank 1 of the element, contiguous, large enough, distinct. */
+static void test_args_kv_scratch(baracuda_ring_attention_plan plan,
+                                 const baracuda_ring_attention_descriptor* desc) {
+  const baracuda_ring_attention_args valid = make_args(desc);
+  const int64_t needed = expected_kv_scratch_elements(desc);
+  const int64_t needed_bytes = needed * (int64_t)baracuda_element_size(desc->element);
+  char expected[kMessageCapacity];
+  const char* const names[] = {"kv_scratch_a", "kv_scratch_b"};
+  for (int which = 0; which < 2; ++which) {
+    const char* name = names[which];
+    baracuda_ring_attention_args args = valid;
+    baracuda_tensor* scratch = which == 0 ? &args.kv_scratch_a : &args.kv_scratch_b;
+
+    /* Larger than needed is fine. */
+    scratch->shape[0] = needed + 1;
+    scratch->buffer_elements = needed + 1;
+    EXPECT_ACCEPTED(plan, &args);
+
+    args = valid;
+    scratch->rank = 2;
+    scratch->shape[1] = 1;
+    scratch->strides[1] = 1;
+    snprintf(expected, sizeof expected, CI "%s rank mismatch (got 2, expected 1)", name);
+    EXPECT_INVALID(plan, &args, expected);
+
+    args = valid;
+    scratch->element = BARACUDA_ELEMENT_F32;
+    snprintf(expected, sizeof expected, CI "%s element mismatch (got f32, expected %s)", name,
+             baracuda_element_string(desc->element));
+    EXPECT_INVALID(plan, &args, expected);
+
+    args = valid;
+    scratch->strides[0] = 2;
+    scratch->buffer_elements = 2 * needed;
+    snprintf(expected, sizeof expected, CI "%s must be contiguous (got stride 2, expected 1)",
+             name);
+    EXPECT_INVALID(plan, &args, expected);
+
+    /* Too few elements, by the view's extent or by the buffer. */
+    snprintf(expected, sizeof expected,
+             CI "%s holds too few elements for K then V (got %lld, expected at least %lld = "
+                "kv_scratch_elements)",
+             name, (long long)(needed - 1), (long long)needed);
+    args = valid;
+    scratch->shape[0] = needed - 1;
+    scratch->buffer_elements = needed - 1;
+    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, needed, needed - 1);
+    args = valid;
+    scratch->buffer_elements = needed - 1;
+    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, needed, needed - 1);
+    args = valid;
+    scratch->shape[0] = needed - 1;
+    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, needed, needed - 1);
+
+    args = valid;
+    scratch->data = NULL;
+    snprintf(expected, sizeof expected, CI "%s data is NULL (got NULL", name);
+    args_refused(__LINE__, plan, &args, BARACUDA_STATUS_INVALID_PROBLEM, expected, ")", 0, 0);
+  }
+
+  /* The same buffer twice, partly overlapping buffers, and adjacent ones (accepted). */
+  baracuda_ring_attention_args args = valid;
+  args.kv_scratch_b.data = args.kv_scratch_a.data;
+  snprintf(expected, sizeof expected,
+           CI "kv_scratch_a and kv_scratch_b overlap (got %lld bytes at ", (long long)needed_bytes);
+  EXPECT_INVALID_PARTS(plan, &args, expected, ", expected disjoint buffers)");
+  args = valid;
+  args.kv_scratch_b.data = (unsigned char*)args.kv_scratch_a.data + needed_bytes / 2;
+  EXPECT_INVALID_PARTS(plan, &args, expected, ", expected disjoint buffers)");
+  args = valid;
+  args.kv_scratch_b.data = (unsigned char*)args.kv_scratch_a.data - needed_bytes / 2;
+  EXPECT_INVALID_PARTS(plan, &args, CI "kv_scratch_a and kv_scratch_b overlap (got ",
+                       ", expected disjoint buffers)");
+  args = valid;
+  args.kv_scratch_b.data = (unsigned char*)args.kv_scratch_a.data + needed_bytes;
+  EXPECT_ACCEPTED(plan, &args);
+}
+
+/* The accumulator scratch: large enough, present, 16-byte aligned, apart from the K/V scratch. */
+static void test_args_accumulator_scratch(baracuda_ring_attention_plan plan,
+                                          const baracuda_ring_attention_descriptor* desc) {
+  const baracuda_ring_attention_args valid = make_args(desc);
+  const int64_t needed = expected_accumulator_bytes(desc);
+  char prefix[kMessageCapacity];
+  char suffix[kMessageCapacity];
+  baracuda_ring_attention_args args = valid;
+
+  args.accumulator_scratch_bytes = (size_t)needed + kAccumulatorAlignment;
+  EXPECT_ACCEPTED(plan, &args);
+
+  args = valid;
+  args.accumulator_scratch_bytes = (size_t)needed - 1;
+  snprintf(prefix, sizeof prefix, CI "accumulator_scratch too small (got %lld bytes",
+           (long long)(needed - 1));
+  snprintf(suffix, sizeof suffix, ", expected at least %lld bytes = accumulator_scratch_bytes)",
+           (long long)needed);
+  args_refused(__LINE__, plan, &args, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, suffix, needed,
+               needed - 1);
+  args.accumulator_scratch_bytes = 0;
+  snprintf(prefix, sizeof prefix, CI "accumulator_scratch too small (got 0 bytes");
+  args_refused(__LINE__, plan, &args, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, suffix, needed,
+               0);
+
+  /* No scratch although enough bytes are claimed. */
+  args = valid;
+  args.accumulator_scratch = NULL;
+  poison_last_error();
+  const baracuda_status status = baracuda_ring_attention_can_implement(plan, &args);
+  CHECK(status == BARACUDA_STATUS_INVALID_PROBLEM || status == BARACUDA_STATUS_WORKSPACE_TOO_SMALL,
+        "NULL accumulator_scratch: status %s", baracuda_status_string(status));
+  expect_message_parts(__LINE__, CI "accumulator_scratch ", "");
+
+  args = valid;
+  args.accumulator_scratch = (unsigned char*)args.accumulator_scratch + kMisalignment;
+  snprintf(suffix, sizeof suffix, ", expected a multiple of %d bytes)", kAccumulatorAlignment);
+  EXPECT_INVALID_PARTS(plan, &args, CI "accumulator_scratch is misaligned (got ", suffix);
+
+  /* The accumulators must not share bytes with a K/V scratch buffer. */
+  args = valid;
+  args.accumulator_scratch = args.kv_scratch_b.data;
+  EXPECT_INVALID_PARTS(plan, &args, CI "kv_scratch_b and accumulator_scratch overlap (got ",
+                       ", expected disjoint buffers)");
+  args = valid;
+  args.accumulator_scratch = args.kv_scratch_a.data;
+  EXPECT_INVALID_PARTS(plan, &args, CI "kv_scratch_a and accumulator_scratch overlap (got ",
+                       ", expected disjoint buffers)");
+}
+
+/* LSE and the scratch buffers follow the element: LSE and accumulators f64 for f64, f32
+ * otherwise; the K/V scratch is of the element; ALiBi slopes are f32 throughout. */
+static void test_args_per_element(void) {
+  for (int e = 0; e < kElementCount; ++e) {
+    const baracuda_element element = kElements[e];
+    const baracuda_element lse = compute_element_of(element);
+    const baracuda_ring_attention_descriptor desc = make_descriptor(element);
+    baracuda_ring_attention_plan plan = select_plan(&desc);
+    if (plan == NULL) continue;
+    baracuda_ring_attention_args args = make_args(&desc);
+    args.alibi_slopes = make_slopes(kBatch, kHeads);
+    EXPECT_ACCEPTED(plan, &args);
+
+    char expected[kMessageCapacity];
+    const baracuda_element wrong_lse =
+        element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F32 : BARACUDA_ELEMENT_F64;
+    baracuda_ring_attention_args wrong = args;
+    wrong.lse.element = wrong_lse;
+    snprintf(expected, sizeof expected, CI "lse element mismatch (got %s, expected %s)",
+             baracuda_element_string(wrong_lse), baracuda_element_string(lse));
+    EXPECT_INVALID(plan, &wrong, expected);
+
+    const baracuda_element wrong_scratch =
+        element == BARACUDA_ELEMENT_F32 ? BARACUDA_ELEMENT_F64 : BARACUDA_ELEMENT_F32;
+    wrong = args;
+    wrong.kv_scratch_a.element = wrong_scratch;
+    snprintf(expected, sizeof expected, CI "kv_scratch_a element mismatch (got %s, expected %s)",
+             baracuda_element_string(wrong_scratch), baracuda_element_string(element));
+    EXPECT_INVALID(plan, &wrong, expected);
+
+    /* An accumulator scratch sized for f32 is too small for f64. */
+    if (element == BARACUDA_ELEMENT_F64) {
+      const int64_t needed = expected_accumulator_bytes(&desc);
+      const int64_t f32_bytes = needed / (int64_t)(sizeof(double) / sizeof(float));
+      wrong = args;
+      wrong.accumulator_scratch_bytes = (size_t)f32_bytes;
+      char prefix[kMessageCapacity];
+      snprintf(prefix, sizeof prefix, CI "accumulator_scratch too small (got %lld bytes, "
+               "expected at least %lld bytes = accumulator_scratch_bytes)",
+               (long long)f32_bytes, (long long)needed);
+      args_refused(__LINE__, plan, &wrong, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, "",
+                   needed, f32_bytes);
+    }
+    baracuda_ring_attention_plan_destroy(plan);
+  }
+}
+
+/* run checks the args as can_implement does, under its own name, before anything else. */
+static void test_run_checks(baracuda_ring_attention_plan plan,
+                            const baracuda_ring_attention_descriptor* desc) {
+  const baracuda_ring_attention_args valid = make_args(desc);
+  const int64_t kv_needed = expected_kv_scratch_elements(desc);
+  const int64_t accumulator_needed = expected_accumulator_bytes(desc);
+  char expected[kMessageCapacity];
+
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(plan, NULL, NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "run with no args");
+  expect_message(__LINE__, RUN "args is NULL (got NULL, expected args)");
+
+  baracuda_ring_attention_args args = valid;
+  args.q.rank = 3;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(plan, &args, NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "run with a rank-3 q");
+  expect_message(__LINE__, RUN "q rank mismatch (got 3, expected 4)");
+
+  args = valid;
+  args.kv_scratch_b.buffer_elements = kv_needed - 1;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(plan, &args, NULL, NULL),
+                BARACUDA_STATUS_BUFFER_TOO_SMALL, "run with a small kv_scratch_b");
+  snprintf(expected, sizeof expected,
+           RUN "kv_scratch_b holds too few elements for K then V (got %lld, expected at least "
+               "%lld = kv_scratch_elements)",
+           (long long)(kv_needed - 1), (long long)kv_needed);
+  expect_message(__LINE__, expected);
+  expect_sizes(__LINE__, kv_needed, kv_needed - 1);
+
+  args = valid;
+  args.accumulator_scratch_bytes = (size_t)accumulator_needed - 1;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(plan, &args, NULL, NULL),
+                BARACUDA_STATUS_WORKSPACE_TOO_SMALL, "run with a small accumulator scratch");
+  expect_message_parts(__LINE__, RUN "accumulator_scratch too small (got ", "");
+  expect_sizes(__LINE__, accumulator_needed, accumulator_needed - 1);
+
+  args = valid;
+  args.kv_scratch_b.data = args.kv_scratch_a.data;
+  poison_last_error();
+  expect_status(__LINE__, baracuda_ring_attention_run(plan, &args, NULL, NULL),
+                BARACUDA_STATUS_INVALID_PROBLEM, "run with one K/V scratch buffer twice");
+  expect_message_parts(__LINE__, RUN "kv_scratch_a and kv_scratch_b overlap (got ", "");
+
+  /* A communicator without a loadable NCCL: run stops at loading NCCL, before any launch. */
+  if (baracuda_nccl_load(NULL) != BARACUDA_STATUS_SUCCESS) {
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_run(plan, &valid, NOT_A_COMM, NULL),
+                  BARACUDA_STATUS_LIBRARY_NOT_LOADED, "run with a communicator and no NCCL");
+    expect_message_parts(__LINE__, RUN "cannot load NCCL (got ",
+                         ", expected libnccl.so.2 in one of these places)");
+  } else {
+    printf("skipped: run with a communicator but no NCCL (an NCCL is loadable here: %s)\n",
+           baracuda_nccl_library_path());
+  }
+}
+
+/* Problems with no query rows: every view is empty, NULL data is fine, and run has nothing to
+ * launch. */
+static void test_empty_problems(void) {
+  baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F16);
+  desc.batch_size = 0;
+  baracuda_ring_attention_plan plan = select_plan(&desc);
+  if (plan != NULL) {
+    const baracuda_ring_attention_args args = make_args(&desc);
+    CHECK(args.q.data == NULL && args.kv_scratch_a.data == NULL && args.accumulator_scratch == NULL,
+          "an empty problem's views have no data");
+    EXPECT_ACCEPTED(plan, &args);
+    poison_last_error();
+    expect_status(__LINE__, baracuda_ring_attention_run(plan, &args, NULL, NULL),
+                  BARACUDA_STATUS_SUCCESS, "run of an empty problem");
+    expect_message(__LINE__, "");
+    baracuda_ring_attention_plan_destroy(plan);
+  }
+
+  /* No queries, but keys: the K/V scratch is still needed, the accumulators are not. */
+  desc = make_descriptor(BARACUDA_ELEMENT_F32);
+  desc.query_len = 0;
+  plan = select_plan(&desc);
+  if (plan != NULL) {
+    const baracuda_ring_attention_args args = make_args(&desc);
+    size_t bytes = 1;
+    CHECK(baracuda_ring_attention_accumulator_scratch_bytes(plan, &bytes) ==
+                  BARACUDA_STATUS_SUCCESS &&
+              bytes == 0,
+          "no query rows need no accumulator bytes (got %zu)", bytes);
+    CHECK(args.accumulator_scratch == NULL && args.kv_scratch_a.data != NULL,
+          "no query rows: no accumulators, K/V scratch present");
+    EXPECT_ACCEPTED(plan, &args);
+    baracuda_ring_attention_plan_destroy(plan);
+  }
+}
+
+static void test_argument_checks(void) {
+  test_plan_queries();
+  const baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F16);
+  baracuda_ring_attention_plan plan = select_plan(&desc);
+  if (plan != NULL) {
+    test_args_tensors(plan, &desc);
+    test_args_alibi(plan, &desc);
+    test_args_kv_scratch(plan, &desc);
+    test_args_accumulator_scratch(plan, &desc);
+    test_run_checks(plan, &desc);
+    baracuda_ring_attention_plan_destroy(plan);
+  }
+  test_args_per_element();
+  test_empty_problems();
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(void) {
+  test_layout_and_schedule_strings();
+  test_descriptor_init_defaults();
+
+  detect_device();
+  test_select_null_pointers();
+  test_select_refuses_invalid_element();
+  test_select_refuses_negative_extents();
+  test_select_refuses_non_finite_scale();
+  test_select_refuses_bad_softcap();
+  test_select_refuses_bad_is_causal();
+  test_select_refuses_bad_window_bounds();
+  test_select_refuses_bad_layout_and_schedule();
+  test_select_refuses_bad_preference();
+  test_select_num_heads_k();
+  test_select_zigzag_lengths();
+  test_select_refuses_unsupported_head_dims();
+  test_select_grid_limit();
+  test_select_check_order();
+  test_select_accepts_valid_descriptors();
+  test_select_head_dim_buckets();
+  test_null_plan_functions();
+
+  if (g_device_present) {
+    test_argument_checks();
+  } else {
+    printf("skipped: the scratch sizes, SKU, precision guarantee and the argument checks of "
+           "can_implement and run (they need a plan, and a plan needs a CUDA device)\n");
+  }
+  return test_summary();
+}
