@@ -6,6 +6,11 @@ bench [flash]
     Time :func:`baracuda.flash_attention` over a grid of problems against PyTorch
     SDPA's FlashAttention and cuDNN backends; print a table and write JSON.
     ``flash`` is the default benchmark target.
+bench ring
+    Time ring attention with one process per GPU: per-GPU throughput against
+    baracuda's single-GPU flash attention on one ring step, overlapped and serial
+    schedules, causal contiguous and zigzag, against PyTorch's context parallelism
+    where it is installed; print a table and write JSON.
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ class BenchTarget(NamedTuple):
 
 def _bench_targets() -> dict[str, BenchTarget]:
     """Return the benchmark targets by name."""
-    from baracuda import _bench
+    from baracuda import _bench, _bench_ring
 
     return {
         "flash": BenchTarget(
             summary="flash attention forward over dtypes, head dims, sequence lengths and causal",
             add_arguments=_bench.add_flash_arguments,
             run=_bench.run_flash,
+        ),
+        "ring": BenchTarget(
+            summary=(
+                "ring attention across GPUs, one process per GPU, against single-GPU flash "
+                "and PyTorch context parallelism"
+            ),
+            add_arguments=_bench_ring.add_ring_arguments,
+            run=_bench_ring.run_ring,
         ),
     }
 

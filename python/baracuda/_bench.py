@@ -208,7 +208,13 @@ def nvidia_driver_version() -> str | None:
         text = _NVIDIA_PROC_VERSION.read_text()
     except OSError:
         return None
-    match = re.search(r"Kernel Module\s+(\S+)", text)
+    return driver_version_of(text)
+
+
+def driver_version_of(text: str) -> str | None:
+    """The version in the text of ``/proc/driver/nvidia/version``, such as
+    ``NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build ...``."""
+    match = re.search(r"Kernel Module\b.*?\s(\d+(?:\.\d+)+)\s", text)
     return match.group(1) if match else None
 
 
@@ -345,8 +351,26 @@ def input_set_count(case: Case, l2_cache_bytes: int) -> int:
     int
         Between ``MIN_INPUT_SETS`` and ``MAX_INPUT_SETS``.
     """
+    return sets_to_exceed_l2(input_set_bytes(case), l2_cache_bytes)
+
+
+def sets_to_exceed_l2(set_bytes: int, l2_cache_bytes: int) -> int:
+    """Return how many input sets of ``set_bytes`` together exceed ``L2_SPAN`` L2 caches.
+
+    Parameters
+    ----------
+    set_bytes : int
+        Bytes of one input set.
+    l2_cache_bytes : int
+        L2 size of the device; 0 or less means unknown (``FALLBACK_L2_BYTES`` is used).
+
+    Returns
+    -------
+    int
+        Between ``MIN_INPUT_SETS`` and ``MAX_INPUT_SETS``.
+    """
     l2 = l2_cache_bytes if l2_cache_bytes > 0 else FALLBACK_L2_BYTES
-    needed = L2_SPAN * l2 // input_set_bytes(case) + 1
+    needed = L2_SPAN * l2 // set_bytes + 1
     return min(MAX_INPUT_SETS, max(MIN_INPUT_SETS, needed))
 
 
@@ -492,12 +516,12 @@ class TorchEventTimer:
 
 
 class CudaCoreEventTimer:
-    """CUDA events from ``cuda.core``, recorded on the legacy default stream."""
+    """CUDA events from ``cuda.core``, recorded on the legacy default stream of ``device``."""
 
     method = "cuda.core Event"
 
-    def __init__(self, cuda_core: Any) -> None:
-        self._device = cuda_core.Device(0)
+    def __init__(self, cuda_core: Any, *, device: int = 0) -> None:
+        self._device = cuda_core.Device(device)
         self._device.set_current()
         self._stream = self._device.default_stream
         self._options = _timing_event_options(cuda_core)
@@ -757,6 +781,11 @@ def baracuda_plan_info(baracuda: Any, case: Case) -> dict[str, Any]:
         is_causal=case.causal,
         element=case.dtype,
     )
+    return flash_plan_info(baracuda, descriptor)
+
+
+def flash_plan_info(baracuda: Any, descriptor: Any) -> dict[str, Any]:
+    """The backend and kernel that ``FlashSdpaPlan.select`` picks, or why it refuses."""
     try:
         with baracuda.FlashSdpaPlan.select(descriptor) as plan:
             return {"backend": plan.backend, "sku": plan.sku.name}
@@ -844,9 +873,9 @@ def gpu_slug(name: str) -> str:
     return slug or "unknown-gpu"
 
 
-def default_output_path(gpu_name: str, date: datetime.date) -> Path:
-    """Return ``benchmarks/results/<gpu-slug>-<yyyy-mm-dd>-flash.json`` (a relative path)."""
-    return RESULTS_DIR / f"{gpu_slug(gpu_name)}-{date.isoformat()}-flash.json"
+def default_output_path(gpu_name: str, date: datetime.date, *, target: str = "flash") -> Path:
+    """Return ``benchmarks/results/<gpu-slug>-<yyyy-mm-dd>-<target>.json`` (a relative path)."""
+    return RESULTS_DIR / f"{gpu_slug(gpu_name)}-{date.isoformat()}-{target}.json"
 
 
 def _cell(result: dict[str, Any] | None) -> tuple[str, str]:
@@ -943,6 +972,27 @@ def software_versions(*, baracuda: Any, torch: Any = None, cupy: Any = None) -> 
     return versions
 
 
+def document_header(
+    schema: str, gpu: GpuInfo, software: dict[str, Any], now: datetime.datetime
+) -> dict[str, Any]:
+    """The fields every benchmark document starts with: schema, date, completeness (False
+    until the run ends), the GPU and the software."""
+    return {
+        "schema": schema,
+        "date": now.date().isoformat(),
+        "timestamp": now.isoformat(timespec="seconds"),
+        "complete": False,
+        "gpu": {
+            "name": gpu.name,
+            "compute_capability": gpu.compute_capability,
+            "l2_cache_bytes": gpu.l2_cache_bytes,
+            "device_count": gpu.device_count,
+            "driver_cuda_version": gpu.driver_cuda_version,
+        },
+        "software": software,
+    }
+
+
 def build_document(
     config: BenchConfig,
     gpu: GpuInfo,
@@ -955,18 +1005,7 @@ def build_document(
 ) -> dict[str, Any]:
     """Return the JSON document's metadata with an empty ``cases`` list."""
     return {
-        "schema": SCHEMA,
-        "date": now.date().isoformat(),
-        "timestamp": now.isoformat(timespec="seconds"),
-        "complete": False,
-        "gpu": {
-            "name": gpu.name,
-            "compute_capability": gpu.compute_capability,
-            "l2_cache_bytes": gpu.l2_cache_bytes,
-            "device_count": gpu.device_count,
-            "driver_cuda_version": gpu.driver_cuda_version,
-        },
-        "software": software,
+        **document_header(SCHEMA, gpu, software, now),
         "timing": {
             "method": "CUDA events around each call on the legacy default stream",
             "events": timer_method,

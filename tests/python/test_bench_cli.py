@@ -298,24 +298,29 @@ def test_unknown_dtype_message_names_it(capsys):
 # ---------------------------------------------------------------------------------
 
 
-def test_no_gpu_prints_one_line_and_exits_zero(monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("argv,program", [
+    (["bench"], "baracuda bench"),
+    (["bench", "ring", "--quick"], "baracuda bench ring"),
+])
+def test_no_gpu_prints_one_line_and_exits_zero(monkeypatch, capsys, tmp_path, argv, program):
     monkeypatch.setattr(
         _bench, "probe_gpu", lambda: _bench.GpuInfo(present=False, reason="probe says so")
     )
     monkeypatch.chdir(tmp_path)
-    assert main(["bench"]) == 0
+    assert main(argv) == 0
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
-        f"baracuda bench: {NO_GPU_TEXT} (probe says so); nothing to time."
+        f"{program}: {NO_GPU_TEXT} (probe says so); nothing to time."
     ]
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_visible_device_end_to_end(tmp_path):
+@pytest.mark.parametrize("target", [["--quick"], ["ring"]], ids=["flash", "ring"])
+def test_no_visible_device_end_to_end(tmp_path, target):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(
-        [sys.executable, "-m", "baracuda", "bench", "--quick"],
+        [sys.executable, "-m", "baracuda", "bench", *target],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -681,3 +686,14 @@ def test_bench_smoke_on_gpu(tmp_path, capsys):
     assert 0 < ours["min_ms"] <= ours["median_ms"] <= ours["p90_ms"]
     assert case["results"]["torch_flash"]["status"] == "ok"
     assert case["results"]["torch_cudnn"]["status"] in ("ok", "unsupported")
+
+
+@pytest.mark.parametrize("text,version", [
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build  "
+     "(dvs-builder@U22-I3-AF03-09-1)  Tue Sep 23 09:33:45 UTC 2025\n", "580.95.05"),
+    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC "
+     "2024\n", "535.183.01"),
+    ("no version here\n", None),
+])
+def test_driver_version_of_proc_text(text, version):
+    assert _bench.driver_version_of(text) == version

@@ -1,0 +1,1186 @@
+"""CPU tests of the ring benchmark, ``python -m baracuda bench ring``.
+
+Nothing here needs a GPU. The grid, the arithmetic, the records, the table and the JSON
+are pure functions; a rank's measurements run in-process on fakes (numpy arrays, a
+scripted clock, a fake ``baracuda`` and a fake PyTorch context parallelism), several
+ranks as threads that share one :class:`RankSync`; the process handling runs fake rank
+bodies in spawned processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import io
+import json
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from baracuda import _bench, _bench_ring
+from baracuda.__main__ import main
+from test_bench_cli import (
+    FAKE_GPU,
+    FIXED_NOW,
+    FakeClock,
+    FakeTimer,
+    NumpyArrays,
+    parse,
+)
+
+KIBI = 1024
+DEFAULT_CHUNKS = (1 * KIBI, 2 * KIBI, 4 * KIBI, 8 * KIBI, 16 * KIBI, 32 * KIBI)
+ALL_CASES = ("noncausal", "causal-contiguous", "causal-zigzag")
+# Per chunk: the flash step, 3 cases x 2 schedules, 2 causal settings x 2 torch backends.
+ITEMS_PER_CHUNK_WITH_PEERS = 1 + 3 * 2 + 2 * 2
+SPAWN_TIMEOUTS = _bench_ring.RankTimeouts(
+    barrier_s=60.0, silence_s=60.0, exit_drain_s=0.5, stop_grace_s=5.0, exit_s=10.0, poll_s=0.1
+)
+# Bound of a spawned run whose ranks fail: process start, imports and the timeouts above.
+SPAWN_FAILURE_BOUND_S = 45.0
+THREAD_JOIN_S = 30.0
+
+
+def parse_ring(*argv: str):
+    """Parse ``python -m baracuda bench ring <argv>`` and resolve its configuration."""
+    return _bench_ring.resolve_ring_config(parse("bench", "ring", *argv))
+
+
+def small_problem(*, dtype="f32", chunk=64, heads=4, heads_k=2, head_dim=8):
+    return _bench_ring.Problem(
+        dtype=dtype, chunk=chunk, heads=heads, heads_k=heads_k, head_dim=head_dim
+    )
+
+
+# ---------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------
+
+
+def test_bench_help_lists_ring(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "ring" in out
+    assert "flash" in out
+
+
+def test_ring_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "ring", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--chunks", "--dtypes", "--heads", "--heads-k", "--head-dim", "--world-size",
+        "--warmup", "--repeats", "--schedules", "--cases", "--no-peers", "--quick", "--out",
+        "--max-seconds",
+    ):
+        assert option in out
+
+
+def test_ring_defaults():
+    args = parse("bench", "ring")
+    assert args.target == "ring"
+    assert args.run is _bench_ring.run_ring
+    config = _bench_ring.resolve_ring_config(args)
+    assert config.chunks == DEFAULT_CHUNKS
+    assert config.dtypes == ("bf16",)
+    assert (config.heads, config.heads_k, config.head_dim) == (32, 8, 128)
+    assert config.cases == ALL_CASES
+    assert config.schedules == ("overlapped", "serial")
+    assert config.world_size is None
+    assert config.warmup is None and config.repeats is None
+    assert config.peers
+    assert config.max_seconds is None
+    assert config.out is None
+
+
+def test_quick_preset_and_explicit_override():
+    quick = parse_ring("--quick")
+    assert quick.chunks == (1 * KIBI, 8 * KIBI)
+    assert (quick.warmup, quick.repeats) == (2, 10)
+    assert quick.cases == ALL_CASES
+
+    overridden = parse_ring("--quick", "--repeats", "3", "--chunks", "2k")
+    assert overridden.repeats == 3
+    assert overridden.warmup == 2
+    assert overridden.chunks == (2 * KIBI,)
+
+
+def test_every_ring_option_parses():
+    config = parse_ring(
+        "--chunks", "1k,32k",
+        "--dtypes", "f16,bf16",
+        "--heads", "16",
+        "--heads-k", "4",
+        "--head-dim", "64",
+        "--world-size", "2",
+        "--cases", "causal-zigzag,noncausal,causal-zigzag",
+        "--schedules", "serial",
+        "--warmup", "0",
+        "--repeats", "7",
+        "--max-seconds", "120.5",
+        "--out", "x/ring.json",
+        "--no-peers",
+    )
+    assert config.chunks == (1024, 32768)
+    assert config.dtypes == ("f16", "bf16")
+    assert (config.heads, config.heads_k, config.head_dim) == (16, 4, 64)
+    assert config.world_size == 2
+    assert config.cases == ("causal-zigzag", "noncausal")
+    assert config.schedules == ("serial",)
+    assert (config.warmup, config.repeats) == (0, 7)
+    assert config.max_seconds == 120.5
+    assert config.out == Path("x/ring.json")
+    assert not config.peers
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--chunks", "0"),
+        ("--chunks", "1x"),
+        ("--chunks", "1k,,2k"),
+        ("--dtypes", "fp8"),
+        ("--cases", "causal"),
+        ("--schedules", "parallel"),
+        ("--heads", "0"),
+        ("--world-size", "0"),
+        ("--warmup", "-1"),
+        ("--repeats", "0"),
+        ("--max-seconds", "0"),
+        ("--max-seconds", "soon"),
+        ("--max-seconds", "nan"),
+    ],
+)
+def test_invalid_option_is_a_usage_error(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_info:
+        parse("bench", "ring", option, value)
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_unknown_case_message_names_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        parse("bench", "ring", "--cases", "noncausal,zigzag")
+    assert (
+        "unknown name 'zigzag' (expected one of noncausal, causal-contiguous, causal-zigzag)"
+        in capsys.readouterr().err
+    )
+
+
+def test_options_that_do_not_go_together(monkeypatch, capsys):
+    with pytest.raises(_bench_ring.ConfigError, match="must divide"):
+        parse_ring("--heads", "32", "--heads-k", "5")
+    with pytest.raises(_bench_ring.ConfigError, match="odd chunks \\[1001\\]"):
+        parse_ring("--chunks", "1k,1001")
+    assert parse_ring("--chunks", "1001", "--cases", "noncausal,causal-contiguous").chunks == (
+        1001,
+    )
+
+    probed = []
+    monkeypatch.setattr(_bench, "probe_gpu", lambda: probed.append(True) or FAKE_GPU)
+    assert main(["bench", "ring", "--heads-k", "5"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "baracuda bench ring: --heads-k must divide --heads (got H=32, Hk=5)"
+    ]
+    assert probed == []
+
+
+@pytest.mark.parametrize(
+    ("requested", "devices", "expected"), [(None, 0, 1), (None, 1, 1), (None, 8, 8), (2, 4, 2)]
+)
+def test_world_size(requested, devices, expected):
+    assert _bench_ring.resolve_world_size(requested, devices) == expected
+
+
+def test_world_size_beyond_the_visible_gpus(monkeypatch, capsys, tmp_path):
+    with pytest.raises(_bench_ring.ConfigError, match="needs 3 GPUs \\(got 2 visible\\)"):
+        _bench_ring.resolve_world_size(3, 2)
+    monkeypatch.setattr(_bench, "probe_gpu", lambda: FAKE_GPU)
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "ring", "--world-size", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "baracuda bench ring: --world-size 2 needs 2 GPUs (got 1 visible)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------
+# No GPU
+# ---------------------------------------------------------------------------------
+
+
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------
+# The whole command on a fake GPU, with the rank processes replaced
+# ---------------------------------------------------------------------------------
+
+
+FAKE_TORCH = types.SimpleNamespace(
+    __version__="0.0-fake",
+    version=types.SimpleNamespace(cuda="13.0"),
+    backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 91000)),
+    cuda=types.SimpleNamespace(nccl=types.SimpleNamespace(version=lambda: (2, 28, 3))),
+)
+
+
+def fake_command(monkeypatch, *, fail_after=None):
+    """Run ``bench ring`` on a fake GPU; the ranks answer every item (or fail after some)."""
+    monkeypatch.setattr(_bench, "probe_gpu", lambda: FAKE_GPU)
+    real_import = _bench._optional_import
+    monkeypatch.setattr(_bench, "_optional_import",
+                        lambda name: FAKE_TORCH if name == "torch" else real_import(name))
+    seen = {}
+
+    def fake_run_ranks(world_size, target, setup, *, on_message, capacity, **kwargs):
+        seen.update(world_size=world_size, target=target, setup=setup, capacity=capacity)
+        run = _bench_ring.RankRun()
+        for index, item in enumerate(setup.items):
+            if fail_after is not None and index == fail_after:
+                run.failures.append("rank 0 failed:\nTraceback ...\nRuntimeError: boom")
+                return run
+            payload = ok_part([2.0, 2.0, 2.0], plan={"backend": "portable", "sku": "s"})
+            on_message(_bench_ring.WorkerMessage(_bench_ring.RESULT, 0, index, payload))
+        run.done.add(0)
+        return run
+
+    monkeypatch.setattr(_bench_ring, "run_ranks", fake_run_ranks)
+    return seen
+
+
+def test_command_runs_the_grid_and_writes_json(monkeypatch, capsys, tmp_path):
+    seen = fake_command(monkeypatch)
+    out = tmp_path / "results" / "ring.json"
+    status = main(["bench", "ring", "--quick", "--max-seconds", "100", "--out", str(out)])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert f"results written to {out}" in captured.out
+    assert "kept" in captured.out.splitlines()[0]
+    assert "one GPU: the ring runs with world size 1, without NCCL" in captured.err
+
+    setup = seen["setup"]
+    assert seen["world_size"] == 1 and seen["target"] is _bench_ring.run_rank
+    assert setup.unique_id is None and setup.torch_init_method is None
+    assert (setup.warmup, setup.repeats) == (2, 10)
+    assert 0 < setup.deadline - time.time() <= 100
+    assert not any(isinstance(item, _bench_ring.TorchCpCase) for item in setup.items)
+    assert seen["capacity"] == _bench_ring.sync_capacity(setup.items)
+
+    document = json.loads(out.read_text())
+    assert document["complete"] is True
+    assert document["world_size"] == 1
+    assert document["peers"] == {
+        "enabled": False,
+        "reason": "it needs at least 2 GPUs (world size 1)",
+        "implementations": document["peers"]["implementations"],
+    }
+    assert document["software"]["torch"] == "0.0-fake"
+    assert document["software"]["torch_nccl"] == "2.28.3"
+    assert len(document["records"]) == 2 * 3 * 2
+    assert len(document["flash_steps"]) == 2
+    assert all(record["ring"]["status"] == "ok" for record in document["records"])
+
+
+def test_command_reports_a_rank_failure(monkeypatch, capsys, tmp_path):
+    fake_command(monkeypatch, fail_after=3)
+    out = tmp_path / "ring.json"
+    assert main(["bench", "ring", "--chunks", "1k", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "baracuda bench ring: rank 0 failed:\nTraceback ...\nRuntimeError: boom" in (
+        captured.err
+    )
+    document = json.loads(out.read_text())
+    assert document["complete"] is False
+    assert document["failures"] == ["rank 0 failed:\nTraceback ...\nRuntimeError: boom"]
+    assert len(document["records"]) == 2
+    assert {entry["reason"] for entry in document["skipped"]} == {"a rank failed"}
+    assert len(document["skipped"]) == 1 + 3 * 2 - 3
+
+
+# ---------------------------------------------------------------------------------
+# Grid
+# ---------------------------------------------------------------------------------
+
+
+def test_default_grid_order_and_size():
+    config = parse_ring()
+    items = _bench_ring.work_items(config, torch_cp=True)
+    assert len(items) == len(DEFAULT_CHUNKS) * ITEMS_PER_CHUNK_WITH_PEERS
+    first = items[:ITEMS_PER_CHUNK_WITH_PEERS]
+    assert isinstance(first[0], _bench_ring.FlashStep)
+    assert first[0].problem == _bench_ring.Problem(
+        dtype="bf16", chunk=1024, heads=32, heads_k=8, head_dim=128, batch=1
+    )
+    assert [(item.case, item.schedule) for item in first[1:7]] == [
+        (case, schedule) for case in ALL_CASES for schedule in ("overlapped", "serial")
+    ]
+    assert [(item.causal, item.layout) for item in first[1:7:2]] == [
+        (False, "contiguous"), (True, "contiguous"), (True, "zigzag")
+    ]
+    assert [(item.causal, item.peer) for item in first[7:]] == [
+        (False, "torch_cp_cudnn"), (False, "torch_cp_flash"),
+        (True, "torch_cp_cudnn"), (True, "torch_cp_flash"),
+    ]
+    assert [item.problem.chunk for item in items[::ITEMS_PER_CHUNK_WITH_PEERS]] == list(
+        DEFAULT_CHUNKS
+    )
+    assert {item.problem for item in first} == {first[0].problem}
+    assert _bench_ring.sync_capacity(items) >= 2 + len(items) * 11
+
+
+def test_grid_subsets_and_no_peers():
+    config = parse_ring("--chunks", "2k", "--dtypes", "f16,bf16", "--cases", "noncausal",
+                        "--schedules", "serial")
+    with_peers = _bench_ring.work_items(config, torch_cp=True)
+    assert [type(item).__name__ for item in with_peers] == [
+        "FlashStep", "RingCase", "TorchCpCase", "TorchCpCase",
+    ] * 2
+    assert [item.problem.dtype for item in with_peers] == ["f16"] * 4 + ["bf16"] * 4
+    measured = [item for item in with_peers if not isinstance(item, _bench_ring.FlashStep)]
+    assert not any(item.causal for item in measured)
+    without = _bench_ring.work_items(config, torch_cp=False)
+    assert not any(isinstance(item, _bench_ring.TorchCpCase) for item in without)
+    assert len(without) == 4
+
+
+def test_item_ranks_and_labels():
+    problem = small_problem(dtype="bf16", chunk=8 * KIBI)
+    flash = _bench_ring.FlashStep(problem)
+    ring = _bench_ring.RingCase(problem, "causal-zigzag", "overlapped")
+    peer = _bench_ring.TorchCpCase(problem, True, "torch_cp_flash")
+    assert flash.ranks(4) == (0,)
+    assert ring.ranks(4) == peer.ranks(4) == (0, 1, 2, 3)
+    assert ring.label() == "bf16 chunk 8k H=4 Hk=2 D=8 causal-zigzag overlapped"
+    assert peer.label() == "bf16 chunk 8k H=4 Hk=2 D=8 causal torch_cp_flash"
+    assert flash.label() == "bf16 chunk 8k H=4 Hk=2 D=8 flash step (rank 0)"
+
+
+# ---------------------------------------------------------------------------------
+# Arithmetic
+# ---------------------------------------------------------------------------------
+
+
+def test_flop_counts():
+    problem = _bench_ring.Problem(dtype="bf16", chunk=8 * KIBI, heads=32, heads_k=8,
+                                  head_dim=128)
+    world_size = 2
+    full = 4 * 1 * 32 * (16 * KIBI) ** 2 * 128
+    assert _bench_ring.global_seqlen(problem, world_size) == 16 * KIBI
+    assert _bench_ring.ring_flops(problem, world_size, causal=False) == full
+    assert _bench_ring.ring_flops(problem, world_size, causal=True) == full // 2
+    assert _bench_ring.flops_per_gpu(problem, world_size, causal=False) == full // 2
+    assert _bench_ring.flops_per_gpu(problem, world_size, causal=True) == full // 4
+    assert _bench_ring.step_flops(problem) == 4 * 32 * (8 * KIBI) ** 2 * 128
+    # Non-causal, each GPU does world_size steps' worth of work.
+    assert _bench_ring.flops_per_gpu(problem, 4, causal=False) == 4 * _bench_ring.step_flops(
+        problem
+    )
+
+
+def test_fraction_kept_and_target():
+    assert _bench_ring.fraction_kept(45.0, 50.0) == pytest.approx(0.9)
+    assert _bench_ring.fraction_kept(None, 50.0) is None
+    assert _bench_ring.fraction_kept(45.0, None) is None
+    assert _bench_ring.fraction_kept(45.0, 0.0) is None
+
+    def verdict(schedule, chunk, kept):
+        return _bench_ring.meets_target(
+            {"schedule": schedule, "chunk": chunk, "fraction_kept": kept}
+        )
+
+    assert verdict("overlapped", 8 * KIBI, 0.90) is True
+    assert verdict("overlapped", 32 * KIBI, 0.89) is False
+    assert verdict("overlapped", 8 * KIBI, None) is None
+    assert verdict("overlapped", 4 * KIBI, 0.99) is None
+    assert verdict("serial", 16 * KIBI, 0.99) is None
+
+
+@pytest.mark.parametrize(
+    ("call_s", "expected"), [(0.001, 50), (0.1, 30), (0.7, 5), (3.5, 5), (0.0, 50)]
+)
+def test_adaptive_count(call_s, expected):
+    assert _bench_ring.adaptive_count(call_s, target_s=3.0, minimum=5, maximum=50) == expected
+
+
+def test_slowest_rank_samples_and_verdicts():
+    assert _bench_ring.slowest_rank_samples([[1.0, 5.0, 2.0], [3.0, 1.0, 2.0]]) == [3.0, 5.0, 2.0]
+    with pytest.raises(ValueError):
+        _bench_ring.slowest_rank_samples([[1.0, 2.0], [1.0]])
+    ok, refused, failed = (_bench_ring.VERDICT_OK, _bench_ring.VERDICT_REFUSED,
+                           _bench_ring.VERDICT_FAILED)
+    assert _bench_ring.agreed_verdict([ok, ok]) == ok
+    assert _bench_ring.agreed_verdict([ok, refused]) == refused
+    assert _bench_ring.agreed_verdict([refused, failed]) == failed
+
+
+def test_combine_rank_results():
+    parts = {
+        0: {"status": "ok", "samples_ms": [2.0, 2.0, 4.0], "warmup": 3},
+        1: {"status": "ok", "samples_ms": [3.0, 1.0, 1.0], "warmup": 3},
+    }
+    result = _bench_ring.combine_rank_results(parts, (0, 1), 6 * 10**9)
+    assert result["median_ms"] == 3.0
+    assert result["min_ms"] == 2.0
+    assert result["runs"] == 3
+    assert result["tflops"] == pytest.approx(6e9 / 3e-3 / 1e12)
+    assert result["per_rank_median_ms"] == [2.0, 1.0]
+    assert result["warmup"] == 3
+
+    parts[1] = {"status": "unsupported", "error": "UnsupportedError: no"}
+    assert _bench_ring.combine_rank_results(parts, (0, 1), 1) == {
+        "status": "unsupported", "error": "UnsupportedError: no", "rank": 1
+    }
+
+
+# ---------------------------------------------------------------------------------
+# Records, table and JSON from fabricated rank messages
+# ---------------------------------------------------------------------------------
+
+
+def ok_part(samples, *, plan=None, **extra):
+    part = {"status": "ok", "samples_ms": list(samples), "warmup": 2, "probe_s": 0.01}
+    if plan is not None:
+        part["plan"] = plan
+    part.update(extra)
+    return part
+
+
+def fake_ring_document(config, *, world_size=2, peers_reason=None):
+    return _bench_ring.build_ring_document(
+        config,
+        FAKE_GPU,
+        world_size=world_size,
+        software={"baracuda": "test"},
+        timer_method=FakeTimer.method,
+        arrays_name=NumpyArrays.name,
+        peers_reason=peers_reason,
+        now=FIXED_NOW,
+    )
+
+
+def feed(collector, items, world_size, parts_of):
+    """Send each item's parts (``parts_of(item) -> {rank: payload}``) as rank messages."""
+    for index, item in enumerate(items):
+        for rank, payload in parts_of(item).items():
+            collector(_bench_ring.WorkerMessage(_bench_ring.RESULT, rank, index, payload))
+
+
+def fabricated_run(tmp_path, *, peers=True):
+    config = parse_ring("--chunks", "4k,8k", "--cases", "noncausal,causal-zigzag",
+                        "--schedules", "overlapped,serial")
+    world_size = 2
+    items = _bench_ring.work_items(config, torch_cp=peers)
+    document = fake_ring_document(config, peers_reason=None if peers else "--no-peers")
+    path = tmp_path / "new-dir" / "ring.json"
+    writes = []
+    progress = io.StringIO()
+
+    def write():
+        writes.append(len(document["records"]))
+        return _bench.write_json(path, document)
+
+    collector = _bench_ring.RingCollector(items, world_size, document, write=write,
+                                          progress=progress)
+    collector(_bench_ring.WorkerMessage(_bench_ring.INFO, 0, None,
+                                        {"torch_cp": {"ready": peers, "reason": None}}))
+
+    plan = {"backend": "portable", "sku": "ring.fake"}
+    # Flash step 10 ms; ring: overlapped 12 ms at 4k and 20 ms at 8k per call (rank 1
+    # slowest), serial twice that; torch: cudnn 25 ms, flash refused.
+    def parts_of(item):
+        if isinstance(item, _bench_ring.FlashStep):
+            return {0: ok_part([10.0, 10.0, 10.0], plan={"backend": "portable", "sku": "f"})}
+        if isinstance(item, _bench_ring.RingCase):
+            base = 12.0 if item.problem.chunk == 4 * KIBI else 20.0
+            scale = 1.0 if item.schedule == "overlapped" else 2.0
+            return {
+                0: ok_part([base * scale - 1.0] * 3, plan=plan),
+                1: ok_part([base * scale] * 3),
+            }
+        if item.peer == "torch_cp_cudnn":
+            return {rank: ok_part([25.0] * 3, kv_heads=_bench_ring.KV_HEADS_NATIVE)
+                    for rank in range(world_size)}
+        return {rank: {"status": "unsupported", "error": "RuntimeError: No available kernel",
+                       "kv_heads": _bench_ring.KV_HEADS_EXPANDED}
+                for rank in range(world_size)}
+
+    feed(collector, items, world_size, parts_of)
+    collector.finish(stop_reason=None)
+    return items, document, path, writes, progress.getvalue()
+
+
+def test_collector_builds_records_and_writes_json(tmp_path):
+    items, document, path, writes, progress = fabricated_run(tmp_path)
+    loaded = json.loads(path.read_text())
+
+    assert loaded["schema"] == "baracuda-bench-ring/1"
+    assert loaded["complete"] is True
+    assert loaded["world_size"] == 2
+    assert loaded["date"] == "2025-01-02"
+    assert loaded["gpu"]["name"] == FAKE_GPU.name
+    assert loaded["timing"]["warmup"] == "adaptive"
+    assert "slowest rank" in loaded["timing"]["statistic"]
+    assert "slowest rank" in loaded["method"]
+    assert loaded["config"]["chunks"] == [4096, 8192]
+    assert loaded["setup"] == {"torch_cp": {"ready": True, "reason": None}}
+    assert loaded["peers"]["enabled"] is True
+    assert loaded["skipped"] == [] and loaded["failures"] == []
+    # One write for INFO, one per finished measurement, one at the end.
+    assert len(writes) == 1 + len(items) + 1
+
+    step_4k = 4 * 32 * 4096**2 * 128
+    assert [(entry["chunk"], entry["flops"]) for entry in loaded["flash_steps"]] == [
+        (4096, step_4k), (8192, 4 * step_4k)
+    ]
+    assert loaded["flash_steps"][0]["result"]["tflops"] == pytest.approx(step_4k / 10e-3 / 1e12)
+    assert loaded["flash_steps"][0]["plan"] == {"backend": "portable", "sku": "f"}
+    records = loaded["records"]
+    assert [(r["chunk"], r["case"], r["schedule"]) for r in records] == [
+        (chunk, case, schedule)
+        for chunk in (4096, 8192)
+        for case in ("noncausal", "causal-zigzag")
+        for schedule in ("overlapped", "serial")
+    ]
+    first = records[0]
+    assert first["global_seqlen"] == 8192
+    assert first["ring"]["median_ms"] == 12.0
+    assert first["ring"]["per_rank_median_ms"] == [11.0, 12.0]
+    assert first["plan"] == {"backend": "portable", "sku": "ring.fake"}
+    per_gpu = 4 * 32 * 8192**2 * 128 // 2
+    assert first["flops_per_gpu"] == per_gpu
+    assert first["ring"]["tflops"] == pytest.approx(per_gpu / 12e-3 / 1e12)
+    assert first["fraction_kept"] == pytest.approx(
+        first["ring"]["tflops"] / first["flash_step_tflops"]
+    )
+    assert first["meets_target"] is None
+    zigzag = records[2]
+    assert zigzag["causal"] is True and zigzag["layout"] == "zigzag"
+    assert zigzag["flops_per_gpu"] == per_gpu // 2
+    assert zigzag["peers"]["torch_cp_cudnn"]["status"] == "ok"
+    assert zigzag["peers"]["torch_cp_flash"] == {
+        "status": "unsupported", "error": "RuntimeError: No available kernel"
+    }
+    # 8k per GPU, overlapped: the target applies; non-causal keeps 2*10/20 = 100%.
+    eight_k = records[4]
+    assert (eight_k["chunk"], eight_k["schedule"]) == (8192, "overlapped")
+    assert eight_k["fraction_kept"] == pytest.approx(1.0)
+    assert eight_k["meets_target"] is True
+    assert records[6]["fraction_kept"] == pytest.approx(0.5)  # causal: half the FLOPs
+    assert records[6]["meets_target"] is False
+    assert records[5]["meets_target"] is None  # serial
+
+    peers = loaded["torch_cp"]
+    assert len(peers) == 2 * 2 * 2
+    assert peers[0]["load_balance"] is False and peers[2]["load_balance"] is True
+    assert peers[0]["kv_heads"] == _bench_ring.KV_HEADS_NATIVE
+    assert peers[0]["backend"] == "CUDNN_ATTENTION"
+
+    assert f"[1/{len(items)}] bf16 chunk 4k H=32 Hk=8 D=128 flash step (rank 0):" in progress
+    assert "TFLOP/s per GPU" in progress
+    assert progress.count("\n") == len(items)
+
+
+def test_table_from_fabricated_document(tmp_path):
+    _, document, _, _, _ = fabricated_run(tmp_path)
+    table = _bench_ring.format_ring_table(document).splitlines()
+    assert table[0].split() == [
+        "dtype", "chunk", "S", "case", "schedule", "ring", "ms", "TF/s/GPU", "flash", "TF/s",
+        "kept", "cp", "cudnn", "TF/s/GPU", "cp", "flash", "TF/s/GPU",
+    ]
+    assert set(table[1]) == {"-", " "}
+    assert len(table) == 2 + len(document["records"])
+    row = table[2].split()
+    assert row[:7] == ["bf16", "4k", "8k", "noncausal", "overlapped", "12.000",
+                       f"{document['records'][0]['ring']['tflops']:.1f}"]
+    assert row[8] == f"{document['records'][0]['fraction_kept']:.0%}"
+    assert row[-1] == "unsupported"
+    assert table[6].split()[8] == "100%"
+
+    out = io.StringIO()
+    _bench_ring.print_ring_table(document, out)
+    text = out.getvalue()
+    assert "target (overlapped, chunk >= 8k, kept >= 90%): met by 1 of 2 records" in text
+    assert "causal torch_cp_flash: unsupported: RuntimeError: No available kernel" in text
+
+
+def test_table_without_peers(tmp_path):
+    _, document, _, _, _ = fabricated_run(tmp_path, peers=False)
+    header = _bench_ring.format_ring_table(document).splitlines()[0]
+    assert "cp" not in header.split()
+    assert all(record["peers"] == {} for record in document["records"])
+    out = io.StringIO()
+    _bench_ring.print_ring_table(document, out)
+    assert "torch context parallelism not timed: --no-peers" in out.getvalue()
+
+
+def test_finish_records_skipped_measurements():
+    config = parse_ring("--chunks", "1k", "--cases", "noncausal", "--schedules", "overlapped")
+    items = _bench_ring.work_items(config, torch_cp=False)
+    document = fake_ring_document(config, world_size=1, peers_reason="--no-peers")
+    collector = _bench_ring.RingCollector(items, 1, document, write=lambda: None,
+                                          progress=io.StringIO())
+    collector(_bench_ring.WorkerMessage(_bench_ring.RESULT, 0, 0, ok_part([1.0])))
+    collector.finish(stop_reason=_bench_ring.STOP_BUDGET)
+    assert document["complete"] is False
+    assert document["skipped"] == [
+        {"item": items[1].label(), "reason": "time budget spent"}
+    ]
+    assert document["records"] == []
+    out = io.StringIO()
+    _bench_ring.print_ring_table(document, out)
+    assert f"skipped {items[1].label()}: time budget spent" in out.getvalue()
+    assert "world size 1: the ring ran on one GPU, without NCCL" in out.getvalue()
+
+
+def test_stop_reason():
+    run = _bench_ring.RankRun()
+    assert _bench_ring.stop_reason(run, budget=False) is None
+    assert _bench_ring.stop_reason(run, budget=True) == "time budget spent"
+    run.interrupted = True
+    assert _bench_ring.stop_reason(run, budget=True) == "interrupted"
+    run.failures.append("rank 1 failed")
+    assert _bench_ring.stop_reason(run, budget=True) == "a rank failed"
+
+
+def test_default_output_path_has_ring_suffix():
+    path = _bench.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2),
+                                      target=_bench_ring.TARGET_NAME)
+    assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-ring.json")
+
+
+# ---------------------------------------------------------------------------------
+# Agreement between ranks (threads sharing one RankSync)
+# ---------------------------------------------------------------------------------
+
+
+def new_sync(world_size, capacity=64, timeout_s=10.0):
+    return _bench_ring.RankSync(multiprocessing.get_context("spawn"), world_size, capacity,
+                                timeout_s=timeout_s)
+
+
+def run_threads(world_size, body, sync):
+    """Run ``body(rank, own_sync)`` per rank in threads; return results and exceptions."""
+    results = {}
+    errors = {}
+
+    def run(rank, own):
+        try:
+            results[rank] = body(rank, own)
+        except BaseException as exc:
+            errors[rank] = exc
+
+    threads = [threading.Thread(target=run, args=(rank, copy.copy(sync)))
+               for rank in range(world_size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_JOIN_S)
+    assert not any(thread.is_alive() for thread in threads), "a rank thread hangs"
+    return results, errors
+
+
+def test_rank_sync_gathers_by_rank_and_detects_divergence():
+    sync = new_sync(2)
+
+    def body(rank, own):
+        first = own.gather(rank, 3, 10.0 + rank)
+        second = own.gather(rank, 4, 20.0 + rank)
+        return first, second
+
+    results, errors = run_threads(2, body, sync)
+    assert errors == {}
+    assert results[0] == results[1] == ([10.0, 11.0], [20.0, 21.0])
+
+    diverged = new_sync(2)
+    results, errors = run_threads(2, lambda rank, own: own.gather(rank, 3 + rank, 1.0), diverged)
+    assert set(errors) == {0, 1}
+    assert all(isinstance(exc, _bench_ring.RanksOutOfStepError) for exc in errors.values())
+
+    full = new_sync(1, capacity=1)
+    full.gather(0, 1, 0.0)
+    with pytest.raises(_bench_ring.RanksOutOfStepError, match="more than 1 agreements"):
+        full.gather(0, 1, 0.0)
+
+
+def test_stop_request_reaches_rank_zero_decision():
+    sync = new_sync(1)
+    setup = _bench_ring.WorkerSetup(world_size=1, items=(), unique_id=None, warmup=0, repeats=1,
+                                    l2_cache_bytes=0)
+    ctx = _bench_ring.RankContext(rank=0, setup=setup, sync=sync, baracuda=None, arrays=None,
+                                  timer=None)
+    assert _bench_ring._may_continue(ctx)
+    sync.request_stop()
+    assert not _bench_ring._may_continue(ctx)
+    late = _bench_ring.RankContext(rank=0, setup=_bench_ring.WorkerSetup(
+        world_size=1, items=(), unique_id=None, warmup=0, repeats=1, l2_cache_bytes=0,
+        deadline=time.time() - 1.0), sync=new_sync(1), baracuda=None, arrays=None, timer=None)
+    assert not _bench_ring._may_continue(late)
+
+
+# ---------------------------------------------------------------------------------
+# A rank's measurements on a fake baracuda
+# ---------------------------------------------------------------------------------
+
+
+class FakeBaracudaError(Exception):
+    pass
+
+
+class FakeUnsupportedError(FakeBaracudaError):
+    pass
+
+
+class FakeRingPlan:
+    """Records every run; each run advances the rank's fake clock."""
+
+    kv_scratch_elements = 2 * 4 * 64 * 8
+    accumulator_scratch_bytes = 4 * 64 * (8 + 2) * 4
+    backend = "portable"
+    sku = types.SimpleNamespace(name="ring_attention.fake")
+
+    def __init__(self, clock, duration_ms, sleep_s):
+        self.clock = clock
+        self.duration_ms = duration_ms
+        self.sleep_s = sleep_s
+        self.runs = []
+        self.checked = []
+        self.closed = False
+
+    def can_implement(self, q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, **kwargs):
+        self.checked.append((q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, kwargs))
+
+    def run(self, q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, **kwargs):
+        assert not self.closed
+        self.runs.append((q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, kwargs))
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        self.clock.now_ms += self.duration_ms
+
+    def close(self):
+        self.closed = True
+
+
+def fake_baracuda(clock, *, duration_ms=2.0, sleep_s=0.0, refuse=False):
+    selected = []
+
+    def select(descriptor):
+        if refuse:
+            raise FakeUnsupportedError("zigzag needs an even chunk")
+        plan = FakeRingPlan(clock, duration_ms, sleep_s)
+        selected.append((descriptor, plan))
+        return plan
+
+    def descriptor(*args, **kwargs):
+        return (args, kwargs)
+
+    flash_calls = []
+
+    def flash_attention(q, k, v, *, out):
+        flash_calls.append((q, k, v, out))
+        clock.now_ms += duration_ms
+        return out
+
+    @contextlib.contextmanager
+    def flash_select(descriptor):
+        yield types.SimpleNamespace(backend="portable", sku=types.SimpleNamespace(name="f.fake"))
+
+    return types.SimpleNamespace(
+        RingAttentionDescriptor=descriptor,
+        RingAttentionPlan=types.SimpleNamespace(select=select),
+        FlashSdpaDescriptor=descriptor,
+        FlashSdpaPlan=types.SimpleNamespace(select=flash_select),
+        flash_attention=flash_attention,
+        BaracudaError=FakeBaracudaError,
+        UnsupportedError=FakeUnsupportedError,
+        selected=selected,
+        flash_calls=flash_calls,
+    )
+
+
+class HashableArray(np.ndarray):
+    """A numpy array hashed by identity, as torch tensors are (context_parallel keeps a set)."""
+
+    __hash__ = object.__hash__
+
+
+class CountingArrays(NumpyArrays):
+    """numpy arrays that count allocations."""
+
+    def __init__(self):
+        super().__init__()
+        self.allocations = 0
+
+    def randn(self, shape, dtype):
+        self.allocations += 1
+        return super().randn(shape, dtype).view(HashableArray)
+
+    def empty(self, shape, dtype):
+        self.allocations += 1
+        return super().empty(shape, dtype).view(HashableArray)
+
+
+def rank_context(rank, sync, *, world_size=1, warmup=1, repeats=4, baracuda=None, clock=None,
+                 comm="comm"):
+    clock = clock or FakeClock()
+    setup = _bench_ring.WorkerSetup(world_size=world_size, items=(), unique_id=None,
+                                    warmup=warmup, repeats=repeats, l2_cache_bytes=0)
+    return _bench_ring.RankContext(
+        rank=rank, setup=setup, sync=sync, baracuda=baracuda or fake_baracuda(clock),
+        arrays=CountingArrays(), timer=FakeTimer(clock), comm=comm,
+    )
+
+
+def test_ring_measurement_allocates_once_and_rotates_inputs():
+    clock = FakeClock()
+    baracuda = fake_baracuda(clock, duration_ms=2.0)
+    ctx = rank_context(0, new_sync(1), baracuda=baracuda, clock=clock, warmup=1, repeats=4)
+    problem = small_problem()
+    item = _bench_ring.RingCase(problem, "causal-zigzag", "serial")
+
+    payload = _bench_ring.measure_ring(ctx, item)
+
+    assert payload["status"] == "ok"
+    assert payload["samples_ms"] == [2.0] * 4
+    assert payload["warmup"] == 1
+    assert payload["plan"] == {"backend": "portable", "sku": "ring_attention.fake"}
+    ((args, kwargs), plan) = baracuda.selected[0]
+    assert len(baracuda.selected) == 1
+    assert args == (1, 4, 64, 64, 8)
+    assert kwargs == {"num_heads_k": 2, "is_causal": True, "element": "f32",
+                      "layout": "zigzag", "schedule": "serial"}
+    assert plan.closed
+    sets = _bench.sets_to_exceed_l2((4 + 2 * 2) * 64 * 8 * 4, 0)
+    # 3 random tensors per set, then y, lse, two K/V scratch buffers and the accumulators.
+    assert ctx.arrays.allocations == 3 * sets + 5
+    # Cold call, probe, warm-up (at least one per set), then the timed calls.
+    assert len(plan.runs) == 1 + 1 + sets + 4
+    qs = [run[0] for run in plan.runs]
+    assert len({id(q) for q in qs}) == sets
+    assert len({id(run[1]) for run in plan.runs}) == 1  # one y for every call
+    for q, y, kv_a, kv_b, accumulators, kwargs in plan.runs:
+        assert q.shape == (1, 4, 64, 8)
+        assert kwargs["k"].shape == kwargs["v"].shape == (1, 2, 64, 8)
+        assert kwargs["lse"].shape == (1, 4, 64) and kwargs["lse"].dtype == np.float32
+        assert kwargs["comm"] == "comm"
+        assert kv_a.size == kv_b.size == FakeRingPlan.kv_scratch_elements
+        assert accumulators.nbytes >= FakeRingPlan.accumulator_scratch_bytes
+        assert np.count_nonzero(q) == q.size
+    assert len(plan.checked) == 1
+
+
+def test_ring_case_refused_on_one_rank_is_recorded_on_all():
+    sync = new_sync(2)
+    plans = {}
+
+    def body(rank, own):
+        clock = FakeClock()
+        baracuda = fake_baracuda(clock, refuse=rank == 1)
+        plans[rank] = baracuda.selected
+        ctx = rank_context(rank, own, world_size=2, baracuda=baracuda, clock=clock)
+        return _bench_ring.measure_ring(ctx, _bench_ring.RingCase(small_problem(), "noncausal",
+                                                                  "overlapped"))
+
+    results, errors = run_threads(2, body, sync)
+    assert errors == {}
+    assert results[1] == {"status": "unsupported",
+                          "error": "FakeUnsupportedError: zigzag needs an even chunk"}
+    assert results[0]["status"] == "skipped"
+    assert "another rank" in results[0]["error"]
+    ((_, plan),) = plans[0]
+    assert plan.runs == [] and plan.closed
+
+
+def test_ranks_agree_on_adaptive_counts(monkeypatch):
+    monkeypatch.setattr(_bench_ring, "REPEATS_TARGET_S", 0.1)
+    monkeypatch.setattr(_bench_ring, "WARMUP_TARGET_S", 0.05)
+    sync = new_sync(2)
+    plans = {}
+
+    def body(rank, own):
+        clock = FakeClock()
+        baracuda = fake_baracuda(clock, sleep_s=0.01 if rank == 0 else 0.0)
+        ctx = rank_context(rank, own, world_size=2, baracuda=baracuda, clock=clock,
+                           warmup=None, repeats=None)
+        payload = _bench_ring.measure_ring(ctx, _bench_ring.RingCase(small_problem(),
+                                                                     "noncausal", "overlapped"))
+        plans[rank] = baracuda.selected[0][1]
+        return payload
+
+    results, errors = run_threads(2, body, sync)
+    assert errors == {}
+    counts = [len(results[rank]["samples_ms"]) for rank in (0, 1)]
+    assert counts[0] == counts[1]
+    assert _bench_ring.MIN_ADAPTIVE_REPEATS <= counts[0] < _bench_ring.MAX_ADAPTIVE_REPEATS
+    assert results[0]["warmup"] == results[1]["warmup"]
+    assert len(plans[0].runs) == len(plans[1].runs)
+
+
+def test_flash_step_runs_on_rank_zero_only():
+    clock = FakeClock()
+    baracuda = fake_baracuda(clock, duration_ms=3.0)
+    item = _bench_ring.FlashStep(small_problem())
+    other = rank_context(1, new_sync(1), baracuda=baracuda, clock=clock)
+    assert _bench_ring.measure_flash_step(other, item) is None
+    assert baracuda.flash_calls == []
+
+    ctx = rank_context(0, new_sync(1), baracuda=baracuda, clock=clock, warmup=0, repeats=3)
+    payload = _bench_ring.measure_flash_step(ctx, item)
+    assert payload["samples_ms"] == [3.0] * 3
+    assert payload["plan"] == {"backend": "portable", "sku": "f.fake"}
+    q, k, v, out = baracuda.flash_calls[0]
+    assert q.shape == out.shape == (1, 4, 64, 8)
+    assert k.shape == v.shape == (1, 2, 64, 8)
+
+
+# ---------------------------------------------------------------------------------
+# PyTorch context parallelism on fakes
+# ---------------------------------------------------------------------------------
+
+
+class FakeContextParallel:
+    """Stands in for PyTorch's API: context_parallel, sdpa_kernel, SDPA, the options."""
+
+    def __init__(self, clock, *, refuse_gqa=False, fail_with=None):
+        self.clock = clock
+        self.refuse_gqa = refuse_gqa
+        self.fail_with = fail_with
+        self.options = types.SimpleNamespace(enable_load_balance=True, rotate_method="ALL_GATHER")
+        self.entered = []
+        self.exited = 0
+        self.backends = []
+        self.calls = []
+        self.torch = types.SimpleNamespace(
+            nn=types.SimpleNamespace(functional=types.SimpleNamespace(
+                scaled_dot_product_attention=self.sdpa))
+        )
+
+    @contextlib.contextmanager
+    def context_parallel(self, mesh, *, buffers, buffer_seq_dims, no_restore_buffers):
+        self.entered.append((mesh, [buffer.shape for buffer in buffers], buffer_seq_dims,
+                             len(no_restore_buffers), self.options.enable_load_balance))
+        yield
+        self.exited += 1
+
+    @contextlib.contextmanager
+    def sdpa_kernel(self, backend):
+        self.backends.append(backend)
+        yield
+
+    def sdpa(self, q, k, v, *, is_causal, **kwargs):
+        self.calls.append((q.shape, k.shape, is_causal, kwargs,
+                           self.options.enable_load_balance))
+        if self.refuse_gqa and kwargs.get("enable_gqa"):
+            raise RuntimeError("No available kernel. Aborting execution.")
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.clock.now_ms += 5.0
+
+    def api(self):
+        return {
+            "context_parallel": self.context_parallel,
+            "sdpa_kernel": self.sdpa_kernel,
+            "SDPBackend": types.SimpleNamespace(CUDNN_ATTENTION="cudnn", FLASH_ATTENTION="flash"),
+            "options": self.options,
+            "module": "fake",
+        }
+
+
+def cp_context(fake, clock):
+    ctx = rank_context(0, new_sync(1, capacity=32), clock=clock, warmup=0, repeats=2)
+    ctx.torch_cp = _bench_ring.TorchContextParallel(fake.torch, fake.api(), mesh="mesh")
+    return ctx
+
+
+def test_torch_cp_falls_back_to_expanded_kv_heads():
+    clock = FakeClock()
+    fake = FakeContextParallel(clock, refuse_gqa=True)
+    ctx = cp_context(fake, clock)
+    item = _bench_ring.TorchCpCase(small_problem(chunk=32), True, "torch_cp_flash")
+
+    payload = _bench_ring.measure_torch_cp(ctx, item)
+
+    assert payload["status"] == "ok"
+    assert payload["samples_ms"] == [5.0, 5.0]
+    assert payload["kv_heads"] == _bench_ring.KV_HEADS_EXPANDED
+    assert payload["kv_heads_note"].startswith(f"{_bench_ring.KV_HEADS_NATIVE} refused: ")
+    # Two attempts, each entered and exited; global inputs of world_size * chunk tokens.
+    assert fake.exited == len(fake.entered) == 2
+    (mesh, native_shapes, seq_dims, no_restore, balance) = fake.entered[0]
+    assert mesh == "mesh" and balance is True
+    assert native_shapes[:3] == [(1, 4, 32, 8), (1, 2, 32, 8), (1, 2, 32, 8)]
+    assert set(seq_dims) == {2} and no_restore == len(native_shapes)
+    assert fake.entered[1][1][:3] == [(1, 4, 32, 8)] * 3
+    assert fake.backends == ["flash", "flash"]
+    assert fake.calls[0][3] == {"enable_gqa": True}
+    assert all(call[3] == {} and call[2] is True and call[4] is True for call in fake.calls[1:])
+    # Load balancing is restored after the block.
+    assert fake.options.enable_load_balance is True
+
+
+def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
+    clock = FakeClock()
+    fake = FakeContextParallel(clock)
+    ctx = cp_context(fake, clock)
+    item = _bench_ring.TorchCpCase(small_problem(heads_k=4), False, "torch_cp_cudnn")
+    payload = _bench_ring.measure_torch_cp(ctx, item)
+    assert payload["status"] == "ok"
+    assert payload["kv_heads"] == _bench_ring.KV_HEADS_SAME
+    assert "kv_heads_note" not in payload
+    assert [entry[4] for entry in fake.entered] == [False]
+    assert all(call[4] is False and call[3] == {} for call in fake.calls)
+    assert fake.options.enable_load_balance is True
+    assert fake.backends == ["cudnn"]
+
+
+def test_torch_cp_failure_is_recorded_and_the_block_exits():
+    clock = FakeClock()
+    crash = RuntimeError("CUDA error: an illegal memory access")
+    fake = FakeContextParallel(clock, fail_with=crash)
+    ctx = cp_context(fake, clock)
+    item = _bench_ring.TorchCpCase(small_problem(), True, "torch_cp_cudnn")
+    payload = _bench_ring.measure_torch_cp(ctx, item)
+    assert payload["status"] == "error"
+    assert "illegal memory access" in payload["error"]
+    assert payload["kv_heads"] == _bench_ring.KV_HEADS_NATIVE
+    assert fake.exited == len(fake.entered) == 1
+
+
+def fake_importer(modules):
+    """``import_module`` over a dict of fake modules; others raise ModuleNotFoundError."""
+
+    def import_module(name):
+        if name not in modules:
+            raise ModuleNotFoundError(name)
+        return modules[name]
+
+    return import_module
+
+
+def test_find_torch_cp_api_prefers_the_implementation_module():
+    attention = types.SimpleNamespace(sdpa_kernel="kernel", SDPBackend="backends")
+
+    def context_parallel(mesh, **kwargs):
+        return mesh
+
+    options = types.SimpleNamespace(enable_load_balance=True)
+    implementation, older, public = _bench_ring.CP_IMPLEMENTATION_MODULES[1:] + (
+        _bench_ring.CP_PUBLIC_MODULE,
+    )
+    api = _bench_ring.find_torch_cp_api(fake_importer({
+        _bench_ring.SDPA_KERNEL_MODULE: attention,
+        implementation: types.SimpleNamespace(context_parallel=context_parallel,
+                                              _cp_options=options),
+        older: types.SimpleNamespace(context_parallel=lambda mesh: None),
+    }))
+    assert api["context_parallel"] is context_parallel
+    assert api["options"] is options
+    assert api["module"] == implementation
+    assert (api["sdpa_kernel"], api["SDPBackend"]) == ("kernel", "backends")
+
+    # Only the public name, as an alias object that is not itself callable.
+    alias = types.SimpleNamespace(__value__=context_parallel)
+    api = _bench_ring.find_torch_cp_api(fake_importer({
+        _bench_ring.SDPA_KERNEL_MODULE: attention,
+        older: types.SimpleNamespace(context_parallel=types.ModuleType("shadowing")),
+        public: types.SimpleNamespace(context_parallel=alias),
+    }))
+    assert api["context_parallel"] is context_parallel
+    assert api["options"] is None and api["module"] == public
+
+    with pytest.raises(AttributeError, match="no callable context_parallel"):
+        _bench_ring.find_torch_cp_api(fake_importer({
+            _bench_ring.SDPA_KERNEL_MODULE: attention, public: types.SimpleNamespace(),
+        }))
+    with pytest.raises(ImportError):
+        _bench_ring.find_torch_cp_api(fake_importer({}))
+
+
+def test_torch_cp_unavailable_reasons():
+    clock = FakeClock()
+    ctx = rank_context(0, new_sync(1), clock=clock)
+    ctx.torch_cp_reason = "torch.distributed did not start: boom"
+    item = _bench_ring.TorchCpCase(small_problem(), False, "torch_cp_cudnn")
+    assert _bench_ring.measure_torch_cp(ctx, item) == {
+        "status": "unsupported", "error": "torch.distributed did not start: boom"
+    }
+    fake = FakeContextParallel(clock)
+    api = dict(fake.api(), options=None)
+    ctx.torch_cp = _bench_ring.TorchContextParallel(fake.torch, api, mesh="mesh")
+    causal = _bench_ring.TorchCpCase(small_problem(), True, "torch_cp_cudnn")
+    result = _bench_ring.measure_torch_cp(ctx, causal)
+    assert result["status"] == "unsupported"
+    assert "enable_load_balance" in result["error"]
+    assert fake.entered == []
+
+
+# ---------------------------------------------------------------------------------
+# Rank processes (spawned, with fake bodies)
+# ---------------------------------------------------------------------------------
+
+
+def agreeing_rank(rank, setup, messages, sync):
+    """Agree twice, report what was agreed, finish."""
+    values = sync.gather(rank, 1, float(rank + setup))
+    messages.put(_bench_ring.WorkerMessage(_bench_ring.RESULT, rank, 0, values))
+    sync.gather(rank, 2, 0.0)
+    messages.put(_bench_ring.WorkerMessage(_bench_ring.DONE, rank, None, None))
+
+
+def failing_rank(rank, setup, messages, sync):
+    """Rank 1 raises and reports it as run_rank does; rank 0 waits for it forever."""
+    if rank == 1:
+        try:
+            raise RuntimeError("rank one broke")
+        except RuntimeError:
+            messages.put(_bench_ring.WorkerMessage(_bench_ring.ERROR, rank, None,
+                                                   traceback.format_exc()))
+            return
+    sync.gather(rank, 1, 0.0)
+
+
+def dying_rank(rank, setup, messages, sync):
+    """Rank 1 dies without a word; rank 0 waits for it forever."""
+    if rank == 1:
+        os._exit(3)
+    sync.gather(rank, 1, 0.0)
+
+
+def run_fake_ranks(target, setup=0):
+    received = []
+    start = time.monotonic()
+    run = _bench_ring.run_ranks(2, target, setup, on_message=received.append, capacity=4,
+                                timeouts=SPAWN_TIMEOUTS, progress=io.StringIO())
+    return run, received, time.monotonic() - start
+
+
+def test_spawned_ranks_agree_and_finish():
+    run, received, _ = run_fake_ranks(agreeing_rank, setup=10)
+    assert run.failures == [] and not run.interrupted
+    assert run.done == {0, 1}
+    assert sorted(message.rank for message in received) == [0, 1]
+    assert all(message.payload == [10.0, 11.0] for message in received)
+
+
+def test_a_rank_exception_surfaces_with_its_traceback():
+    run, _, elapsed = run_fake_ranks(failing_rank)
+    (failure,) = run.failures
+    assert failure.startswith("rank 1 failed:\n")
+    assert "Traceback" in failure and "RuntimeError: rank one broke" in failure
+    assert elapsed < SPAWN_FAILURE_BOUND_S
+
+
+def test_a_dead_rank_does_not_hang_the_parent():
+    run, _, elapsed = run_fake_ranks(dying_rank)
+    assert run.failures == ["rank 1 exited with code 3 before finishing"]
+    assert elapsed < SPAWN_FAILURE_BOUND_S
