@@ -3,11 +3,16 @@
 # PyTorch: build and install baracuda, run the C and Python GPU suites, then the benchmark.
 # Logs and the bench JSON go to $OUT (the device tool's output folder) or build/device-out.
 #
-#   bash benchmarks/device_run.sh [bench arguments...]
+#   bash benchmarks/device_run.sh [bench arguments...]     e.g. ring --quick
 set -uo pipefail
 out="${OUT:-build/device-out}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
+# NVLink multicast (NVLS) stays off on the lent multi-GPU machines.
+export NCCL_NVLS_ENABLE="${NCCL_NVLS_ENABLE:-0}"
+# The NCCL-present checks of the nccl_loader ctest, against the system's NCCL when there is one.
+export BARACUDA_TEST_NCCL_LIBRARY="${BARACUDA_TEST_NCCL_LIBRARY:-$(
+  ldconfig -p 2>/dev/null | grep -o '/.*libnccl\.so\.2$' | head -n 1)}"
 bench_seconds="${BARACUDA_BENCH_SECONDS:-330}"  # 0 skips the bench
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv |
