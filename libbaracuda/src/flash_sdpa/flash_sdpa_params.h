@@ -37,9 +37,9 @@ inline void set_window(ScoreModifiers& modifiers, int32_t window_size_left,
 }
 
 // Each query row's online-softmax state kept between launches, for callers that fold the keys
-// in over several launches (ring attention steps). When `output` is set the kernel starts from
-// (o, m, l) here instead of an empty state, and stores them back instead of writing y and lse.
-// All three are in the compute type (f32, or f64 for f64), rows and dims contiguous.
+// in over several launches (ring attention steps). When `output` is set the kernel merges its
+// rows' (o, m, l) into the state here instead of writing y and lse. All three are in the
+// compute type (f32, or f64 for f64), rows and dims contiguous.
 struct RunningState {
   void* output = nullptr;  // o [B, H, Sq, Dv]: unnormalised sum of p V
   void* max = nullptr;     // m [B, H, Sq]: running maximum score

@@ -8,8 +8,8 @@
 //      (running max m, running sum l, output accumulator o, all in the compute type),
 //   4. o += p V, lane d owning output dims d, d + 32, ...
 // and finally writes y = o / l and lse = m + log(l). Memory is O(tile): no Sq x Sk buffer.
-// With a running state (Params::running, ring attention steps) the rows start from the stored
-// (o, m, l) and store them back instead of writing y and lse.
+// With a running state (Params::running, ring attention steps) the rows are merged into the
+// stored (o, m, l) instead of writing y and lse.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -39,6 +39,7 @@ constexpr int kTileKeys = kWarpSize;  // one key per lane
 constexpr int kTileRowPadding = 1;
 
 static_assert(kPortableBlockRows % kWarps == 0, "block rows must split evenly over warps");
+
 
 template <typename Compute>
 __device__ __forceinline__ Compute warp_max(Compute x) {
@@ -119,40 +120,35 @@ __device__ __forceinline__ void start_empty(RowState<Compute, kDimsPerLane>& row
   for (int e = 0; e < kDimsPerLane; ++e) row.output[e] = Compute(0);
 }
 
+// Folds one row's state of this launch (m, l, o over its keys) into the running state of the
+// launches before: both are rescaled to the larger maximum and summed. A running state that
+// saw no key yet takes this launch's state unchanged, bit for bit (exp(0) = 1, and the empty
+// state's terms are 0), so one step over all keys gives the flash kernel's bits.
 template <typename Compute, int kDimsPerLane>
-__device__ __forceinline__ void load_running_state(RowState<Compute, kDimsPerLane>& row,
-                                                   const RunningState& running, int64_t b,
-                                                   int64_t h, int64_t i, int d_v) {
+__device__ __forceinline__ void merge_into_running_state(const RowState<Compute, kDimsPerLane>& row,
+                                                         const RunningState& running, int64_t b,
+                                                         int64_t h, int64_t i, int d_v) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t row_offset = b * running.row_strides[0] + h * running.row_strides[1] + i;
-  row.max = static_cast<const Compute*>(running.max)[row_offset];
-  row.sum = static_cast<const Compute*>(running.sum)[row_offset];
-  const Compute* output = static_cast<const Compute*>(running.output) +
-                          b * running.output_strides[0] + h * running.output_strides[1] +
-                          i * running.output_strides[2];
-#pragma unroll
-  for (int e = 0; e < kDimsPerLane; ++e) {
-    const int d = lane + e * kWarpSize;
-    row.output[e] = d < d_v ? output[d] : Compute(0);
-  }
-}
-
-template <typename Compute, int kDimsPerLane>
-__device__ __forceinline__ void store_running_state(const RowState<Compute, kDimsPerLane>& row,
-                                                    const RunningState& running, int64_t b,
-                                                    int64_t h, int64_t i, int d_v) {
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t row_offset = b * running.row_strides[0] + h * running.row_strides[1] + i;
-  if (lane == 0) {
-    static_cast<Compute*>(running.max)[row_offset] = row.max;
-    static_cast<Compute*>(running.sum)[row_offset] = row.sum;
-  }
+  Compute* max = static_cast<Compute*>(running.max) + row_offset;
+  Compute* sum = static_cast<Compute*>(running.sum) + row_offset;
+  const Compute earlier_max = *max;
+  const Compute merged_max = fmax(earlier_max, row.max);
+  if (merged_max == negative_infinity<Compute>()) return;  // no key seen by either
+  const Compute earlier_scale = exp_of(earlier_max - merged_max);
+  const Compute scale = exp_of(row.max - merged_max);
   Compute* output = static_cast<Compute*>(running.output) + b * running.output_strides[0] +
                     h * running.output_strides[1] + i * running.output_strides[2];
 #pragma unroll
   for (int e = 0; e < kDimsPerLane; ++e) {
     const int d = lane + e * kWarpSize;
-    if (d < d_v) output[d] = row.output[e];
+    if (d < d_v) output[d] = output[d] * earlier_scale + row.output[e] * scale;
+  }
+  // Every lane has read max and sum above before lane 0 overwrites them.
+  __syncwarp();
+  if (lane == 0) {
+    *max = merged_max;
+    *sum = *sum * earlier_scale + row.sum * scale;
   }
 }
 
@@ -197,17 +193,8 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
              kPortableBlockRows, params.d_k);
 
   RowState<Compute, kDimsPerLane> rows[kRowsPerWarp];
-  const RunningState& running = params.running;
-  const bool continues = running.output != nullptr;
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int64_t i = first_row + warp * kRowsPerWarp + r;
-    if (continues && i < query_len) {
-      load_running_state(rows[r], running, b, h, i, params.d_v);
-    } else {
-      start_empty(rows[r]);
-    }
-  }
+  for (int r = 0; r < kRowsPerWarp; ++r) start_empty(rows[r]);
 
   // Only the keys some row of this block can see: the window of the first row opens the
   // range, the window of the last row closes it.
@@ -270,11 +257,13 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
     }
   }
 
-  if (continues) {
+  // A ring step merges this launch's rows into the running state, after the key loop, where
+  // registers are free.
+  if (params.running.output != nullptr) {
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       const int64_t i = first_row + warp * kRowsPerWarp + r;
-      if (i < query_len) store_running_state(rows[r], running, b, h, i, params.d_v);
+      if (i < query_len) merge_into_running_state(rows[r], params.running, b, h, i, params.d_v);
     }
     return;
   }
