@@ -27,4 +27,14 @@ baracuda_status current_device(const char* op, DeviceInfo* info) {
                     op, "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
 }
 
+baracuda_status check_current_device(const char* op, const DeviceInfo& device) {
+  int ordinal = -1;
+  const baracuda_status status = current_device_ordinal(op, &ordinal);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  if (ordinal == device.ordinal) return BARACUDA_STATUS_SUCCESS;
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "the current device is not the plan's (got device %d, expected device %d)",
+              ordinal, device.ordinal);
+}
+
 }  // namespace baracuda

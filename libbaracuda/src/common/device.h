@@ -18,4 +18,7 @@ baracuda_status current_device(const char* op, DeviceInfo* info);
 // The current device's ordinal, or the CUDA error as a status.
 baracuda_status current_device_ordinal(const char* op, int* ordinal);
 
+// INVALID_PROBLEM unless the current device is `device` (the one a plan was selected for).
+baracuda_status check_current_device(const char* op, const DeviceInfo& device);
+
 }  // namespace baracuda

@@ -51,6 +51,12 @@ struct TensorRule {
 baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                              const TensorRule& rule);
 
+// The stride that reads an axis: 0 on a broadcast axis (extent 1), so every index reads the
+// same element.
+inline int64_t broadcast_stride(const baracuda_tensor& tensor, int axis) {
+  return tensor.shape[axis] == 1 ? 0 : tensor.strides[axis];
+}
+
 // ALiBi slopes: f32 [1, num_heads] or [batch, num_heads].
 baracuda_status check_alibi_slopes(const char* op, const baracuda_tensor& slopes, int64_t batch,
                                    int64_t num_heads);

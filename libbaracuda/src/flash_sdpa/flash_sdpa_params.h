@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "baracuda/baracuda.h"
+#include "common/tensor_check.h"
 
 namespace baracuda::flash_sdpa {
 
@@ -34,6 +35,15 @@ inline void set_window(ScoreModifiers& modifiers, int32_t window_size_left,
   modifiers.window_right =
       window_size_right == BARACUDA_WINDOW_UNBOUNDED ? kUnboundedWindow : window_size_right;
   if (is_causal && modifiers.window_right > 0) modifiers.window_right = 0;
+}
+
+// The ALiBi slopes of `modifiers` from an f32 [1|B, H] tensor (absent: ALiBi stays off).
+inline void set_alibi_slopes(ScoreModifiers& modifiers, const baracuda_tensor& slopes) {
+  if (!is_present(slopes)) return;
+  modifiers.alibi_slopes = static_cast<const float*>(slopes.data);
+  for (int axis = 0; axis < 2; ++axis) {
+    modifiers.alibi_strides[axis] = broadcast_stride(slopes, axis);
+  }
 }
 
 // Each query row's online-softmax state kept between launches, for callers that fold the keys

@@ -6,11 +6,11 @@
 #include <cinttypes>
 #include <cmath>
 #include <new>
-#include <string>
 
 #include "baracuda/baracuda.h"
 #include "common/descriptor_check.h"
 #include "common/device.h"
+#include "common/plan_report.h"
 #include "common/status.h"
 #include "common/tensor_check.h"
 #include "flash_sdpa/flash_sdpa_params.h"
@@ -35,10 +35,9 @@ constexpr const char* kRunOp = "flash_sdpa_run";
 
 struct baracuda_flash_sdpa_plan_s {
   baracuda_flash_sdpa_descriptor desc;
-  baracuda_backend backend;
   const PortableInstance* instance;
   DeviceInfo device;
-  std::string sku_name;
+  baracuda::KernelReport report;
 };
 
 namespace {
@@ -155,11 +154,6 @@ void copy_strides(int64_t* to, const baracuda_tensor& from) {
   for (int axis = 0; axis < from.rank; ++axis) to[axis] = from.strides[axis];
 }
 
-// A broadcast axis (extent 1) reads the same element for every index.
-int64_t broadcast_stride(const baracuda_tensor& tensor, int axis) {
-  return tensor.shape[axis] == 1 ? 0 : tensor.strides[axis];
-}
-
 Params make_params(const baracuda_flash_sdpa_descriptor& d, const baracuda_flash_sdpa_args& args) {
   Params params;
   params.q = args.q.data;
@@ -183,16 +177,11 @@ Params make_params(const baracuda_flash_sdpa_descriptor& d, const baracuda_flash
   baracuda::flash_sdpa::ScoreModifiers& modifiers = params.modifiers;
   modifiers.scale = d.scale;
   modifiers.softcap = d.softcap;
-  if (baracuda::is_present(args.alibi_slopes)) {
-    modifiers.alibi_slopes = static_cast<const float*>(args.alibi_slopes.data);
-    for (int axis = 0; axis < 2; ++axis) {
-      modifiers.alibi_strides[axis] = broadcast_stride(args.alibi_slopes, axis);
-    }
-  }
+  baracuda::flash_sdpa::set_alibi_slopes(modifiers, args.alibi_slopes);
   if (baracuda::is_present(args.mask)) {
     modifiers.mask = static_cast<const float*>(args.mask.data);
     for (int axis = 0; axis < 4; ++axis) {
-      modifiers.mask_strides[axis] = broadcast_stride(args.mask, axis);
+      modifiers.mask_strides[axis] = baracuda::broadcast_stride(args.mask, axis);
     }
   }
   baracuda::flash_sdpa::set_window(modifiers, d.window_size_left, d.window_size_right,
@@ -200,13 +189,6 @@ Params make_params(const baracuda_flash_sdpa_descriptor& d, const baracuda_flash
   modifiers.offset =
       d.alignment == BARACUDA_ALIGN_BOTTOM_RIGHT ? int64_t{d.key_len} - d.query_len : 0;
   return params;
-}
-
-std::string make_sku_name(const baracuda_flash_sdpa_plan_s& plan) {
-  return std::string("flash_sdpa.") + baracuda_backend_string(plan.backend) + "." +
-         baracuda_element_string(plan.desc.element) + ".d" +
-         std::to_string(plan.instance->head_dim_bucket) + ".sm" +
-         std::to_string(plan.device.arch);
 }
 
 }  // namespace
@@ -267,13 +249,14 @@ baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descri
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   auto* selected = new (std::nothrow) baracuda_flash_sdpa_plan_s{
-      *desc, BARACUDA_BACKEND_PORTABLE, instance, device, std::string()};
+      *desc, instance, device,
+      baracuda::make_kernel_report("flash_sdpa", BARACUDA_BACKEND_PORTABLE, desc->element,
+                                   instance->head_dim_bucket, device.arch)};
   if (selected == nullptr) {
     return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
                 "host allocation of the plan failed (got no memory, expected %zu bytes)",
                 sizeof(baracuda_flash_sdpa_plan_s));
   }
-  selected->sku_name = make_sku_name(*selected);
   *plan = selected;
   return baracuda::succeed();
 }
@@ -286,8 +269,7 @@ baracuda_status baracuda_flash_sdpa_can_implement(baracuda_flash_sdpa_plan plan,
 
 baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan, size_t* bytes) {
   if (plan == nullptr || bytes == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, "flash_sdpa_workspace_size",
-                "plan and bytes must not be NULL (got NULL, expected pointers)");
+    return baracuda::fail_null_plan_or("flash_sdpa_workspace_size", "bytes");
   }
   *bytes = 0;
   return baracuda::succeed();
@@ -306,48 +288,30 @@ baracuda_status baracuda_flash_sdpa_run(baracuda_flash_sdpa_plan plan,
         static_cast<int64_t>(workspace_bytes), kRunOp,
         "workspace too small (got %zu bytes, expected at least %zu)", workspace_bytes, needed);
   }
-  int ordinal = -1;
-  status = baracuda::current_device_ordinal(kRunOp, &ordinal);
+  status = baracuda::check_current_device(kRunOp, plan->device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  if (ordinal != plan->device.ordinal) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kRunOp,
-                "the current device is not the plan's (got device %d, expected device %d)",
-                ordinal, plan->device.ordinal);
-  }
   status = plan->instance->launch(make_params(plan->desc, *args), stream, kRunOp);
   return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
 
 baracuda_backend baracuda_flash_sdpa_backend(baracuda_flash_sdpa_plan plan) {
-  return plan != nullptr ? plan->backend : BARACUDA_BACKEND_AUTO;
+  return plan != nullptr ? plan->report.backend : BARACUDA_BACKEND_AUTO;
 }
 
 baracuda_status baracuda_flash_sdpa_sku(baracuda_flash_sdpa_plan plan, baracuda_kernel_sku* sku) {
   if (plan == nullptr || sku == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, "flash_sdpa_sku",
-                "plan and sku must not be NULL (got NULL, expected pointers)");
+    return baracuda::fail_null_plan_or("flash_sdpa_sku", "sku");
   }
-  sku->name = plan->sku_name.c_str();
-  sku->backend = plan->backend;
-  sku->element = plan->desc.element;
-  sku->head_dim_bucket = plan->instance->head_dim_bucket;
-  sku->arch = plan->device.arch;
+  baracuda::fill_sku(plan->report, sku);
   return baracuda::succeed();
 }
 
 baracuda_status baracuda_flash_sdpa_precision_guarantee(baracuda_flash_sdpa_plan plan,
                                                         baracuda_precision_guarantee* guarantee) {
   if (plan == nullptr || guarantee == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, "flash_sdpa_precision_guarantee",
-                "plan and guarantee must not be NULL (got NULL, expected pointers)");
+    return baracuda::fail_null_plan_or("flash_sdpa_precision_guarantee", "guarantee");
   }
-  // f32 arithmetic for f16 / bf16 / f32, f64 for f64. One block writes each output row and the
-  // reduction order is fixed: no atomics, bit-stable run to run on the same GPU.
-  const baracuda_element math = baracuda::accumulator_element(plan->desc.element);
-  guarantee->math_precision = math;
-  guarantee->accumulator = math;
-  guarantee->deterministic = 1;
-  guarantee->bit_stable_on_same_hardware = 1;
+  baracuda::fill_precision_guarantee(plan->desc.element, guarantee);
   return baracuda::succeed();
 }
 

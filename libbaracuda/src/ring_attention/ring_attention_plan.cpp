@@ -10,11 +10,11 @@
 #include <cinttypes>
 #include <cmath>
 #include <new>
-#include <string>
 
 #include "baracuda/baracuda.h"
 #include "common/descriptor_check.h"
 #include "common/device.h"
+#include "common/plan_report.h"
 #include "common/status.h"
 #include "common/tensor_check.h"
 #include "flash_sdpa/flash_sdpa_params.h"
@@ -48,10 +48,9 @@ constexpr uintptr_t kAccumulatorAlignment = 16;
 
 struct baracuda_ring_attention_plan_s {
   baracuda_ring_attention_descriptor desc;
-  baracuda_backend backend;
   const PortableInstance* instance;
   DeviceInfo device;
-  std::string sku_name;
+  baracuda::KernelReport report;
   cudaStream_t transfer_stream;  // the overlapped schedule's NCCL transfers
   cudaEvent_t compute_done;      // on the caller's stream: the buffer to receive into is free
   cudaEvent_t transfer_done;     // on the transfer stream: the next chunk has arrived
@@ -393,13 +392,7 @@ Params step_params(const baracuda_ring_attention_descriptor& d,
   baracuda::flash_sdpa::ScoreModifiers& modifiers = params.modifiers;
   modifiers.scale = d.scale;
   modifiers.softcap = d.softcap;
-  if (baracuda::is_present(args.alibi_slopes)) {
-    modifiers.alibi_slopes = static_cast<const float*>(args.alibi_slopes.data);
-    for (int axis = 0; axis < 2; ++axis) {
-      modifiers.alibi_strides[axis] =
-          args.alibi_slopes.shape[axis] == 1 ? 0 : args.alibi_slopes.strides[axis];
-    }
-  }
+  baracuda::flash_sdpa::set_alibi_slopes(modifiers, args.alibi_slopes);
   baracuda::flash_sdpa::set_window(modifiers, d.window_size_left, d.window_size_right,
                                    d.is_causal != 0);
   // Local row i and local key j sit at global positions queries.position + i and
@@ -521,13 +514,6 @@ baracuda_status run_ring(const baracuda_ring_attention_plan_s& plan,
   return baracuda::ring_attention::launch_finalize(d.element, finalize, stream, kRunOp);
 }
 
-std::string make_sku_name(const baracuda_ring_attention_plan_s& plan) {
-  return std::string("ring_attention.") + baracuda_backend_string(plan.backend) + "." +
-         baracuda_element_string(plan.desc.element) + ".d" +
-         std::to_string(plan.instance->head_dim_bucket) + ".sm" +
-         std::to_string(plan.device.arch);
-}
-
 // The plan's transfer stream and its two events, on the current device.
 baracuda_status make_transfer_resources(baracuda_ring_attention_plan_s* plan) {
   baracuda_status status = baracuda::check_cuda(
@@ -549,11 +535,6 @@ void destroy_plan(baracuda_ring_attention_plan_s* plan) {
   if (plan->compute_done != nullptr) cudaEventDestroy(plan->compute_done);
   if (plan->transfer_stream != nullptr) cudaStreamDestroy(plan->transfer_stream);
   delete plan;
-}
-
-baracuda_status null_plan(const char* op, const char* name) {
-  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-              "plan and %s must not be NULL (got NULL, expected pointers)", name);
 }
 
 }  // namespace
@@ -622,8 +603,10 @@ baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attentio
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   auto* selected = new (std::nothrow) baracuda_ring_attention_plan_s{
-      *desc, BARACUDA_BACKEND_PORTABLE, instance, device, std::string(), nullptr, nullptr,
-      nullptr};
+      *desc, instance, device,
+      baracuda::make_kernel_report("ring_attention", BARACUDA_BACKEND_PORTABLE, desc->element,
+                                   instance->head_dim_bucket, device.arch),
+      nullptr, nullptr, nullptr};
   if (selected == nullptr) {
     return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
                 "host allocation of the plan failed (got no memory, expected %zu bytes)",
@@ -634,7 +617,6 @@ baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attentio
     destroy_plan(selected);
     return status;
   }
-  selected->sku_name = make_sku_name(*selected);
   *plan = selected;
   return baracuda::succeed();
 }
@@ -648,7 +630,7 @@ baracuda_status baracuda_ring_attention_can_implement(baracuda_ring_attention_pl
 baracuda_status baracuda_ring_attention_kv_scratch_elements(baracuda_ring_attention_plan plan,
                                                             int64_t* elements) {
   if (plan == nullptr || elements == nullptr) {
-    return null_plan("ring_attention_kv_scratch_elements", "elements");
+    return baracuda::fail_null_plan_or("ring_attention_kv_scratch_elements", "elements");
   }
   *elements = kv_scratch_elements(plan->desc);
   return baracuda::succeed();
@@ -657,7 +639,7 @@ baracuda_status baracuda_ring_attention_kv_scratch_elements(baracuda_ring_attent
 baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(
     baracuda_ring_attention_plan plan, size_t* bytes) {
   if (plan == nullptr || bytes == nullptr) {
-    return null_plan("ring_attention_accumulator_scratch_bytes", "bytes");
+    return baracuda::fail_null_plan_or("ring_attention_accumulator_scratch_bytes", "bytes");
   }
   *bytes = static_cast<size_t>(accumulator_scratch_bytes(plan->desc));
   return baracuda::succeed();
@@ -668,14 +650,8 @@ baracuda_status baracuda_ring_attention_run(baracuda_ring_attention_plan plan,
                                             baracuda_nccl_comm comm, baracuda_stream stream) {
   baracuda_status status = check_args(kRunOp, plan, args);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  int ordinal = -1;
-  status = baracuda::current_device_ordinal(kRunOp, &ordinal);
+  status = baracuda::check_current_device(kRunOp, plan->device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  if (ordinal != plan->device.ordinal) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kRunOp,
-                "the current device is not the plan's (got device %d, expected device %d)",
-                ordinal, plan->device.ordinal);
-  }
   Ring ring;
   status = ring_of(comm, *plan, &ring);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
@@ -686,32 +662,26 @@ baracuda_status baracuda_ring_attention_run(baracuda_ring_attention_plan plan,
 }
 
 baracuda_backend baracuda_ring_attention_backend(baracuda_ring_attention_plan plan) {
-  return plan != nullptr ? plan->backend : BARACUDA_BACKEND_AUTO;
+  return plan != nullptr ? plan->report.backend : BARACUDA_BACKEND_AUTO;
 }
 
 baracuda_status baracuda_ring_attention_sku(baracuda_ring_attention_plan plan,
                                             baracuda_kernel_sku* sku) {
-  if (plan == nullptr || sku == nullptr) return null_plan("ring_attention_sku", "sku");
-  sku->name = plan->sku_name.c_str();
-  sku->backend = plan->backend;
-  sku->element = plan->desc.element;
-  sku->head_dim_bucket = plan->instance->head_dim_bucket;
-  sku->arch = plan->device.arch;
+  if (plan == nullptr || sku == nullptr) {
+    return baracuda::fail_null_plan_or("ring_attention_sku", "sku");
+  }
+  baracuda::fill_sku(plan->report, sku);
   return baracuda::succeed();
 }
 
 baracuda_status baracuda_ring_attention_precision_guarantee(
     baracuda_ring_attention_plan plan, baracuda_precision_guarantee* guarantee) {
   if (plan == nullptr || guarantee == nullptr) {
-    return null_plan("ring_attention_precision_guarantee", "guarantee");
+    return baracuda::fail_null_plan_or("ring_attention_precision_guarantee", "guarantee");
   }
   // Accumulators stay in f32 (f64 for f64) across every hop; each step's kernel and the
   // rotation order are fixed, so a rank's result is bit-stable for a given world size.
-  const baracuda_element math = baracuda::accumulator_element(plan->desc.element);
-  guarantee->math_precision = math;
-  guarantee->accumulator = math;
-  guarantee->deterministic = 1;
-  guarantee->bit_stable_on_same_hardware = 1;
+  baracuda::fill_precision_guarantee(plan->desc.element, guarantee);
   return baracuda::succeed();
 }
 
