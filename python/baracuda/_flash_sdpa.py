@@ -59,6 +59,26 @@ def _name_in(value: object, names, field: str, op: str) -> str:
     return value
 
 
+def score_fields(descriptor, op: str) -> dict:
+    """The normalised score options and element of a descriptor dataclass: window bounds (int
+    or None), scale (float or None), is_causal, element name and softcap."""
+    fields = {}
+    for name in _WINDOW_FIELDS:
+        bound = getattr(descriptor, name)
+        fields[name] = None if bound is None else _int32(bound, name, op)
+        if fields[name] is not None and fields[name] < 0:
+            # C reads -1 as unbounded; in Python that is spelled None.
+            raise InvalidProblemError(
+                f"{op}: {name} must be >= 0 or None (got {fields[name]}, expected >= 0, "
+                "or None for unbounded)"
+            )
+    fields["scale"] = None if descriptor.scale is None else float(descriptor.scale)
+    fields["is_causal"] = bool(descriptor.is_causal)
+    fields["element"] = element_name(descriptor.element, op)
+    fields["softcap"] = float(descriptor.softcap)
+    return fields
+
+
 @dataclasses.dataclass(frozen=True)
 class FlashSdpaDescriptor:
     """A flash attention forward problem: extents, element and score options.
@@ -110,19 +130,7 @@ class FlashSdpaDescriptor:
         op = type(self).__name__
         fields = {name: _int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
         fields["d_v"] = fields["d_k"] if self.d_v is None else _int32(self.d_v, "d_v", op)
-        for name in _WINDOW_FIELDS:
-            bound = getattr(self, name)
-            fields[name] = None if bound is None else _int32(bound, name, op)
-            if fields[name] is not None and fields[name] < 0:
-                # C reads -1 as unbounded; in Python that is spelled None.
-                raise InvalidProblemError(
-                    f"{op}: {name} must be >= 0 or None (got {fields[name]}, expected >= 0, "
-                    "or None for unbounded)"
-                )
-        fields["scale"] = None if self.scale is None else float(self.scale)
-        fields["is_causal"] = bool(self.is_causal)
-        fields["element"] = element_name(self.element, op)
-        fields["softcap"] = float(self.softcap)
+        fields.update(score_fields(self, op))
         fields["alignment"] = _name_in(self.alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -173,17 +181,90 @@ class PrecisionGuarantee(NamedTuple):
     bit_stable_on_same_hardware: bool
 
 
-class FlashSdpaPlan:
+class SelectedPlan:
+    """What every selected plan shares: its descriptor, its reports and its lifetime.
+
+    A subclass names its descriptor type (``_DESCRIPTOR``) and its C handle type
+    (``_HANDLE``), and is made by ``select``, which calls :meth:`_select`. It holds C resources
+    until :meth:`close` (or the end of a ``with`` block, or collection).
+    """
+
+    __slots__ = ("_handle", "_descriptor", "__weakref__")
+    _DESCRIPTOR: type
+    _HANDLE: type
+
+    def __init__(self, *args, **kwargs) -> None:
+        name = type(self).__name__
+        raise TypeError(f"{name} cannot be made directly; use {name}.select")
+
+    @classmethod
+    def _select(cls, descriptor, backend: str):
+        """Check the arguments' types and names, then select the C plan."""
+        op = f"{cls.__name__}.select"
+        expected = cls._DESCRIPTOR.__name__
+        if not isinstance(descriptor, cls._DESCRIPTOR):
+            raise TypeError(f"{op}: descriptor is not a {expected} "
+                            f"(got {type(descriptor).__name__}, expected {expected})")
+        _name_in(backend, tuple(_capi.BACKENDS), "backend", op)
+        plan = cls.__new__(cls)
+        plan._descriptor = descriptor
+        plan._handle = cls._HANDLE.select(descriptor, backend)
+        return plan
+
+    # ------------------------------------------------------------ reports
+
+    @property
+    def descriptor(self):
+        """The problem the plan was selected for."""
+        return self._descriptor
+
+    @property
+    def backend(self) -> str:
+        """The backend the plan runs (``"portable"``)."""
+        return self._handle.backend()
+
+    @property
+    def sku(self) -> KernelSku:
+        """The kernel the plan runs."""
+        return KernelSku(*self._handle.sku())
+
+    @property
+    def precision_guarantee(self) -> PrecisionGuarantee:
+        """The arithmetic the plan promises."""
+        return PrecisionGuarantee(*self._handle.precision_guarantee())
+
+    # ------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Release the plan; later calls raise :class:`InvalidProblemError`."""
+        self._handle.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handle.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"backend={self.backend!r}"
+        return f"{type(self).__name__}({self._descriptor!r}, {state})"
+
+
+class FlashSdpaPlan(SelectedPlan):
     """A selected flash attention forward kernel for one :class:`FlashSdpaDescriptor`.
 
     Made by :meth:`select`; holds C resources until :meth:`close` (or the end of a ``with``
     block, or collection).
     """
 
-    __slots__ = ("_handle", "_descriptor", "__weakref__")
-
-    def __init__(self, *args, **kwargs) -> None:
-        raise TypeError("FlashSdpaPlan cannot be made directly; use FlashSdpaPlan.select")
+    __slots__ = ()
+    _DESCRIPTOR = FlashSdpaDescriptor
+    _HANDLE = _capi.FlashSdpaPlanHandle
 
     @classmethod
     def select(cls, descriptor: FlashSdpaDescriptor, *, backend: str = "auto") -> FlashSdpaPlan:
@@ -210,37 +291,9 @@ class FlashSdpaPlan:
         CudaError
             No CUDA device or driver.
         """
-        op = "FlashSdpaPlan.select"
-        if not isinstance(descriptor, FlashSdpaDescriptor):
-            raise TypeError(f"{op}: descriptor is not a FlashSdpaDescriptor "
-                            f"(got {type(descriptor).__name__}, expected FlashSdpaDescriptor)")
-        _name_in(backend, tuple(_capi.BACKENDS), "backend", op)
-        plan = cls.__new__(cls)
-        plan._descriptor = descriptor
-        plan._handle = _capi.FlashSdpaPlanHandle.select(descriptor, backend)
-        return plan
+        return cls._select(descriptor, backend)
 
     # ------------------------------------------------------------ reports
-
-    @property
-    def descriptor(self) -> FlashSdpaDescriptor:
-        """The problem the plan was selected for."""
-        return self._descriptor
-
-    @property
-    def backend(self) -> str:
-        """The backend the plan runs (``"portable"``)."""
-        return self._handle.backend()
-
-    @property
-    def sku(self) -> KernelSku:
-        """The kernel the plan runs."""
-        return KernelSku(*self._handle.sku())
-
-    @property
-    def precision_guarantee(self) -> PrecisionGuarantee:
-        """The arithmetic the plan promises."""
-        return PrecisionGuarantee(*self._handle.precision_guarantee())
 
     @property
     def workspace_size(self) -> int:
@@ -313,26 +366,6 @@ class FlashSdpaPlan:
         """Run on tensor views (``None`` for an absent mask or slopes) and a raw workspace."""
         self._handle.run(q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes, stream)
 
-    # ------------------------------------------------------------ lifetime
-
-    def close(self) -> None:
-        """Release the plan; later calls raise :class:`InvalidProblemError`."""
-        self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle.closed
-
-    def __enter__(self) -> FlashSdpaPlan:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"backend={self.backend!r}"
-        return f"FlashSdpaPlan({self._descriptor!r}, {state})"
 
 
 def _plan_views(op, stream, q, k, v, y, lse, mask, alibi_slopes):

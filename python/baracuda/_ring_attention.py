@@ -30,15 +30,15 @@ from ._flash_sdpa import (
     ALIBI_SLOPES_RANK,
     PLAN_CACHE_CAPACITY,
     QKV_RANK,
-    KernelSku,
-    PrecisionGuarantee,
+    SelectedPlan,
     _check_current_device,
     _int32,
     _name_in,
     _PlanCache,
     _window,
+    score_fields,
 )
-from ._tensor import NO_SYNC, as_tensor, as_workspace, element_name, prepend_axes
+from ._tensor import NO_SYNC, as_tensor, as_workspace, prepend_axes
 
 LAYOUTS = tuple(_capi.RING_LAYOUTS)
 """The ring layouts: ``("contiguous", "zigzag")``."""
@@ -50,7 +50,6 @@ SEQUENCE_AXIS = 2
 """The sequence axis of ``[B, H, S, D]`` tensors."""
 
 _EXTENT_FIELDS = ("batch_size", "num_heads", "query_len", "key_len", "head_dim")
-_WINDOW_FIELDS = ("window_size_left", "window_size_right")
 # Zigzag holds two chunks per rank.
 _ZIGZAG_CHUNKS_PER_RANK = 2
 
@@ -110,36 +109,25 @@ class RingAttentionDescriptor:
         fields = {name: _int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
         fields["num_heads_k"] = (fields["num_heads"] if self.num_heads_k is None
                                  else _int32(self.num_heads_k, "num_heads_k", op))
-        for name in _WINDOW_FIELDS:
-            bound = getattr(self, name)
-            fields[name] = None if bound is None else _int32(bound, name, op)
-            if fields[name] is not None and fields[name] < 0:
-                raise InvalidProblemError(
-                    f"{op}: {name} must be >= 0 or None (got {fields[name]}, expected >= 0, "
-                    "or None for unbounded)"
-                )
-        fields["scale"] = None if self.scale is None else float(self.scale)
-        fields["is_causal"] = bool(self.is_causal)
-        fields["element"] = element_name(self.element, op)
-        fields["softcap"] = float(self.softcap)
+        fields.update(score_fields(self, op))
         fields["layout"] = _name_in(self.layout, LAYOUTS, "layout", op)
         fields["schedule"] = _name_in(self.schedule, SCHEDULES, "schedule", op)
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
 
-class RingAttentionPlan:
+class RingAttentionPlan(SelectedPlan):
     """A selected ring attention forward for one :class:`RingAttentionDescriptor`.
 
     Made by :meth:`select`; holds C resources (the step kernel's preparation, a transfer
     stream and two events) until :meth:`close`, the end of a ``with`` block, or collection. A
-    plan runs one ring at a time.
+    plan runs one ring at a time. Its precision guarantee holds across every hop: the
+    accumulators stay in f32 (f64 for f64).
     """
 
-    __slots__ = ("_handle", "_descriptor", "__weakref__")
-
-    def __init__(self, *args, **kwargs) -> None:
-        raise TypeError("RingAttentionPlan cannot be made directly; use RingAttentionPlan.select")
+    __slots__ = ()
+    _DESCRIPTOR = RingAttentionDescriptor
+    _HANDLE = _capi.RingAttentionPlanHandle
 
     @classmethod
     def select(cls, descriptor: RingAttentionDescriptor, *,
@@ -160,37 +148,9 @@ class RingAttentionPlan:
         CudaError
             No CUDA device or driver.
         """
-        op = "RingAttentionPlan.select"
-        if not isinstance(descriptor, RingAttentionDescriptor):
-            raise TypeError(f"{op}: descriptor is not a RingAttentionDescriptor "
-                            f"(got {type(descriptor).__name__}, expected RingAttentionDescriptor)")
-        _name_in(backend, tuple(_capi.BACKENDS), "backend", op)
-        plan = cls.__new__(cls)
-        plan._descriptor = descriptor
-        plan._handle = _capi.RingAttentionPlanHandle.select(descriptor, backend)
-        return plan
+        return cls._select(descriptor, backend)
 
-    # ------------------------------------------------------------ reports
-
-    @property
-    def descriptor(self) -> RingAttentionDescriptor:
-        """The problem the plan was selected for."""
-        return self._descriptor
-
-    @property
-    def backend(self) -> str:
-        """The backend of the step kernel (``"portable"``)."""
-        return self._handle.backend()
-
-    @property
-    def sku(self) -> KernelSku:
-        """The step kernel."""
-        return KernelSku(*self._handle.sku())
-
-    @property
-    def precision_guarantee(self) -> PrecisionGuarantee:
-        """The arithmetic the plan promises (f32 accumulators across hops; f64 for f64)."""
-        return PrecisionGuarantee(*self._handle.precision_guarantee())
+    # ------------------------------------------------------------ scratch sizes
 
     @property
     def kv_scratch_elements(self) -> int:
@@ -273,27 +233,6 @@ class RingAttentionPlan:
         """Run on tensor views, a raw accumulator scratch and a raw communicator."""
         self._handle.run(q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
                          accumulator_scratch, accumulator_scratch_bytes, comm, stream)
-
-    # ------------------------------------------------------------ lifetime
-
-    def close(self) -> None:
-        """Release the plan; later calls raise :class:`InvalidProblemError`."""
-        self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle.closed
-
-    def __enter__(self) -> RingAttentionPlan:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"backend={self.backend!r}"
-        return f"RingAttentionPlan({self._descriptor!r}, {state})"
 
 
 def _run_views(op, stream, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
