@@ -13,19 +13,7 @@
 #include <baracuda/baracuda.h>
 
 #include "test_check.h"
-
-enum { kSkipExitCode = 77 };
-
-
-#define CUDA_OK(call)                                                                  \
-  do {                                                                                 \
-    cudaError_t error_ = (call);                                                       \
-    if (error_ != cudaSuccess) {                                                       \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                    \
-              cudaGetErrorString(error_));                                             \
-      exit(1);                                                                         \
-    }                                                                                  \
-  } while (0)
+#include "test_gpu_support.h"
 
 /* ------------------------------------------------------------------ random data */
 
@@ -36,20 +24,6 @@ static double uniform(void) { /* in [-1, 1) */
   g_rng ^= g_rng >> 7;
   g_rng ^= g_rng << 17;
   return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
-}
-
-static uint16_t to_bf16(float value) { /* round to nearest even */
-  uint32_t bits;
-  memcpy(&bits, &value, sizeof bits);
-  bits += 0x7FFFu + ((bits >> 16) & 1u);
-  return (uint16_t)(bits >> 16);
-}
-
-static double from_bf16(uint16_t value) {
-  uint32_t bits = (uint32_t)value << 16;
-  float result;
-  memcpy(&result, &bits, sizeof result);
-  return result;
 }
 
 /* ------------------------------------------------------------------ the problem */
@@ -71,8 +45,6 @@ typedef struct Tensors {
   void *dq, *dk, *dv, *dy, *dlse, *dmask, *dslopes;
 } Tensors;
 
-static size_t element_bytes(baracuda_element element) { return baracuda_element_size(element); }
-
 /* Index of (b, h, s, d) in a tensor stored BHSD or BSHD. */
 static int64_t offset4(const Problem* p, int heads, int len, int dim, int b, int h, int s, int d) {
   if (p->bshd) return (((int64_t)b * len + s) * heads + h) * dim + d;
@@ -90,28 +62,6 @@ static void strides4(const Problem* p, int heads, int len, int dim, int64_t* str
     strides[2] = dim;
   }
   strides[3] = 1;
-}
-
-/* Rounds host values to the element and uploads them. */
-static void* upload(double* values, int64_t count, baracuda_element element) {
-  size_t bytes = (size_t)count * element_bytes(element);
-  void* host = malloc(bytes > 0 ? bytes : 1);
-  for (int64_t n = 0; n < count; ++n) {
-    if (element == BARACUDA_ELEMENT_F64) {
-      ((double*)host)[n] = values[n];
-    } else if (element == BARACUDA_ELEMENT_F32) {
-      ((float*)host)[n] = (float)values[n];
-      values[n] = ((float*)host)[n];
-    } else {
-      ((uint16_t*)host)[n] = to_bf16((float)values[n]);
-      values[n] = from_bf16(((uint16_t*)host)[n]);
-    }
-  }
-  void* device = NULL;
-  CUDA_OK(cudaMalloc(&device, bytes > 0 ? bytes : 1));
-  CUDA_OK(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice));
-  free(host);
-  return device;
 }
 
 static double* random_values(int64_t count, double amplitude) {
@@ -177,39 +127,12 @@ static void reference_row(const Problem* p, const Tensors* t, double scale, int 
 
 /* ------------------------------------------------------------------ one case */
 
-static baracuda_tensor view(void* data, baracuda_element element, int rank, const int64_t* shape,
-                            const int64_t* strides, int64_t buffer_elements) {
-  baracuda_tensor tensor;
-  memset(&tensor, 0, sizeof tensor);
-  tensor.data = data;
-  tensor.element = element;
-  tensor.rank = rank;
-  for (int axis = 0; axis < rank; ++axis) {
-    tensor.shape[axis] = shape[axis];
-    tensor.strides[axis] = strides[axis];
-  }
-  tensor.buffer_elements = buffer_elements;
-  return tensor;
-}
-
 static double tolerance(baracuda_element element) {
   switch (element) {
     case BARACUDA_ELEMENT_F64: return 1e-12;
     case BARACUDA_ELEMENT_F32: return 1e-5;
     default: return 2e-2; /* bf16 output rounding: 2^-8 relative, plus accumulation */
   }
-}
-
-static void read_back(const void* device, baracuda_element element, int64_t count, double* out) {
-  size_t bytes = (size_t)count * element_bytes(element);
-  void* host = malloc(bytes > 0 ? bytes : 1);
-  CUDA_OK(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost));
-  for (int64_t n = 0; n < count; ++n) {
-    if (element == BARACUDA_ELEMENT_F64) out[n] = ((double*)host)[n];
-    else if (element == BARACUDA_ELEMENT_F32) out[n] = ((float*)host)[n];
-    else out[n] = from_bf16(((uint16_t*)host)[n]);
-  }
-  free(host);
 }
 
 static void run_case(const Problem* p) {
@@ -295,8 +218,8 @@ static void run_case(const Problem* p) {
 
   double* y = malloc(sizeof(double) * (size_t)(y_count > 0 ? y_count : 1));
   double* lse = malloc(sizeof(double) * (size_t)(lse_count > 0 ? lse_count : 1));
-  read_back(t.dy, p->element, y_count, y);
-  read_back(t.dlse, lse_element, lse_count, lse);
+  download(t.dy, p->element, y_count, y);
+  download(t.dlse, lse_element, lse_count, lse);
 
   double* y_row = malloc(sizeof(double) * (size_t)p->d_v);
   double worst_y = 0.0, worst_lse = 0.0;
@@ -353,7 +276,7 @@ static void seed_entry_point_case(void) {
   CHECK(status == BARACUDA_STATUS_SUCCESS, "seed f32 run: %s", baracuda_last_error_message());
   CUDA_OK(cudaDeviceSynchronize());
   double* y = malloc(sizeof(double) * (size_t)count);
-  read_back(dy, BARACUDA_ELEMENT_F32, count, y);
+  download(dy, BARACUDA_ELEMENT_F32, count, y);
   Problem p = {"seed", BARACUDA_ELEMENT_F32, B, H, H, S, S, D, D, 1,
                BARACUDA_WINDOW_UNBOUNDED, BARACUDA_WINDOW_UNBOUNDED, 0, 0.0, 0, 0, 0};
   Tensors t;

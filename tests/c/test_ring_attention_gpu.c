@@ -15,8 +15,7 @@
 #include <baracuda/baracuda.h>
 
 #include "test_check.h"
-
-enum { kSkipExitCode = 77 };
+#include "test_gpu_support.h"
 
 /* Every byte 0xFF is a NaN in f64, f32 and bf16. */
 enum { kNanByte = 0xFF };
@@ -29,15 +28,6 @@ static const double kSeedF32Tolerance = 1e-5;
 /* bf16 outputs from f32 accumulators: the two results may round to neighbouring bf16 values,
  * one unit in the last place apart, 2^-7 of the value at most. */
 static const double kBf16OutputTolerance = 1.0 / 128.0;
-
-#define CUDA_OK(call)                                                                           \
-  do {                                                                                          \
-    const cudaError_t error_ = (call);                                                          \
-    if (error_ != cudaSuccess) {                                                                \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(error_)); \
-      exit(EXIT_FAILURE);                                                                       \
-    }                                                                                           \
-  } while (0)
 
 /* ------------------------------------------------------------------ random data */
 
@@ -74,49 +64,8 @@ static double* random_values(int64_t count, double amplitude) {
 
 /* ------------------------------------------------------------------ elements on the host */
 
-enum { kBf16Shift = 16, kBf16RoundingBias = 0x7FFF };
-
-static uint16_t to_bf16(float value) { /* round to nearest even */
-  uint32_t bits;
-  memcpy(&bits, &value, sizeof bits);
-  bits += kBf16RoundingBias + ((bits >> kBf16Shift) & 1u);
-  return (uint16_t)(bits >> kBf16Shift);
-}
-
-static double from_bf16(uint16_t value) {
-  const uint32_t bits = (uint32_t)value << kBf16Shift;
-  float result;
-  memcpy(&result, &bits, sizeof result);
-  return result;
-}
-
-static size_t element_bytes(baracuda_element element) { return baracuda_element_size(element); }
-
 static baracuda_element compute_element_of(baracuda_element element) {
   return element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F64 : BARACUDA_ELEMENT_F32;
-}
-
-/* Rounds values to the element in place (so that the host copy is what the device holds) and
- * uploads them; the device buffer has at least one byte. */
-static void* upload(double* values, int64_t count, baracuda_element element) {
-  const size_t bytes = (size_t)count * element_bytes(element);
-  void* host = malloc(bytes > 0 ? bytes : 1);
-  for (int64_t n = 0; n < count; ++n) {
-    if (element == BARACUDA_ELEMENT_F64) {
-      ((double*)host)[n] = values[n];
-    } else if (element == BARACUDA_ELEMENT_F32) {
-      ((float*)host)[n] = (float)values[n];
-      values[n] = ((float*)host)[n];
-    } else {
-      ((uint16_t*)host)[n] = to_bf16((float)values[n]);
-      values[n] = from_bf16(((uint16_t*)host)[n]);
-    }
-  }
-  void* device = NULL;
-  CUDA_OK(cudaMalloc(&device, bytes > 0 ? bytes : 1));
-  CUDA_OK(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice));
-  free(host);
-  return device;
 }
 
 static void* poisoned_buffer(int64_t count, baracuda_element element) {
@@ -128,16 +77,8 @@ static void* poisoned_buffer(int64_t count, baracuda_element element) {
 }
 
 static double* read_back(const void* device, int64_t count, baracuda_element element) {
-  const size_t bytes = (size_t)count * element_bytes(element);
-  void* host = malloc(bytes > 0 ? bytes : 1);
   double* out = malloc(sizeof(double) * (size_t)(count > 0 ? count : 1));
-  CUDA_OK(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost));
-  for (int64_t n = 0; n < count; ++n) {
-    if (element == BARACUDA_ELEMENT_F64) out[n] = ((double*)host)[n];
-    else if (element == BARACUDA_ELEMENT_F32) out[n] = ((float*)host)[n];
-    else out[n] = from_bf16(((uint16_t*)host)[n]);
-  }
-  free(host);
+  download(device, element, count, out);
   return out;
 }
 
@@ -184,21 +125,6 @@ static void from_layout(const double* stored, int bshd, int64_t batch, int64_t h
         for (int64_t d = 0; d < dim; ++d)
           bhsd[((b * heads + h) * len + s) * dim + d] =
               stored[b * strides[0] + h * strides[1] + s * strides[2] + d];
-}
-
-static baracuda_tensor view(void* data, baracuda_element element, int rank, const int64_t* shape,
-                            const int64_t* strides, int64_t buffer_elements) {
-  baracuda_tensor tensor;
-  memset(&tensor, 0, sizeof tensor);
-  tensor.data = data;
-  tensor.element = element;
-  tensor.rank = rank;
-  for (int axis = 0; axis < rank; ++axis) {
-    tensor.shape[axis] = shape[axis];
-    tensor.strides[axis] = strides[axis];
-  }
-  tensor.buffer_elements = buffer_elements;
-  return tensor;
 }
 
 static baracuda_tensor view4(void* data, baracuda_element element, int bshd, int64_t batch,
