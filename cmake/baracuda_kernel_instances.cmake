@@ -4,6 +4,10 @@
 # baracuda_portable_instances(<out_sources_var> <out_table_file>)
 #   instantiates the portable flash kernel for f32, f16, bf16, f64 and every bucket of
 #   BARACUDA_HEAD_DIM_BUCKETS.
+# baracuda_hopper_instances(<out_sources_var> <out_table_file>)
+#   instantiates the hopper flash kernel for f16, bf16 and every bucket of
+#   BARACUDA_HEAD_DIM_BUCKETS that is whole TMA chunks (a multiple of 64), when
+#   BARACUDA_CUDA_ARCHITECTURES has 90a; otherwise the table is empty.
 set(_baracuda_elements f32 f16 bf16 f64)
 set(_baracuda_cuda_type_f32 "float")
 set(_baracuda_cuda_type_f16 "__half")
@@ -42,4 +46,40 @@ function(baracuda_portable_instances out_sources out_table)
                  "${dir}/flash_sdpa_portable_table.inc" @ONLY)
   set(${out_sources} "${sources}" PARENT_SCOPE)
   set(${out_table} "${dir}/flash_sdpa_portable_table.inc" PARENT_SCOPE)
+endfunction()
+
+set(_baracuda_hopper_elements f16 bf16)
+set(_baracuda_hopper_chunk 64)
+
+function(baracuda_hopper_instances out_sources out_table)
+  set(dir "${CMAKE_CURRENT_BINARY_DIR}/generated")
+  set(sources "")
+  set(rows "")
+  set(count 0)
+  list(SORT BARACUDA_HEAD_DIM_BUCKETS COMPARE NATURAL)
+  if("90a" IN_LIST BARACUDA_CUDA_ARCHITECTURES)
+    foreach(element IN LISTS _baracuda_hopper_elements)
+      foreach(bucket IN LISTS BARACUDA_HEAD_DIM_BUCKETS)
+        math(EXPR remainder "${bucket} % ${_baracuda_hopper_chunk}")
+        if(NOT remainder EQUAL 0)
+          continue()
+        endif()
+        set(BARACUDA_INSTANCE_TYPE "${_baracuda_cuda_type_${element}}")
+        set(BARACUDA_INSTANCE_BUCKET "${bucket}")
+        set(file "${dir}/flash_sdpa_hopper_${element}_d${bucket}.cu")
+        configure_file("${PROJECT_SOURCE_DIR}/libbaracuda/src/flash_sdpa/flash_sdpa_hopper_instance.cu.in"
+                       "${file}" @ONLY)
+        list(APPEND sources "${file}")
+        string(APPEND rows
+          "    {${_baracuda_enum_${element}}, ${bucket}, &prepare_hopper<${_baracuda_cuda_type_${element}}, ${bucket}>, &launch_hopper<${_baracuda_cuda_type_${element}}, ${bucket}>},\n")
+        math(EXPR count "${count} + 1")
+      endforeach()
+    endforeach()
+  endif()
+  set(BARACUDA_HOPPER_INSTANCE_ROWS "${rows}")
+  set(BARACUDA_HOPPER_INSTANCE_COUNT "${count}")
+  configure_file("${PROJECT_SOURCE_DIR}/libbaracuda/src/flash_sdpa/flash_sdpa_hopper_table.inc.in"
+                 "${dir}/flash_sdpa_hopper_table.inc" @ONLY)
+  set(${out_sources} "${sources}" PARENT_SCOPE)
+  set(${out_table} "${dir}/flash_sdpa_hopper_table.inc" PARENT_SCOPE)
 endfunction()

@@ -34,6 +34,9 @@ grep -E "^Successfully installed" build/pip-install.log || true
 python -c "import baracuda; print('baracuda', baracuda.__version__, 'from', baracuda.__file__)"
 
 step "C tests (ctest)"
+# The C build finds the CuTe / CUTLASS headers of the hopper kernels in this environment's
+# nvidia-cutlass wheel (headers only: its Python dependencies are not needed).
+python -m pip install --quiet --no-deps "nvidia-cutlass==4.2.0.0"
 cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Release \
   -DBARACUDA_CUDA_ARCHITECTURES="${BARACUDA_CUDA_ARCHITECTURES:-80;90a}" \
   -DBARACUDA_HEAD_DIM_BUCKETS="${BARACUDA_HEAD_DIM_BUCKETS:-64;128;256}" >/dev/null

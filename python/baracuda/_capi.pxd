@@ -46,6 +46,7 @@ cdef extern from "baracuda/baracuda.h" nogil:
     ctypedef enum baracuda_backend:
         BARACUDA_BACKEND_AUTO
         BARACUDA_BACKEND_PORTABLE
+        BARACUDA_BACKEND_HOPPER
 
     const char* baracuda_backend_string(baracuda_backend backend)
 

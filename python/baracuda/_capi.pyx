@@ -29,9 +29,9 @@ ELEMENT_SIZES = {name: baracuda_element_size(element) for name, element in ELEME
 
 BACKENDS = {
     baracuda_backend_string(<baracuda_backend>backend).decode(): backend
-    for backend in (BARACUDA_BACKEND_AUTO, BARACUDA_BACKEND_PORTABLE)
+    for backend in (BARACUDA_BACKEND_AUTO, BARACUDA_BACKEND_PORTABLE, BARACUDA_BACKEND_HOPPER)
 }
-"""Backend name ("auto", "portable") -> ``baracuda_backend``."""
+"""Backend name ("auto", "portable", "hopper") -> ``baracuda_backend``."""
 
 ALIGNMENTS = {"top_left": BARACUDA_ALIGN_TOP_LEFT, "bottom_right": BARACUDA_ALIGN_BOTTOM_RIGHT}
 """Alignment name -> ``baracuda_alignment``."""

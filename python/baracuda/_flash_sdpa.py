@@ -144,7 +144,7 @@ class KernelSku(NamedTuple):
     name : str
         Such as ``"flash_sdpa.portable.bf16.d128.sm90"``.
     backend : str
-        ``"portable"``.
+        ``"portable"`` or ``"hopper"``.
     element : str
         Element of Q, K, V and Y.
     head_dim_bucket : int
@@ -220,7 +220,7 @@ class SelectedPlan:
 
     @property
     def backend(self) -> str:
-        """The backend the plan runs (``"portable"``)."""
+        """The backend the plan runs (``"portable"`` or ``"hopper"``)."""
         return self._handle.backend()
 
     @property
@@ -274,9 +274,12 @@ class FlashSdpaPlan(SelectedPlan):
         ----------
         descriptor : FlashSdpaDescriptor
             The problem.
-        backend : {"auto", "portable"}
-            ``"auto"`` lets the plan choose; a named backend is honoured or refused with the
-            reason, never replaced.
+        backend : {"auto", "portable", "hopper"}
+            ``"auto"`` lets the plan choose: ``"hopper"`` for f16 / bf16 on compute capability
+            9.0 where the build has the head dim, ``"portable"`` otherwise. A named backend is
+            honoured or refused with the reason, never replaced. A hopper plan runs operands
+            that TMA cannot describe (rows or heads not 16-byte aligned) on the portable
+            kernel.
 
         Returns
         -------
@@ -472,7 +475,7 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     stream : None, int or object with ``__cuda_stream__``, optional
         ``None`` is the legacy default stream. Inputs exported through DLPack are ordered
         before it; outputs are allocated and written on it.
-    backend : {"auto", "portable"}
+    backend : {"auto", "portable", "hopper"}
         Kernel family; ``"auto"`` lets the plan choose.
 
     Returns

@@ -138,7 +138,7 @@ class RingAttentionPlan(SelectedPlan):
         ----------
         descriptor : RingAttentionDescriptor
             The per-rank problem, the same on every rank.
-        backend : {"auto", "portable"}
+        backend : {"auto", "portable", "hopper"}
             Kernel family of the step; a named backend is honoured or refused, never replaced.
 
         Raises
@@ -302,7 +302,7 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
     timeout : float, optional
         Also wait for the ring (:meth:`Communicator.wait`), raising :class:`NcclError` and
         aborting ``comm`` when a peer fails or the time passes.
-    backend : {"auto", "portable"}
+    backend : {"auto", "portable", "hopper"}
         Kernel family of the step.
 
     Returns

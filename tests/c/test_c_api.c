@@ -18,6 +18,8 @@
 
 #include <baracuda/baracuda.h>
 
+#include "test_backend_rule.h"
+
 /* ------------------------------------------------------------------ check harness */
 
 static int g_passed = 0;
@@ -187,8 +189,11 @@ static void expect_select_accepts_at(const char* file, int line,
       check_str_at(file, line, baracuda_last_error_message(), "",
                    "message is empty after a successful select");
       check_at(file, line, plan != NULL && plan != NOT_A_PLAN, "plan_select stores a plan");
-      check_int_at(file, line, baracuda_flash_sdpa_backend(plan), BARACUDA_BACKEND_PORTABLE,
-                   "plan backend");
+      baracuda_kernel_sku sku;
+      check_int_at(file, line, baracuda_flash_sdpa_sku(plan, &sku), BARACUDA_STATUS_SUCCESS,
+                   "plan sku status");
+      check_int_at(file, line, baracuda_flash_sdpa_backend(plan),
+                   expected_backend(desc->element, sku.arch, preference), "plan backend");
     } else {
       fprintf(stderr, "    message: %s\n", baracuda_last_error_message());
     }
@@ -240,7 +245,8 @@ static void test_element_strings_and_sizes(void) {
 static void test_backend_strings(void) {
   CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_AUTO), "auto");
   CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_PORTABLE), "portable");
-  CHECK_STR(baracuda_backend_string((baracuda_backend)2), "invalid");
+  CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_HOPPER), "hopper");
+  CHECK_STR(baracuda_backend_string((baracuda_backend)3), "invalid");
   CHECK_STR(baracuda_backend_string((baracuda_backend)-1), "invalid");
 }
 
@@ -455,14 +461,14 @@ static void test_select_refuses_bad_alignment(void) {
 }
 
 static void test_select_refuses_bad_preference(void) {
-  const int values[] = {2, -1};
+  const int values[] = {3, -1};
   const baracuda_flash_sdpa_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
   for (size_t n = 0; n < sizeof(values) / sizeof(values[0]); ++n) {
     const baracuda_plan_preference preference = {(baracuda_backend)values[n]};
     char expected[kMessageCapacity];
     snprintf(expected, sizeof expected,
              "flash_sdpa_plan_select: preference backend is not a backend (got %d, expected "
-             "BARACUDA_BACKEND_AUTO or BARACUDA_BACKEND_PORTABLE)",
+             "BARACUDA_BACKEND_AUTO, BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
              values[n]);
     EXPECT_SELECT_REFUSES(&desc, &preference, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
@@ -1422,20 +1428,18 @@ static void test_args_per_element(void) {
 /* What a selected plan reports. */
 static void test_plan_queries(baracuda_flash_sdpa_plan plan,
                               const baracuda_flash_sdpa_descriptor* desc) {
-  CHECK_INT(baracuda_flash_sdpa_backend(plan), BARACUDA_BACKEND_PORTABLE);
-
   baracuda_kernel_sku sku;
   memset(&sku, 0, sizeof sku);
   poison_last_error();
   CHECK_INT(baracuda_flash_sdpa_sku(plan, &sku), BARACUDA_STATUS_SUCCESS);
   CHECK_STR(baracuda_last_error_message(), "");
-  CHECK_INT(sku.backend, BARACUDA_BACKEND_PORTABLE);
+  CHECK_INT(baracuda_flash_sdpa_backend(plan), expected_backend(desc->element, sku.arch, NULL));
+  CHECK_INT(sku.backend, baracuda_flash_sdpa_backend(plan));
   CHECK_INT(sku.element, desc->element);
   CHECK(sku.head_dim_bucket >= kDk && sku.head_dim_bucket <= kMaxHeadDim);
   CHECK(sku.arch >= 80);
   char expected_name[kMessageCapacity];
-  snprintf(expected_name, sizeof expected_name, "flash_sdpa.portable.%s.d%d.sm%d",
-           baracuda_element_string(desc->element), (int)sku.head_dim_bucket, (int)sku.arch);
+  expected_sku_name(expected_name, sizeof expected_name, "flash_sdpa", &sku);
   check_str_at(__FILE__, __LINE__, sku.name, expected_name, "sku name");
 
   size_t bytes = 12345;

@@ -19,6 +19,7 @@
 
 #include <baracuda/baracuda.h>
 
+#include "test_backend_rule.h"
 #include "test_check.h"
 
 /* ------------------------------------------------------------------ shared values */
@@ -179,8 +180,12 @@ static void select_accepts(int line, const baracuda_ring_attention_descriptor* d
     if (status == BARACUDA_STATUS_SUCCESS) {
       expect_message(line, "");
       CHECK(plan != NULL && plan != NOT_A_PLAN, "line %d: plan_select stores a plan", line);
-      CHECK(baracuda_ring_attention_backend(plan) == BARACUDA_BACKEND_PORTABLE,
-            "line %d: the plan's backend is portable", line);
+      baracuda_kernel_sku sku;
+      baracuda_ring_attention_sku(plan, &sku);
+      CHECK(baracuda_ring_attention_backend(plan) ==
+                expected_backend(desc->element, sku.arch, preference),
+            "line %d: the plan's backend follows the rule (got %s)", line,
+            baracuda_backend_string(baracuda_ring_attention_backend(plan)));
     }
     if (plan != NULL && plan != NOT_A_PLAN) baracuda_ring_attention_plan_destroy(plan);
   } else {
@@ -414,14 +419,14 @@ static void test_select_refuses_bad_layout_and_schedule(void) {
 }
 
 static void test_select_refuses_bad_preference(void) {
-  const int values[] = {2, -1};
+  const int values[] = {3, -1};
   const baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
   for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
     const baracuda_plan_preference preference = {(baracuda_backend)values[n]};
     char expected[kMessageCapacity];
     snprintf(expected, sizeof expected,
-             SELECT "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO "
-                    "or BARACUDA_BACKEND_PORTABLE)",
+             SELECT "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO, "
+                    "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
              values[n]);
     EXPECT_SELECT_REFUSES(&desc, &preference, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
@@ -543,7 +548,7 @@ static void test_select_grid_limit(void) {
 /* Select checks in a fixed order; a descriptor with two defects is refused for the first. Each
  * row spoils one check and the one after it. */
 static void test_select_check_order(void) {
-  enum { kOdd = 7, kBadHeadDim = 12, kBadEnum = 2 };
+  enum { kOdd = 7, kBadHeadDim = 12, kBadEnum = 3 };
   const baracuda_plan_preference bad_preference = {(baracuda_backend)kBadEnum};
   const baracuda_ring_attention_descriptor base = make_descriptor(BARACUDA_ELEMENT_F32);
   baracuda_ring_attention_descriptor d[12];
@@ -943,23 +948,23 @@ static void test_plan_queries(void) {
           bytes, baracuda_element_size(compute_element_of(element)),
           (long long)expected_accumulator_bytes(&desc));
 
-    CHECK(baracuda_ring_attention_backend(plan) == BARACUDA_BACKEND_PORTABLE,
-          "%s plan backend is portable", name);
-
     baracuda_kernel_sku sku;
     memset(&sku, 0, sizeof sku);
     poison_last_error();
     expect_status(__LINE__, baracuda_ring_attention_sku(plan, &sku), BARACUDA_STATUS_SUCCESS,
                   "sku");
     expect_message(__LINE__, "");
-    CHECK(sku.backend == BARACUDA_BACKEND_PORTABLE, "%s sku backend %d", name, (int)sku.backend);
+    CHECK(baracuda_ring_attention_backend(plan) == expected_backend(element, sku.arch, NULL),
+          "%s plan backend follows the rule (got %s)", name,
+          baracuda_backend_string(baracuda_ring_attention_backend(plan)));
+    CHECK(sku.backend == baracuda_ring_attention_backend(plan), "%s sku backend %d", name,
+          (int)sku.backend);
     CHECK(sku.element == element, "%s sku element %d", name, (int)sku.element);
     CHECK(sku.head_dim_bucket >= kHeadDim && sku.head_dim_bucket <= kMaxHeadDim,
           "%s sku bucket %d for head dim %d", name, (int)sku.head_dim_bucket, kHeadDim);
     CHECK(sku.arch >= kPortableMinArch, "%s sku arch %d", name, (int)sku.arch);
     char expected_name[kMessageCapacity];
-    snprintf(expected_name, sizeof expected_name, "ring_attention.portable.%s.d%d.sm%d", name,
-             (int)sku.head_dim_bucket, (int)sku.arch);
+    expected_sku_name(expected_name, sizeof expected_name, "ring_attention", &sku);
     CHECK(sku.name != NULL && strcmp(sku.name, expected_name) == 0,
           "sku name \"%s\", expected \"%s\"", sku.name != NULL ? sku.name : "(NULL)",
           expected_name);

@@ -81,7 +81,9 @@ class Case:
     alibi: str = "none"  # "none", or a key of ALIBI_SHAPES
     mask: str = "none"  # "none", or a key of MASK_SHAPES
     kv_heads: str = "dense"  # "dense" (Hk heads), or "expand": one head, stride 0 over H
-    layout: str = "bhsd"  # "bhsd", "bshd" (transposed view) or "sliced" (strided B, S, offset)
+    # "bhsd", "bshd" (transposed view), "sliced" (strided B, S, offset) or "odd" (rows one
+    # element apart from dense: a stride TMA cannot describe)
+    layout: str = "bhsd"
 
     @property
     def heads_k(self):
@@ -214,6 +216,9 @@ def strided_randn(torch, shape, dtype, layout, generator):
         base = torch.randn((2 * b, h, s + SLICE_ROW_PADDING, d + SLICE_DIM_PADDING), dtype=dtype,
                            device="cuda", generator=generator)
         return base[::2, :, 1 : s + 1, :d]
+    if layout == "odd":
+        base = torch.randn((b, h, s, d + 1), dtype=dtype, device="cuda", generator=generator)
+        return base[..., :d]
     raise AssertionError(f"unknown layout {layout!r}")
 
 
@@ -226,6 +231,9 @@ def poisoned_output(torch, shape, dtype, layout):
     if layout == "bshd":
         base = torch.full((b, s, h, d), math.nan, dtype=dtype, device="cuda")
         return base.transpose(1, 2), base
+    if layout == "odd":
+        base = torch.full((b, h, s, d + 1), math.nan, dtype=dtype, device="cuda")
+        return base[..., :d], base
     base = torch.full((2 * b, h, s + SLICE_ROW_PADDING, d + SLICE_DIM_PADDING), math.nan,
                       dtype=dtype, device="cuda")
     return base[::2, :, 1 : s + 1, :d], base
@@ -360,7 +368,7 @@ def run_plan(torch, plan, inputs, y, lse, *, stream=None):
              stream=torch.cuda.current_stream() if stream is None else stream)
 
 
-def check_case(torch, case, seed):
+def check_case(torch, case, seed, backend="auto"):
     """Runs one case both ways and checks each against the reference and the other."""
     generator = torch.Generator(device="cuda").manual_seed(seed)
     inputs = Inputs(torch, case, generator)
@@ -377,7 +385,7 @@ def check_case(torch, case, seed):
     _, lse = baracuda.flash_attention(
         inputs.q, inputs.k, inputs.v, causal=case.causal, scale=case.scale, window=case.window,
         softcap=case.softcap, alibi_slopes=inputs.alibi_slopes, mask=inputs.mask,
-        alignment=case.alignment, return_lse=True, out=y_out,
+        alignment=case.alignment, return_lse=True, out=y_out, backend=backend,
     )
     torch.cuda.synchronize()
     lse = torch.from_dlpack(lse)
@@ -387,7 +395,7 @@ def check_case(torch, case, seed):
 
     plan_y, _ = poisoned_output(torch, y_shape, dtype, case.layout)
     plan_lse = poisoned_lse(torch, case)
-    with baracuda.FlashSdpaPlan.select(case.descriptor()) as plan:
+    with baracuda.FlashSdpaPlan.select(case.descriptor(), backend=backend) as plan:
         run_plan(torch, plan, inputs, plan_y, plan_lse)
         torch.cuda.synchronize()
     assert_matches_reference(torch, case.element, plan_y, plan_lse, ref_y, ref_lse, naive_y)
@@ -465,6 +473,18 @@ def _matrix():
             element, num_heads=6, kv_heads="expand", query_len=90, key_len=45, d_k=96, d_v=64,
             window=(7, 5), softcap=3.0, alibi="bh", mask="transposed", layout="bshd",
         ))
+    # Tensor-core sizes: several query tiles and key tiles per head, so that the hopper
+    # kernel's K / V pipeline wraps around its stages, at every bucket of the 16-bit elements.
+    for element in ("f16", "bf16"):
+        for d in (64, 128, 192, 256):
+            cases.append(Case(element, batch_size=2, num_heads=2, query_len=300, key_len=700,
+                              d_k=d))
+            cases.append(Case(element, batch_size=1, num_heads=4, num_heads_k=2, query_len=700,
+                              key_len=500, d_k=d, causal=True, alignment="bottom_right"))
+        cases.append(Case(element, batch_size=1, num_heads=2, query_len=600, key_len=600,
+                          d_k=128, window=(200, 50), softcap=20.0, alibi="bh", mask="full"))
+        # Rows whose stride TMA cannot describe run on the portable kernel, as the plan says.
+        cases.append(Case(element, layout="odd", causal=True))
     return cases
 
 
@@ -651,13 +671,34 @@ def test_cupy_inputs_and_outputs(seed, element):
 # ---------------------------------------------------------------- plan reports
 
 
+@pytest.mark.parametrize("element", ("f16", "bf16"))
+def test_portable_preference_is_honoured(torch, seed, element):
+    """A forced portable plan runs the portable kernel and agrees with the reference."""
+    case = Case(element, query_len=200, key_len=300, causal=True)
+    with baracuda.FlashSdpaPlan.select(case.descriptor(), backend="portable") as plan:
+        assert plan.backend == "portable"
+    check_case(torch, case, seed, backend="portable")
+
+
+def test_hopper_preference_refuses_f32_with_the_reason(torch):
+    with pytest.raises(baracuda.UnsupportedError, match="hopper backend runs f16 and bf16"):
+        baracuda.FlashSdpaPlan.select(Case("f32").descriptor(), backend="hopper")
+
+
+def expected_backend(torch, element):
+    """The plan's rule: hopper for f16 / bf16 on compute capability 9.0, portable otherwise."""
+    on_hopper = torch.cuda.get_device_capability() == (9, 0)
+    return "hopper" if on_hopper and element in ("f16", "bf16") else "portable"
+
+
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_plan_reports_what_it_runs(torch, element):
     case = Case(element, d_k=80, d_v=96)
     major, minor = torch.cuda.get_device_capability()
     with baracuda.FlashSdpaPlan.select(case.descriptor()) as plan:
-        assert plan.backend == "portable"
-        assert plan.sku.backend == "portable"
+        assert plan.backend == expected_backend(torch, element)
+        assert plan.sku.backend == plan.backend
+        assert plan.sku.name.startswith(f"flash_sdpa.{plan.backend}.{element}.d")
         assert plan.sku.element == element
         assert plan.sku.head_dim_bucket >= 96
         assert plan.sku.arch == 10 * major + minor

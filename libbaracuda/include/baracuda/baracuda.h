@@ -92,11 +92,12 @@ typedef struct baracuda_tensor {
 /* ---------------------------------------------------------------- plans */
 
 typedef enum baracuda_backend {
-  BARACUDA_BACKEND_AUTO = 0,    /* preference only: let the plan choose */
-  BARACUDA_BACKEND_PORTABLE = 1 /* SIMT kernels, sm_80 and newer, every dtype and feature */
+  BARACUDA_BACKEND_AUTO = 0,     /* preference only: let the plan choose */
+  BARACUDA_BACKEND_PORTABLE = 1, /* SIMT kernels, sm_80 and newer, every dtype and feature */
+  BARACUDA_BACKEND_HOPPER = 2    /* wgmma + TMA kernels, sm_90a, f16 and bf16, every feature */
 } baracuda_backend;
 
-/* Fixed name of a backend ("auto", "portable"); "invalid" otherwise. */
+/* Fixed name of a backend ("auto", "portable", "hopper"); "invalid" otherwise. */
 BARACUDA_API const char* baracuda_backend_string(baracuda_backend backend);
 
 typedef struct baracuda_plan_preference {

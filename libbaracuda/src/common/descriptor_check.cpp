@@ -64,12 +64,13 @@ baracuda_status check_score_options(const char* op, double scale, double softcap
 
 baracuda_status check_preference(const char* op, const baracuda_plan_preference& preference) {
   if (preference.backend == BARACUDA_BACKEND_AUTO ||
-      preference.backend == BARACUDA_BACKEND_PORTABLE) {
+      preference.backend == BARACUDA_BACKEND_PORTABLE ||
+      preference.backend == BARACUDA_BACKEND_HOPPER) {
     return BARACUDA_STATUS_SUCCESS;
   }
   return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-              "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO or "
-              "BARACUDA_BACKEND_PORTABLE)",
+              "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO, "
+              "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
               static_cast<int>(preference.backend));
 }
 

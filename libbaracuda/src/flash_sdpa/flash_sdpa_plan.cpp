@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "common/tensor_check.h"
 #include "flash_sdpa/flash_sdpa_params.h"
+#include "flash_sdpa/flash_sdpa_kernels.h"
 #include "flash_sdpa/flash_sdpa_portable.h"
 
 namespace {
@@ -25,7 +26,7 @@ using baracuda::DeviceInfo;
 using baracuda::TensorRule;
 using baracuda::fail;
 using baracuda::flash_sdpa::Params;
-using baracuda::flash_sdpa::PortableInstance;
+using baracuda::flash_sdpa::FlashKernels;
 
 constexpr const char* kSelectOp = "flash_sdpa_plan_select";
 constexpr const char* kCanImplementOp = "flash_sdpa_can_implement";
@@ -35,7 +36,7 @@ constexpr const char* kRunOp = "flash_sdpa_run";
 
 struct baracuda_flash_sdpa_plan_s {
   baracuda_flash_sdpa_descriptor desc;
-  const PortableInstance* instance;
+  FlashKernels kernels;
   DeviceInfo device;
   baracuda::KernelReport report;
 };
@@ -199,6 +200,7 @@ const char* baracuda_backend_string(baracuda_backend backend) {
   switch (backend) {
     case BARACUDA_BACKEND_AUTO: return "auto";
     case BARACUDA_BACKEND_PORTABLE: return "portable";
+    case BARACUDA_BACKEND_HOPPER: return "hopper";
   }
   return "invalid";
 }
@@ -239,19 +241,19 @@ baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descri
   baracuda_status status = check_descriptor(*desc, chosen);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  // Backend heuristic: the portable family is the only one built so far, so AUTO and an
-  // explicit PORTABLE both pick it.
-  const PortableInstance* instance = nullptr;
+  // The backend by the rule of flash_sdpa_kernels.h: hopper for f16 / bf16 on sm_90 where it
+  // has the head dim, portable otherwise.
+  FlashKernels kernels;
   DeviceInfo device;
   const int head_dim = desc->d_k > desc->d_v ? desc->d_k : desc->d_v;
-  status = baracuda::flash_sdpa::select_portable(kSelectOp, desc->element, head_dim, &instance,
-                                                 &device);
+  status = baracuda::flash_sdpa::select_flash_kernels(kSelectOp, desc->element, head_dim,
+                                                      chosen.backend, &kernels, &device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   auto* selected = new (std::nothrow) baracuda_flash_sdpa_plan_s{
-      *desc, instance, device,
-      baracuda::make_kernel_report("flash_sdpa", BARACUDA_BACKEND_PORTABLE, desc->element,
-                                   instance->head_dim_bucket, device.arch)};
+      *desc, kernels, device,
+      baracuda::make_kernel_report("flash_sdpa", kernels.backend, desc->element,
+                                   kernels.head_dim_bucket, device.arch)};
   if (selected == nullptr) {
     return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
                 "host allocation of the plan failed (got no memory, expected %zu bytes)",
@@ -290,7 +292,7 @@ baracuda_status baracuda_flash_sdpa_run(baracuda_flash_sdpa_plan plan,
   }
   status = baracuda::check_current_device(kRunOp, plan->device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = plan->instance->launch(make_params(plan->desc, *args), stream, kRunOp);
+  status = plan->kernels.launch(make_params(plan->desc, *args), stream, kRunOp);
   return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
 

@@ -18,7 +18,7 @@
 #include "common/status.h"
 #include "common/tensor_check.h"
 #include "flash_sdpa/flash_sdpa_params.h"
-#include "flash_sdpa/flash_sdpa_portable.h"
+#include "flash_sdpa/flash_sdpa_kernels.h"
 #include "nccl/nccl_api.h"
 #include "ring_attention/ring_attention_kernels.h"
 #include "ring_attention/ring_attention_layout.h"
@@ -32,7 +32,7 @@ using baracuda::NamedExtent;
 using baracuda::TensorRule;
 using baracuda::fail;
 using baracuda::flash_sdpa::Params;
-using baracuda::flash_sdpa::PortableInstance;
+using baracuda::flash_sdpa::FlashKernels;
 using baracuda::ring_attention::Accumulators;
 using baracuda::ring_attention::Segment;
 using baracuda::ring_attention::SegmentList;
@@ -48,7 +48,7 @@ constexpr uintptr_t kAccumulatorAlignment = 16;
 
 struct baracuda_ring_attention_plan_s {
   baracuda_ring_attention_descriptor desc;
-  const PortableInstance* instance;
+  FlashKernels kernels;
   DeviceInfo device;
   baracuda::KernelReport report;
   cudaStream_t transfer_stream;  // the overlapped schedule's NCCL transfers
@@ -434,7 +434,7 @@ baracuda_status run_step(const baracuda_ring_attention_plan_s& plan,
       }
       const Params params =
           step_params(d, args, accumulators, kv_chunk, queries.parts[q], keys.parts[k]);
-      const baracuda_status status = plan.instance->launch(params, stream, kRunOp);
+      const baracuda_status status = plan.kernels.launch(params, stream, kRunOp);
       if (status != BARACUDA_STATUS_SUCCESS) return status;
     }
   }
@@ -595,17 +595,17 @@ baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attentio
   baracuda_status status = check_descriptor(*desc, chosen);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  // The step is the portable flash kernel, the only family built so far.
-  const PortableInstance* instance = nullptr;
+  // The step is the flash kernel the flash plan would choose (flash_sdpa_kernels.h).
+  FlashKernels kernels;
   DeviceInfo device;
-  status = baracuda::flash_sdpa::select_portable(kSelectOp, desc->element, desc->head_dim,
-                                                 &instance, &device);
+  status = baracuda::flash_sdpa::select_flash_kernels(kSelectOp, desc->element, desc->head_dim,
+                                                      chosen.backend, &kernels, &device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   auto* selected = new (std::nothrow) baracuda_ring_attention_plan_s{
-      *desc, instance, device,
-      baracuda::make_kernel_report("ring_attention", BARACUDA_BACKEND_PORTABLE, desc->element,
-                                   instance->head_dim_bucket, device.arch),
+      *desc, kernels, device,
+      baracuda::make_kernel_report("ring_attention", kernels.backend, desc->element,
+                                   kernels.head_dim_bucket, device.arch),
       nullptr, nullptr, nullptr};
   if (selected == nullptr) {
     return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,

@@ -7,7 +7,7 @@
 #include "common/device.h"
 #include "common/status.h"
 #include "flash_sdpa/flash_sdpa_params.h"
-#include "flash_sdpa/flash_sdpa_portable.h"
+#include "flash_sdpa/flash_sdpa_kernels.h"
 #include "ring_attention/ring_attention_kernels.h"
 
 namespace {
@@ -79,10 +79,10 @@ baracuda_status run_step(baracuda_element element, const SeedStep& step, const v
   status = check_pointers(kStepOp, step.k_chunk > 0 ? rows : 0, pointers, names, 6);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  const baracuda::flash_sdpa::PortableInstance* instance = nullptr;
+  baracuda::flash_sdpa::FlashKernels kernels;
   baracuda::DeviceInfo device;
-  status = baracuda::flash_sdpa::select_portable(kStepOp, element, step.head_dim, &instance,
-                                                 &device);
+  status = baracuda::flash_sdpa::select_flash_kernels(kStepOp, element, step.head_dim,
+                                                      BARACUDA_BACKEND_AUTO, &kernels, &device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   const int64_t d = step.head_dim;
@@ -119,7 +119,7 @@ baracuda_status run_step(baracuda_element element, const SeedStep& step, const v
   params.running.row_strides[0] = step.num_heads * query_len;
   params.running.row_strides[1] = query_len;
   if (key_len == 0) return baracuda::succeed();
-  status = instance->launch(params, stream, kStepOp);
+  status = kernels.launch(params, stream, kStepOp);
   return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
 

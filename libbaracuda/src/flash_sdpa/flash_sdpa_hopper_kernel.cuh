@@ -1,0 +1,809 @@
+// The hopper flash-attention forward kernel (sm_90a; f16 and bf16).
+//
+// One block owns kHopperBlockRows query rows of one (batch, head). Warpgroup 0 is the producer:
+// one of its threads loads the block's Q tile once and then each K and V tile the rows can see,
+// with TMA, into a ring of kStages shared-memory stages; mbarriers say when a stage is full and
+// when it is free again. Warpgroups 1 and 2 are the consumers, 64 query rows each. For each
+// key tile a consumer warpgroup
+//   1. computes S = Q K^T on wgmma, both operands in shared memory, f32 accumulators,
+//   2. turns S into scores in log2 units: scale, softcap, ALiBi and mask; the causal, window
+//      and length limits only on tiles that cross them,
+//   3. folds the scores into each row's online softmax (running max m, running sum l) and
+//      rescales O when m moves,
+//   4. computes O += P V on wgmma, P converted to 16 bits in registers,
+//   5. hands the stage back to the producer.
+// Finally it writes y = O / l and lse = m ln 2 + log l, or, with a running state (ring
+// attention steps), merges (O, m, l) into the state.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm90.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include "common/element_traits.cuh"
+#include "common/status.h"
+#include "flash_sdpa/flash_sdpa_hopper.h"
+#include "flash_sdpa/flash_sdpa_hopper_tensor_map.h"
+#include "flash_sdpa/flash_sdpa_score_modifiers.cuh"
+
+namespace baracuda::flash_sdpa {
+namespace hopper {
+
+namespace gmma = cute::SM90::GMMA;
+using Barrier = cutlass::arch::ClusterTransactionBarrier;
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.69314718055994531f;
+
+constexpr int kWarpSize = 32;
+constexpr unsigned kFullWarpMask = 0xffffffffu;
+constexpr int kWarpgroupThreads = 128;
+constexpr int kWarpgroupWarps = kWarpgroupThreads / kWarpSize;
+constexpr int kConsumerWarpgroups = 2;
+constexpr int kConsumerWarps = kConsumerWarpgroups * kWarpgroupWarps;
+constexpr int kThreads = (1 + kConsumerWarpgroups) * kWarpgroupThreads;
+constexpr int kMmaRows = 64;       // M of one wgmma: the query rows of one warpgroup
+constexpr int kMmaK = 16;          // K of one 16-bit wgmma
+constexpr int kRowsPerWarp = 16;   // of a wgmma accumulator: each warp owns 16 rows
+constexpr int kQuad = 4;           // lanes that share one accumulator row
+constexpr int kColumnsPerGroup = 8;  // accumulator columns of one register group of a quad
+static_assert(kConsumerWarpgroups * kMmaRows == kHopperBlockRows,
+              "each consumer warpgroup owns one wgmma of rows");
+
+// setmaxnreg budgets: the producer returns registers to the consumers (65536 per block).
+constexpr int kProducerRegisters = 24;
+constexpr int kConsumerRegisters = 240;
+constexpr int kRegistersPerBlock = 65536;
+static_assert((kProducerRegisters + kConsumerWarpgroups * kConsumerRegisters) *
+                      kWarpgroupThreads <= kRegistersPerBlock,
+              "register budgets exceed the register file");
+
+// Shared-memory tiles are stored as TMA writes them with the 128-byte swizzle: a tile of
+// rows x head dim is a sequence of chunks of kTmaChunkElements columns, each chunk rows x 128
+// bytes, swizzled in atoms of 8 rows. wgmma reads the same layout through its descriptors.
+constexpr int kChunkRowBytes = kTmaChunkElements * kTmaElementBytes;
+constexpr int kSwizzleAtomBytes = 8 * kChunkRowBytes;
+constexpr int kMmaKBytes = kMmaK * kTmaElementBytes;
+// The L2 policy of every TMA load (the cache-hint operand): normal eviction.
+constexpr uint64_t kEvictNormal = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+
+// Tile shape of each head-dim bucket: keys per tile and pipeline depth, within shared memory.
+template <int kHeadDim>
+struct TileConfig {
+  static_assert(kHeadDim % kTmaChunkElements == 0, "head-dim buckets are whole TMA chunks");
+  static constexpr int kBlockM = kHopperBlockRows;
+  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
+  static constexpr int kStages = 2;
+  static constexpr int kChunks = kHeadDim / kTmaChunkElements;
+};
+
+template <int kHeadDim>
+struct SharedStorage {
+  using Config = TileConfig<kHeadDim>;
+  alignas(kSwizzleAtomBytes) uint16_t q[Config::kBlockM * kHeadDim];
+  alignas(kSwizzleAtomBytes) uint16_t k[Config::kStages][Config::kBlockN * kHeadDim];
+  alignas(kSwizzleAtomBytes) uint16_t v[Config::kStages][Config::kBlockN * kHeadDim];
+  uint64_t q_full;
+  uint64_t k_full[Config::kStages];
+  uint64_t v_full[Config::kStages];
+  uint64_t kv_empty[Config::kStages];
+};
+
+// Dynamic shared memory is aligned by hand to the swizzle atom, hence the extra bytes.
+template <int kHeadDim>
+constexpr size_t shared_bytes() {
+  return sizeof(SharedStorage<kHeadDim>) + kSwizzleAtomBytes;
+}
+
+// The kernel's parameters: TMA descriptors of q, k and v, then the common launch parameters.
+struct HopperParams {
+  CUtensorMap q_map;
+  CUtensorMap k_map;
+  CUtensorMap v_map;
+  Params params;
+};
+
+// ---------------------------------------------------------------- wgmma
+
+template <typename Element>
+struct MmaElement;
+template <>
+struct MmaElement<__half> {
+  using type = cute::half_t;
+};
+template <>
+struct MmaElement<__nv_bfloat16> {
+  using type = cute::bfloat16_t;
+};
+
+// 64 x kN x 16 wgmma with f32 accumulators: A and B in shared memory (S = Q K^T, both K-major).
+template <typename Element, int kN>
+using QkMma = decltype(gmma::ss_op_selector<
+                       typename MmaElement<Element>::type, typename MmaElement<Element>::type,
+                       float, cute::Shape<cute::Int<kMmaRows>, cute::Int<kN>, cute::Int<kMmaK>>,
+                       gmma::Major::K, gmma::Major::K>());
+// A in registers, B in shared memory, N-major (O += P V: V is [keys][head dim]).
+template <typename Element, int kN>
+using PvMma = decltype(gmma::rs_op_selector<
+                       typename MmaElement<Element>::type, typename MmaElement<Element>::type,
+                       float, cute::Shape<cute::Int<kMmaRows>, cute::Int<kN>, cute::Int<kMmaK>>,
+                       gmma::Major::K, gmma::Major::MN>());
+
+template <typename Mma, int kRegisters, size_t... I>
+__device__ __forceinline__ void mma_smem_smem(uint64_t a, uint64_t b, float (&d)[kRegisters],
+                                              gmma::ScaleOut scale, std::index_sequence<I...>) {
+  Mma::fma(a, b, d[I]..., scale);
+}
+
+template <typename Mma, int kRegisters, size_t... I>
+__device__ __forceinline__ void mma_regs_smem(const uint32_t (&a)[4], uint64_t b,
+                                              float (&d)[kRegisters], std::index_sequence<I...>) {
+  Mma::fma(a[0], a[1], a[2], a[3], b, d[I]..., gmma::ScaleOut::One);
+}
+
+// Keeps the compiler from moving accumulator reads or writes across an asynchronous wgmma.
+template <int kRegisters>
+__device__ __forceinline__ void fence_accumulators(float (&d)[kRegisters]) {
+#pragma unroll
+  for (int r = 0; r < kRegisters; ++r) cute::warpgroup_fence_operand(d[r]);
+}
+
+// A shared-memory matrix descriptor of the 128-byte swizzle; offsets in bytes.
+__device__ __forceinline__ uint64_t matrix_descriptor(const void* start, uint32_t leading_bytes,
+                                                      uint32_t stride_bytes) {
+  cute::GmmaDescriptor descriptor;
+  descriptor.bitfield.start_address_ =
+      static_cast<uint16_t>(cute::cast_smem_ptr_to_uint(start) >> 4);
+  descriptor.bitfield.leading_byte_offset_ = static_cast<uint16_t>(leading_bytes >> 4);
+  descriptor.bitfield.stride_byte_offset_ = static_cast<uint16_t>(stride_bytes >> 4);
+  descriptor.bitfield.base_offset_ = 0;
+  descriptor.bitfield.layout_type_ = static_cast<uint8_t>(gmma::LayoutType::B128);
+  return descriptor.desc_;
+}
+
+// K-major operand (Q or K rows): rows [first_row, first_row + 64 or N) of a tile of
+// `tile_rows` rows, at k-step `step` (head dims 16 step .. 16 step + 15). Within a 128-byte
+// row the k-step moves the start address; the hardware applies the swizzle to it.
+__device__ __forceinline__ uint64_t k_major_operand(const uint16_t* tile, int tile_rows,
+                                                    int first_row, int step) {
+  constexpr int kStepsPerChunk = kTmaChunkElements / kMmaK;
+  const int chunk = step / kStepsPerChunk;
+  const unsigned char* start = reinterpret_cast<const unsigned char*>(tile) +
+                               (chunk * tile_rows + first_row) * kChunkRowBytes +
+                               (step % kStepsPerChunk) * kMmaKBytes;
+  return matrix_descriptor(start, kTmaAlignmentBytes, kSwizzleAtomBytes);
+}
+
+// N-major operand (V): keys [16 step, 16 step + 16) of a tile of `tile_rows` keys, all head
+// dims; consecutive chunks of 64 head dims lie tile_rows x 128 bytes apart.
+__device__ __forceinline__ uint64_t n_major_operand(const uint16_t* tile, int tile_rows,
+                                                    int step) {
+  const unsigned char* start =
+      reinterpret_cast<const unsigned char*>(tile) + step * kMmaK * kChunkRowBytes;
+  return matrix_descriptor(start, tile_rows * kChunkRowBytes, kSwizzleAtomBytes);
+}
+
+// ---------------------------------------------------------------- accumulator fragments
+//
+// A 64 x N f32 accumulator of a warpgroup: warp w owns rows 16 w .. 16 w + 15; lane l holds
+// rows l / 4 (half 0) and l / 4 + 8 (half 1), columns 8 g + 2 (l % 4) + {0, 1} of each
+// column group g, in register 4 g + 2 half + {0, 1}.
+
+__device__ __forceinline__ int fragment_index(int group, int half, int pair) {
+  return group * 4 + half * 2 + pair;
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(kFullWarpMask, x, 1));
+  return fmaxf(x, __shfl_xor_sync(kFullWarpMask, x, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(kFullWarpMask, x, 1);
+  return x + __shfl_xor_sync(kFullWarpMask, x, 2);
+}
+
+// 2^x on the special-function unit (relative error ~2^-22; results below 2^-126 flush to 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <typename Element>
+__device__ __forceinline__ uint32_t pack_pair(float low, float high);
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__half>(float low, float high) {
+  const __half2 pair = __floats2half2_rn(low, high);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float low, float high) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+
+// ---------------------------------------------------------------- score modifiers
+
+// The score modifiers of one (batch, head) in log2 units: t = s log2(e), so that
+// exp(s - max s) = 2^(t - max t).
+struct HeadScores {
+  float scale_log2;     // scale log2(e), without softcap
+  float softcap_scale;  // scale / softcap
+  float softcap_log2;   // softcap log2(e); 0 disables softcap
+  float alibi_log2;     // slope log2(e); 0 disables ALiBi
+  const float* mask;    // the mask at (b, h, 0, 0); nullptr disables it
+  int64_t mask_row_stride;
+  int64_t mask_key_stride;
+};
+
+__device__ __forceinline__ HeadScores head_scores(const ScoreModifiers& modifiers, int64_t b,
+                                                  int64_t h) {
+  const HeadModifiers<float> head = head_modifiers<float>(modifiers, b, h);
+  HeadScores scores;
+  scores.scale_log2 = head.scale * kLog2e;
+  scores.softcap_scale = head.softcap > 0.0f ? head.scale / head.softcap : 0.0f;
+  scores.softcap_log2 = head.softcap * kLog2e;
+  scores.alibi_log2 = head.alibi_slope * kLog2e;
+  scores.mask = head.mask_row_base;
+  scores.mask_row_stride = modifiers.mask_strides[2];
+  scores.mask_key_stride = modifiers.mask_strides[3];
+  return scores;
+}
+
+// One accumulator row of this thread: its query position, the keys its causal / window
+// limits let it see, clamped to [0, key_len - 1], and whether it is a row of the problem.
+struct RowPlace {
+  int64_t query;
+  int64_t diagonal;  // query + offset: the key on the row's diagonal
+  int64_t first_key;
+  int64_t last_key;
+  bool in_problem;
+};
+
+__device__ __forceinline__ RowPlace row_place(const ScoreModifiers& modifiers, int64_t query,
+                                              int64_t query_len, int64_t key_len) {
+  RowPlace row;
+  row.query = query;
+  row.diagonal = query + modifiers.offset;
+  row.first_key = max(int64_t{0}, row.diagonal - modifiers.window_left);
+  row.last_key = min(key_len - 1, row.diagonal + modifiers.window_right);
+  row.in_problem = query < query_len;
+  return row;
+}
+
+// Scores of one key tile (first key `key0`) in log2 units, in place. Each modifier is one
+// uniform branch around its own loop, so a modifier that is off costs one test per tile.
+// Only tiles that cross a row's limits (`needs_limits`) test keys against them.
+template <int kN>
+__device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores& scores,
+                                           const RowPlace (&rows)[2], int64_t key0,
+                                           bool needs_limits) {
+  constexpr int kGroups = kN / kColumnsPerGroup;
+  const int lane_column = 2 * (threadIdx.x % kQuad);
+  if (scores.softcap_log2 > 0.0f) {
+#pragma unroll
+    for (int r = 0; r < kN / 2; ++r) {
+      s[r] = scores.softcap_log2 * tanhf(s[r] * scores.softcap_scale);
+    }
+  } else {
+#pragma unroll
+    for (int r = 0; r < kN / 2; ++r) s[r] *= scores.scale_log2;
+  }
+  if (scores.alibi_log2 != 0.0f) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {
+          const int64_t key = key0 + g * kColumnsPerGroup + lane_column + pair;
+          const int64_t distance = rows[half].diagonal - key;
+          s[fragment_index(g, half, pair)] -=
+              scores.alibi_log2 * static_cast<float>(distance < 0 ? -distance : distance);
+        }
+      }
+    }
+  }
+  if (scores.mask != nullptr) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      if (!rows[half].in_problem) continue;
+      const float* mask_row = scores.mask + rows[half].query * scores.mask_row_stride;
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {
+          const int64_t key = key0 + g * kColumnsPerGroup + lane_column + pair;
+          if (key <= rows[half].last_key) {
+            s[fragment_index(g, half, pair)] +=
+                __ldg(mask_row + key * scores.mask_key_stride) * kLog2e;
+          }
+        }
+      }
+    }
+  }
+  if (needs_limits) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {
+          const int64_t key = key0 + g * kColumnsPerGroup + lane_column + pair;
+          if (key < rows[half].first_key || key > rows[half].last_key) {
+            s[fragment_index(g, half, pair)] = -INFINITY;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- online softmax
+
+// Each of this thread's two rows: running max m (log2 units) and this thread's part of the
+// running sum l (the quad's parts are added at the end).
+struct SoftmaxState {
+  float max[2];
+  float sum[2];
+};
+
+// Folds one tile of scores into the rows: moves m to the tile's max, replaces the scores by
+// p = 2^(t - m), and returns in `correction` the factor 2^(m_old - m) that O must take.
+template <int kN>
+__device__ __forceinline__ void online_softmax_update(SoftmaxState& state, float (&t)[kN / 2],
+                                                      float (&correction)[2]) {
+  constexpr int kGroups = kN / kColumnsPerGroup;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float tile_max = state.max[half];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      tile_max = fmaxf(tile_max, fmaxf(t[fragment_index(g, half, 0)],
+                                       t[fragment_index(g, half, 1)]));
+    }
+    tile_max = quad_max(tile_max);
+    // A row that has seen no key yet keeps p = 0 with a reference of 0 instead of -inf.
+    const float reference = tile_max == -INFINITY ? 0.0f : tile_max;
+    correction[half] = fast_exp2(state.max[half] - reference);
+    state.max[half] = tile_max;
+    float tile_sum = 0.0f;
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+      for (int pair = 0; pair < 2; ++pair) {
+        float& p = t[fragment_index(g, half, pair)];
+        p = fast_exp2(p - reference);
+        tile_sum += p;
+      }
+    }
+    state.sum[half] = state.sum[half] * correction[half] + tile_sum;
+  }
+}
+
+template <int kN>
+__device__ __forceinline__ void rescale_output(float (&o)[kN / 2], const float (&correction)[2]) {
+  constexpr int kGroups = kN / kColumnsPerGroup;
+#pragma unroll
+  for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      o[fragment_index(g, half, 0)] *= correction[half];
+      o[fragment_index(g, half, 1)] *= correction[half];
+    }
+  }
+}
+
+// ---------------------------------------------------------------- epilogue
+
+// y = O / l and lse = m ln 2 + log l for this thread's rows; rows with no visible key write
+// y = 0 and lse = -inf. The arithmetic is the ring finalize's, so that a one-step ring gives
+// these bits.
+template <typename Element, int kHeadDim>
+__device__ __forceinline__ void store_output(const Params& params, const float (&o)[kHeadDim / 2],
+                                             const SoftmaxState& state, const RowPlace (&rows)[2],
+                                             int64_t b, int64_t h) {
+  constexpr int kGroups = kHeadDim / kColumnsPerGroup;
+  const int lane_column = 2 * (threadIdx.x % kQuad);
+  Element* y = static_cast<Element*>(params.y) + b * params.y_strides[0] + h * params.y_strides[1];
+  float* lse = static_cast<float*>(params.lse) + b * params.lse_strides[0] +
+               h * params.lse_strides[1];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    if (!rows[half].in_problem) continue;
+    const float sum = state.sum[half];
+    const bool has_keys = sum > 0.0f;
+    const float inverse_sum = has_keys ? 1.0f / sum : 0.0f;
+    Element* y_row = y + rows[half].query * params.y_strides[2];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int column = g * kColumnsPerGroup + lane_column;
+      if (column < params.d_v) {
+        *reinterpret_cast<uint32_t*>(y_row + column) =
+            pack_pair<Element>(o[fragment_index(g, half, 0)] * inverse_sum,
+                               o[fragment_index(g, half, 1)] * inverse_sum);
+      }
+    }
+    if (params.lse != nullptr && threadIdx.x % kQuad == 0) {
+      lse[rows[half].query * params.lse_strides[2]] =
+          has_keys ? __fmul_rn(state.max[half], kLn2) + log_of(sum) : -INFINITY;
+    }
+  }
+}
+
+// Merges this thread's rows (O, m, l of this launch) into the running state of the launches
+// before, as the portable kernel does: both rescaled to the larger max and summed.
+template <int kHeadDim>
+__device__ __forceinline__ void merge_into_running_state(const Params& params,
+                                                         const float (&o)[kHeadDim / 2],
+                                                         const SoftmaxState& state,
+                                                         const RowPlace (&rows)[2], int64_t b,
+                                                         int64_t h) {
+  constexpr int kGroups = kHeadDim / kColumnsPerGroup;
+  const int lane_column = 2 * (threadIdx.x % kQuad);
+  const RunningState& running = params.running;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row_offset =
+        b * running.row_strides[0] + h * running.row_strides[1] + rows[half].query;
+    float* max = static_cast<float*>(running.max) + row_offset;
+    float* sum = static_cast<float*>(running.sum) + row_offset;
+    const float this_max =
+        state.sum[half] > 0.0f ? __fmul_rn(state.max[half], kLn2) : -INFINITY;
+    const float earlier_max = rows[half].in_problem ? *max : -INFINITY;
+    const float merged_max = fmaxf(earlier_max, this_max);
+    // Every lane of the quad has read max before its first lane overwrites it.
+    __syncwarp();
+    if (!rows[half].in_problem || merged_max == -INFINITY) continue;
+    const float earlier_scale = exp_of(earlier_max - merged_max);
+    const float scale = exp_of(this_max - merged_max);
+    float* output = static_cast<float*>(running.output) + b * running.output_strides[0] +
+                    h * running.output_strides[1] + rows[half].query * running.output_strides[2];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int column = g * kColumnsPerGroup + lane_column;
+      if (column < params.d_v) {
+#pragma unroll
+        for (int pair = 0; pair < 2; ++pair) {
+          output[column + pair] = output[column + pair] * earlier_scale +
+                                  o[fragment_index(g, half, pair)] * scale;
+        }
+      }
+    }
+    if (threadIdx.x % kQuad == 0) {
+      *max = merged_max;
+      *sum = *sum * earlier_scale + state.sum[half] * scale;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- the block's work
+
+// Which (batch, head, query tile) a block owns. Tiles are ordered from the last query tile to
+// the first, heads fastest, so that under a causal mask the longest tiles start first.
+struct BlockTile {
+  int64_t b;
+  int64_t h;
+  int64_t kv_head;
+  int64_t first_row;
+  int64_t last_row;  // the tile's last row of the problem
+};
+
+__device__ __forceinline__ BlockTile block_tile(const Params& params) {
+  const int64_t heads = int64_t{params.batch_size} * params.num_heads;
+  const int64_t tiles = (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+  BlockTile tile;
+  const int64_t head_index = blockIdx.x % heads;
+  tile.first_row = (tiles - 1 - blockIdx.x / heads) * kHopperBlockRows;
+  tile.last_row = min(tile.first_row + kHopperBlockRows, int64_t{params.query_len}) - 1;
+  tile.h = head_index % params.num_heads;
+  tile.b = head_index / params.num_heads;
+  tile.kv_head = tile.h / (params.num_heads / params.num_heads_k);
+  return tile;
+}
+
+// The key tiles the block's rows can see: [begin, end) in tiles of kBlockN keys.
+struct KeyTiles {
+  int64_t begin;
+  int64_t end;
+};
+
+template <int kBlockN>
+__device__ __forceinline__ KeyTiles key_tiles(const ScoreModifiers& modifiers,
+                                              const BlockTile& tile, int64_t key_len) {
+  const int64_t first_key = max(int64_t{0}, tile.first_row + modifiers.offset - modifiers.window_left);
+  const int64_t end_key = min(key_len, tile.last_row + modifiers.offset + modifiers.window_right + 1);
+  KeyTiles tiles;
+  tiles.begin = first_key / kBlockN;
+  tiles.end = end_key > first_key ? (end_key + kBlockN - 1) / kBlockN : tiles.begin;
+  return tiles;
+}
+
+// Whether some row of the block has a causal / window / length limit inside key tile `n`.
+template <int kBlockN>
+__device__ __forceinline__ bool tile_needs_limits(const ScoreModifiers& modifiers,
+                                                  const BlockTile& tile, int64_t key_len,
+                                                  int64_t n) {
+  const int64_t key0 = n * kBlockN;
+  const int64_t key_last = key0 + kBlockN - 1;
+  return key_last >= key_len || key0 < tile.last_row + modifiers.offset - modifiers.window_left ||
+         key_last > tile.first_row + modifiers.offset + modifiers.window_right;
+}
+
+// A TMA coordinate on a batch or head axis: a broadcast axis (stride 0) is read at 0.
+__device__ __forceinline__ int32_t axis_coordinate(int64_t stride, int64_t index) {
+  return stride == 0 ? 0 : static_cast<int32_t>(index);
+}
+
+template <int kHeadDim>
+__device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kHeadDim>& shared,
+                                        const BlockTile& tile, const KeyTiles& tiles) {
+  using Config = TileConfig<kHeadDim>;
+  const Params& params = hp.params;
+  constexpr uint32_t kQBytes = Config::kBlockM * kHeadDim * kTmaElementBytes;
+  constexpr uint32_t kKvBytes = Config::kBlockN * kHeadDim * kTmaElementBytes;
+  constexpr int kQChunk = Config::kBlockM * kTmaChunkElements;
+  constexpr int kKvChunk = Config::kBlockN * kTmaChunkElements;
+
+  const int32_t q_batch = axis_coordinate(params.q_strides[0], tile.b);
+  const int32_t q_head = axis_coordinate(params.q_strides[1], tile.h);
+  Barrier::arrive_and_expect_tx(&shared.q_full, kQBytes);
+#pragma unroll
+  for (int c = 0; c < Config::kChunks; ++c) {
+    cute::SM90_TMA_LOAD_4D::copy(&hp.q_map, &shared.q_full, kEvictNormal,
+                                 shared.q + c * kQChunk, c * kTmaChunkElements,
+                                 static_cast<int32_t>(tile.first_row), q_head, q_batch);
+  }
+
+  const int32_t k_batch = axis_coordinate(params.k_strides[0], tile.b);
+  const int32_t k_head = axis_coordinate(params.k_strides[1], tile.kv_head);
+  const int32_t v_batch = axis_coordinate(params.v_strides[0], tile.b);
+  const int32_t v_head = axis_coordinate(params.v_strides[1], tile.kv_head);
+  for (int64_t n = tiles.begin, iteration = 0; n < tiles.end; ++n, ++iteration) {
+    const int stage = static_cast<int>(iteration % Config::kStages);
+    const uint32_t phase = static_cast<uint32_t>(iteration / Config::kStages) & 1u;
+    const int32_t key0 = static_cast<int32_t>(n * Config::kBlockN);
+    Barrier::wait(&shared.kv_empty[stage], phase ^ 1u);
+    Barrier::arrive_and_expect_tx(&shared.k_full[stage], kKvBytes);
+#pragma unroll
+    for (int c = 0; c < Config::kChunks; ++c) {
+      cute::SM90_TMA_LOAD_4D::copy(&hp.k_map, &shared.k_full[stage], kEvictNormal,
+                                   shared.k[stage] + c * kKvChunk, c * kTmaChunkElements, key0,
+                                   k_head, k_batch);
+    }
+    Barrier::arrive_and_expect_tx(&shared.v_full[stage], kKvBytes);
+#pragma unroll
+    for (int c = 0; c < Config::kChunks; ++c) {
+      cute::SM90_TMA_LOAD_4D::copy(&hp.v_map, &shared.v_full[stage], kEvictNormal,
+                                   shared.v[stage] + c * kKvChunk, c * kTmaChunkElements, key0,
+                                   v_head, v_batch);
+    }
+  }
+}
+
+template <typename Element, int kHeadDim>
+__device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
+                                        const BlockTile& tile, const KeyTiles& tiles,
+                                        int consumer) {
+  using Config = TileConfig<kHeadDim>;
+  constexpr int kBlockN = Config::kBlockN;
+  constexpr int kSRegisters = kBlockN / 2;
+  constexpr int kORegisters = kHeadDim / 2;
+  constexpr int kQkSteps = kHeadDim / kMmaK;
+  constexpr int kPvSteps = kBlockN / kMmaK;
+  using Qk = QkMma<Element, kBlockN>;
+  using Pv = PvMma<Element, kHeadDim>;
+
+  const int warp_in_group = (threadIdx.x % kWarpgroupThreads) / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  const int wgmma_row0 = consumer * kMmaRows;
+  const int64_t key_len = params.key_len;
+  const ScoreModifiers& modifiers = params.modifiers;
+  RowPlace rows[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t query =
+        tile.first_row + wgmma_row0 + warp_in_group * kRowsPerWarp + lane / kQuad + half * 8;
+    rows[half] = row_place(modifiers, query, params.query_len, key_len);
+  }
+  const HeadScores scores = head_scores(modifiers, tile.b, tile.h);
+
+  float o[kORegisters];
+#pragma unroll
+  for (int r = 0; r < kORegisters; ++r) o[r] = 0.0f;
+  SoftmaxState state = {{-INFINITY, -INFINITY}, {0.0f, 0.0f}};
+
+  if (tiles.end > tiles.begin) Barrier::wait(&shared.q_full, 0);
+  for (int64_t n = tiles.begin, iteration = 0; n < tiles.end; ++n, ++iteration) {
+    const int stage = static_cast<int>(iteration % Config::kStages);
+    const uint32_t phase = static_cast<uint32_t>(iteration / Config::kStages) & 1u;
+
+    // 1. S = Q K^T.
+    float s[kSRegisters];
+    Barrier::wait(&shared.k_full[stage], phase);
+    fence_accumulators(s);
+    cute::warpgroup_arrive();
+#pragma unroll
+    for (int step = 0; step < kQkSteps; ++step) {
+      mma_smem_smem<Qk>(k_major_operand(shared.q, Config::kBlockM, wgmma_row0, step),
+                        k_major_operand(shared.k[stage], kBlockN, 0, step), s,
+                        step == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
+                        std::make_index_sequence<kSRegisters>{});
+    }
+    cute::warpgroup_commit_batch();
+    cute::warpgroup_wait<0>();
+    fence_accumulators(s);
+
+    // 2. Scores in log2 units; 3. online softmax, O rescaled.
+    score_tile<kBlockN>(s, scores, rows, n * kBlockN,
+                        tile_needs_limits<kBlockN>(modifiers, tile, key_len, n));
+    float correction[2];
+    online_softmax_update<kBlockN>(state, s, correction);
+    rescale_output<kHeadDim>(o, correction);
+
+    // 4. O += P V, P in 16 bits from registers: the accumulator layout of S is the register
+    // layout of wgmma's A operand, two column groups per k-step.
+    uint32_t p[kPvSteps][4];
+#pragma unroll
+    for (int step = 0; step < kPvSteps; ++step) {
+#pragma unroll
+      for (int part = 0; part < 4; ++part) {
+        const int group = 2 * step + part / 2;
+        const int half = part % 2;
+        p[step][part] = pack_pair<Element>(s[fragment_index(group, half, 0)],
+                                           s[fragment_index(group, half, 1)]);
+      }
+    }
+    Barrier::wait(&shared.v_full[stage], phase);
+    fence_accumulators(o);
+    cute::warpgroup_arrive();
+#pragma unroll
+    for (int step = 0; step < kPvSteps; ++step) {
+      mma_regs_smem<Pv>(p[step], n_major_operand(shared.v[stage], kBlockN, step), o,
+                        std::make_index_sequence<kORegisters>{});
+    }
+    cute::warpgroup_commit_batch();
+    cute::warpgroup_wait<0>();
+    fence_accumulators(o);
+    // P stays in its registers until the wgmma that reads them has completed.
+#pragma unroll
+    for (int step = 0; step < kPvSteps; ++step) {
+#pragma unroll
+      for (int part = 0; part < 4; ++part) cute::warpgroup_fence_operand(p[step][part]);
+    }
+
+    // 5. The stage goes back to the producer: one arrival per consumer warp.
+    __syncwarp();
+    if (lane == 0) Barrier::arrive(&shared.kv_empty[stage]);
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; ++half) state.sum[half] = quad_sum(state.sum[half]);
+  if (params.running.output != nullptr) {
+    merge_into_running_state<kHeadDim>(params, o, state, rows, tile.b, tile.h);
+  } else {
+    store_output<Element, kHeadDim>(params, o, state, rows, tile.b, tile.h);
+  }
+}
+
+template <typename Element, int kHeadDim>
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_sdpa_hopper_kernel(const __grid_constant__ HopperParams hp) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Config = TileConfig<kHeadDim>;
+  extern __shared__ unsigned char shared_raw[];
+  const uintptr_t aligned =
+      (reinterpret_cast<uintptr_t>(shared_raw) + kSwizzleAtomBytes - 1) &
+      ~static_cast<uintptr_t>(kSwizzleAtomBytes - 1);
+  SharedStorage<kHeadDim>& shared = *reinterpret_cast<SharedStorage<kHeadDim>*>(aligned);
+
+  const Params& params = hp.params;
+  const BlockTile tile = block_tile(params);
+  const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
+
+  if (threadIdx.x == 0) {
+    Barrier::init(&shared.q_full, 1);
+#pragma unroll
+    for (int stage = 0; stage < Config::kStages; ++stage) {
+      Barrier::init(&shared.k_full[stage], 1);
+      Barrier::init(&shared.v_full[stage], 1);
+      Barrier::init(&shared.kv_empty[stage], kConsumerWarps);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / kWarpgroupThreads;
+  if (warpgroup == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
+    if (threadIdx.x == 0 && tiles.end > tiles.begin) produce<kHeadDim>(hp, shared, tile, tiles);
+  } else {
+    cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
+    consume<Element, kHeadDim>(params, shared, tile, tiles, warpgroup - 1);
+  }
+#endif
+}
+
+// Devices (by ordinal, below 64) an instance has been prepared for.
+template <typename Element, int kHeadDim>
+std::atomic<uint64_t>& prepared_devices() {
+  static std::atomic<uint64_t> devices{0};
+  return devices;
+}
+
+constexpr int kTrackedDevices = 64;
+
+}  // namespace hopper
+
+template <typename Element, int kHeadDimBucket>
+baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
+  std::atomic<uint64_t>& prepared = hopper::prepared_devices<Element, kHeadDimBucket>();
+  const uint64_t device_bit =
+      device.ordinal < hopper::kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
+  if (device_bit != 0 && (prepared.load() & device_bit) != 0) return BARACUDA_STATUS_SUCCESS;
+
+  const size_t bytes = hopper::shared_bytes<kHeadDimBucket>();
+  if (bytes > static_cast<size_t>(device.max_shared_memory_optin)) {
+    return fail(BARACUDA_STATUS_UNSUPPORTED, op,
+                "the hopper kernel for head dims up to %d needs more shared memory than device "
+                "%d offers (got %d bytes, expected at least %zu)",
+                kHeadDimBucket, device.ordinal, device.max_shared_memory_optin, bytes);
+  }
+  const auto kernel = hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>;
+  const baracuda_status status =
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(bytes)),
+                 op, "cudaFuncSetAttribute(flash_sdpa_hopper_kernel, MaxDynamicSharedMemorySize)");
+  if (status == BARACUDA_STATUS_SUCCESS) prepared.fetch_or(device_bit);
+  return status;
+}
+
+template <typename Element, int kHeadDimBucket>
+baracuda_status launch_hopper(const Params& params, baracuda_stream stream, const char* op) {
+  using Config = hopper::TileConfig<kHeadDimBucket>;
+  const int64_t tiles_per_head =
+      (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+  const int64_t blocks = int64_t{params.batch_size} * params.num_heads * tiles_per_head;
+  if (blocks == 0) return BARACUDA_STATUS_SUCCESS;
+
+  const baracuda_element element =
+      std::is_same_v<Element, __nv_bfloat16> ? BARACUDA_ELEMENT_BF16 : BARACUDA_ELEMENT_F16;
+  const int64_t batch = params.batch_size;
+  const TmaOperand q = {params.q, element,
+                        {batch, params.num_heads, params.query_len, params.d_k},
+                        {params.q_strides[0], params.q_strides[1], params.q_strides[2], 1}};
+  const TmaOperand k = {params.k, element,
+                        {batch, params.num_heads_k, params.key_len, params.d_k},
+                        {params.k_strides[0], params.k_strides[1], params.k_strides[2], 1}};
+  const TmaOperand v = {params.v, element,
+                        {batch, params.num_heads_k, params.key_len, params.d_v},
+                        {params.v_strides[0], params.v_strides[1], params.v_strides[2], 1}};
+  hopper::HopperParams hp;
+  hp.params = params;
+  baracuda_status status = encode_tma_operand(&hp.q_map, q, Config::kBlockM, op, "q");
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = encode_tma_operand(&hp.k_map, k, Config::kBlockN, op, "k");
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = encode_tma_operand(&hp.v_map, v, Config::kBlockN, op, "v");
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+
+  hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
+      <<<static_cast<unsigned>(blocks), hopper::kThreads, hopper::shared_bytes<kHeadDimBucket>(),
+         stream>>>(hp);
+  return check_cuda(cudaGetLastError(), op, "launch of flash_sdpa_hopper_kernel");
+}
+
+}  // namespace baracuda::flash_sdpa
