@@ -328,6 +328,12 @@ int main(void) {
       {"f64 everything", F64, 2, 4, 2, 50, 61, 128, 96, 1, 30, U, 1, 20.0, 1, 1, 1},
       {"bf16 plain", BF16, 2, 4, 4, 65, 129, 128, 128, 0, U, U, 0, 0.0, 0, 0, 0},
       {"bf16 causal gqa", BF16, 1, 8, 1, 64, 64, 64, 64, 1, U, U, 0, 0.0, 0, 0, 1},
+      /* The hopper kernel on sm_90: several query and key tiles, every bucket, the modifiers. */
+      {"bf16 d64 tiles", BF16, 2, 2, 2, 300, 500, 64, 64, 0, U, U, 0, 0.0, 0, 0, 0},
+      {"bf16 d128 causal gqa bshd", BF16, 1, 4, 2, 400, 400, 128, 128, 1, U, U, 0, 0.0, 0, 0, 1},
+      {"bf16 d256 causal bottom-right", BF16, 1, 2, 1, 200, 333, 256, 256, 1, U, U, 1, 0.0, 0, 0, 0},
+      {"bf16 d128 mask full window", BF16, 1, 2, 2, 260, 300, 128, 128, 0, 90, 40, 0, 0.0, 0, 1, 0},
+      {"bf16 d96 everything", BF16, 2, 4, 2, 150, 270, 96, 96, 1, 100, U, 1, 20.0, 1, 2, 1},
   };
   for (size_t n = 0; n < sizeof problems / sizeof problems[0]; ++n) {
     run_case(&problems[n]);

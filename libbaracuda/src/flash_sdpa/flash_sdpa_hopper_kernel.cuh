@@ -3,15 +3,16 @@
 // One block owns kHopperBlockRows query rows of one (batch, head). Warpgroup 0 is the producer:
 // one of its threads loads the block's Q tile once and then each K and V tile the rows can see,
 // with TMA, into a ring of kStages shared-memory stages; mbarriers say when a stage is full and
-// when it is free again. Warpgroups 1 and 2 are the consumers, 64 query rows each. For each
-// key tile a consumer warpgroup
+// when it is free again (K and V each have their own ring, released separately). Warpgroups 1
+// and 2 are the consumers, 64 query rows each. For each key tile a consumer warpgroup
 //   1. computes S = Q K^T on wgmma, both operands in shared memory, f32 accumulators,
 //   2. turns S into scores in log2 units: scale, softcap, ALiBi and mask; the causal, window
 //      and length limits only on tiles that cross them,
 //   3. folds the scores into each row's online softmax (running max m, running sum l) and
 //      rescales O when m moves,
 //   4. computes O += P V on wgmma, P converted to 16 bits in registers,
-//   5. hands the stage back to the producer.
+//   5. hands the stages back to the producer.
+// Steps 2-3 of tile n run while the GEMM of step 4 for tile n - 1 is in flight.
 // Finally it writes y = O / l and lse = m ln 2 + log l, or, with a running state (ring
 // attention steps), merges (O, m, l) into the state.
 #pragma once
@@ -98,7 +99,8 @@ struct SharedStorage {
   uint64_t q_full;
   uint64_t k_full[Config::kStages];
   uint64_t v_full[Config::kStages];
-  uint64_t kv_empty[Config::kStages];
+  uint64_t k_empty[Config::kStages];
+  uint64_t v_empty[Config::kStages];
 };
 
 // Dynamic shared memory is aligned by hand to the swizzle atom, hence the extra bytes.
@@ -238,15 +240,13 @@ __device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float low, float hi
 // ---------------------------------------------------------------- score modifiers
 
 // The score modifiers of one (batch, head) in log2 units: t = s log2(e), so that
-// exp(s - max s) = 2^(t - max t).
+// exp(s - max s) = 2^(t - max t). Strides and the offset stay in the kernel parameters.
 struct HeadScores {
   float scale_log2;     // scale log2(e), without softcap
   float softcap_scale;  // scale / softcap
   float softcap_log2;   // softcap log2(e); 0 disables softcap
   float alibi_log2;     // slope log2(e); 0 disables ALiBi
   const float* mask;    // the mask at (b, h, 0, 0); nullptr disables it
-  int64_t mask_row_stride;
-  int64_t mask_key_stride;
 };
 
 __device__ __forceinline__ HeadScores head_scores(const ScoreModifiers& modifiers, int64_t b,
@@ -258,28 +258,28 @@ __device__ __forceinline__ HeadScores head_scores(const ScoreModifiers& modifier
   scores.softcap_log2 = head.softcap * kLog2e;
   scores.alibi_log2 = head.alibi_slope * kLog2e;
   scores.mask = head.mask_row_base;
-  scores.mask_row_stride = modifiers.mask_strides[2];
-  scores.mask_key_stride = modifiers.mask_strides[3];
   return scores;
 }
 
-// One accumulator row of this thread: its query position, the keys its causal / window
-// limits let it see, clamped to [0, key_len - 1], and whether it is a row of the problem.
+// One accumulator row of this thread: its query position, the keys its causal / window limits
+// let it see (clamped to [0, key_len - 1]; first > last when none), and whether it is a row of
+// the problem. Positions fit int32 (query_len and key_len do).
 struct RowPlace {
-  int64_t query;
-  int64_t diagonal;  // query + offset: the key on the row's diagonal
-  int64_t first_key;
-  int64_t last_key;
+  int32_t query;
+  int32_t first_key;
+  int32_t last_key;
   bool in_problem;
 };
 
 __device__ __forceinline__ RowPlace row_place(const ScoreModifiers& modifiers, int64_t query,
                                               int64_t query_len, int64_t key_len) {
+  const int64_t diagonal = query + modifiers.offset;
   RowPlace row;
-  row.query = query;
-  row.diagonal = query + modifiers.offset;
-  row.first_key = max(int64_t{0}, row.diagonal - modifiers.window_left);
-  row.last_key = min(key_len - 1, row.diagonal + modifiers.window_right);
+  row.query = static_cast<int32_t>(query);
+  row.first_key = static_cast<int32_t>(
+      min(key_len, max(int64_t{0}, diagonal - modifiers.window_left)));
+  row.last_key = static_cast<int32_t>(
+      max(int64_t{-1}, min(key_len - 1, diagonal + modifiers.window_right)));
   row.in_problem = query < query_len;
   return row;
 }
@@ -289,10 +289,11 @@ __device__ __forceinline__ RowPlace row_place(const ScoreModifiers& modifiers, i
 // Only tiles that cross a row's limits (`needs_limits`) test keys against them.
 template <int kN>
 __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores& scores,
-                                           const RowPlace (&rows)[2], int64_t key0,
+                                           const ScoreModifiers& modifiers,
+                                           const RowPlace (&rows)[2], int32_t key0,
                                            bool needs_limits) {
   constexpr int kGroups = kN / kColumnsPerGroup;
-  const int lane_column = 2 * (threadIdx.x % kQuad);
+  const int32_t lane_key0 = key0 + 2 * (threadIdx.x % kQuad);
   if (scores.softcap_log2 > 0.0f) {
 #pragma unroll
     for (int r = 0; r < kN / 2; ++r) {
@@ -305,12 +306,12 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
   if (scores.alibi_log2 != 0.0f) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
+      const int64_t diagonal = rows[half].query + modifiers.offset;
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          const int64_t key = key0 + g * kColumnsPerGroup + lane_column + pair;
-          const int64_t distance = rows[half].diagonal - key;
+          const int64_t distance = diagonal - (lane_key0 + g * kColumnsPerGroup + pair);
           s[fragment_index(g, half, pair)] -=
               scores.alibi_log2 * static_cast<float>(distance < 0 ? -distance : distance);
         }
@@ -321,15 +322,15 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       if (!rows[half].in_problem) continue;
-      const float* mask_row = scores.mask + rows[half].query * scores.mask_row_stride;
+      const float* mask_row = scores.mask + rows[half].query * modifiers.mask_strides[2];
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          const int64_t key = key0 + g * kColumnsPerGroup + lane_column + pair;
+          const int32_t key = lane_key0 + g * kColumnsPerGroup + pair;
           if (key <= rows[half].last_key) {
             s[fragment_index(g, half, pair)] +=
-                __ldg(mask_row + key * scores.mask_key_stride) * kLog2e;
+                __ldg(mask_row + key * modifiers.mask_strides[3]) * kLog2e;
           }
         }
       }
@@ -342,7 +343,7 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
       for (int g = 0; g < kGroups; ++g) {
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          const int64_t key = key0 + g * kColumnsPerGroup + lane_column + pair;
+          const int32_t key = lane_key0 + g * kColumnsPerGroup + pair;
           if (key < rows[half].first_key || key > rows[half].last_key) {
             s[fragment_index(g, half, pair)] = -INFINITY;
           }
@@ -548,15 +549,47 @@ __device__ __forceinline__ int32_t axis_coordinate(int64_t stride, int64_t index
   return stride == 0 ? 0 : static_cast<int32_t>(index);
 }
 
+// Stage and mbarrier phase of the iteration-th tile of a K or V ring of kStages stages.
+template <int kStages>
+struct PipelineSlot {
+  int stage;
+  uint32_t phase;
+  __device__ __forceinline__ explicit PipelineSlot(int64_t iteration)
+      : stage(static_cast<int>(iteration % kStages)),
+        phase(static_cast<uint32_t>(iteration / kStages) & 1u) {}
+};
+
+// One K or V tile by TMA: waits until the consumers have released the stage, then loads the
+// tile's head-dim chunks, completing on the stage's full barrier.
+template <int kHeadDim>
+__device__ __forceinline__ void load_key_tile(const CUtensorMap* map, uint64_t* full,
+                                              uint64_t* empty, uint16_t* tile,
+                                              PipelineSlot<TileConfig<kHeadDim>::kStages> slot,
+                                              int32_t key0, int32_t head, int32_t batch) {
+  using Config = TileConfig<kHeadDim>;
+  constexpr uint32_t kBytes = Config::kBlockN * kHeadDim * kTmaElementBytes;
+  constexpr int kChunk = Config::kBlockN * kTmaChunkElements;
+  // A stage's first use waits on the phase before the barrier's first: it passes at once.
+  Barrier::wait(&empty[slot.stage], slot.phase ^ 1u);
+  Barrier::arrive_and_expect_tx(&full[slot.stage], kBytes);
+#pragma unroll
+  for (int c = 0; c < Config::kChunks; ++c) {
+    cute::SM90_TMA_LOAD_4D::copy(map, &full[slot.stage], kEvictNormal,
+                                 tile + slot.stage * Config::kBlockN * kHeadDim + c * kChunk,
+                                 c * kTmaChunkElements, key0, head, batch);
+  }
+}
+
+// The producer thread: Q once, then K and V tiles in the order the consumers use them
+// (K0, K1, V0, K2, V1, ...), each into its own ring of stages.
 template <int kHeadDim>
 __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kHeadDim>& shared,
                                         const BlockTile& tile, const KeyTiles& tiles) {
   using Config = TileConfig<kHeadDim>;
+  using Slot = PipelineSlot<Config::kStages>;
   const Params& params = hp.params;
   constexpr uint32_t kQBytes = Config::kBlockM * kHeadDim * kTmaElementBytes;
-  constexpr uint32_t kKvBytes = Config::kBlockN * kHeadDim * kTmaElementBytes;
   constexpr int kQChunk = Config::kBlockM * kTmaChunkElements;
-  constexpr int kKvChunk = Config::kBlockN * kTmaChunkElements;
 
   const int32_t q_batch = axis_coordinate(params.q_strides[0], tile.b);
   const int32_t q_head = axis_coordinate(params.q_strides[1], tile.h);
@@ -572,33 +605,56 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
   const int32_t k_head = axis_coordinate(params.k_strides[1], tile.kv_head);
   const int32_t v_batch = axis_coordinate(params.v_strides[0], tile.b);
   const int32_t v_head = axis_coordinate(params.v_strides[1], tile.kv_head);
-  for (int64_t n = tiles.begin, iteration = 0; n < tiles.end; ++n, ++iteration) {
-    const int stage = static_cast<int>(iteration % Config::kStages);
-    const uint32_t phase = static_cast<uint32_t>(iteration / Config::kStages) & 1u;
-    const int32_t key0 = static_cast<int32_t>(n * Config::kBlockN);
-    Barrier::wait(&shared.kv_empty[stage], phase ^ 1u);
-    Barrier::arrive_and_expect_tx(&shared.k_full[stage], kKvBytes);
-#pragma unroll
-    for (int c = 0; c < Config::kChunks; ++c) {
-      cute::SM90_TMA_LOAD_4D::copy(&hp.k_map, &shared.k_full[stage], kEvictNormal,
-                                   shared.k[stage] + c * kKvChunk, c * kTmaChunkElements, key0,
-                                   k_head, k_batch);
+  const auto key0 = [&](int64_t iteration) {
+    return static_cast<int32_t>((tiles.begin + iteration) * Config::kBlockN);
+  };
+  const int64_t count = tiles.end - tiles.begin;
+  for (int64_t iteration = 0; iteration <= count; ++iteration) {
+    if (iteration < count) {
+      load_key_tile<kHeadDim>(&hp.k_map, shared.k_full, shared.k_empty, &shared.k[0][0],
+                              Slot(iteration), key0(iteration), k_head, k_batch);
     }
-    Barrier::arrive_and_expect_tx(&shared.v_full[stage], kKvBytes);
-#pragma unroll
-    for (int c = 0; c < Config::kChunks; ++c) {
-      cute::SM90_TMA_LOAD_4D::copy(&hp.v_map, &shared.v_full[stage], kEvictNormal,
-                                   shared.v[stage] + c * kKvChunk, c * kTmaChunkElements, key0,
-                                   v_head, v_batch);
+    if (iteration > 0) {
+      load_key_tile<kHeadDim>(&hp.v_map, shared.v_full, shared.v_empty, &shared.v[0][0],
+                              Slot(iteration - 1), key0(iteration - 1), v_head, v_batch);
     }
   }
 }
 
+// Ping-pong of the consumer warpgroups: they take turns to issue their GEMMs, so that one
+// warpgroup's softmax runs while the tensor cores work on the other's. Warpgroup c waits on
+// its named barrier before it issues and then signals the other's; the second warpgroup opens
+// the first one's barrier once at the start.
+constexpr uint32_t kTurnThreads = 2 * kWarpgroupThreads;
+
+__device__ __forceinline__ uint32_t turn_barrier(int consumer) {
+  return static_cast<uint32_t>(consumer);  // CUTLASS user barriers 0 and 1
+}
+
+__device__ __forceinline__ void wait_for_turn(int consumer) {
+  cutlass::arch::NamedBarrier::sync(kTurnThreads, turn_barrier(consumer));
+}
+
+__device__ __forceinline__ void pass_turn(int consumer) {
+  cutlass::arch::NamedBarrier::arrive(kTurnThreads, turn_barrier(1 - consumer));
+}
+
+// Hands a stage back to the producer: one arrival per consumer warp, once each of its lanes
+// is past the wgmma wait that finished reading it.
+__device__ __forceinline__ void release_stage(uint64_t* empty) {
+  __syncwarp();
+  if (threadIdx.x % kWarpSize == 0) Barrier::arrive(empty);
+}
+
+// A consumer warpgroup. The softmax of one tile overlaps a GEMM of the tile before: each
+// iteration issues S(n) = Q K(n)^T and O += P(n - 1) V(n - 1) together, and runs the softmax
+// of tile n while the P V GEMM of tile n - 1 is still in flight.
 template <typename Element, int kHeadDim>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
                                         const BlockTile& tile, const KeyTiles& tiles,
                                         int consumer) {
   using Config = TileConfig<kHeadDim>;
+  using Slot = PipelineSlot<Config::kStages>;
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kSRegisters = kBlockN / 2;
   constexpr int kORegisters = kHeadDim / 2;
@@ -625,69 +681,111 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
 #pragma unroll
   for (int r = 0; r < kORegisters; ++r) o[r] = 0.0f;
   SoftmaxState state = {{-INFINITY, -INFINITY}, {0.0f, 0.0f}};
+  float s[kSRegisters];
+  uint32_t p[kPvSteps][4];
 
-  if (tiles.end > tiles.begin) Barrier::wait(&shared.q_full, 0);
-  for (int64_t n = tiles.begin, iteration = 0; n < tiles.end; ++n, ++iteration) {
-    const int stage = static_cast<int>(iteration % Config::kStages);
-    const uint32_t phase = static_cast<uint32_t>(iteration / Config::kStages) & 1u;
-
-    // 1. S = Q K^T.
-    float s[kSRegisters];
-    Barrier::wait(&shared.k_full[stage], phase);
+  // S = Q K^T of one tile, issued (asynchronous).
+  const auto issue_scores = [&](Slot slot) {
+    Barrier::wait(&shared.k_full[slot.stage], slot.phase);
     fence_accumulators(s);
     cute::warpgroup_arrive();
 #pragma unroll
     for (int step = 0; step < kQkSteps; ++step) {
       mma_smem_smem<Qk>(k_major_operand(shared.q, Config::kBlockM, wgmma_row0, step),
-                        k_major_operand(shared.k[stage], kBlockN, 0, step), s,
+                        k_major_operand(shared.k[slot.stage], kBlockN, 0, step), s,
                         step == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
                         std::make_index_sequence<kSRegisters>{});
     }
     cute::warpgroup_commit_batch();
-    cute::warpgroup_wait<0>();
-    fence_accumulators(s);
-
-    // 2. Scores in log2 units; 3. online softmax, O rescaled.
-    score_tile<kBlockN>(s, scores, rows, n * kBlockN,
-                        tile_needs_limits<kBlockN>(modifiers, tile, key_len, n));
-    float correction[2];
-    online_softmax_update<kBlockN>(state, s, correction);
-    rescale_output<kHeadDim>(o, correction);
-
-    // 4. O += P V, P in 16 bits from registers: the accumulator layout of S is the register
-    // layout of wgmma's A operand, two column groups per k-step.
-    uint32_t p[kPvSteps][4];
-#pragma unroll
-    for (int step = 0; step < kPvSteps; ++step) {
-#pragma unroll
-      for (int part = 0; part < 4; ++part) {
-        const int group = 2 * step + part / 2;
-        const int half = part % 2;
-        p[step][part] = pack_pair<Element>(s[fragment_index(group, half, 0)],
-                                           s[fragment_index(group, half, 1)]);
-      }
-    }
-    Barrier::wait(&shared.v_full[stage], phase);
+  };
+  // O += P V of one tile, issued (asynchronous); P stays in its registers until it completes.
+  const auto issue_output = [&](Slot slot) {
+    Barrier::wait(&shared.v_full[slot.stage], slot.phase);
     fence_accumulators(o);
     cute::warpgroup_arrive();
 #pragma unroll
     for (int step = 0; step < kPvSteps; ++step) {
-      mma_regs_smem<Pv>(p[step], n_major_operand(shared.v[stage], kBlockN, step), o,
+      mma_regs_smem<Pv>(p[step], n_major_operand(shared.v[slot.stage], kBlockN, step), o,
                         std::make_index_sequence<kORegisters>{});
     }
     cute::warpgroup_commit_batch();
-    cute::warpgroup_wait<0>();
+  };
+  // Scores and online softmax of tile `iteration` once its S has arrived; returns O's
+  // correction.
+  const auto softmax = [&](int64_t iteration, float (&correction)[2]) {
+    fence_accumulators(s);
+    const int64_t n = tiles.begin + iteration;
+    score_tile<kBlockN>(s, scores, modifiers, rows, static_cast<int32_t>(n * kBlockN),
+                        tile_needs_limits<kBlockN>(modifiers, tile, key_len, n));
+    online_softmax_update<kBlockN>(state, s, correction);
+  };
+  // P in 16 bits: the accumulator layout of S is the register layout of wgmma's A operand,
+  // two column groups per k-step.
+  const auto convert_probabilities = [&]() {
+#pragma unroll
+    for (int step = 0; step < kPvSteps; ++step) {
+#pragma unroll
+      for (int part = 0; part < 4; ++part) {
+        p[step][part] = pack_pair<Element>(s[fragment_index(2 * step + part / 2, part % 2, 0)],
+                                           s[fragment_index(2 * step + part / 2, part % 2, 1)]);
+      }
+    }
+  };
+  const auto output_done = [&]() {
     fence_accumulators(o);
-    // P stays in its registers until the wgmma that reads them has completed.
 #pragma unroll
     for (int step = 0; step < kPvSteps; ++step) {
 #pragma unroll
       for (int part = 0; part < 4; ++part) cute::warpgroup_fence_operand(p[step][part]);
     }
+  };
 
-    // 5. The stage goes back to the producer: one arrival per consumer warp.
-    __syncwarp();
-    if (lane == 0) Barrier::arrive(&shared.kv_empty[stage]);
+  // Every warpgroup issues count + 1 times; the last turn the second one passes would open a
+  // turn that never comes, so it keeps it.
+  const int64_t count = tiles.end - tiles.begin;
+  int64_t turns_left = count + 1;
+  const auto take_turn = [&]() { wait_for_turn(consumer); };
+  const auto end_turn = [&]() {
+    if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
+  };
+  if (count > 0 && consumer == 1) pass_turn(consumer);
+
+  if (count > 0) {
+    Barrier::wait(&shared.q_full, 0);
+    float correction[2];
+    take_turn();
+    issue_scores(Slot(0));
+    end_turn();
+    cute::warpgroup_wait<0>();
+    release_stage(&shared.k_empty[Slot(0).stage]);
+    softmax(0, correction);  // O is still 0: no rescale
+    convert_probabilities();
+  }
+  for (int64_t iteration = 1; iteration < count; ++iteration) {
+    // 1. S(n) = Q K(n)^T and O += P(n-1) V(n-1), both in flight.
+    take_turn();
+    issue_scores(Slot(iteration));
+    issue_output(Slot(iteration - 1));
+    end_turn();
+    // 2. Softmax of tile n while O += P V runs; K(n) is free once S has arrived.
+    cute::warpgroup_wait<1>();
+    release_stage(&shared.k_empty[Slot(iteration).stage]);
+    float correction[2];
+    softmax(iteration, correction);
+    // 3. Once P(n-1) V(n-1) is done: V(n-1) is free, O takes the correction, P(n) replaces P.
+    cute::warpgroup_wait<0>();
+    output_done();
+    release_stage(&shared.v_empty[Slot(iteration - 1).stage]);
+    rescale_output<kHeadDim>(o, correction);
+    convert_probabilities();
+  }
+  if (count > 0) {
+    take_turn();
+    issue_output(Slot(count - 1));
+    end_turn();
+    cute::warpgroup_wait<0>();
+    output_done();
+    release_stage(&shared.v_empty[Slot(count - 1).stage]);
   }
 
 #pragma unroll
@@ -720,7 +818,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int stage = 0; stage < Config::kStages; ++stage) {
       Barrier::init(&shared.k_full[stage], 1);
       Barrier::init(&shared.v_full[stage], 1);
-      Barrier::init(&shared.kv_empty[stage], kConsumerWarps);
+      Barrier::init(&shared.k_empty[stage], kConsumerWarps);
+      Barrier::init(&shared.v_empty[stage], kConsumerWarps);
     }
     cutlass::arch::fence_barrier_init();
   }
