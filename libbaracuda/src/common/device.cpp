@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <string>
+
 #include "common/status.h"
 
 namespace baracuda {
@@ -35,6 +37,35 @@ baracuda_status check_current_device(const char* op, const DeviceInfo& device) {
   return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
               "the current device is not the plan's (got device %d, expected device %d)",
               ordinal, device.ordinal);
+}
+
+baracuda_status prepare_kernel(PreparedDevices& prepared, const DeviceInfo& device,
+                               const void* kernel, size_t shared_bytes, const char* family,
+                               const char* kernel_name, int head_dim_bucket, const char* op) {
+  constexpr int kTrackedDevices = 64;
+  const uint64_t device_bit =
+      device.ordinal < kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
+  if (device_bit != 0 && (prepared.load() & device_bit) != 0) return BARACUDA_STATUS_SUCCESS;
+
+  if (shared_bytes > static_cast<size_t>(device.max_shared_memory_optin)) {
+    return fail(BARACUDA_STATUS_UNSUPPORTED, op,
+                "the %s kernel for head dims up to %d needs more shared memory than device %d "
+                "offers (got %d bytes, expected at least %zu)",
+                family, head_dim_bucket, device.ordinal, device.max_shared_memory_optin,
+                shared_bytes);
+  }
+  cudaFuncAttributes attributes;
+  const std::string get_call = std::string("cudaFuncGetAttributes(") + kernel_name + ")";
+  baracuda_status status =
+      check_cuda(cudaFuncGetAttributes(&attributes, kernel), op, get_call.c_str());
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  const std::string set_call =
+      std::string("cudaFuncSetAttribute(") + kernel_name + ", MaxDynamicSharedMemorySize)";
+  status = check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(shared_bytes)),
+                      op, set_call.c_str());
+  if (status == BARACUDA_STATUS_SUCCESS) prepared.fetch_or(device_bit);
+  return status;
 }
 
 }  // namespace baracuda

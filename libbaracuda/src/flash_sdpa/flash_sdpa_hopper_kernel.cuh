@@ -22,7 +22,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -836,38 +835,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// Devices (by ordinal, below 64) an instance has been prepared for.
-template <typename Element, int kHeadDim>
-std::atomic<uint64_t>& prepared_devices() {
-  static std::atomic<uint64_t> devices{0};
-  return devices;
-}
-
-constexpr int kTrackedDevices = 64;
-
 }  // namespace hopper
 
 template <typename Element, int kHeadDimBucket>
 baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
-  std::atomic<uint64_t>& prepared = hopper::prepared_devices<Element, kHeadDimBucket>();
-  const uint64_t device_bit =
-      device.ordinal < hopper::kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
-  if (device_bit != 0 && (prepared.load() & device_bit) != 0) return BARACUDA_STATUS_SUCCESS;
-
-  const size_t bytes = hopper::shared_bytes<kHeadDimBucket>();
-  if (bytes > static_cast<size_t>(device.max_shared_memory_optin)) {
-    return fail(BARACUDA_STATUS_UNSUPPORTED, op,
-                "the hopper kernel for head dims up to %d needs more shared memory than device "
-                "%d offers (got %d bytes, expected at least %zu)",
-                kHeadDimBucket, device.ordinal, device.max_shared_memory_optin, bytes);
-  }
-  const auto kernel = hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>;
-  const baracuda_status status =
-      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(bytes)),
-                 op, "cudaFuncSetAttribute(flash_sdpa_hopper_kernel, MaxDynamicSharedMemorySize)");
-  if (status == BARACUDA_STATUS_SUCCESS) prepared.fetch_or(device_bit);
-  return status;
+  static PreparedDevices prepared{0};
+  return prepare_kernel(
+      prepared, device,
+      reinterpret_cast<const void*>(hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>),
+      hopper::shared_bytes<kHeadDimBucket>(), "hopper", "flash_sdpa_hopper_kernel",
+      kHeadDimBucket, op);
 }
 
 template <typename Element, int kHeadDimBucket>
@@ -880,23 +857,15 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
 
   const baracuda_element element =
       std::is_same_v<Element, __nv_bfloat16> ? BARACUDA_ELEMENT_BF16 : BARACUDA_ELEMENT_F16;
-  const int64_t batch = params.batch_size;
-  const TmaOperand q = {params.q, element,
-                        {batch, params.num_heads, params.query_len, params.d_k},
-                        {params.q_strides[0], params.q_strides[1], params.q_strides[2], 1}};
-  const TmaOperand k = {params.k, element,
-                        {batch, params.num_heads_k, params.key_len, params.d_k},
-                        {params.k_strides[0], params.k_strides[1], params.k_strides[2], 1}};
-  const TmaOperand v = {params.v, element,
-                        {batch, params.num_heads_k, params.key_len, params.d_v},
-                        {params.v_strides[0], params.v_strides[1], params.v_strides[2], 1}};
+  const TmaOperands operands = tma_operands(params);
   hopper::HopperParams hp;
   hp.params = params;
-  baracuda_status status = encode_tma_operand(&hp.q_map, q, Config::kBlockM, op, "q");
+  baracuda_status status =
+      encode_tma_operand(&hp.q_map, operands.q, element, Config::kBlockM, op, "q");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = encode_tma_operand(&hp.k_map, k, Config::kBlockN, op, "k");
+  status = encode_tma_operand(&hp.k_map, operands.k, element, Config::kBlockN, op, "k");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = encode_tma_operand(&hp.v_map, v, Config::kBlockN, op, "v");
+  status = encode_tma_operand(&hp.v_map, operands.v, element, Config::kBlockN, op, "v");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>

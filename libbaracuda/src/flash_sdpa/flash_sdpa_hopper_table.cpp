@@ -3,10 +3,10 @@
 #include <cuda_fp16.h>
 
 #include <array>
-#include <string>
 
 #include "common/status.h"
 #include "flash_sdpa/flash_sdpa_hopper.h"
+#include "flash_sdpa/flash_sdpa_instance_search.h"
 
 namespace baracuda::flash_sdpa {
 namespace {
@@ -35,24 +35,12 @@ baracuda_status select_hopper(const char* op, baracuda_element element, int head
                 kHopperArch / 10, kHopperArch % 10);
   }
   const HopperInstance* found = nullptr;
-  std::string buckets;
-  for (const HopperInstance& candidate : kHopperInstances) {
-    if (candidate.element != element) continue;
-    if (!buckets.empty()) buckets += ", ";
-    buckets += std::to_string(candidate.head_dim_bucket);
-    if (candidate.head_dim_bucket >= head_dim) {
-      found = &candidate;
-      break;
-    }
-  }
-  if (found == nullptr) {
-    return fail(BARACUDA_STATUS_UNSUPPORTED, op,
-                "no hopper %s instance covers head dim %d in this build (got buckets [%s], "
-                "expected one >= %d; see BARACUDA_CUDA_ARCHITECTURES (needs 90a) and "
-                "BARACUDA_HEAD_DIM_BUCKETS)",
-                baracuda_element_string(element), head_dim, buckets.c_str(), head_dim);
-  }
-  const baracuda_status status = found->prepare(device, op);
+  baracuda_status status =
+      find_instance(op, "hopper",
+                    "BARACUDA_CUDA_ARCHITECTURES (needs 90a) and BARACUDA_HEAD_DIM_BUCKETS",
+                    kHopperInstances, element, head_dim, &found);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = found->prepare(device, op);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   *instance = found;
   return BARACUDA_STATUS_SUCCESS;

@@ -61,8 +61,21 @@ bool tma_can_describe(const TmaOperand& operand) {
   return operand.strides[kHeadDimAxis] == 1;
 }
 
-baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand, int box_rows,
-                                   const char* op, const char* name) {
+TmaOperands tma_operands(const Params& params) {
+  const int64_t batch = params.batch_size;
+  const auto operand = [&](const void* data, int64_t heads, int64_t length, int64_t head_dim,
+                           const int64_t (&strides)[4]) {
+    return TmaOperand{data, {batch, heads, length, head_dim},
+                      {strides[0], strides[1], strides[2], strides[3]}};
+  };
+  return {operand(params.q, params.num_heads, params.query_len, params.d_k, params.q_strides),
+          operand(params.k, params.num_heads_k, params.key_len, params.d_k, params.k_strides),
+          operand(params.v, params.num_heads_k, params.key_len, params.d_v, params.v_strides)};
+}
+
+baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand,
+                                   baracuda_element element, int box_rows, const char* op,
+                                   const char* name) {
   cudaError_t lookup_error = cudaSuccess;
   cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSuccess;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = encode_tiled_entry_point(&lookup_error, &found);
@@ -92,7 +105,7 @@ baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand, 
   const cuuint32_t box[kAxes] = {static_cast<cuuint32_t>(kTmaChunkElements),
                                  static_cast<cuuint32_t>(box_rows), 1, 1};
   const cuuint32_t element_strides[kAxes] = {1, 1, 1, 1};
-  const CUtensorMapDataType type = operand.element == BARACUDA_ELEMENT_BF16
+  const CUtensorMapDataType type = element == BARACUDA_ELEMENT_BF16
                                        ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                        : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const CUresult result = encode(
@@ -112,19 +125,10 @@ baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand, 
 }
 
 bool hopper_can_describe(const Params& params) {
-  const int64_t batch = params.batch_size, heads = params.num_heads,
-                heads_k = params.num_heads_k, query_len = params.query_len,
-                key_len = params.key_len;
-  const TmaOperand operands[] = {
-      {params.q, BARACUDA_ELEMENT_F16, {batch, heads, query_len, params.d_k},
-       {params.q_strides[0], params.q_strides[1], params.q_strides[2], params.q_strides[3]}},
-      {params.k, BARACUDA_ELEMENT_F16, {batch, heads_k, key_len, params.d_k},
-       {params.k_strides[0], params.k_strides[1], params.k_strides[2], params.k_strides[3]}},
-      {params.v, BARACUDA_ELEMENT_F16, {batch, heads_k, key_len, params.d_v},
-       {params.v_strides[0], params.v_strides[1], params.v_strides[2], params.v_strides[3]}},
-  };
-  for (const TmaOperand& operand : operands) {
-    if (!tma_can_describe(operand)) return false;
+  const TmaOperands operands = tma_operands(params);
+  if (!tma_can_describe(operands.q) || !tma_can_describe(operands.k) ||
+      !tma_can_describe(operands.v)) {
+    return false;
   }
   // y is written as pairs of elements: 4-byte aligned rows.
   constexpr int64_t kPairBytes = 2 * kTmaElementBytes;

@@ -16,7 +16,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -291,42 +290,17 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
   }
 }
 
-// Devices (by ordinal, below 64) an instance has been prepared for.
-template <typename Element, int kHeadDimBucket>
-std::atomic<uint64_t>& prepared_devices() {
-  static std::atomic<uint64_t> devices{0};
-  return devices;
-}
-
-constexpr int kTrackedDevices = 64;
-
 }  // namespace portable
 
 template <typename Element, int kHeadDimBucket>
 baracuda_status prepare_portable(const DeviceInfo& device, const char* op) {
   using Compute = typename ElementTraits<Element>::Compute;
-  std::atomic<uint64_t>& prepared = portable::prepared_devices<Element, kHeadDimBucket>();
-  const uint64_t device_bit =
-      device.ordinal < portable::kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
-  if (device_bit != 0 && (prepared.load() & device_bit) != 0) return BARACUDA_STATUS_SUCCESS;
-
-  const size_t bytes = portable::shared_bytes<Compute>(kHeadDimBucket, kHeadDimBucket);
-  if (bytes > static_cast<size_t>(device.max_shared_memory_optin)) {
-    return fail(BARACUDA_STATUS_UNSUPPORTED, op,
-                "the portable kernel for head dims up to %d needs more shared memory than "
-                "device %d offers (got %d bytes, expected at least %zu)",
-                kHeadDimBucket, device.ordinal, device.max_shared_memory_optin, bytes);
-  }
-  const auto kernel = portable::flash_sdpa_portable_kernel<Element, kHeadDimBucket>;
-  cudaFuncAttributes attributes;
-  baracuda_status status = check_cuda(cudaFuncGetAttributes(&attributes, kernel), op,
-                                      "cudaFuncGetAttributes(flash_sdpa_portable_kernel)");
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(bytes)),
-                      op, "cudaFuncSetAttribute(flash_sdpa_portable_kernel, MaxDynamicSharedMemorySize)");
-  if (status == BARACUDA_STATUS_SUCCESS) prepared.fetch_or(device_bit);
-  return status;
+  static PreparedDevices prepared{0};
+  return prepare_kernel(
+      prepared, device,
+      reinterpret_cast<const void*>(portable::flash_sdpa_portable_kernel<Element, kHeadDimBucket>),
+      portable::shared_bytes<Compute>(kHeadDimBucket, kHeadDimBucket), "portable",
+      "flash_sdpa_portable_kernel", kHeadDimBucket, op);
 }
 
 template <typename Element, int kHeadDimBucket>

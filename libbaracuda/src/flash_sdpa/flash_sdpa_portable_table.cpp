@@ -2,9 +2,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <string>
-
 #include "common/status.h"
+#include "flash_sdpa/flash_sdpa_instance_search.h"
 #include "flash_sdpa/flash_sdpa_portable.h"
 
 namespace baracuda::flash_sdpa {
@@ -21,23 +20,10 @@ constexpr int kPortableMinArch = 80;
 baracuda_status select_portable(const char* op, baracuda_element element, int head_dim,
                                 const PortableInstance** instance, DeviceInfo* device) {
   const PortableInstance* found = nullptr;
-  std::string buckets;
-  for (const PortableInstance& candidate : kPortableInstances) {
-    if (candidate.element != element) continue;
-    if (!buckets.empty()) buckets += ", ";
-    buckets += std::to_string(candidate.head_dim_bucket);
-    if (candidate.head_dim_bucket >= head_dim) {
-      found = &candidate;
-      break;
-    }
-  }
-  if (found == nullptr) {
-    return fail(BARACUDA_STATUS_UNSUPPORTED, op,
-                "no portable %s instance covers head dim %d in this build (got buckets [%s], "
-                "expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)",
-                baracuda_element_string(element), head_dim, buckets.c_str(), head_dim);
-  }
-  baracuda_status status = current_device(op, device);
+  baracuda_status status = find_instance(op, "portable", "BARACUDA_HEAD_DIM_BUCKETS",
+                                         kPortableInstances, element, head_dim, &found);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = current_device(op, device);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (device->arch < kPortableMinArch) {
     return fail(BARACUDA_STATUS_UNSUPPORTED, op,
