@@ -9,29 +9,51 @@
 namespace baracuda {
 namespace {
 
-constexpr size_t kMessageCapacity = 1024;
+// A message that does not fit here is kept whole in `message`; this buffer holds it (cut to
+// its size) only when the host cannot allocate that string.
+constexpr size_t kFallbackCapacity = 1024;
 
 struct ThreadError {
-  char message[kMessageCapacity] = "";
+  std::string message;
+  char fallback[kFallbackCapacity] = "";
+  bool in_fallback = false;
   int64_t needed = 0;
   int64_t got = 0;
 };
 
-ThreadError& thread_error() {
+ThreadError& thread_error() noexcept {
   thread_local ThreadError error;
   return error;
 }
 
-void record(const char* op, const char* format, va_list args) {
+// Formats "<op>: <reason>" into this thread's message, whatever its length.
+void record(const char* op, const char* format, va_list args) noexcept {
   ThreadError& error = thread_error();
-  int written = std::snprintf(error.message, kMessageCapacity, "%s: ", op);
-  if (written < 0 || static_cast<size_t>(written) >= kMessageCapacity) return;
-  std::vsnprintf(error.message + written, kMessageCapacity - written, format, args);
+  va_list measure;
+  va_copy(measure, args);
+  const int prefix = std::snprintf(nullptr, 0, "%s: ", op);
+  const int reason = std::vsnprintf(nullptr, 0, format, measure);
+  va_end(measure);
+  error.in_fallback = false;
+  if (prefix >= 0 && reason >= 0) {
+    try {
+      error.message.resize(static_cast<size_t>(prefix) + static_cast<size_t>(reason));
+      std::snprintf(error.message.data(), static_cast<size_t>(prefix) + 1, "%s: ", op);
+      std::vsnprintf(error.message.data() + prefix, static_cast<size_t>(reason) + 1, format, args);
+      return;
+    } catch (...) {
+      error.message.clear();
+    }
+  }
+  error.in_fallback = true;
+  const int written = std::snprintf(error.fallback, kFallbackCapacity, "%s: ", op);
+  if (written < 0 || static_cast<size_t>(written) >= kFallbackCapacity) return;
+  std::vsnprintf(error.fallback + written, kFallbackCapacity - written, format, args);
 }
 
 }  // namespace
 
-baracuda_status fail(baracuda_status status, const char* op, const char* format, ...) {
+baracuda_status fail(baracuda_status status, const char* op, const char* format, ...) noexcept {
   ThreadError& error = thread_error();
   error.needed = 0;
   error.got = 0;
@@ -43,7 +65,7 @@ baracuda_status fail(baracuda_status status, const char* op, const char* format,
 }
 
 baracuda_status fail_with_sizes(baracuda_status status, int64_t needed, int64_t got,
-                                const char* op, const char* format, ...) {
+                                const char* op, const char* format, ...) noexcept {
   va_list args;
   va_start(args, format);
   record(op, format, args);
@@ -54,9 +76,11 @@ baracuda_status fail_with_sizes(baracuda_status status, int64_t needed, int64_t 
   return status;
 }
 
-baracuda_status succeed() {
+baracuda_status succeed() noexcept {
   ThreadError& error = thread_error();
-  error.message[0] = '\0';
+  error.message.clear();
+  error.fallback[0] = '\0';
+  error.in_fallback = false;
   error.needed = 0;
   error.got = 0;
   return BARACUDA_STATUS_SUCCESS;
@@ -88,7 +112,10 @@ const char* baracuda_status_string(baracuda_status status) {
   return "unknown status";
 }
 
-const char* baracuda_last_error_message(void) { return baracuda::thread_error().message; }
+const char* baracuda_last_error_message(void) {
+  const baracuda::ThreadError& error = baracuda::thread_error();
+  return error.in_fallback ? error.fallback : error.message.c_str();
+}
 
 void baracuda_last_error_sizes(int64_t* needed, int64_t* got) {
   const baracuda::ThreadError& error = baracuda::thread_error();
