@@ -79,6 +79,13 @@ BARACUDA_API size_t baracuda_element_size(baracuda_element element);
  * broadcasts an axis. buffer_elements is how many elements the allocation holds from
  * data on: the view's physical span (1 + sum((shape[i] - 1) * strides[i]) over
  * non-empty axes) must not exceed it. An optional tensor is absent when rank is 0.
+ *
+ * Memory rules, checked by can_implement and run: data is aligned for the element (2 bytes
+ * for f16 / bf16, 4 for f32, 8 for f64); a written tensor has no two elements at one address
+ * (no zero stride on an axis of extent > 1, no strides that fold the view onto itself); and
+ * the bytes a written tensor spans, from data to its last element, are shared with no other
+ * argument of the call (inputs may share bytes with each other, such as q, k and v of one
+ * packed tensor).
  */
 typedef struct baracuda_tensor {
   void* data;
@@ -157,12 +164,14 @@ typedef struct baracuda_flash_sdpa_descriptor {
   int32_t key_len;    /* Sk */
   int32_t d_k;        /* head dim of Q and K */
   int32_t d_v;        /* head dim of V and Y */
-  double scale;       /* finite; baracuda_flash_sdpa_descriptor_init sets 1 / sqrt(d_k) */
+  double scale;       /* finite, |scale| <= max / log2(e) of the compute type (f32; f64 for
+                         f64); baracuda_flash_sdpa_descriptor_init sets 1 / sqrt(d_k) */
   int32_t is_causal;  /* 0 or 1 */
   baracuda_element element;
   int32_t window_size_left;  /* >= 0, or BARACUDA_WINDOW_UNBOUNDED */
   int32_t window_size_right; /* >= 0, or BARACUDA_WINDOW_UNBOUNDED */
-  double softcap;            /* 0 disables; otherwise finite and > 0 */
+  double softcap;            /* 0 disables; otherwise a normal number of the compute type,
+                                at most max / log2(e), with |scale| / softcap <= max */
   baracuda_alignment alignment;
 } baracuda_flash_sdpa_descriptor;
 
@@ -193,9 +202,16 @@ BARACUDA_API baracuda_status baracuda_flash_sdpa_plan_select(
     const baracuda_flash_sdpa_descriptor* desc, const baracuda_plan_preference* preference,
     baracuda_flash_sdpa_plan* plan);
 
-/* Checks args against the plan's descriptor: shapes, strides, elements, buffer sizes. */
+/* Checks args against the plan's descriptor: shapes, strides, elements, buffer sizes and the
+ * memory rules of baracuda_tensor. */
 BARACUDA_API baracuda_status baracuda_flash_sdpa_can_implement(
     baracuda_flash_sdpa_plan plan, const baracuda_flash_sdpa_args* args);
+
+/* The checks of select that need only the descriptor, then those of can_implement, without a
+ * plan: no device is needed (a framework's shape-inference or fake implementation checks a
+ * call with it). */
+BARACUDA_API baracuda_status baracuda_flash_sdpa_check_args(
+    const baracuda_flash_sdpa_descriptor* desc, const baracuda_flash_sdpa_args* args);
 
 /* Bytes of device workspace that run needs (0 for the portable backend). */
 BARACUDA_API baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan,
@@ -340,12 +356,12 @@ typedef struct baracuda_ring_attention_descriptor {
   int32_t query_len;   /* Sq, queries per rank */
   int32_t key_len;     /* Sk, keys per rank (the chunk that travels) */
   int32_t head_dim;    /* D, of Q, K, V and Y */
-  double scale;        /* finite; init sets 1 / sqrt(head_dim) */
+  double scale;        /* as in flash attention; init sets 1 / sqrt(head_dim) */
   int32_t is_causal;   /* 0 or 1, on global positions */
   baracuda_element element;
   int32_t window_size_left;  /* >= 0, or BARACUDA_WINDOW_UNBOUNDED; global positions */
   int32_t window_size_right; /* >= 0, or BARACUDA_WINDOW_UNBOUNDED */
-  double softcap;            /* 0 disables; otherwise finite and > 0 */
+  double softcap;            /* 0 disables; otherwise as in flash attention */
   baracuda_ring_layout layout;
   baracuda_ring_schedule schedule;
 } baracuda_ring_attention_descriptor;
@@ -372,15 +388,22 @@ typedef struct baracuda_ring_attention_args {
 
 typedef struct baracuda_ring_attention_plan_s* baracuda_ring_attention_plan;
 
-/* Checks the descriptor (no device needed for that), then picks the step kernel for the
- * current device, prepares it, and makes the plan's transfer stream and events. */
+/* Checks the descriptor (no device needed for that; the bytes of each scratch buffer must fit
+ * in int64), then picks the step kernel for the current device, prepares it, and makes the
+ * plan's transfer stream and events. */
 BARACUDA_API baracuda_status baracuda_ring_attention_plan_select(
     const baracuda_ring_attention_descriptor* desc, const baracuda_plan_preference* preference,
     baracuda_ring_attention_plan* plan);
 
-/* Checks args against the plan: shapes, strides, elements, buffer and scratch sizes. */
+/* Checks args against the plan: shapes, strides, elements, buffer and scratch sizes, and the
+ * memory rules of baracuda_tensor (y, lse and the three scratch buffers are written). */
 BARACUDA_API baracuda_status baracuda_ring_attention_can_implement(
     baracuda_ring_attention_plan plan, const baracuda_ring_attention_args* args);
+
+/* The checks of select that need only the descriptor, then those of can_implement, without a
+ * plan or a device. */
+BARACUDA_API baracuda_status baracuda_ring_attention_check_args(
+    const baracuda_ring_attention_descriptor* desc, const baracuda_ring_attention_args* args);
 
 /* Elements of each K/V scratch buffer: 2 * B * Hk * Sk * D (K then V). */
 BARACUDA_API baracuda_status baracuda_ring_attention_kv_scratch_elements(

@@ -1,8 +1,10 @@
 #include "common/descriptor_check.h"
 
+#include <cfloat>
 #include <cinttypes>
 #include <climits>
 #include <cmath>
+#include <string>
 
 #include "common/status.h"
 #include "common/tensor_check.h"
@@ -11,6 +13,47 @@ namespace baracuda {
 namespace {
 
 constexpr int64_t kMaxGridBlocks = INT_MAX;
+constexpr double kLog2e = 1.4426950408889634;
+
+// The finite range of a compute type: its smallest normal and its largest value.
+struct ComputeRange {
+  const char* name;
+  double smallest_normal;
+  double largest;
+};
+
+ComputeRange compute_range(baracuda_element element) {
+  if (element == BARACUDA_ELEMENT_F64) return {"f64", DBL_MIN, DBL_MAX};
+  return {"f32", FLT_MIN, FLT_MAX};
+}
+
+// scale log2(e) and softcap log2(e) must be finite, scale / softcap too, and a softcap must
+// stay a normal number (its reciprocal finite, never rounded to 0).
+baracuda_status check_score_range(const char* op, baracuda_element element, double scale,
+                                  double softcap) {
+  if (!is_valid_element(element)) return BARACUDA_STATUS_SUCCESS;
+  const ComputeRange range = compute_range(element);
+  const double largest_factor = range.largest / kLog2e;
+  if (std::fabs(scale) > largest_factor) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "scale overflows the %s compute type (got %g, expected |scale| <= %g)",
+                range.name, scale, largest_factor);
+  }
+  if (softcap == 0.0) return BARACUDA_STATUS_SUCCESS;
+  if (softcap < range.smallest_normal || softcap > largest_factor) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "softcap is outside the range of the %s compute type (got %g, expected 0 or a "
+                "value in [%g, %g])",
+                range.name, softcap, range.smallest_normal, largest_factor);
+  }
+  if (std::fabs(scale) / softcap > range.largest) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "scale / softcap overflows the %s compute type (got %g / %g, expected a "
+                "quotient <= %g)",
+                range.name, scale, softcap, range.largest);
+  }
+  return BARACUDA_STATUS_SUCCESS;
+}
 
 baracuda_status check_window_bound(const char* op, const char* field, int32_t value) {
   if (value >= 0 || value == BARACUDA_WINDOW_UNBOUNDED) return BARACUDA_STATUS_SUCCESS;
@@ -40,8 +83,8 @@ baracuda_status check_extents(const char* op, const NamedExtent* extents, size_t
   return BARACUDA_STATUS_SUCCESS;
 }
 
-baracuda_status check_score_options(const char* op, double scale, double softcap,
-                                    int32_t is_causal, int32_t window_size_left,
+baracuda_status check_score_options(const char* op, baracuda_element element, double scale,
+                                    double softcap, int32_t is_causal, int32_t window_size_left,
                                     int32_t window_size_right) {
   if (!std::isfinite(scale)) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
@@ -57,9 +100,33 @@ baracuda_status check_score_options(const char* op, double scale, double softcap
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "is_causal must be 0 or 1 (got %d, expected 0 or 1)", is_causal);
   }
-  const baracuda_status status = check_window_bound(op, "window_size_left", window_size_left);
+  baracuda_status status = check_window_bound(op, "window_size_left", window_size_left);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  return check_window_bound(op, "window_size_right", window_size_right);
+  status = check_window_bound(op, "window_size_right", window_size_right);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  return check_score_range(op, element, scale, softcap);
+}
+
+baracuda_status checked_size(const char* op, const char* what,
+                             std::initializer_list<int64_t> factors, size_t unit_bytes,
+                             int64_t* size) {
+  int64_t product = static_cast<int64_t>(unit_bytes);
+  bool overflow = unit_bytes > static_cast<size_t>(INT64_MAX);
+  for (const int64_t factor : factors) {
+    overflow = overflow || factor < 0 || __builtin_mul_overflow(product, factor, &product);
+  }
+  if (!overflow) {
+    *size = product;
+    return BARACUDA_STATUS_SUCCESS;
+  }
+  std::string factors_text;
+  for (const int64_t factor : factors) {
+    factors_text += std::to_string(factor) + " x ";
+  }
+  factors_text += std::to_string(unit_bytes);
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "%s does not fit in 64 bits (got %s, expected a product below 2^63)", what,
+              factors_text.c_str());
 }
 
 baracuda_status check_preference(const char* op, const baracuda_plan_preference& preference) {

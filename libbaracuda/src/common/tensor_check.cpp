@@ -68,6 +68,41 @@ bool shape_matches(const baracuda_tensor& tensor, const TensorRule& rule) {
   return true;
 }
 
+// Whether two elements of a view can share an address. Axes of extent > 1, by stride: when each
+// stride exceeds the reach of the smaller-strided axes before it, every index maps to its own
+// offset (the test is exact for the layouts of real tensors and errs only towards "overlaps").
+bool overlaps_itself(const baracuda_tensor& tensor) {
+  int64_t strides[BARACUDA_MAX_RANK];
+  int64_t extents[BARACUDA_MAX_RANK];
+  int axes = 0;
+  for (int axis = 0; axis < tensor.rank; ++axis) {
+    if (tensor.shape[axis] > 1) {
+      strides[axes] = tensor.strides[axis];
+      extents[axes] = tensor.shape[axis];
+      ++axes;
+    }
+  }
+  // Insertion sort by stride (at most four axes).
+  for (int n = 1; n < axes; ++n) {
+    for (int m = n; m > 0 && strides[m] < strides[m - 1]; --m) {
+      const int64_t stride = strides[m];
+      strides[m] = strides[m - 1];
+      strides[m - 1] = stride;
+      const int64_t extent = extents[m];
+      extents[m] = extents[m - 1];
+      extents[m - 1] = extent;
+    }
+  }
+  int64_t reach = 0;  // highest offset of the axes taken so far (fits: the span was checked)
+  for (int n = 0; n < axes; ++n) {
+    if (strides[n] <= reach) return true;
+    reach += (extents[n] - 1) * strides[n];
+  }
+  return false;
+}
+
+uintptr_t address_of(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer); }
+
 }  // namespace
 
 baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
@@ -114,17 +149,78 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                 rule.name, format_extents(tensor.shape, tensor.rank).c_str(),
                 format_extents(tensor.strides, tensor.rank).c_str());
   }
+  if (rule.access == Access::kWrite && overlaps_itself(tensor)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "%s is written, so no two of its elements may share memory (got shape %s with "
+                "strides %s, expected strides under which every element has its own address)",
+                rule.name, format_extents(tensor.shape, tensor.rank).c_str(),
+                format_extents(tensor.strides, tensor.rank).c_str());
+  }
   if (tensor.data == nullptr) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "%s data is NULL (got NULL, expected a device pointer to %" PRId64
                 " elements)",
                 rule.name, span);
   }
+  const size_t element_bytes = baracuda_element_size(rule.element);
+  if (address_of(tensor.data) % element_bytes != 0) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)",
+                rule.name, baracuda_element_string(rule.element), tensor.data, element_bytes);
+  }
   if (span > tensor.buffer_elements) {
     return fail_with_sizes(BARACUDA_STATUS_BUFFER_TOO_SMALL, span, tensor.buffer_elements, op,
                            "%s buffer too small (got %" PRId64 " elements, expected at least %" PRId64
                            ")",
                            rule.name, tensor.buffer_elements, span);
+  }
+  return BARACUDA_STATUS_SUCCESS;
+}
+
+ByteRange byte_range(const char* name, const baracuda_tensor& tensor) {
+  if (!is_present(tensor)) return {name, tensor.data, 0};
+  // A checked view's span fits in int64 and in its buffer, whose bytes fit in memory.
+  const uint64_t bytes = static_cast<uint64_t>(physical_span(tensor)) *
+                         baracuda_element_size(tensor.element);
+  return {name, tensor.data, static_cast<int64_t>(bytes)};
+}
+
+baracuda_status check_memory_ranges(const char* op, const ByteRange* written, size_t written_count,
+                                    const ByteRange* read, size_t read_count) {
+  using Wide = unsigned __int128;
+  constexpr Wide kAddressSpace = Wide{1} << (8 * sizeof(uintptr_t));
+  const auto end_of = [](const ByteRange& range) {
+    return Wide{address_of(range.begin)} + static_cast<uint64_t>(range.bytes);
+  };
+  const auto overlap = [&](const ByteRange& a, const ByteRange& b) {
+    return a.bytes > 0 && b.bytes > 0 && Wide{address_of(a.begin)} < end_of(b) &&
+           Wide{address_of(b.begin)} < end_of(a);
+  };
+  const auto refuse_overlap = [&](const ByteRange& out, const ByteRange& other) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "%s and %s share memory (got %s at %p for %" PRId64 " bytes and %s at %p for %" PRId64
+                " bytes, expected %s to share no byte with another argument)",
+                out.name, other.name, out.name, out.begin, out.bytes, other.name, other.begin,
+                other.bytes, out.name);
+  };
+  for (const auto* ranges : {written, read}) {
+    const size_t count = ranges == written ? written_count : read_count;
+    for (size_t n = 0; n < count; ++n) {
+      if (ranges[n].bytes > 0 && end_of(ranges[n]) > kAddressSpace) {
+        return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                    "%s runs past the end of the address space (got %" PRId64
+                    " bytes from %p, expected a range inside memory)",
+                    ranges[n].name, ranges[n].bytes, ranges[n].begin);
+      }
+    }
+  }
+  for (size_t out = 0; out < written_count; ++out) {
+    for (size_t other = out + 1; other < written_count; ++other) {
+      if (overlap(written[out], written[other])) return refuse_overlap(written[out], written[other]);
+    }
+    for (size_t other = 0; other < read_count; ++other) {
+      if (overlap(written[out], read[other])) return refuse_overlap(written[out], read[other]);
+    }
   }
   return BARACUDA_STATUS_SUCCESS;
 }

@@ -47,9 +47,28 @@ struct TensorRule {
   bool unit_last_stride;       // the last axis must be contiguous
 };
 
-// Checks rank, element, shape, strides, data pointer and buffer size, in that order.
+// Checks rank, element, shape, strides (a written view must not overlap itself), data pointer
+// (not NULL, aligned for the element) and buffer size, in that order.
 baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                              const TensorRule& rule);
+
+// The device bytes one argument of a call touches, named for messages.
+struct ByteRange {
+  const char* name;
+  const void* begin;
+  int64_t bytes;  // 0: touches nothing
+};
+
+// The bytes a view checked by check_tensor touches: from data to the end of its last element;
+// none for an absent or empty view.
+ByteRange byte_range(const char* name, const baracuda_tensor& tensor);
+
+// The memory rules of a call, over the byte ranges of all its arguments: each range lies inside
+// the address space, and each written range shares no byte with another written range or with
+// a read one (inputs may overlap each other: q, k and v of one packed tensor). A view that
+// interleaves with another counts as sharing its bytes.
+baracuda_status check_memory_ranges(const char* op, const ByteRange* written, size_t written_count,
+                                    const ByteRange* read, size_t read_count);
 
 // The stride that reads an axis: 0 on a broadcast axis (extent 1), so every index reads the
 // same element.

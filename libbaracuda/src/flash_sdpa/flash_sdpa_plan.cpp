@@ -31,6 +31,7 @@ using baracuda::flash_sdpa::FlashKernels;
 constexpr const char* kSelectOp = "flash_sdpa_plan_select";
 constexpr const char* kCanImplementOp = "flash_sdpa_can_implement";
 constexpr const char* kRunOp = "flash_sdpa_run";
+constexpr const char* kCheckArgsOp = "flash_sdpa_check_args";
 
 }  // namespace
 
@@ -44,31 +45,32 @@ struct baracuda_flash_sdpa_plan_s {
 namespace {
 
 // Every check that needs only the descriptor and the preference.
-baracuda_status check_descriptor(const baracuda_flash_sdpa_descriptor& desc,
+baracuda_status check_descriptor(const char* op, const baracuda_flash_sdpa_descriptor& desc,
                                  const baracuda_plan_preference& preference) {
-  baracuda_status status = baracuda::check_element(kSelectOp, desc.element);
+  baracuda_status status = baracuda::check_element(op, desc.element);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   const NamedExtent extents[] = {{"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
                                  {"query_len", desc.query_len},   {"key_len", desc.key_len},
                                  {"d_k", desc.d_k},               {"d_v", desc.d_v}};
-  status = baracuda::check_extents(kSelectOp, extents, sizeof(extents) / sizeof(extents[0]));
+  status = baracuda::check_extents(op, extents, sizeof(extents) / sizeof(extents[0]));
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_score_options(kSelectOp, desc.scale, desc.softcap, desc.is_causal,
-                                         desc.window_size_left, desc.window_size_right);
+  status = baracuda::check_score_options(op, desc.element, desc.scale, desc.softcap,
+                                         desc.is_causal, desc.window_size_left,
+                                         desc.window_size_right);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (desc.alignment != BARACUDA_ALIGN_TOP_LEFT && desc.alignment != BARACUDA_ALIGN_BOTTOM_RIGHT) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "alignment is not an alignment (got %d, expected BARACUDA_ALIGN_TOP_LEFT or "
                 "BARACUDA_ALIGN_BOTTOM_RIGHT)",
                 static_cast<int>(desc.alignment));
   }
-  status = baracuda::check_preference(kSelectOp, preference);
+  status = baracuda::check_preference(op, preference);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_head_dim(kSelectOp, "d_k", desc.d_k);
+  status = baracuda::check_head_dim(op, "d_k", desc.d_k);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_head_dim(kSelectOp, "d_v", desc.d_v);
+  status = baracuda::check_head_dim(op, "d_v", desc.d_v);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  return baracuda::check_grid(kSelectOp, desc.batch_size, desc.num_heads, desc.query_len,
+  return baracuda::check_grid(op, desc.batch_size, desc.num_heads, desc.query_len,
                               baracuda::flash_sdpa::kPortableBlockRows);
 }
 
@@ -76,16 +78,12 @@ bool broadcasts_all_heads(const baracuda_tensor& tensor, int32_t num_heads) {
   return tensor.rank == 4 && tensor.shape[1] == num_heads && tensor.strides[1] == 0;
 }
 
-// Every check of the arguments against the plan.
-baracuda_status check_args(const char* op, const baracuda_flash_sdpa_plan_s* plan,
+// Every check of the arguments against a checked descriptor.
+baracuda_status check_args(const char* op, const baracuda_flash_sdpa_descriptor& d,
                            const baracuda_flash_sdpa_args* args) {
-  if (plan == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
-  }
   if (args == nullptr) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "args is NULL (got NULL, expected args)");
   }
-  const baracuda_flash_sdpa_descriptor& d = plan->desc;
   const int64_t batch = d.batch_size, heads = d.num_heads, query_len = d.query_len,
                 key_len = d.key_len, d_k = d.d_k, d_v = d.d_v;
 
@@ -148,7 +146,22 @@ baracuda_status check_args(const char* op, const baracuda_flash_sdpa_plan_s* pla
         baracuda::check_alibi_slopes(op, args->alibi_slopes, batch, heads);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
   }
-  return BARACUDA_STATUS_SUCCESS;
+
+  using baracuda::byte_range;
+  const baracuda::ByteRange written[] = {byte_range("y", args->y), byte_range("lse", args->lse)};
+  const baracuda::ByteRange read[] = {byte_range("q", args->q), byte_range("k", args->k),
+                                      byte_range("v", args->v), byte_range("mask", args->mask),
+                                      byte_range("alibi_slopes", args->alibi_slopes)};
+  return baracuda::check_memory_ranges(op, written, sizeof(written) / sizeof(written[0]), read,
+                                       sizeof(read) / sizeof(read[0]));
+}
+
+baracuda_status check_plan_args(const char* op, const baracuda_flash_sdpa_plan_s* plan,
+                                const baracuda_flash_sdpa_args* args) {
+  if (plan == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
+  }
+  return check_args(op, plan->desc, args);
 }
 
 void copy_strides(int64_t* to, const baracuda_tensor& from) {
@@ -227,46 +240,64 @@ void baracuda_flash_sdpa_descriptor_init(baracuda_flash_sdpa_descriptor* desc, i
 baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descriptor* desc,
                                                 const baracuda_plan_preference* preference,
                                                 baracuda_flash_sdpa_plan* plan) {
-  if (plan == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "plan is NULL (got NULL, expected a place to store the plan)");
-  }
-  *plan = nullptr;
-  if (desc == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "desc is NULL (got NULL, expected a descriptor)");
-  }
-  const baracuda_plan_preference chosen =
-      preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
-  baracuda_status status = check_descriptor(*desc, chosen);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  return baracuda::guard(kSelectOp, [&] {
+    if (plan == nullptr) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                  "plan is NULL (got NULL, expected a place to store the plan)");
+    }
+    *plan = nullptr;
+    if (desc == nullptr) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                  "desc is NULL (got NULL, expected a descriptor)");
+    }
+    const baracuda_plan_preference chosen =
+        preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
+    baracuda_status status = check_descriptor(kSelectOp, *desc, chosen);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  // The backend by the rule of flash_sdpa_kernels.h: hopper for f16 / bf16 on sm_90 where it
-  // has the head dim, portable otherwise.
-  FlashKernels kernels;
-  DeviceInfo device;
-  const int head_dim = desc->d_k > desc->d_v ? desc->d_k : desc->d_v;
-  status = baracuda::flash_sdpa::select_flash_kernels(kSelectOp, desc->element, head_dim,
-                                                      chosen.backend, &kernels, &device);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
+    // The backend by the rule of flash_sdpa_kernels.h: hopper for f16 / bf16 on sm_90 where it
+    // has the head dim, portable otherwise.
+    FlashKernels kernels;
+    DeviceInfo device;
+    const int head_dim = desc->d_k > desc->d_v ? desc->d_k : desc->d_v;
+    status = baracuda::flash_sdpa::select_flash_kernels(kSelectOp, desc->element, head_dim,
+                                                        chosen.backend, &kernels, &device);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  auto* selected = new (std::nothrow) baracuda_flash_sdpa_plan_s{
-      *desc, kernels, device,
-      baracuda::make_kernel_report("flash_sdpa", kernels.backend, desc->element,
-                                   kernels.head_dim_bucket, device.arch)};
-  if (selected == nullptr) {
-    return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
-                "host allocation of the plan failed (got no memory, expected %zu bytes)",
-                sizeof(baracuda_flash_sdpa_plan_s));
-  }
-  *plan = selected;
-  return baracuda::succeed();
+    auto* selected = new (std::nothrow) baracuda_flash_sdpa_plan_s{
+        *desc, kernels, device,
+        baracuda::make_kernel_report("flash_sdpa", kernels.backend, desc->element,
+                                     kernels.head_dim_bucket, device.arch)};
+    if (selected == nullptr) {
+      return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
+                  "host allocation of the plan failed (got no memory, expected %zu bytes)",
+                  sizeof(baracuda_flash_sdpa_plan_s));
+    }
+    *plan = selected;
+    return baracuda::succeed();
+  });
+}
+
+baracuda_status baracuda_flash_sdpa_check_args(const baracuda_flash_sdpa_descriptor* desc,
+                                               const baracuda_flash_sdpa_args* args) {
+  return baracuda::guard(kCheckArgsOp, [&] {
+    if (desc == nullptr) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kCheckArgsOp,
+                  "desc is NULL (got NULL, expected a descriptor)");
+    }
+    const baracuda_plan_preference any = {BARACUDA_BACKEND_AUTO};
+    baracuda_status status = check_descriptor(kCheckArgsOp, *desc, any);
+    if (status == BARACUDA_STATUS_SUCCESS) status = check_args(kCheckArgsOp, *desc, args);
+    return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  });
 }
 
 baracuda_status baracuda_flash_sdpa_can_implement(baracuda_flash_sdpa_plan plan,
                                                   const baracuda_flash_sdpa_args* args) {
-  const baracuda_status status = check_args(kCanImplementOp, plan, args);
-  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  return baracuda::guard(kCanImplementOp, [&] {
+    const baracuda_status status = check_plan_args(kCanImplementOp, plan, args);
+    return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  });
 }
 
 baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan, size_t* bytes) {
@@ -280,20 +311,22 @@ baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan
 baracuda_status baracuda_flash_sdpa_run(baracuda_flash_sdpa_plan plan,
                                         const baracuda_flash_sdpa_args* args, void* workspace,
                                         size_t workspace_bytes, baracuda_stream stream) {
-  baracuda_status status = check_args(kRunOp, plan, args);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  size_t needed = 0;
-  baracuda_flash_sdpa_workspace_size(plan, &needed);
-  if (workspace_bytes < needed || (needed > 0 && workspace == nullptr)) {
-    return baracuda::fail_with_sizes(
-        BARACUDA_STATUS_WORKSPACE_TOO_SMALL, static_cast<int64_t>(needed),
-        static_cast<int64_t>(workspace_bytes), kRunOp,
-        "workspace too small (got %zu bytes, expected at least %zu)", workspace_bytes, needed);
-  }
-  status = baracuda::check_current_device(kRunOp, plan->device);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = plan->kernels.launch(make_params(plan->desc, *args), stream, kRunOp);
-  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  return baracuda::guard(kRunOp, [&] {
+    baracuda_status status = check_plan_args(kRunOp, plan, args);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    size_t needed = 0;
+    baracuda_flash_sdpa_workspace_size(plan, &needed);
+    if (workspace_bytes < needed || (needed > 0 && workspace == nullptr)) {
+      return baracuda::fail_with_sizes(
+          BARACUDA_STATUS_WORKSPACE_TOO_SMALL, static_cast<int64_t>(needed),
+          static_cast<int64_t>(workspace_bytes), kRunOp,
+          "workspace too small (got %zu bytes, expected at least %zu)", workspace_bytes, needed);
+    }
+    status = baracuda::check_current_device(kRunOp, plan->device);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    status = plan->kernels.launch(make_params(plan->desc, *args), stream, kRunOp);
+    return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  });
 }
 
 baracuda_backend baracuda_flash_sdpa_backend(baracuda_flash_sdpa_plan plan) {

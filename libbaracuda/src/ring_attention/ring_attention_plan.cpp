@@ -40,6 +40,7 @@ using baracuda::ring_attention::SegmentList;
 constexpr const char* kSelectOp = "ring_attention_plan_select";
 constexpr const char* kCanImplementOp = "ring_attention_can_implement";
 constexpr const char* kRunOp = "ring_attention_run";
+constexpr const char* kCheckArgsOp = "ring_attention_check_args";
 
 // The accumulator scratch must start on this boundary (bytes).
 constexpr uintptr_t kAccumulatorAlignment = 16;
@@ -87,42 +88,62 @@ int64_t accumulator_scratch_bytes(const baracuda_ring_attention_descriptor& d) {
 
 // ---------------------------------------------------------------- descriptor
 
+// The scratch sizes in bytes fit in int64, so that every size below (elements and bytes of
+// the K/V chunk and of the accumulators) is exact.
+baracuda_status check_sizes(const char* op, const baracuda_ring_attention_descriptor& d) {
+  constexpr int64_t kChunksPerScratch = 2;  // K then V
+  constexpr int64_t kRowStatistics = 2;     // m and l beside each row of o
+  int64_t bytes = 0;
+  baracuda_status status = baracuda::checked_size(
+      op, "kv_scratch bytes (2 x batch_size x num_heads_k x key_len x head_dim x element size)",
+      {kChunksPerScratch, d.batch_size, d.num_heads_k, d.key_len, d.head_dim},
+      element_size(d), &bytes);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  return baracuda::checked_size(
+      op,
+      "accumulator_scratch bytes (batch_size x num_heads x query_len x (head_dim + 2) x compute "
+      "size)",
+      {d.batch_size, d.num_heads, d.query_len, int64_t{d.head_dim} + kRowStatistics},
+      compute_size(d), &bytes);
+}
+
 // Every check that needs only the descriptor and the preference.
-baracuda_status check_descriptor(const baracuda_ring_attention_descriptor& desc,
+baracuda_status check_descriptor(const char* op, const baracuda_ring_attention_descriptor& desc,
                                  const baracuda_plan_preference& preference) {
-  baracuda_status status = baracuda::check_element(kSelectOp, desc.element);
+  baracuda_status status = baracuda::check_element(op, desc.element);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   const NamedExtent extents[] = {
       {"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
       {"num_heads_k", desc.num_heads_k}, {"query_len", desc.query_len},
       {"key_len", desc.key_len},       {"head_dim", desc.head_dim}};
-  status = baracuda::check_extents(kSelectOp, extents, sizeof(extents) / sizeof(extents[0]));
+  status = baracuda::check_extents(op, extents, sizeof(extents) / sizeof(extents[0]));
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_score_options(kSelectOp, desc.scale, desc.softcap, desc.is_causal,
-                                         desc.window_size_left, desc.window_size_right);
+  status = baracuda::check_score_options(op, desc.element, desc.scale, desc.softcap,
+                                         desc.is_causal, desc.window_size_left,
+                                         desc.window_size_right);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (desc.layout != BARACUDA_RING_LAYOUT_CONTIGUOUS && desc.layout != BARACUDA_RING_LAYOUT_ZIGZAG) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "layout is not a ring layout (got %d, expected BARACUDA_RING_LAYOUT_CONTIGUOUS or "
                 "BARACUDA_RING_LAYOUT_ZIGZAG)",
                 static_cast<int>(desc.layout));
   }
   if (desc.schedule != BARACUDA_RING_SCHEDULE_OVERLAPPED &&
       desc.schedule != BARACUDA_RING_SCHEDULE_SERIAL) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "schedule is not a ring schedule (got %d, expected "
                 "BARACUDA_RING_SCHEDULE_OVERLAPPED or BARACUDA_RING_SCHEDULE_SERIAL)",
                 static_cast<int>(desc.schedule));
   }
-  status = baracuda::check_preference(kSelectOp, preference);
+  status = baracuda::check_preference(op, preference);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (desc.num_heads == 0 && desc.num_heads_k != 0) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "num_heads_k must be 0 when num_heads is 0 (got %d, expected 0)",
                 desc.num_heads_k);
   }
   if (desc.num_heads > 0 && (desc.num_heads_k == 0 || desc.num_heads % desc.num_heads_k != 0)) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "num_heads_k must divide num_heads (got %d, expected a divisor of %d)",
                 desc.num_heads_k, desc.num_heads);
   }
@@ -130,17 +151,19 @@ baracuda_status check_descriptor(const baracuda_ring_attention_descriptor& desc,
     const NamedExtent halves[] = {{"query_len", desc.query_len}, {"key_len", desc.key_len}};
     for (const NamedExtent& half : halves) {
       if (half.value % 2 != 0) {
-        return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+        return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                     "%s must be even for the zigzag layout, which holds two chunks of %s / 2 "
                     "per rank (got %d, expected an even number)",
                     half.field, half.field, half.value);
       }
     }
   }
-  status = baracuda::check_head_dim(kSelectOp, "head_dim", desc.head_dim);
+  status = baracuda::check_head_dim(op, "head_dim", desc.head_dim);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  return baracuda::check_grid(kSelectOp, desc.batch_size, desc.num_heads, desc.query_len,
-                              baracuda::flash_sdpa::kPortableBlockRows);
+  status = baracuda::check_grid(op, desc.batch_size, desc.num_heads, desc.query_len,
+                                baracuda::flash_sdpa::kPortableBlockRows);
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  return check_sizes(op, desc);
 }
 
 // ---------------------------------------------------------------- arguments
@@ -166,6 +189,12 @@ baracuda_status check_kv_scratch(const char* op, const char* name, const baracud
                 "%s data is NULL (got NULL, expected a device pointer to %" PRId64 " elements)",
                 name, needed);
   }
+  const size_t element_bytes = baracuda_element_size(element);
+  if (reinterpret_cast<uintptr_t>(scratch.data) % element_bytes != 0) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)", name,
+                baracuda_element_string(element), scratch.data, element_bytes);
+  }
   const int64_t held = scratch.shape[0] < scratch.buffer_elements ? scratch.shape[0]
                                                                   : scratch.buffer_elements;
   if (held < needed) {
@@ -178,53 +207,31 @@ baracuda_status check_kv_scratch(const char* op, const char* name, const baracud
   return BARACUDA_STATUS_SUCCESS;
 }
 
-bool byte_ranges_overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
-  if (a_bytes == 0 || b_bytes == 0) return false;
-  const auto first = reinterpret_cast<uintptr_t>(a);
-  const auto second = reinterpret_cast<uintptr_t>(b);
-  return first < second + static_cast<uintptr_t>(b_bytes) &&
-         second < first + static_cast<uintptr_t>(a_bytes);
+// Every argument's bytes lie inside memory, and what the ring writes (y, lse, the three
+// scratch buffers) shares no byte with anything else.
+baracuda_status check_ring_memory(const char* op, const baracuda_ring_attention_descriptor& d,
+                                  const baracuda_ring_attention_args& args) {
+  const int64_t kv_bytes = kv_scratch_elements(d) * static_cast<int64_t>(element_size(d));
+  using baracuda::byte_range;
+  const baracuda::ByteRange written[] = {
+      byte_range("y", args.y),
+      byte_range("lse", args.lse),
+      {"kv_scratch_a", args.kv_scratch_a.data, kv_bytes},
+      {"kv_scratch_b", args.kv_scratch_b.data, kv_bytes},
+      {"accumulator_scratch", args.accumulator_scratch, accumulator_scratch_bytes(d)}};
+  const baracuda::ByteRange read[] = {byte_range("q", args.q), byte_range("k", args.k),
+                                      byte_range("v", args.v),
+                                      byte_range("alibi_slopes", args.alibi_slopes)};
+  return baracuda::check_memory_ranges(op, written, sizeof(written) / sizeof(written[0]), read,
+                                       sizeof(read) / sizeof(read[0]));
 }
 
-// The three scratch buffers are written during the ring: none may share bytes with another.
-baracuda_status check_scratch_disjoint(const char* op, const baracuda_ring_attention_plan_s& plan,
-                                       const baracuda_ring_attention_args& args) {
-  const int64_t kv_bytes =
-      kv_scratch_elements(plan.desc) * static_cast<int64_t>(element_size(plan.desc));
-  const int64_t accumulator_bytes = accumulator_scratch_bytes(plan.desc);
-  const struct {
-    const char* name;
-    const void* data;
-    int64_t bytes;
-  } buffers[] = {{"kv_scratch_a", args.kv_scratch_a.data, kv_bytes},
-                 {"kv_scratch_b", args.kv_scratch_b.data, kv_bytes},
-                 {"accumulator_scratch", args.accumulator_scratch, accumulator_bytes}};
-  constexpr int kBuffers = sizeof(buffers) / sizeof(buffers[0]);
-  for (int first = 0; first < kBuffers; ++first) {
-    for (int second = first + 1; second < kBuffers; ++second) {
-      if (byte_ranges_overlap(buffers[first].data, buffers[first].bytes, buffers[second].data,
-                              buffers[second].bytes)) {
-        return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                    "%s and %s overlap (got %" PRId64 " bytes at %p and %" PRId64
-                    " bytes at %p, expected disjoint buffers)",
-                    buffers[first].name, buffers[second].name, buffers[first].bytes,
-                    buffers[first].data, buffers[second].bytes, buffers[second].data);
-      }
-    }
-  }
-  return BARACUDA_STATUS_SUCCESS;
-}
-
-// Every check of the arguments against the plan.
-baracuda_status check_args(const char* op, const baracuda_ring_attention_plan_s* plan,
+// Every check of the arguments against a checked descriptor.
+baracuda_status check_args(const char* op, const baracuda_ring_attention_descriptor& d,
                            const baracuda_ring_attention_args* args) {
-  if (plan == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
-  }
   if (args == nullptr) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "args is NULL (got NULL, expected args)");
   }
-  const baracuda_ring_attention_descriptor& d = plan->desc;
   const int64_t batch = d.batch_size, heads = d.num_heads, heads_k = d.num_heads_k,
                 query_len = d.query_len, key_len = d.key_len, head_dim = d.head_dim;
   const baracuda_element element = d.element;
@@ -292,7 +299,15 @@ baracuda_status check_args(const char* op, const baracuda_ring_attention_plan_s*
                 "accumulator_scratch is misaligned (got %p, expected a multiple of %zu bytes)",
                 args->accumulator_scratch, static_cast<size_t>(kAccumulatorAlignment));
   }
-  return check_scratch_disjoint(op, *plan, *args);
+  return check_ring_memory(op, d, *args);
+}
+
+baracuda_status check_plan_args(const char* op, const baracuda_ring_attention_plan_s* plan,
+                                const baracuda_ring_attention_args* args) {
+  if (plan == nullptr) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
+  }
+  return check_args(op, plan->desc, args);
 }
 
 // ---------------------------------------------------------------- the ring
@@ -581,50 +596,68 @@ void baracuda_ring_attention_descriptor_init(baracuda_ring_attention_descriptor*
 baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attention_descriptor* desc,
                                                     const baracuda_plan_preference* preference,
                                                     baracuda_ring_attention_plan* plan) {
-  if (plan == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "plan is NULL (got NULL, expected a place to store the plan)");
-  }
-  *plan = nullptr;
-  if (desc == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                "desc is NULL (got NULL, expected a descriptor)");
-  }
-  const baracuda_plan_preference chosen =
-      preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
-  baracuda_status status = check_descriptor(*desc, chosen);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  return baracuda::guard(kSelectOp, [&] {
+    if (plan == nullptr) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                  "plan is NULL (got NULL, expected a place to store the plan)");
+    }
+    *plan = nullptr;
+    if (desc == nullptr) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
+                  "desc is NULL (got NULL, expected a descriptor)");
+    }
+    const baracuda_plan_preference chosen =
+        preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
+    baracuda_status status = check_descriptor(kSelectOp, *desc, chosen);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  // The step is the flash kernel the flash plan would choose (flash_sdpa_kernels.h).
-  FlashKernels kernels;
-  DeviceInfo device;
-  status = baracuda::flash_sdpa::select_flash_kernels(kSelectOp, desc->element, desc->head_dim,
-                                                      chosen.backend, &kernels, &device);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
+    // The step is the flash kernel the flash plan would choose (flash_sdpa_kernels.h).
+    FlashKernels kernels;
+    DeviceInfo device;
+    status = baracuda::flash_sdpa::select_flash_kernels(kSelectOp, desc->element, desc->head_dim,
+                                                        chosen.backend, &kernels, &device);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
 
-  auto* selected = new (std::nothrow) baracuda_ring_attention_plan_s{
-      *desc, kernels, device,
-      baracuda::make_kernel_report("ring_attention", kernels.backend, desc->element,
-                                   kernels.head_dim_bucket, device.arch),
-      nullptr, nullptr, nullptr};
-  if (selected == nullptr) {
-    return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
-                "host allocation of the plan failed (got no memory, expected %zu bytes)",
-                sizeof(baracuda_ring_attention_plan_s));
-  }
-  status = make_transfer_resources(selected);
-  if (status != BARACUDA_STATUS_SUCCESS) {
-    destroy_plan(selected);
-    return status;
-  }
-  *plan = selected;
-  return baracuda::succeed();
+    auto* selected = new (std::nothrow) baracuda_ring_attention_plan_s{
+        *desc, kernels, device,
+        baracuda::make_kernel_report("ring_attention", kernels.backend, desc->element,
+                                     kernels.head_dim_bucket, device.arch),
+        nullptr, nullptr, nullptr};
+    if (selected == nullptr) {
+      return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
+                  "host allocation of the plan failed (got no memory, expected %zu bytes)",
+                  sizeof(baracuda_ring_attention_plan_s));
+    }
+    status = make_transfer_resources(selected);
+    if (status != BARACUDA_STATUS_SUCCESS) {
+      destroy_plan(selected);
+      return status;
+    }
+    *plan = selected;
+    return baracuda::succeed();
+  });
+}
+
+baracuda_status baracuda_ring_attention_check_args(const baracuda_ring_attention_descriptor* desc,
+                                                   const baracuda_ring_attention_args* args) {
+  return baracuda::guard(kCheckArgsOp, [&] {
+    if (desc == nullptr) {
+      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kCheckArgsOp,
+                  "desc is NULL (got NULL, expected a descriptor)");
+    }
+    const baracuda_plan_preference any = {BARACUDA_BACKEND_AUTO};
+    baracuda_status status = check_descriptor(kCheckArgsOp, *desc, any);
+    if (status == BARACUDA_STATUS_SUCCESS) status = check_args(kCheckArgsOp, *desc, args);
+    return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  });
 }
 
 baracuda_status baracuda_ring_attention_can_implement(baracuda_ring_attention_plan plan,
                                                       const baracuda_ring_attention_args* args) {
-  const baracuda_status status = check_args(kCanImplementOp, plan, args);
-  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  return baracuda::guard(kCanImplementOp, [&] {
+    const baracuda_status status = check_plan_args(kCanImplementOp, plan, args);
+    return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  });
 }
 
 baracuda_status baracuda_ring_attention_kv_scratch_elements(baracuda_ring_attention_plan plan,
@@ -648,17 +681,19 @@ baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(
 baracuda_status baracuda_ring_attention_run(baracuda_ring_attention_plan plan,
                                             const baracuda_ring_attention_args* args,
                                             baracuda_nccl_comm comm, baracuda_stream stream) {
-  baracuda_status status = check_args(kRunOp, plan, args);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_current_device(kRunOp, plan->device);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  Ring ring;
-  status = ring_of(comm, *plan, &ring);
-  if (status != BARACUDA_STATUS_SUCCESS) return status;
-  // Every rank runs the same descriptor: with no query row anywhere there is nothing to send.
-  if (query_rows(plan->desc) == 0) return baracuda::succeed();
-  status = run_ring(*plan, *args, ring, stream);
-  return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  return baracuda::guard(kRunOp, [&] {
+    baracuda_status status = check_plan_args(kRunOp, plan, args);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    status = baracuda::check_current_device(kRunOp, plan->device);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    Ring ring;
+    status = ring_of(comm, *plan, &ring);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    // Every rank runs the same descriptor: with no query row anywhere there is nothing to send.
+    if (query_rows(plan->desc) == 0) return baracuda::succeed();
+    status = run_ring(*plan, *args, ring, stream);
+    return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
+  });
 }
 
 baracuda_backend baracuda_ring_attention_backend(baracuda_ring_attention_plan plan) {
