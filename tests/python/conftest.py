@@ -76,3 +76,18 @@ def seed(request):
 def rng(seed):
     """A numpy random generator seeded per test."""
     return np.random.default_rng(seed)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The case counts of the fuzz run (test_fuzz_c_api), when it ran."""
+    import sys
+
+    fuzz = sys.modules.get("test_fuzz_c_api")
+    counts = getattr(fuzz, "CASE_COUNTS", None)
+    if not counts:
+        return
+    terminalreporter.section("fuzz cases (C API)")
+    for name in sorted(name for name in counts if not name.endswith("(accepted)")):
+        accepted = counts.get(f"{name} (accepted)", 0)
+        terminalreporter.write_line(
+            f"{name}: {counts[name]} cases, {accepted} passed the checks and were audited")

@@ -149,6 +149,13 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                 rule.name, format_extents(tensor.shape, tensor.rank).c_str(),
                 format_extents(tensor.strides, tensor.rank).c_str());
   }
+  const size_t element_bytes = baracuda_element_size(rule.element);
+  if (span > INT64_MAX / static_cast<int64_t>(element_bytes)) {
+    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+                "%s view spans more than 2^63 bytes (got %" PRId64
+                " elements of %zu bytes, expected a view that fits in memory)",
+                rule.name, span, element_bytes);
+  }
   if (rule.access == Access::kWrite && overlaps_itself(tensor)) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "%s is written, so no two of its elements may share memory (got shape %s with "
@@ -162,7 +169,6 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                 " elements)",
                 rule.name, span);
   }
-  const size_t element_bytes = baracuda_element_size(rule.element);
   if (address_of(tensor.data) % element_bytes != 0) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)",
@@ -179,7 +185,7 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
 
 ByteRange byte_range(const char* name, const baracuda_tensor& tensor) {
   if (!is_present(tensor)) return {name, tensor.data, 0};
-  // A checked view's span fits in int64 and in its buffer, whose bytes fit in memory.
+  // A checked view's bytes fit in int64 (check_tensor).
   const uint64_t bytes = static_cast<uint64_t>(physical_span(tensor)) *
                          baracuda_element_size(tensor.element);
   return {name, tensor.data, static_cast<int64_t>(bytes)};
