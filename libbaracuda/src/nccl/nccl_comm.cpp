@@ -116,7 +116,9 @@ baracuda_status baracuda_nccl_get_unique_id(baracuda_nccl_unique_id* unique_id) 
     ncclUniqueId id;
     const baracuda_status status = check_nccl(*api, api->GetUniqueId(&id), nullptr, op,
                                               "ncclGetUniqueId");
-    if (status == BARACUDA_STATUS_SUCCESS) std::memcpy(unique_id->internal, id.internal, sizeof(id));
+    if (status == BARACUDA_STATUS_SUCCESS) {
+      std::memcpy(unique_id->internal, id.internal, sizeof(id));
+    }
     return finish(status);
   });
 }
