@@ -1,7 +1,8 @@
 """NCCL communicators for ring attention, through the NCCL that libbaracuda loads at run time.
 
-NCCL is found in this order: an explicit :func:`load` path, ``$BARACUDA_NCCL_LIBRARY``, a
-``libnccl.so.2`` already loaded in the process (PyTorch's, for instance), the
+An explicit :func:`load` path, else ``$BARACUDA_NCCL_LIBRARY`` when set, is the only place
+tried: loaded or refused, never replaced by another NCCL. Otherwise NCCL is found in this
+order: a ``libnccl.so.2`` already loaded in the process (PyTorch's, for instance), the
 ``nvidia-nccl-cu12`` / ``-cu13`` wheel in site-packages, then the system. Every function loads
 it on first use; :class:`~baracuda.LibraryNotLoadedError` names each place tried.
 
