@@ -146,6 +146,9 @@ cdef extern from "baracuda/baracuda.h" nogil:
     baracuda_status baracuda_nccl_comm_check(baracuda_nccl_comm comm)
     baracuda_status baracuda_nccl_comm_wait(baracuda_nccl_comm comm, baracuda_stream stream,
                                             double timeout_seconds)
+    baracuda_status baracuda_nccl_comm_wait_no_abort(baracuda_nccl_comm comm,
+                                                     baracuda_stream stream,
+                                                     double timeout_seconds)
 
     ctypedef enum baracuda_ring_layout:
         BARACUDA_RING_LAYOUT_CONTIGUOUS

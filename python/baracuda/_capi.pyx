@@ -13,6 +13,8 @@ from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 
+import os
+
 from ._errors import InvalidProblemError, error_from_status
 
 # ---------------------------------------------------------------- names of the C enums
@@ -371,12 +373,17 @@ NCCL_UNIQUE_ID_BYTES = BARACUDA_NCCL_UNIQUE_ID_BYTES
 
 
 def nccl_load(path=None):
-    """Load NCCL (``path``, or the search order when ``None``)."""
+    """Load NCCL (``path``: str, bytes or os.PathLike, encoded by ``os.fsencode``; ``None``:
+    ``$BARACUDA_NCCL_LIBRARY`` or the search order)."""
     cdef bytes encoded
     if path is None:
         check_status(baracuda_nccl_load(NULL))
         return
-    encoded = str(path).encode()
+    encoded = os.fsencode(path)
+    if b"\0" in encoded:
+        raise InvalidProblemError(
+            f"nccl_load: path holds a NUL byte (got {encoded!r}, expected a file path without "
+            "NUL)")
     check_status(baracuda_nccl_load(encoded))
 
 
@@ -389,7 +396,7 @@ def nccl_version():
 
 def nccl_library_path():
     """The loaded NCCL's path, ``""`` when none is loaded."""
-    return baracuda_nccl_library_path().decode()
+    return os.fsdecode(baracuda_nccl_library_path())
 
 
 def nccl_get_unique_id():
@@ -462,12 +469,17 @@ def nccl_comm_check(uintptr_t comm):
     check_status(baracuda_nccl_comm_check(<baracuda_nccl_comm>comm))
 
 
-def nccl_comm_wait(uintptr_t comm, uintptr_t stream, double timeout_seconds):
-    """Wait for ``stream`` while watching ``comm``; aborts ``comm`` on an error or timeout."""
+def nccl_comm_wait(uintptr_t comm, uintptr_t stream, double timeout_seconds, bint abort):
+    """Wait for ``stream`` while watching ``comm``; on an NCCL error or the timeout, ``comm`` is
+    aborted when ``abort`` is true, else left alive (``baracuda_nccl_comm_wait_no_abort``)."""
     cdef baracuda_status status
     with nogil:
-        status = baracuda_nccl_comm_wait(<baracuda_nccl_comm>comm, <baracuda_stream>stream,
-                                         timeout_seconds)
+        if abort:
+            status = baracuda_nccl_comm_wait(<baracuda_nccl_comm>comm, <baracuda_stream>stream,
+                                             timeout_seconds)
+        else:
+            status = baracuda_nccl_comm_wait_no_abort(<baracuda_nccl_comm>comm,
+                                                      <baracuda_stream>stream, timeout_seconds)
     check_status(status)
 
 

@@ -17,6 +17,7 @@ ranks' parts in either layout.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 
@@ -225,8 +226,9 @@ class RingAttentionPlan(SelectedPlan):
         views, scratch = _run_views(op, handle, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
                                     kv_scratch_b, accumulator_scratch)
         _check_current_device(views + [("accumulator_scratch", scratch)], op)
-        self._run_views(*(view for _, view in views), scratch.ptr, scratch.nbytes,
-                        _comm_handle(comm, op), handle)
+        with _comm_lease(comm, op) as comm_handle:
+            self._run_views(*(view for _, view in views), scratch.ptr, scratch.nbytes,
+                            comm_handle, handle)
 
     def _run_views(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
                    accumulator_scratch, accumulator_scratch_bytes, comm, stream) -> None:
@@ -246,16 +248,17 @@ def _run_views(op, stream, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scrat
     return views, as_workspace(accumulator_scratch, op=op, stream=stream)
 
 
-def _comm_handle(comm, op: str) -> int:
-    """The ``ncclComm_t`` of ``comm`` (0 for ``None``: one rank without NCCL)."""
+def _comm_lease(comm, op: str):
+    """A context manager giving the ``ncclComm_t`` of ``comm`` while it holds a lease on it
+    (0, and no lease, for ``None``: one rank without NCCL); a closed one is refused here."""
     if comm is None:
-        return 0
+        return contextlib.nullcontext(0)
     from .nccl import Communicator
 
     if not isinstance(comm, Communicator):
         raise TypeError(f"{op}: comm is not a Communicator (got {type(comm).__name__}, "
                         "expected baracuda.nccl.Communicator or None)")
-    return comm._live_handle(op)
+    return comm._lease(op)
 
 
 _plan_cache = _PlanCache(PLAN_CACHE_CAPACITY)
@@ -326,7 +329,7 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
         slopes_view = prepend_axes(as_tensor(alibi_slopes, "alibi_slopes", op=op, stream=handle),
                                    ALIBI_SLOPES_RANK)
     y_view = None if out is None else as_tensor(out, "y", op=op, stream=handle)
-    comm_handle = _comm_handle(comm, op)
+    comm_lease = _comm_lease(comm, op)
     device = _check_current_device(
         [("q", q_view), ("k", k_view), ("v", v_view), ("alibi_slopes", slopes_view),
          ("y", y_view)], op)
@@ -355,10 +358,11 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
     kv_scratch_b = DeviceArray._empty((kv_elements,), element, handle, device)
     accumulator_bytes = plan.accumulator_scratch_bytes
     accumulators = allocate(accumulator_bytes, handle, device) if accumulator_bytes else None
-    plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), slopes_view,
-                    kv_scratch_a.tensor_view(), kv_scratch_b.tensor_view(),
-                    0 if accumulators is None else int(accumulators.handle), accumulator_bytes,
-                    comm_handle, handle)
+    with comm_lease as comm_handle:
+        plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), slopes_view,
+                        kv_scratch_a.tensor_view(), kv_scratch_b.tensor_view(),
+                        0 if accumulators is None else int(accumulators.handle),
+                        accumulator_bytes, comm_handle, handle)
     if timeout is not None and comm is not None:
         comm.wait(stream=handle, timeout=timeout)
     return y, lse

@@ -1,18 +1,32 @@
 /*
  * The NCCL loader: refusals name each place tried, in the documented order, and why it
- * failed; with an NCCL present (the wheel or the system's), loading succeeds, reports its path
+ * failed; an explicit path or BARACUDA_NCCL_LIBRARY is the only place tried, loaded or
+ * refused, never replaced: a second load of another file, an empty path and a second NCCL
+ * copy beside one already in the process are refused; messages come back whole, however
+ * long. With an NCCL present (the wheel or the system's), loading succeeds, reports its path
  * and version, and stays loaded.
  *
  * The communicator wrappers: NULL pointers are refused before NCCL is loaded; without a
  * loadable NCCL every wrapper returns LIBRARY_NOT_LOADED with the loader's reasons; with one,
- * unique ids are made (no GPU needed). With NCCL and a CUDA device, a one-rank communicator is
- * made, queried, checked, waited on and destroyed; without a device that part says it skipped.
+ * unique ids are made (no GPU needed). comm_wait aborts only on an NCCL failure (never with
+ * _no_abort), never on a CUDA error, and refuses a NaN or -inf timeout. With NCCL and a CUDA
+ * device, a one-rank communicator is made, queried, checked, waited on and destroyed; without
+ * a device that part says it skipped.
+ *
+ * The loader's state is process-global, so each scenario runs in a fresh process: main runs
+ * this program again (/proc/self/exe) once per scenario and gathers the exit codes. Arguments:
+ * the two stand-in NCCL libraries (fake_nccl.c, "" when absent), then a scenario name in the
+ * child. BARACUDA_TEST_NCCL_LIBRARY names a real NCCL for the scenarios that need one.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
+#include <dlfcn.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <baracuda/baracuda.h>
 
@@ -22,6 +36,18 @@
 static const char* find(const char* text, const char* part) {
   const char* at = strstr(text, part);
   return at != NULL ? at : text + strlen(text) + 1;
+}
+
+enum { kMessageCapacity = 512 };
+
+static int starts_with(const char* text, const char* prefix) {
+  return strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+static int ends_with(const char* text, const char* suffix) {
+  const size_t length = strlen(text);
+  const size_t suffix_length = strlen(suffix);
+  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
 }
 
 static void test_not_loaded_yet(void) {
@@ -60,33 +86,104 @@ static void test_not_an_nccl_library(void) {
         "message: %s", baracuda_last_error_message());
 }
 
-/* The search order: BARACUDA_NCCL_LIBRARY, already loaded, the wheel, the system. Returns
+/* A set BARACUDA_NCCL_LIBRARY is the only place tried: a missing file or a library without
+ * NCCL's symbols is refused with the variable's value and the reason, never replaced by the
+ * search order, whatever NCCL this machine has. */
+static void test_variable_is_the_only_candidate(void) {
+  static const char kMissing[] = "/nonexistent/baracuda-env/libnccl.so.2";
+  setenv("BARACUDA_NCCL_LIBRARY", kMissing, 1);
+  baracuda_status status = baracuda_nccl_load(NULL);
+  const char* message = baracuda_last_error_message();
+  CHECK(status == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "missing variable file: status %d (%s)",
+        (int)status, message);
+  CHECK(strcmp(message,
+               "nccl_load: cannot load NCCL (got BARACUDA_NCCL_LIBRARY "
+               "'/nonexistent/baracuda-env/libnccl.so.2': /nonexistent/baracuda-env/libnccl.so.2: "
+               "cannot open shared object file: No such file or directory, expected "
+               "BARACUDA_NCCL_LIBRARY to name libnccl.so.2, the only place tried while it is "
+               "set)") == 0,
+        "message: %s", message);
+  CHECK(strcmp(baracuda_nccl_library_path(), "") == 0, "nothing loaded after the refusal");
+
+  /* A wrapper loads by the same rule. */
+  baracuda_nccl_unique_id id;
+  status = baracuda_nccl_get_unique_id(&id);
+  message = baracuda_last_error_message();
+  CHECK(status == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "wrapper: status %d", (int)status);
+  CHECK(starts_with(message, "nccl_get_unique_id: cannot load NCCL (got BARACUDA_NCCL_LIBRARY "
+                             "'/nonexistent/baracuda-env/libnccl.so.2': ") &&
+            strstr(message, "already loaded") == NULL && strstr(message, "system") == NULL,
+        "wrapper message: %s", message);
+
+  setenv("BARACUDA_NCCL_LIBRARY", "libm.so.6", 1);
+  status = baracuda_nccl_load(NULL);
+  CHECK(status == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "non-NCCL variable file: status %d",
+        (int)status);
+  CHECK(strcmp(baracuda_last_error_message(),
+               "nccl_load: cannot load NCCL (got BARACUDA_NCCL_LIBRARY 'libm.so.6': no symbol "
+               "ncclGetVersion (not an NCCL 2.13+ library), expected BARACUDA_NCCL_LIBRARY to "
+               "name libnccl.so.2, the only place tried while it is set)") == 0,
+        "message: %s", baracuda_last_error_message());
+  unsetenv("BARACUDA_NCCL_LIBRARY");
+}
+
+/* The search order without the variable: already loaded, the wheel, the system. Returns
  * whether an NCCL was found (then the search succeeded). */
 static int test_search_order(void) {
-  setenv("BARACUDA_NCCL_LIBRARY", "/nonexistent/baracuda-env/libnccl.so.2", 1);
-  const baracuda_status status = baracuda_nccl_load(NULL);
   unsetenv("BARACUDA_NCCL_LIBRARY");
+  const baracuda_status status = baracuda_nccl_load(NULL);
   if (status == BARACUDA_STATUS_SUCCESS) {
     printf("an NCCL was found: %s\n", baracuda_nccl_library_path());
     return 1;
   }
   CHECK(status == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "search status %d", (int)status);
   const char* message = baracuda_last_error_message();
-  const char* env = find(message, "BARACUDA_NCCL_LIBRARY '/nonexistent/baracuda-env/libnccl.so.2': ");
-  const char* loaded = find(message, "; already loaded 'libnccl.so.2': not loaded in this process");
+  const char* loaded = find(message, "already loaded 'libnccl.so.2': not loaded in this process");
   const char* wheel = find(message, "; nvidia-nccl wheel '");
   const char* system = find(message, "; system 'libnccl.so.2': ");
   const char* end = message + strlen(message);
-  CHECK(strncmp(message, "nccl_load: cannot load NCCL (got BARACUDA_NCCL_LIBRARY", 54) == 0,
+  CHECK(starts_with(message, "nccl_load: cannot load NCCL (got already loaded 'libnccl.so.2'"),
         "message: %s", message);
-  CHECK(env < loaded && loaded < wheel && wheel < system && system < end,
-        "places out of order or missing: %s", message);
+  CHECK(loaded < wheel && wheel < system && system < end, "places out of order or missing: %s",
+        message);
   CHECK(strstr(message, "/../nvidia/nccl/lib/libnccl.so.2': ") != NULL, "wheel path in: %s",
         message);
-  CHECK(strstr(message, ", expected libnccl.so.2 in one of these places)") != NULL,
-        "message: %s", message);
+  CHECK(ends_with(message, ", expected libnccl.so.2 in one of these places)"), "message: %s",
+        message);
   printf("no NCCL on this machine; the search said: %s\n", message);
   return 0;
+}
+
+/* An empty path is refused, whatever is loaded. */
+static void test_empty_path(void) {
+  CHECK(baracuda_nccl_load("") == BARACUDA_STATUS_INVALID_PROBLEM, "empty path status");
+  CHECK(strcmp(baracuda_last_error_message(),
+               "nccl_load: path is empty (got \"\", expected the path of libnccl.so.2, or NULL "
+               "for the search order)") == 0,
+        "message: %s", baracuda_last_error_message());
+}
+
+/* A refusal naming a path of kLongPathBytes comes back whole: the path, then the end. */
+static void test_long_path_message(void) {
+  enum { kLongPathBytes = 3000, kComponentBytes = 100 };
+  static char path[kLongPathBytes + 1];
+  static const char kRoot[] = "/nonexistent";
+  strcpy(path, kRoot);
+  size_t length = strlen(kRoot);
+  for (; length < kLongPathBytes; ++length) {
+    path[length] = (length % kComponentBytes == 0) ? '/' : 'p';
+  }
+  path[kLongPathBytes] = '\0';
+  CHECK(baracuda_nccl_load(path) == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "long path status");
+  const char* message = baracuda_last_error_message();
+  char prefix[kMessageCapacity];
+  snprintf(prefix, sizeof prefix, "nccl_load: cannot load NCCL (got explicit path '%.64s", path);
+  CHECK(strlen(message) > kLongPathBytes, "message of %zu bytes, expected more than %d",
+        strlen(message), kLongPathBytes);
+  CHECK(starts_with(message, prefix), "message start: %.200s", message);
+  CHECK(strstr(message, path) != NULL, "the whole path is in the message");
+  CHECK(ends_with(message, ", expected that path to be libnccl.so.2)"), "message end: %s",
+        message + (strlen(message) > 200 ? strlen(message) - 200 : 0));
 }
 
 static void test_loaded(void) {
@@ -96,9 +193,16 @@ static void test_loaded(void) {
   CHECK(version >= 21300, "version %d, expected NCCL 2.13 or newer", version);
   CHECK(strstr(baracuda_nccl_library_path(), "libnccl") != NULL, "path %s",
         baracuda_nccl_library_path());
-  /* Loaded stays loaded: another path is not opened. */
-  CHECK(baracuda_nccl_load("/nonexistent/libnccl.so.2") == BARACUDA_STATUS_SUCCESS,
-        "second load");
+  /* Loaded stays loaded: the same file again succeeds, another path is refused. */
+  CHECK(baracuda_nccl_load(NULL) == BARACUDA_STATUS_SUCCESS, "second load by the search order");
+  CHECK(baracuda_nccl_load(baracuda_nccl_library_path()) == BARACUDA_STATUS_SUCCESS,
+        "second load of the same path: %s", baracuda_last_error_message());
+  CHECK(baracuda_nccl_load("/nonexistent/libnccl.so.2") == BARACUDA_STATUS_INVALID_PROBLEM,
+        "second load of another path");
+  CHECK(starts_with(baracuda_last_error_message(),
+                    "nccl_load: another NCCL is loaded already (got path "
+                    "'/nonexistent/libnccl.so.2', expected '"),
+        "message: %s", baracuda_last_error_message());
   printf("NCCL %d from %s\n", version, baracuda_nccl_library_path());
 }
 
@@ -117,18 +221,6 @@ static const char kLoopbackInterface[] = "lo";
 static const double kWaitTimeoutSeconds = 60.0;
 
 enum { kOneRankWorld = 1, kRankZero = 0 };
-
-enum { kMessageCapacity = 512 };
-
-static int starts_with(const char* text, const char* prefix) {
-  return strncmp(text, prefix, strlen(prefix)) == 0;
-}
-
-static int ends_with(const char* text, const char* suffix) {
-  const size_t length = strlen(text);
-  const size_t suffix_length = strlen(suffix);
-  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
-}
 
 /* status is INVALID_PROBLEM and the message is "<op>: <name> is NULL (got NULL, expected
  * <what>)"; what NULL checks only the part up to "(got NULL". */
@@ -323,30 +415,319 @@ static void test_one_rank_communicator(void) {
   printf("one-rank communicator on device %d: made, queried, waited on, destroyed\n", device);
 }
 
-int main(void) {
+/* ------------------------------------------------------------------ stand-in NCCL copies */
+
+/* The two stand-ins report these versions (tests/c/CMakeLists.txt). */
+enum { kFakeVersionA = 29901, kFakeVersionB = 29902 };
+
+/* The stand-ins' paths, from the command line. */
+static const char* g_fake_a = "";
+static const char* g_fake_b = "";
+
+/* One of the stand-in's counters or switches, found in the copy at path (already loaded). */
+static int* fake_variable(const char* path, const char* name) {
+  void* handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+  CHECK(handle != NULL, "stand-in %s is loaded", path);
+  if (handle == NULL) return NULL;
+  int* variable = (int*)dlsym(handle, name);
+  dlclose(handle);
+  CHECK(variable != NULL, "stand-in symbol %s", name);
+  return variable;
+}
+
+static void expect_version(int expected) {
+  int version = 0;
+  CHECK(baracuda_nccl_version(&version) == BARACUDA_STATUS_SUCCESS, "version: %s",
+        baracuda_last_error_message());
+  CHECK(version == expected, "version %d, expected %d (the copy asked for)", version, expected);
+}
+
+/* A folder of its own under TMPDIR (or /tmp) holding a link to target (made absolute);
+ * returns the link. */
+static const char* link_to(const char* target, char* link, size_t capacity) {
+  const char* base = getenv("TMPDIR");
+  char folder[kMessageCapacity];
+  snprintf(folder, sizeof folder, "%s/baracuda-nccl-test-XXXXXX",
+           base != NULL && *base != '\0' ? base : "/tmp");
+  CHECK(mkdtemp(folder) != NULL, "mkdtemp %s", folder);
+  snprintf(link, capacity, "%s/libnccl.so.2", folder);
+  char* absolute = realpath(target, NULL);
+  CHECK(absolute != NULL && symlink(absolute, link) == 0, "symlink %s -> %s", link, target);
+  free(absolute);
+  return link;
+}
+
+static void remove_link(const char* link) {
+  unlink(link);
+  char folder[kMessageCapacity];
+  snprintf(folder, sizeof folder, "%s", link);
+  char* slash = strrchr(folder, '/');
+  if (slash != NULL) *slash = '\0';
+  rmdir(folder);
+}
+
+/* A loaded NCCL is kept: the same file (its path, a link to it, NULL) succeeds; another file,
+ * a missing path or an empty one is refused, and the first library stays. */
+static void scenario_second_load(void) {
+  CHECK(baracuda_nccl_load(g_fake_a) == BARACUDA_STATUS_SUCCESS, "load A: %s",
+        baracuda_last_error_message());
+  char loaded[kMessageCapacity];
+  snprintf(loaded, sizeof loaded, "%s", baracuda_nccl_library_path());
+  CHECK(strcmp(loaded, g_fake_a) == 0, "path %s, expected %s", loaded, g_fake_a);
+  expect_version(kFakeVersionA);
+  CHECK(baracuda_nccl_load(g_fake_a) == BARACUDA_STATUS_SUCCESS, "load A again: %s",
+        baracuda_last_error_message());
+  CHECK(strcmp(baracuda_last_error_message(), "") == 0, "message after a success");
+  char link[kMessageCapacity];
+  link_to(g_fake_a, link, sizeof link);
+  CHECK(baracuda_nccl_load(link) == BARACUDA_STATUS_SUCCESS, "load a link to A: %s",
+        baracuda_last_error_message());
+  remove_link(link);
+  CHECK(baracuda_nccl_load(NULL) == BARACUDA_STATUS_SUCCESS, "load NULL after A: %s",
+        baracuda_last_error_message());
+
+  CHECK(baracuda_nccl_load(g_fake_b) == BARACUDA_STATUS_INVALID_PROBLEM, "load B after A");
+  char expected[3 * kMessageCapacity];
+  snprintf(expected, sizeof expected,
+           "nccl_load: another NCCL is loaded already (got path '%s', expected '%s', the "
+           "library loaded first: a loaded NCCL stays loaded for the life of the process)",
+           g_fake_b, g_fake_a);
+  CHECK(strcmp(baracuda_last_error_message(), expected) == 0, "message: %s",
+        baracuda_last_error_message());
+  CHECK(baracuda_nccl_load("/nonexistent/libnccl.so.2") == BARACUDA_STATUS_INVALID_PROBLEM,
+        "load of a missing path after A");
+  test_empty_path();
+  CHECK(strcmp(baracuda_nccl_library_path(), g_fake_a) == 0, "A stays loaded: %s",
+        baracuda_nccl_library_path());
+  expect_version(kFakeVersionA);
+}
+
+/* The variable, set, is what is loaded. */
+static void scenario_variable_loads(void) {
+  setenv("BARACUDA_NCCL_LIBRARY", g_fake_b, 1);
+  CHECK(baracuda_nccl_load(NULL) == BARACUDA_STATUS_SUCCESS, "variable B: %s",
+        baracuda_last_error_message());
+  CHECK(strcmp(baracuda_nccl_library_path(), g_fake_b) == 0, "path %s",
+        baracuda_nccl_library_path());
+  expect_version(kFakeVersionB);
+}
+
+/* A framework loaded copy A: neither the variable nor an explicit path opens copy B beside
+ * it; naming A (through a link) uses it. */
+static void scenario_second_copy(void) {
+  void* framework = dlopen(g_fake_a, RTLD_NOW | RTLD_GLOBAL);
+  CHECK(framework != NULL, "the framework's copy A: %s", dlerror());
+  char reason[2 * kMessageCapacity];
+  snprintf(reason, sizeof reason,
+           "another libnccl.so.2 is loaded in this process already, from '%s', and a second "
+           "NCCL copy beside it is not opened (name that file, or load NCCL before the other "
+           "library does)",
+           g_fake_a);
+  char expected[4 * kMessageCapacity];
+
+  setenv("BARACUDA_NCCL_LIBRARY", g_fake_b, 1);
+  CHECK(baracuda_nccl_load(NULL) == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "variable B beside A");
+  snprintf(expected, sizeof expected,
+           "nccl_load: cannot load NCCL (got BARACUDA_NCCL_LIBRARY '%s': %s, expected "
+           "BARACUDA_NCCL_LIBRARY to name libnccl.so.2, the only place tried while it is set)",
+           g_fake_b, reason);
+  CHECK(strcmp(baracuda_last_error_message(), expected) == 0, "message: %s",
+        baracuda_last_error_message());
+
+  CHECK(baracuda_nccl_load(g_fake_b) == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "path B beside A");
+  snprintf(expected, sizeof expected,
+           "nccl_load: cannot load NCCL (got explicit path '%s': %s, expected that path to be "
+           "libnccl.so.2)",
+           g_fake_b, reason);
+  CHECK(strcmp(baracuda_last_error_message(), expected) == 0, "message: %s",
+        baracuda_last_error_message());
+  CHECK(strcmp(baracuda_nccl_library_path(), "") == 0, "nothing loaded after the refusals");
+  void* opened_b = dlopen(g_fake_b, RTLD_NOW | RTLD_NOLOAD);
+  CHECK(opened_b == NULL, "copy B was never opened");
+  if (opened_b != NULL) dlclose(opened_b);
+
+  char link[kMessageCapacity];
+  link_to(g_fake_a, link, sizeof link);
+  setenv("BARACUDA_NCCL_LIBRARY", link, 1);
+  CHECK(baracuda_nccl_load(NULL) == BARACUDA_STATUS_SUCCESS, "variable: a link to A: %s",
+        baracuda_last_error_message());
+  remove_link(link);
+  expect_version(kFakeVersionA);
+  CHECK(strcmp(baracuda_nccl_library_path(), g_fake_a) == 0, "path %s",
+        baracuda_nccl_library_path());
+  unsetenv("BARACUDA_NCCL_LIBRARY");
+}
+
+/* comm_wait: an NCCL asynchronous error aborts (not with _no_abort); a CUDA error of the
+ * stream query does not; NaN and -inf timeouts are refused before anything is called. */
+static void scenario_wait(void) {
+  CHECK(baracuda_nccl_load(g_fake_a) == BARACUDA_STATUS_SUCCESS, "load A: %s",
+        baracuda_last_error_message());
+  int* async_error = fake_variable(g_fake_a, "fake_nccl_async_error");
+  int* aborts = fake_variable(g_fake_a, "fake_nccl_abort_count");
+  if (async_error == NULL || aborts == NULL) return;
+  baracuda_nccl_unique_id id;
+  baracuda_nccl_comm comm = NULL;
+  CHECK(baracuda_nccl_get_unique_id(&id) == BARACUDA_STATUS_SUCCESS, "unique id");
+  CHECK(baracuda_nccl_comm_init_rank(&comm, kOneRankWorld, &id, kRankZero) ==
+            BARACUDA_STATUS_SUCCESS && comm != NULL,
+        "stand-in communicator: %s", baracuda_last_error_message());
+
+  static const double kBadTimeouts[] = {NAN, -INFINITY};
+  for (size_t n = 0; n < sizeof kBadTimeouts / sizeof kBadTimeouts[0]; ++n) {
+    char expected[kMessageCapacity];
+    snprintf(expected, sizeof expected,
+             "nccl_comm_wait: timeout_seconds is not a duration (got %g, expected seconds: > 0 "
+             "and finite for a limit, +inf or <= 0 for none)",
+             kBadTimeouts[n]);
+    CHECK(baracuda_nccl_comm_wait(comm, NULL, kBadTimeouts[n]) ==
+              BARACUDA_STATUS_INVALID_PROBLEM,
+          "timeout %g refused", kBadTimeouts[n]);
+    CHECK(strcmp(baracuda_last_error_message(), expected) == 0, "message: %s",
+          baracuda_last_error_message());
+    CHECK(baracuda_nccl_comm_wait_no_abort(comm, NULL, kBadTimeouts[n]) ==
+              BARACUDA_STATUS_INVALID_PROBLEM,
+          "timeout %g refused by _no_abort", kBadTimeouts[n]);
+    CHECK(starts_with(baracuda_last_error_message(),
+                      "nccl_comm_wait_no_abort: timeout_seconds is not a duration (got "),
+          "message: %s", baracuda_last_error_message());
+  }
+  CHECK(*aborts == 0, "refused timeouts abort nothing (%d aborts)", *aborts);
+
+  /* No NCCL error: the legacy default stream is idle with a device; without one the query
+   * fails, a CUDA error that leaves the communicator alone. */
+  *async_error = 0;
+  baracuda_status status = baracuda_nccl_comm_wait(comm, NULL, INFINITY);
+  if (status == BARACUDA_STATUS_SUCCESS) {
+    printf("comm_wait on a device: the default stream is idle\n");
+  } else {
+    CHECK(status == BARACUDA_STATUS_CUDA_ERROR, "wait without a device: status %d (%s)",
+          (int)status, baracuda_last_error_message());
+    CHECK(starts_with(baracuda_last_error_message(),
+                      "nccl_comm_wait: cudaStreamQuery of the waited stream failed (got "),
+          "message: %s", baracuda_last_error_message());
+  }
+  CHECK(*aborts == 0, "no abort without an NCCL error (%d aborts)", *aborts);
+
+  enum { kRemoteError = 6 };
+  *async_error = kRemoteError;
+  status = baracuda_nccl_comm_wait_no_abort(comm, NULL, INFINITY);
+  CHECK(status == BARACUDA_STATUS_NCCL_ERROR, "_no_abort on an NCCL error: status %d", (int)status);
+  CHECK(strcmp(baracuda_last_error_message(),
+               "nccl_comm_wait_no_abort: the communicator's pending work (the communicator was "
+               "left to its owner) failed (got ncclRemoteError = 6: fake NCCL error; NCCL's "
+               "last error: none recorded, expected ncclSuccess)") == 0,
+        "message: %s", baracuda_last_error_message());
+  CHECK(*aborts == 0, "_no_abort aborts nothing (%d aborts)", *aborts);
+  CHECK(baracuda_nccl_comm_check(comm) == BARACUDA_STATUS_NCCL_ERROR && *aborts == 0,
+        "comm_check reports and aborts nothing");
+
+  status = baracuda_nccl_comm_wait(comm, NULL, INFINITY);
+  CHECK(status == BARACUDA_STATUS_NCCL_ERROR, "wait on an NCCL error: status %d", (int)status);
+  CHECK(strcmp(baracuda_last_error_message(),
+               "nccl_comm_wait: the communicator's pending work (the communicator was aborted) "
+               "failed (got ncclRemoteError = 6: fake NCCL error; NCCL's last error: none "
+               "recorded, expected ncclSuccess)") == 0,
+        "message: %s", baracuda_last_error_message());
+  CHECK(*aborts == 1, "wait aborts on an NCCL error (%d aborts, expected 1)", *aborts);
+}
+
+/* ------------------------------------------------------------------ scenarios */
+
+/* No NCCL loaded and none named: the refusals, then the search order (and, when it finds no
+ * NCCL, the wrappers' refusals). */
+static void scenario_refusals(void) {
   test_not_loaded_yet();
   test_bad_explicit_path();
   test_not_an_nccl_library();
+  test_empty_path();
+  test_long_path_message();
   test_comm_null_pointers();
-  int found = test_search_order();
-  if (!found) test_comm_without_nccl();
-  const char* wheel_library = getenv("BARACUDA_TEST_NCCL_LIBRARY");
-  if (!found && wheel_library != NULL && *wheel_library != '\0') {
-    CHECK(baracuda_nccl_load(wheel_library) == BARACUDA_STATUS_SUCCESS, "explicit %s: %s",
-          wheel_library, baracuda_last_error_message());
-    found = 1;
-  }
-  if (found) {
-    test_loaded();
-    test_comm_null_pointers();
-    test_unique_ids();
-    if (cuda_device_present()) {
-      test_one_rank_communicator();
-    } else {
-      printf("one-rank communicator checks skipped: they need a CUDA device\n");
-    }
-  } else {
+  if (!test_search_order()) test_comm_without_nccl();
+}
+
+/* A real NCCL named by BARACUDA_TEST_NCCL_LIBRARY (else the one the search order finds). */
+static void scenario_real_nccl(void) {
+  const char* library = getenv("BARACUDA_TEST_NCCL_LIBRARY");
+  baracuda_status status = library != NULL && *library != '\0' ? baracuda_nccl_load(library)
+                                                               : baracuda_nccl_load(NULL);
+  if (status != BARACUDA_STATUS_SUCCESS) {
+    CHECK(library == NULL || *library == '\0', "explicit %s: %s", library,
+          baracuda_last_error_message());
     printf("NCCL-present checks skipped: no NCCL here and BARACUDA_TEST_NCCL_LIBRARY unset\n");
+    return;
+  }
+  test_loaded();
+  test_comm_null_pointers();
+  test_unique_ids();
+  if (cuda_device_present()) {
+    test_one_rank_communicator();
+  } else {
+    printf("one-rank communicator checks skipped: they need a CUDA device\n");
+  }
+}
+
+typedef struct {
+  const char* name;
+  void (*run)(void);
+  int needs_fakes;
+} scenario;
+
+static const scenario kScenarios[] = {
+    {"refusals", scenario_refusals, 0},
+    {"variable_only", test_variable_is_the_only_candidate, 0},
+    {"second_load", scenario_second_load, 1},
+    {"variable_loads", scenario_variable_loads, 1},
+    {"second_copy", scenario_second_copy, 1},
+    {"wait", scenario_wait, 1},
+    {"real_nccl", scenario_real_nccl, 0},
+};
+enum { kScenarioCount = sizeof kScenarios / sizeof kScenarios[0] };
+
+/* Runs one scenario in this process. */
+static int run_scenario(const char* name) {
+  for (int n = 0; n < kScenarioCount; ++n) {
+    if (strcmp(kScenarios[n].name, name) == 0) {
+      kScenarios[n].run();
+      return test_summary();
+    }
+  }
+  fprintf(stderr, "unknown scenario %s\n", name);
+  return 1;
+}
+
+/* Runs each scenario in a fresh process of this program. */
+static int run_all(void) {
+  const int have_fakes = *g_fake_a != '\0' && *g_fake_b != '\0';
+  for (int n = 0; n < kScenarioCount; ++n) {
+    if (kScenarios[n].needs_fakes && !have_fakes) {
+      printf("scenario %s skipped: the stand-in NCCL libraries were not given\n",
+             kScenarios[n].name);
+      continue;
+    }
+    printf("-- scenario %s\n", kScenarios[n].name);
+    fflush(stdout);
+    const pid_t child = fork();
+    if (child == 0) {
+      char* const arguments[] = {"test_nccl_loader", (char*)g_fake_a, (char*)g_fake_b,
+                                 (char*)kScenarios[n].name, NULL};
+      execv("/proc/self/exe", arguments);
+      _exit(127);
+    }
+    int wait_status = 0;
+    CHECK(child > 0 && waitpid(child, &wait_status, 0) == child, "scenario %s started",
+          kScenarios[n].name);
+    CHECK(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0,
+          "scenario %s failed (wait status %d)", kScenarios[n].name, wait_status);
   }
   return test_summary();
+}
+
+int main(int argc, char** argv) {
+  if (argc >= 3) {
+    g_fake_a = argv[1];
+    g_fake_b = argv[2];
+  }
+  if (argc >= 4) return run_scenario(argv[3]);
+  return run_all();
 }

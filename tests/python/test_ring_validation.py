@@ -182,7 +182,7 @@ def test_communicator_refusals(tmp_path, monkeypatch):
         nccl.Communicator.from_handle(0)
     for name in ("RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                  "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "MASTER_ADDR",
-                 "MASTER_PORT", "LOCAL_RANK"):
+                 "MASTER_PORT", "LOCAL_RANK", "BARACUDA_RUN_ID", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(baracuda.InvalidProblemError, match="no launcher variables"):
         nccl.Communicator.from_env()
@@ -192,4 +192,5 @@ def test_communicator_refusals(tmp_path, monkeypatch):
         nccl.Communicator.from_env(device=None)
     with pytest.raises(baracuda.InvalidProblemError,
                        match="rank 0 did not write the rendezvous file in time"):
-        nccl.Communicator.from_env(rendezvous_file=tmp_path / "id", timeout=0.2)
+        nccl.Communicator.from_env(rendezvous_file=tmp_path / "id", run_id="test-run",
+                                   timeout=0.2)

@@ -237,16 +237,22 @@ BARACUDA_API void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan
 
 /* ---------------------------------------------------------------- NCCL, loaded at run time
  *
- * The build never needs NCCL: the library is opened with dlopen on first use. Search order:
- * an explicit path given to baracuda_nccl_load, the environment variable
- * BARACUDA_NCCL_LIBRARY, an libnccl.so.2 already loaded in the process, the
- * nvidia-nccl-cu12 / -cu13 wheel beside this library (site-packages/nvidia/nccl/lib), then
- * the system's libnccl.so.2. Once loaded, NCCL stays loaded for the life of the process.
+ * The build never needs NCCL: the library is opened with dlopen on first use. An explicit
+ * path given to baracuda_nccl_load is the only place tried; else the environment variable
+ * BARACUDA_NCCL_LIBRARY, when set and not empty, is the only place tried; else the search
+ * order: a libnccl.so.2 already loaded in the process, the nvidia-nccl-cu12 / -cu13 wheel
+ * beside this library (site-packages/nvidia/nccl/lib), then the system's libnccl.so.2. An
+ * explicit path or the variable is loaded or refused, never replaced by another NCCL; when a
+ * libnccl.so.2 from another file is loaded in the process already (a framework's), neither
+ * opens a second copy beside it (naming that same file, or a link to it, uses it). Once
+ * loaded, NCCL stays loaded for the life of the process.
  */
 
-/* Loads NCCL (path NULL: the search order above) and resolves the symbols baracuda uses.
- * LIBRARY_NOT_LOADED names every place tried and why each failed. A second call after a
- * success returns success and keeps the library already loaded. */
+/* Loads NCCL (path NULL: the variable, else the search order above) and resolves the symbols
+ * baracuda uses. LIBRARY_NOT_LOADED names every place tried and why each failed (dlopen's
+ * reason, a missing symbol, a second copy refused). INVALID_PROBLEM for an empty path. After
+ * a success, path NULL or a path naming the loaded file succeeds; another path returns
+ * INVALID_PROBLEM naming both files, and the loaded library stays. */
 BARACUDA_API baracuda_status baracuda_nccl_load(const char* path);
 
 /* NCCL's version code (e.g. 22703 for 2.27.3) of the loaded library; LIBRARY_NOT_LOADED
@@ -299,13 +305,23 @@ BARACUDA_API baracuda_status baracuda_nccl_comm_device(baracuda_nccl_comm comm, 
 BARACUDA_API baracuda_status baracuda_nccl_comm_check(baracuda_nccl_comm comm);
 
 /* Blocks the calling thread until the work enqueued so far on stream has finished, checking
- * comm for asynchronous errors while it waits. timeout_seconds <= 0 waits without limit. On an
- * asynchronous error, or when the timeout passes first (a peer that stopped taking part), it
- * aborts comm with ncclCommAbort, which ends its pending transfers and frees it, and returns
- * NCCL_ERROR saying which. After that failure comm is gone: do not destroy or use it again. */
+ * comm for asynchronous errors while it waits. timeout_seconds: a positive finite limit;
+ * +inf, 0 or a negative finite value wait without limit; NaN and -inf return INVALID_PROBLEM.
+ * On an NCCL failure (an asynchronous error of comm, or ncclCommGetAsyncError failing), or
+ * when the timeout passes first (a peer that stopped taking part), it aborts comm with
+ * ncclCommAbort, which ends its pending transfers and frees it, and returns NCCL_ERROR saying
+ * which; after that failure comm is gone: do not destroy or use it again. Nothing else aborts
+ * comm: a failing cudaStreamQuery of stream returns CUDA_ERROR and leaves comm as it was. */
 BARACUDA_API baracuda_status baracuda_nccl_comm_wait(baracuda_nccl_comm comm,
                                                      baracuda_stream stream,
                                                      double timeout_seconds);
+
+/* As baracuda_nccl_comm_wait, but never aborts comm: on an NCCL failure or a timeout it
+ * returns NCCL_ERROR and comm stays alive, for its owner to abort (a communicator borrowed
+ * from a framework, or one other threads still use). */
+BARACUDA_API baracuda_status baracuda_nccl_comm_wait_no_abort(baracuda_nccl_comm comm,
+                                                              baracuda_stream stream,
+                                                              double timeout_seconds);
 
 /* ---------------------------------------------------------------- ring attention forward
  *
