@@ -37,6 +37,11 @@ run_program() {  # name, command..., with the pytest subset as the last argument
   if [ "$name" = pytest ]; then "$@" "$subset"; else "$@"; fi
 }
 
+# CUDA API errors count for the C tests (the library's own calls). Under pytest, cuda-core probes
+# driver entry points that this driver lacks (cuGetProcAddress: invalid argument) on purpose, so
+# there only the device-side checks are counted.
+api_errors() { if [ "$1" = pytest ]; then echo no; else echo explicit; fi; }
+
 status=0
 for entry in "${programs[@]}"; do
   name="${entry%%|*}"
@@ -49,9 +54,9 @@ for entry in "${programs[@]}"; do
   for tool in "${tools[@]}"; do
     log="$out/$name.$tool.log"
     run_program "$name" compute-sanitizer --tool "$tool" --target-processes all \
-      --print-limit 20 "${command[@]}" >"$log" 2>&1
+      --report-api-errors "$(api_errors "$name")" --print-limit 20 "${command[@]}" >"$log" 2>&1
     program_status=$?
-    errors=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$log" | awk '{sum += $3} END {print sum + 0}')
+    errors=$(grep -oE 'ERROR SUMMARY: [0-9]+ errors?$' "$log" | awk '{sum += $3} END {print sum + 0}')
     printf '%-10s %-8s errors %-4s baracuda kernels %-6s exit %s\n' "$tool" "$name" "$errors" \
       "$launches" "$program_status" | tee -a "$summary"
     if [ "$errors" != 0 ] || [ "$program_status" != 0 ]; then status=1; fi

@@ -1119,7 +1119,7 @@ static void test_plan_queries(void) {
     expect_status(__LINE__, baracuda_ring_attention_can_implement(plan, NULL),
                   BARACUDA_STATUS_INVALID_PROBLEM, "can_implement with no args");
     expect_message(__LINE__, CI "args is NULL (got NULL, expected args)");
-    baracuda_ring_attention_plan_destroy(plan);
+    release_plan(plan);
   }
 }
 
