@@ -80,7 +80,7 @@ class DeviceArray:
         self._stream = stream
         self._device_id = device.device_id
         nbytes = self.nbytes
-        self._buffer = allocate(nbytes, stream, device) if nbytes else None
+        self._buffer = allocate(nbytes, stream, device, "DeviceArray") if nbytes else None
         self._ptr = int(self._buffer.handle) if self._buffer is not None else 0
 
     # ------------------------------------------------------------ attributes
@@ -148,21 +148,31 @@ class DeviceArray:
         -------
         numpy.ndarray
             Of ``shape`` and ``dtype``.
+
+        Raises
+        ------
+        CudaError
+            No usable device, or the copy failed.
         """
         import numpy
-        from cuda.bindings import driver
 
+        op = "DeviceArray.copy_to_host"
         host = numpy.empty(self._shape, dtype=self.dtype)
         if self._buffer is None:
             return host
-        stream = core_stream(self._stream).handle
-        (error,) = driver.cuMemcpyDtoHAsync(host.ctypes.data, self._ptr, self.nbytes, stream)
-        if error == driver.CUresult.CUDA_SUCCESS:
-            (error,) = driver.cuStreamSynchronize(stream)
+        stream = core_stream(self._stream, op).handle
+        try:
+            from cuda.bindings import driver
+
+            (error,) = driver.cuMemcpyDtoHAsync(host.ctypes.data, self._ptr, self.nbytes, stream)
+            if error == driver.CUresult.CUDA_SUCCESS:
+                (error,) = driver.cuStreamSynchronize(stream)
+        except Exception as failure:
+            raise CudaError(f"{op}: cuMemcpyDtoHAsync failed (got {type(failure).__name__}: "
+                            f"{failure}, expected CUDA_SUCCESS)") from failure
         if error != driver.CUresult.CUDA_SUCCESS:
             raise CudaError(
-                f"DeviceArray.copy_to_host: copying to the host failed (got {error.name}, "
-                "expected CUDA_SUCCESS)"
+                f"{op}: copying to the host failed (got {error.name}, expected CUDA_SUCCESS)"
             )
         return host
 
@@ -225,7 +235,7 @@ class DeviceArray:
                               f"(got {tuple(dl_device)}, expected {self.__dlpack_device__()})")
         if stream != DLPACK_NO_SYNC:
             consumer = CU_STREAM_LEGACY if stream is None else stream_handle(stream, op)
-            order_after(self._stream, consumer)
+            order_after(self._stream, consumer, op)
         versioned = max_version is not None and tuple(max_version) >= _capi.DLPACK_VERSION
         return _capi.dlpack_capsule(self, self._ptr, self._shape, self.strides, self._element,
                                     self._device_id, versioned)

@@ -527,7 +527,7 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
     workspace_bytes = plan.workspace_size
     # Returned to the pool on the stream once dropped, after the kernel that uses it.
-    workspace = allocate(workspace_bytes, handle, device) if workspace_bytes else None
+    workspace = allocate(workspace_bytes, handle, device, op) if workspace_bytes else None
     plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), mask_view, slopes_view,
                     0 if workspace is None else int(workspace.handle), workspace_bytes, handle)
     return (y, lse) if return_lse else y

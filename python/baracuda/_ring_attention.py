@@ -356,7 +356,8 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
     kv_scratch_a = DeviceArray._empty((kv_elements,), element, handle, device)
     kv_scratch_b = DeviceArray._empty((kv_elements,), element, handle, device)
     accumulator_bytes = plan.accumulator_scratch_bytes
-    accumulators = allocate(accumulator_bytes, handle, device) if accumulator_bytes else None
+    accumulators = (allocate(accumulator_bytes, handle, device, op) if accumulator_bytes
+                    else None)
     plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), slopes_view,
                     kv_scratch_a.tensor_view(), kv_scratch_b.tensor_view(),
                     0 if accumulators is None else int(accumulators.handle), accumulator_bytes,

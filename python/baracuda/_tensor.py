@@ -371,7 +371,7 @@ def _read_cuda_array_interface(obj: object, name: str, op: str, stream: int) -> 
                         for axis, step in enumerate(byte_strides))
     producer = interface.get("stream")
     if stream != NO_SYNC and producer is not None:
-        order_after(producer, stream)
+        order_after(producer, stream, op)
     return _Memory(ptr or 0, element, unsupported, itemsize, shape, strides, None, obj)
 
 

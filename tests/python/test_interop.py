@@ -8,6 +8,7 @@ object, and a DLPack producer whose ``DLManagedTensor`` is built with ctypes.
 
 import ctypes
 import gc
+import json
 import subprocess
 import sys
 import weakref
@@ -251,7 +252,8 @@ def test_cai_producer_stream_ordering(monkeypatch):
     """The producer's stream is ordered before the consumer's, unless no sync is asked for
     or the producer has nothing pending (stream None)."""
     calls = []
-    monkeypatch.setattr(_tensor, "order_after", lambda *streams: calls.append(streams))
+    monkeypatch.setattr(_tensor, "order_after",
+                        lambda producer, consumer, op: calls.append((producer, consumer)))
     as_tensor(CudaArrayInterface((4,), "<f4", stream=PRODUCER_STREAM), "q", op=OP,
               stream=CONSUMER_STREAM)
     assert calls == [(PRODUCER_STREAM, CONSUMER_STREAM)]
@@ -270,8 +272,108 @@ def test_same_stream(first, second, same):
 
 
 def test_order_after_same_stream_needs_no_driver():
-    _cuda.order_after(0, _cuda.CU_STREAM_LEGACY)
-    _cuda.order_after(PRODUCER_STREAM, PRODUCER_STREAM)
+    _cuda.order_after(0, _cuda.CU_STREAM_LEGACY, OP)
+    _cuda.order_after(PRODUCER_STREAM, PRODUCER_STREAM, OP)
+
+
+def _device_count():
+    """Devices the CUDA runtime sees (0 without a driver); it never reaches cuda.core."""
+    from cuda.bindings import runtime
+
+    error, count = runtime.cudaGetDeviceCount()
+    return count if error == runtime.cudaError_t.cudaSuccess else 0
+
+
+NO_DEVICE_CALLS = """
+import json, time
+import baracuda
+
+class Producer:
+    __cuda_array_interface__ = {"shape": (1, 8, 64, 64), "typestr": "<f4",
+                                "data": (0x7F1234000000, False), "version": 3, "stream": 12345}
+
+producer = Producer()
+calls = [lambda: baracuda.flash_attention(producer, producer, producer),
+         lambda: baracuda.flash_attention(producer, producer, producer),
+         lambda: baracuda.DeviceArray((4,), "f32")]
+results = []
+for call in calls:
+    start = time.monotonic()
+    try:
+        call()
+        results.append(["returned", "", 0.0])
+    except BaseException as error:
+        results.append([type(error).__name__, str(error), time.monotonic() - start])
+print(json.dumps(results))
+"""
+PROMPT_SECONDS = 10
+
+
+def test_producer_stream_without_a_device_raises_and_never_blocks():
+    """Without a driver, ordering after a producer's stream raises CudaError, and so does every
+    later device call, at once (cuda.core is never reached, so its lock is never left held).
+    A subprocess with a timeout turns a hang into a failure."""
+    if _device_count() > 0:
+        pytest.skip("a CUDA device is present")
+    result = subprocess.run([sys.executable, "-c", NO_DEVICE_CALLS], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    (first, second, third) = json.loads(result.stdout)
+    assert first[0] == "CudaError", first
+    assert first[1].startswith("flash_attention: no usable CUDA device (got "), first[1]
+    assert first[1].endswith(", expected a CUDA driver and at least one device)")
+    assert second[:2] == first[:2]
+    assert third[0] == "CudaError"
+    assert third[1] == first[1].replace("flash_attention:", "DeviceArray:", 1)
+    assert max(first[2], second[2], third[2]) < PROMPT_SECONDS
+
+
+def test_device_probe_runs_once(monkeypatch):
+    probes = []
+    # Both restored afterwards: the process's own probe is kept for the other tests.
+    monkeypatch.setattr(_cuda, "_probed", False)
+    monkeypatch.setattr(_cuda, "_absence", None)
+    monkeypatch.setattr(_cuda, "_probe_device",
+                        lambda: probes.append(1) or "cuInit returned CUDA_ERROR_NO_DEVICE")
+    for _ in range(3):
+        with pytest.raises(baracuda.CudaError) as caught:
+            _cuda.require_device(OP)
+        assert caught.value.message == (f"{OP}: no usable CUDA device (got cuInit returned "
+                                        "CUDA_ERROR_NO_DEVICE, expected a CUDA driver and at "
+                                        "least one device)")
+    assert probes == [1]
+    with pytest.raises(baracuda.CudaError, match=f"{OP}: no usable CUDA device"):
+        _cuda.order_after(PRODUCER_STREAM, CONSUMER_STREAM, OP)
+    with pytest.raises(baracuda.CudaError, match=f"{OP}: no usable CUDA device"):
+        _cuda.current_device(OP)
+    assert probes == [1]
+
+
+class _FailingStream:
+    def wait(self, other):
+        raise RuntimeError("CUDA_ERROR_INVALID_HANDLE")
+
+
+class _FailingDevice:
+    class memory_resource:
+        @staticmethod
+        def allocate(nbytes, stream):
+            raise MemoryError("out of memory")
+
+
+def test_cuda_core_failures_are_cuda_errors(monkeypatch):
+    """A cuda.core failure arrives as CudaError naming the call."""
+    monkeypatch.setattr(_cuda, "core_stream", lambda handle, op: _FailingStream())
+    with pytest.raises(baracuda.CudaError) as caught:
+        _cuda.order_after(PRODUCER_STREAM, CONSUMER_STREAM, OP)
+    assert caught.value.message == (
+        f"{OP}: Stream.wait failed (got RuntimeError: CUDA_ERROR_INVALID_HANDLE, expected "
+        f"stream {CONSUMER_STREAM:#x} ordered after stream {PRODUCER_STREAM:#x})")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    with pytest.raises(baracuda.CudaError) as caught:
+        _cuda.allocate(256, CONSUMER_STREAM, _FailingDevice(), OP)
+    assert caught.value.message == (f"{OP}: allocating 256 bytes failed (got MemoryError: out "
+                                    "of memory, expected 256 bytes of device memory)")
 
 
 # ---------------------------------------------------------------- ranks and protocols
