@@ -476,6 +476,235 @@ def test_dlpack_unsupported_element(code, bits, name):
                                     "f32, f16, bf16 or f64)")
 
 
+# ---------------------------------------------------------------- malformed producers
+
+CAI = "q __cuda_array_interface__"
+BOOL_RULE = "expected True, False, 0 or 1"
+
+
+class RawInterface:
+    """An object whose ``__cuda_array_interface__`` is exactly the value given."""
+
+    def __init__(self, interface):
+        self.__cuda_array_interface__ = interface
+
+
+def interface_with(**fields):
+    """A valid f32 [2, 4] interface with `fields` replaced (a value of ... removes the key)."""
+    interface = {"shape": (2, 4), "typestr": "<f4", "data": (FAKE_PTR, False), "version": 3,
+                 "strides": None, "stream": None}
+    interface.update(fields)
+    return {key: value for key, value in interface.items() if value is not ...}
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"data": ...}, f"{CAI} has no 'data' (got keys ['shape', 'stream', 'strides', 'typestr', "
+                    "'version'], expected 'shape', 'typestr' and 'data')"),
+    ({"shape": ...}, f"{CAI} has no 'shape' (got keys ['data', 'stream', 'strides', 'typestr', "
+                     "'version'], expected 'shape', 'typestr' and 'data')"),
+    ({"typestr": ...}, f"{CAI} has no 'typestr' (got keys ['data', 'shape', 'stream', 'strides', "
+                       "'version'], expected 'shape', 'typestr' and 'data')"),
+    ({"data": FAKE_PTR}, f"{CAI} data is not a (pointer, read_only) pair (got int {FAKE_PTR}, "
+                         "expected a 2-tuple of int and bool)"),
+    ({"data": (FAKE_PTR, False, 0)},
+     f"{CAI} data is not a (pointer, read_only) pair (got tuple ({FAKE_PTR}, False, 0), "
+     "expected a 2-tuple of int and bool)"),
+    ({"data": ("0x10", False)},
+     f"{CAI} data pointer is not an integer (got str '0x10', expected an int)"),
+    ({"data": (1.5, False)}, f"{CAI} data pointer is not an integer (got float 1.5, expected an int)"),
+    ({"data": (None, False)},
+     f"{CAI} data pointer is not an integer (got NoneType None, expected an int)"),
+    ({"data": (True, False)}, f"{CAI} data pointer is not an integer (got bool True, expected an int)"),
+    ({"data": (-16, False)},
+     f"{CAI} data pointer is not an address (got -16, expected 0 to 0xffffffffffffffff)"),
+    ({"data": (2**64, False)},
+     f"{CAI} data pointer is not an address (got {2**64}, expected 0 to 0xffffffffffffffff)"),
+    ({"data": (FAKE_PTR, "no")},
+     f"{CAI} data read_only flag is not a bool (got str 'no', {BOOL_RULE})"),
+    ({"shape": 4}, f"{CAI} shape is not a sequence of extents (got int 4, expected a tuple of int)"),
+    ({"shape": "24"},
+     f"{CAI} shape is not a sequence of extents (got str '24', expected a tuple of int)"),
+    ({"shape": (2, 4.0)}, f"{CAI} shape[1] is not an integer (got float 4.0, expected an int)"),
+    ({"shape": (2, -4)}, f"{CAI} shape[1] is negative (got -4, expected >= 0)"),
+    ({"strides": (16,)}, f"{CAI} strides do not match the shape (got tuple (16,), expected None "
+                         "or 2 byte strides, one per axis)"),
+    ({"strides": 16}, f"{CAI} strides do not match the shape (got int 16, expected None or 2 "
+                      "byte strides, one per axis)"),
+    ({"strides": (16.0, 4)}, f"{CAI} strides[0] is not an integer (got float 16.0, expected an int)"),
+    ({"typestr": ""},
+     f"{CAI} typestr is not a type string (got str '', expected a string such as '<f4')"),
+    ({"typestr": 4}, f"{CAI} typestr is not a type string (got int 4, expected a string such as "
+                     "'<f4')"),
+    ({"typestr": "<f"}, "q typestr has no item size (got '<f', expected a byte order, a kind and "
+                        "a size in bytes, such as '<f4')"),
+    ({"typestr": "<"}, "q typestr has no item size (got '<', expected a byte order, a kind and "
+                       "a size in bytes, such as '<f4')"),
+    ({"typestr": "<fx"}, "q typestr has no item size (got '<fx', expected a byte order, a kind "
+                         "and a size in bytes, such as '<f4')"),
+    ({"typestr": "<4f"}, "q typestr has no item size (got '<4f', expected a byte order, a kind "
+                         "and a size in bytes, such as '<f4')"),
+    ({"typestr": "<f0", "strides": (16, 4)},
+     "q typestr has item size 0 (got '<f0', expected a size of at least 1 byte)"),
+    ({"stream": "1"}, f"{CAI} stream is not an integer (got str '1', expected an int)"),
+    ({"stream": 1.0}, f"{CAI} stream is not an integer (got float 1.0, expected an int)"),
+    ({"stream": -3}, f"{CAI} stream is negative (got -3, expected a stream handle >= 0, or None)"),
+], ids=lambda value: None if isinstance(value, str) else str(value)[:48])
+def test_cai_malformed_interface(fields, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(RawInterface(interface_with(**fields)), "q", op=OP, stream=CONSUMER_STREAM)
+    assert caught.value.message == f"{OP}: {message}"
+
+
+@pytest.mark.parametrize("interface,got", [([1], "list [1]"), (None, "NoneType None"),
+                                           ("shape", "str 'shape'")])
+def test_cai_interface_not_a_dict(interface, got):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(RawInterface(interface), "q", op=OP, stream=0)
+    assert caught.value.message == (f"{OP}: {CAI} is not a dict (got {got}, expected a dict "
+                                    "with 'shape', 'typestr' and 'data')")
+
+
+def test_cai_interface_that_raises():
+    class Raising:
+        @property
+        def __cuda_array_interface__(self):
+            raise RuntimeError("device lost")
+
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(Raising(), "q", op=OP, stream=0)
+    assert caught.value.message == (f"{OP}: {CAI} failed (got RuntimeError: device lost, "
+                                    "expected a dict)")
+
+
+def test_cai_optional_keys_may_be_absent():
+    """version, strides, stream and mask may be absent; a list shape and data are taken."""
+    minimal = {"shape": [2, 4], "typestr": "<f4", "data": [FAKE_PTR, 1]}
+    view = as_tensor(RawInterface(minimal), "q", op=OP, stream=CONSUMER_STREAM)
+    assert (view.ptr, view.shape, view.strides) == (FAKE_PTR, (2, 4), (4, 1))
+    view = as_tensor(RawInterface(interface_with(shape=(np.int64(3),), data=(np.uint64(64), 0))),
+                     "q", op=OP, stream=0)
+    assert (view.ptr, view.shape, type(view.shape[0])) == (64, (3,), int)
+
+
+def test_flash_attention_refuses_a_malformed_interface():
+    q = RawInterface(interface_with(shape=(1, 8, 64, 64), typestr="<f0"))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.flash_attention(q, q, q)
+    assert caught.value.message == ("flash_attention: q typestr has item size 0 (got '<f0', "
+                                    "expected a size of at least 1 byte)")
+
+
+class ClaimingProducer:
+    """A DLPack producer whose ``__dlpack_device__`` and ``__dlpack__`` are given apart."""
+
+    def __init__(self, device, export):
+        self._device = device
+        self._export = export
+
+    def __dlpack_device__(self):
+        if isinstance(self._device, BaseException):
+            raise self._device
+        return self._device
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        if isinstance(self._export, BaseException):
+            raise self._export
+        return self._export() if callable(self._export) else self._export
+
+
+HOST_ARRAY = np.arange(16, dtype=np.float32).reshape(4, 4)
+DEVICE_RULE = "expected a 2-tuple of int"
+# A refused view is freed with the test's traceback, in a garbage cycle whose order is
+# arbitrary: the fake capsules' structs (and deleters) must outlive it.
+_CAPSULE_OWNERS = []
+
+
+def exported_by(element, shape, device):
+    """A ``__dlpack__`` whose capsule holds a fake tensor on ``device``."""
+    owner = dlpack_of(element, shape, device=device)
+    _CAPSULE_OWNERS.append(owner)
+    return owner.__dlpack__
+
+
+@pytest.mark.parametrize("device,message", [
+    (RuntimeError("no device"),
+     "q __dlpack_device__() failed (got RuntimeError: no device, expected (device_type, "
+     "device_id))"),
+    ("cuda", f"q __dlpack_device__() is not a (device_type, device_id) pair (got str 'cuda', "
+             f"{DEVICE_RULE})"),
+    ((KDL_CUDA,), f"q __dlpack_device__() is not a (device_type, device_id) pair (got tuple "
+                  f"(2,), {DEVICE_RULE})"),
+    ((KDL_CUDA, 0, 0), f"q __dlpack_device__() is not a (device_type, device_id) pair (got "
+                       f"tuple (2, 0, 0), {DEVICE_RULE})"),
+    (("2", 0), "q __dlpack_device__() device_type is not an integer (got str '2', expected an "
+               "int)"),
+    ((KDL_CUDA, 0.0), "q __dlpack_device__() device_id is not an integer (got float 0.0, "
+                      "expected an int)"),
+    ((KDL_CUDA, -1), "q __dlpack_device__() device_id is negative (got -1, expected a CUDA "
+                     "device ordinal >= 0)"),
+], ids=["raises", "str", "one", "three", "type-str", "id-float", "id-negative"])
+def test_dlpack_malformed_device(device, message):
+    producer = ClaimingProducer(device, lambda: pytest.fail("exported before the device check"))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(producer, "q", op=OP, stream=0)
+    assert caught.value.message == f"{OP}: {message}"
+
+
+@pytest.mark.parametrize("export", [BufferError("cannot export"), 42, None, "capsule"],
+                         ids=["raises", "int", "none", "str"])
+def test_dlpack_export_that_is_not_a_tensor(export):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(ClaimingProducer((KDL_CUDA, 0), export), "q", op=OP, stream=0)
+    message = caught.value.message
+    assert message.startswith(f"{OP}: q __dlpack__() gave no tensor (got "), message
+    assert message.endswith(", expected a DLPack capsule)")
+    if isinstance(export, BufferError):
+        assert "(got BufferError: cannot export," in message
+
+
+def test_dlpack_export_raising_a_baracuda_error_keeps_its_type():
+    error = baracuda.CudaError("producer: no usable CUDA device (got none, expected one)")
+    with pytest.raises(baracuda.CudaError) as caught:
+        as_tensor(ClaimingProducer((KDL_CUDA, 0), error), "q", op=OP, stream=0)
+    assert caught.value is error
+
+
+@pytest.mark.parametrize("claim", [(KDL_CUDA, 0), (KDL_CUDA_MANAGED, 0)])
+def test_dlpack_host_capsule_claiming_cuda_is_refused(claim):
+    """numpy's capsule holds host memory: a producer that says CUDA is not believed."""
+    producer = ClaimingProducer(claim, HOST_ARRAY.__dlpack__)
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(producer, "q", op=OP, stream=0)
+    claimed = "kDLCUDA" if claim[0] == KDL_CUDA else "kDLCUDAManaged"
+    assert caught.value.message == (
+        f"{OP}: q is not in CUDA device memory (got a kDLCPU tensor from __dlpack__() where "
+        f"__dlpack_device__() says {claimed}, expected kDLCUDA or kDLCUDAManaged)")
+
+
+def test_dlpack_pinned_host_capsule_claiming_cuda_is_refused():
+    producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA_HOST, 0)))
+    with pytest.raises(baracuda.InvalidProblemError, match=r"got a kDLCUDAHost tensor from "
+                       r"__dlpack__\(\) where __dlpack_device__\(\) says kDLCUDA,"):
+        as_tensor(producer, "q", op=OP, stream=0)
+
+
+def test_dlpack_capsule_on_another_device_is_refused():
+    producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA, 3)))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(producer, "q", op=OP, stream=0)
+    assert caught.value.message == (f"{OP}: q __dlpack__() exports a tensor on another device "
+                                    "than __dlpack_device__() says (got kDLCUDA:3, expected "
+                                    "kDLCUDA:0)")
+
+
+def test_dlpack_managed_capsule_claiming_device_memory_is_refused():
+    producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA_MANAGED, 0)))
+    with pytest.raises(baracuda.InvalidProblemError, match=r"exports a tensor on another device "
+                       r"than __dlpack_device__\(\) says \(got kDLCUDAManaged:\d+, expected "
+                       r"kDLCUDA:0\)"):
+        as_tensor(producer, "q", op=OP, stream=0)
+
+
 # ---------------------------------------------------------------- workspace, devices, shapes
 
 
