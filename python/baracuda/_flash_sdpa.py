@@ -27,6 +27,7 @@ from ._checks import as_bool, as_int32, as_real, name_in, window_bound, window_p
 from ._cuda import allocate, current_device, stream_handle
 from ._device_array import DeviceArray
 from ._errors import InvalidProblemError
+from ._lifetime import NotCopyable
 from ._tensor import NO_SYNC, as_tensor, as_workspace, common_device, element_name, prepend_axes
 
 QKV_RANK = 4
@@ -163,15 +164,17 @@ class PrecisionGuarantee(NamedTuple):
     bit_stable_on_same_hardware: bool
 
 
-class SelectedPlan:
+class SelectedPlan(NotCopyable):
     """What every selected plan shares: its descriptor, its reports and its lifetime.
 
     A subclass names its descriptor type (``_DESCRIPTOR``) and its C handle type
     (``_HANDLE``), and is made by ``select``, which calls :meth:`_select`. It holds C resources
-    until :meth:`close` (or the end of a ``with`` block, or collection).
+    until :meth:`close` (or the end of a ``with`` block, or collection), so it cannot be
+    pickled or copied (:class:`TypeError`): select a plan in each process instead.
     """
 
     __slots__ = ("_handle", "_descriptor", "__weakref__")
+    _OWNED_RESOURCE = "a C plan and the device resources it prepared"
     _DESCRIPTOR: type
     _HANDLE: type
 
@@ -218,7 +221,13 @@ class SelectedPlan:
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Release the plan; later calls raise :class:`InvalidProblemError`."""
+        """Release the plan; later calls raise :class:`InvalidProblemError`.
+
+        Safe while another thread runs the plan: ``close`` waits for the calls already in
+        flight (a run releases the GIL while the C library enqueues) to return before the C
+        plan is destroyed, and calls that start once ``close`` has begun raise
+        :class:`InvalidProblemError`. Closing twice is harmless.
+        """
         self._handle.close()
 
     @property

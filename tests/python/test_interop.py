@@ -952,3 +952,25 @@ def test_flash_attention_window_is_a_pair():
         baracuda.flash_attention(q, k, v, window=(1, 2, 3))
     assert caught.value.message == ("flash_attention: window is not a pair (got (1, 2, 3), "
                                     "expected (left, right) of int or None)")
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((4, 2.0), "DeviceArray: extent of axis 1 is not an integer (got float 2.0, expected an int)"),
+    ((True,), "DeviceArray: extent of axis 0 is not an integer (got bool True, expected an int)"),
+    (4, "DeviceArray: shape is not a sequence of extents (got int, expected a tuple of int)"),
+    ("44", "DeviceArray: shape is not a sequence of extents (got str, expected a tuple of int)"),
+    ((4, -1), "DeviceArray: extent of axis 1 is negative (got -1, expected >= 0)"),
+])
+def test_device_array_shape_is_checked_before_any_device_call(shape, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        DeviceArray(shape, "f32")
+    assert caught.value.message == message
+
+
+def test_device_array_dlpack_copy_flag_is_strict():
+    array = unallocated_array((3,), "f32", device_id=0)
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        array.__dlpack__(stream=-1, copy="no")
+    assert caught.value.message == ("DeviceArray.__dlpack__: copy is not a bool (got str 'no', "
+                                    "expected True, False, 0 or 1)")
+    assert _capsule_is_valid(array.__dlpack__(stream=-1, copy=False), b"dltensor")
