@@ -28,6 +28,8 @@ CU_STREAM_PER_THREAD = 2
 
 STREAM_PROTOCOL_VERSION = 0
 """The version of the ``__cuda_stream__`` protocol understood here."""
+STREAM_PROTOCOL_FIELDS = 2
+"""``__cuda_stream__()`` returns ``(version, handle)``."""
 
 
 def stream_handle(stream: object, op: str) -> int:
@@ -52,13 +54,26 @@ def stream_handle(stream: object, op: str) -> int:
     TypeError
         ``stream`` is none of the above.
     InvalidProblemError
-        A negative handle, or an unknown ``__cuda_stream__`` protocol version.
+        A negative handle, a ``__cuda_stream__`` that fails or returns no ``(version,
+        handle)`` pair of ints, or an unknown ``__cuda_stream__`` protocol version.
     """
     if stream is None:
         return LEGACY_DEFAULT_STREAM
     protocol = getattr(type(stream), "__cuda_stream__", None)
     if protocol is not None:
-        version, handle = stream.__cuda_stream__()
+        try:
+            reported = stream.__cuda_stream__()
+        except Exception as error:
+            raise InvalidProblemError(
+                f"{op}: stream.__cuda_stream__() failed (got {type(error).__name__}: {error}, "
+                "expected (version, handle))"
+            ) from error
+        if not isinstance(reported, (tuple, list)) or len(reported) != STREAM_PROTOCOL_FIELDS:
+            raise InvalidProblemError(
+                f"{op}: stream.__cuda_stream__() is not a (version, handle) pair (got "
+                f"{type(reported).__name__} {reported!r:.60}, expected a 2-tuple of int)"
+            )
+        version, handle = reported
         if version != STREAM_PROTOCOL_VERSION:
             raise InvalidProblemError(
                 f"{op}: stream speaks an unknown __cuda_stream__ protocol version "
@@ -74,6 +89,11 @@ def stream_handle(stream: object, op: str) -> int:
 
 
 def _handle_value(handle: object, op: str) -> int:
+    if isinstance(handle, bool) or not hasattr(type(handle), "__index__"):
+        raise InvalidProblemError(
+            f"{op}: stream handle is not an integer (got {type(handle).__name__} {handle!r:.60}, "
+            "expected a cudaStream_t as an int)"
+        )
     value = operator.index(handle)
     if value < 0:
         raise InvalidProblemError(

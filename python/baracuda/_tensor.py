@@ -149,7 +149,7 @@ def _dtype_name(value: object) -> str | None:
 
     try:
         return numpy.dtype(value).name
-    except TypeError:
+    except (TypeError, ValueError):
         return None
 
 

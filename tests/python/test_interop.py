@@ -974,3 +974,43 @@ def test_device_array_dlpack_copy_flag_is_strict():
     assert caught.value.message == ("DeviceArray.__dlpack__: copy is not a bool (got str 'no', "
                                     "expected True, False, 0 or 1)")
     assert _capsule_is_valid(array.__dlpack__(stream=-1, copy=False), b"dltensor")
+
+
+@pytest.mark.parametrize("reported,message", [
+    ((0,), "stream.__cuda_stream__() is not a (version, handle) pair (got tuple (0,), expected "
+           "a 2-tuple of int)"),
+    (7, "stream.__cuda_stream__() is not a (version, handle) pair (got int 7, expected a 2-tuple "
+        "of int)"),
+    ((0, 1.5), "stream handle is not an integer (got float 1.5, expected a cudaStream_t as an "
+               "int)"),
+    ((0, None), "stream handle is not an integer (got NoneType None, expected a cudaStream_t as "
+                "an int)"),
+])
+def test_malformed_stream_protocol(reported, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        _cuda.stream_handle(CudaStream(*reported) if isinstance(reported, tuple) and
+                            len(reported) == 2 else _RawStream(reported), OP)
+    assert caught.value.message == f"{OP}: {message}"
+
+
+class _RawStream:
+    def __init__(self, reported):
+        self._reported = reported
+
+    def __cuda_stream__(self):
+        if isinstance(self._reported, BaseException):
+            raise self._reported
+        return self._reported
+
+
+def test_stream_protocol_that_raises():
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        _cuda.stream_handle(_RawStream(RuntimeError("stream destroyed")), OP)
+    assert caught.value.message == (f"{OP}: stream.__cuda_stream__() failed (got RuntimeError: "
+                                    "stream destroyed, expected (version, handle))")
+
+
+@pytest.mark.parametrize("value", [[("a",)], "not a dtype name"])
+def test_element_name_of_an_unreadable_dtype(value):
+    with pytest.raises(baracuda.InvalidProblemError, match="expected f32, f16, bf16 or f64"):
+        _tensor.element_name(value, OP)
