@@ -15,7 +15,9 @@ from libc.stdlib cimport free, malloc
 
 import os
 
+from ._checks import as_bool
 from ._errors import InvalidProblemError, error_from_status
+from ._lifetime import InFlight, refuse_copy
 
 # ---------------------------------------------------------------- names of the C enums
 
@@ -130,9 +132,36 @@ cdef int _check_open(void* plan, str op) except -1:
     return 0
 
 
+_PLAN_RESOURCE = "a C plan and the device resources it prepared"
+
+
+cdef class _PlanHandle:
+    """What both plan handles share: no pickling or copying, and the count of the calls in
+    flight that :meth:`close` waits for.
+
+    Every method that reads the C plan runs between ``_in_flight.enter`` and
+    ``_in_flight.exit``; a run releases the GIL, so ``close`` from another thread waits for
+    it instead of destroying the plan under it.
+    """
+
+    cdef object _in_flight
+
+    def __cinit__(self):
+        self._in_flight = InFlight("plan")
+
+    def __reduce_ex__(self, protocol):
+        refuse_copy(self, _PLAN_RESOURCE)
+
+    def __copy__(self):
+        refuse_copy(self, _PLAN_RESOURCE)
+
+    def __deepcopy__(self, memo):
+        refuse_copy(self, _PLAN_RESOURCE)
+
+
 # ---------------------------------------------------------------- flash attention plan
 
-cdef class FlashSdpaPlanHandle:
+cdef class FlashSdpaPlanHandle(_PlanHandle):
     """Owns one ``baracuda_flash_sdpa_plan``; destroyed by :meth:`close` or when collected."""
 
     cdef baracuda_flash_sdpa_plan _plan
@@ -159,7 +188,7 @@ cdef class FlashSdpaPlanHandle:
             desc.d_v, <baracuda_element>ELEMENTS[desc.element])
         if desc.scale is not None:
             c_desc.scale = desc.scale
-        c_desc.is_causal = 1 if desc.is_causal else 0
+        c_desc.is_causal = as_bool(desc.is_causal, "is_causal", "FlashSdpaPlan.select")
         c_desc.window_size_left = _window_bound(desc.window_size_left)
         c_desc.window_size_right = _window_bound(desc.window_size_right)
         c_desc.softcap = desc.softcap
@@ -171,57 +200,97 @@ cdef class FlashSdpaPlanHandle:
         return handle
 
     def close(self):
-        """Destroy the plan now; later calls raise. Closing twice is harmless."""
-        baracuda_flash_sdpa_plan_destroy(self._plan)
-        self._plan = NULL
+        """Destroy the plan; later calls raise. Closing twice is harmless.
+
+        Waits for the calls in flight on other threads (a run releases the GIL) to return
+        first; calls that start once ``close`` has begun raise ``InvalidProblemError``.
+        """
+        if self._in_flight.close():
+            baracuda_flash_sdpa_plan_destroy(self._plan)
+            self._plan = NULL
 
     @property
     def closed(self):
-        return self._plan == NULL
+        return self._in_flight.closed or self._plan == NULL
 
     def can_implement(self, q, k, v, y, lse, mask, alibi_slopes):
         """Check the tensor descriptions against the plan; raise the C reason if they fail."""
         cdef baracuda_flash_sdpa_args args
-        _check_open(self._plan, "FlashSdpaPlan.can_implement")
-        fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
-        check_status(baracuda_flash_sdpa_can_implement(self._plan, &args))
+        cdef baracuda_status status
+        op = "FlashSdpaPlan.can_implement"
+        self._in_flight.enter(op)
+        try:
+            fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
+            _check_open(self._plan, op)
+            status = baracuda_flash_sdpa_can_implement(self._plan, &args)
+        finally:
+            self._in_flight.exit()
+        check_status(status)
 
     def run(self, q, k, v, y, lse, mask, alibi_slopes, uintptr_t workspace,
             size_t workspace_bytes, uintptr_t stream):
         """Enqueue the kernel on ``stream`` (a ``cudaStream_t`` as an int)."""
         cdef baracuda_flash_sdpa_args args
         cdef baracuda_status status
-        _check_open(self._plan, "FlashSdpaPlan.run")
-        fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
-        with nogil:
-            status = baracuda_flash_sdpa_run(self._plan, &args, <void*>workspace,
-                                             workspace_bytes, <baracuda_stream>stream)
+        op = "FlashSdpaPlan.run"
+        self._in_flight.enter(op)
+        try:
+            fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
+            _check_open(self._plan, op)
+            with nogil:
+                status = baracuda_flash_sdpa_run(self._plan, &args, <void*>workspace,
+                                                 workspace_bytes, <baracuda_stream>stream)
+        finally:
+            self._in_flight.exit()
         check_status(status)
 
     def workspace_size(self):
         """Bytes of device workspace that :meth:`run` needs."""
         cdef size_t workspace_bytes = 0
-        _check_open(self._plan, "FlashSdpaPlan.workspace_size")
-        check_status(baracuda_flash_sdpa_workspace_size(self._plan, &workspace_bytes))
+        cdef baracuda_status status
+        op = "FlashSdpaPlan.workspace_size"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            status = baracuda_flash_sdpa_workspace_size(self._plan, &workspace_bytes)
+        finally:
+            self._in_flight.exit()
+        check_status(status)
         return workspace_bytes
 
     def backend(self):
         """Name of the backend the plan runs."""
-        _check_open(self._plan, "FlashSdpaPlan.backend")
-        return _BACKEND_NAMES[baracuda_flash_sdpa_backend(self._plan)]
+        op = "FlashSdpaPlan.backend"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            return _BACKEND_NAMES[baracuda_flash_sdpa_backend(self._plan)]
+        finally:
+            self._in_flight.exit()
 
     def sku(self):
         """``(name, backend, element, head_dim_bucket, arch)`` of the selected kernel."""
         cdef baracuda_kernel_sku sku
-        _check_open(self._plan, "FlashSdpaPlan.sku")
-        check_status(baracuda_flash_sdpa_sku(self._plan, &sku))
-        return _sku_tuple(&sku)
+        op = "FlashSdpaPlan.sku"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            check_status(baracuda_flash_sdpa_sku(self._plan, &sku))
+            # The name lives in the plan: copied before the plan may be closed.
+            return _sku_tuple(&sku)
+        finally:
+            self._in_flight.exit()
 
     def precision_guarantee(self):
         """``(math_precision, accumulator, deterministic, bit_stable_on_same_hardware)``."""
         cdef baracuda_precision_guarantee guarantee
-        _check_open(self._plan, "FlashSdpaPlan.precision_guarantee")
-        check_status(baracuda_flash_sdpa_precision_guarantee(self._plan, &guarantee))
+        op = "FlashSdpaPlan.precision_guarantee"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            check_status(baracuda_flash_sdpa_precision_guarantee(self._plan, &guarantee))
+        finally:
+            self._in_flight.exit()
         return _guarantee_tuple(&guarantee)
 
 
@@ -257,7 +326,7 @@ cdef int fill_ring_attention_args(baracuda_ring_attention_args* args, q, k, v, y
     return 0
 
 
-cdef class RingAttentionPlanHandle:
+cdef class RingAttentionPlanHandle(_PlanHandle):
     """Owns one ``baracuda_ring_attention_plan``; destroyed by :meth:`close` or when collected.
 
     Arguments are tensor descriptions in the order ``q, k, v, y, lse, alibi_slopes,
@@ -287,7 +356,7 @@ cdef class RingAttentionPlanHandle:
         c_desc.num_heads_k = desc.num_heads_k
         if desc.scale is not None:
             c_desc.scale = desc.scale
-        c_desc.is_causal = 1 if desc.is_causal else 0
+        c_desc.is_causal = as_bool(desc.is_causal, "is_causal", "RingAttentionPlan.select")
         c_desc.window_size_left = _window_bound(desc.window_size_left)
         c_desc.window_size_right = _window_bound(desc.window_size_right)
         c_desc.softcap = desc.softcap
@@ -300,22 +369,35 @@ cdef class RingAttentionPlanHandle:
         return handle
 
     def close(self):
-        """Destroy the plan now; later calls raise. Closing twice is harmless."""
-        baracuda_ring_attention_plan_destroy(self._plan)
-        self._plan = NULL
+        """Destroy the plan; later calls raise. Closing twice is harmless.
+
+        Waits for the calls in flight on other threads (a run releases the GIL) to return
+        first; calls that start once ``close`` has begun raise ``InvalidProblemError``.
+        """
+        if self._in_flight.close():
+            baracuda_ring_attention_plan_destroy(self._plan)
+            self._plan = NULL
 
     @property
     def closed(self):
-        return self._plan == NULL
+        return self._in_flight.closed or self._plan == NULL
 
     def can_implement(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
                       uintptr_t accumulator_scratch, size_t accumulator_scratch_bytes):
         """Check the arguments against the plan; raise the C reason if they fail."""
         cdef baracuda_ring_attention_args args
-        _check_open(self._plan, "RingAttentionPlan.can_implement")
-        fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
-                                 kv_scratch_b, accumulator_scratch, accumulator_scratch_bytes)
-        check_status(baracuda_ring_attention_can_implement(self._plan, &args))
+        cdef baracuda_status status
+        op = "RingAttentionPlan.can_implement"
+        self._in_flight.enter(op)
+        try:
+            fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
+                                     kv_scratch_b, accumulator_scratch,
+                                     accumulator_scratch_bytes)
+            _check_open(self._plan, op)
+            status = baracuda_ring_attention_can_implement(self._plan, &args)
+        finally:
+            self._in_flight.exit()
+        check_status(status)
 
     def run(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
             uintptr_t accumulator_scratch, size_t accumulator_scratch_bytes, uintptr_t comm,
@@ -324,46 +406,83 @@ cdef class RingAttentionPlanHandle:
         rank)."""
         cdef baracuda_ring_attention_args args
         cdef baracuda_status status
-        _check_open(self._plan, "RingAttentionPlan.run")
-        fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
-                                 kv_scratch_b, accumulator_scratch, accumulator_scratch_bytes)
-        with nogil:
-            status = baracuda_ring_attention_run(self._plan, &args, <baracuda_nccl_comm>comm,
-                                                 <baracuda_stream>stream)
+        op = "RingAttentionPlan.run"
+        self._in_flight.enter(op)
+        try:
+            fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
+                                     kv_scratch_b, accumulator_scratch,
+                                     accumulator_scratch_bytes)
+            _check_open(self._plan, op)
+            with nogil:
+                status = baracuda_ring_attention_run(self._plan, &args,
+                                                     <baracuda_nccl_comm>comm,
+                                                     <baracuda_stream>stream)
+        finally:
+            self._in_flight.exit()
         check_status(status)
 
     def kv_scratch_elements(self):
         """Elements of each K/V scratch buffer."""
         cdef int64_t elements = 0
-        _check_open(self._plan, "RingAttentionPlan.kv_scratch_elements")
-        check_status(baracuda_ring_attention_kv_scratch_elements(self._plan, &elements))
+        cdef baracuda_status status
+        op = "RingAttentionPlan.kv_scratch_elements"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            status = baracuda_ring_attention_kv_scratch_elements(self._plan, &elements)
+        finally:
+            self._in_flight.exit()
+        check_status(status)
         return elements
 
     def accumulator_scratch_bytes(self):
         """Bytes of the accumulator scratch."""
         cdef size_t scratch_bytes = 0
-        _check_open(self._plan, "RingAttentionPlan.accumulator_scratch_bytes")
-        check_status(baracuda_ring_attention_accumulator_scratch_bytes(self._plan,
-                                                                       &scratch_bytes))
+        cdef baracuda_status status
+        op = "RingAttentionPlan.accumulator_scratch_bytes"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            status = baracuda_ring_attention_accumulator_scratch_bytes(self._plan,
+                                                                       &scratch_bytes)
+        finally:
+            self._in_flight.exit()
+        check_status(status)
         return scratch_bytes
 
     def backend(self):
         """Name of the backend the plan runs."""
-        _check_open(self._plan, "RingAttentionPlan.backend")
-        return _BACKEND_NAMES[baracuda_ring_attention_backend(self._plan)]
+        op = "RingAttentionPlan.backend"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            return _BACKEND_NAMES[baracuda_ring_attention_backend(self._plan)]
+        finally:
+            self._in_flight.exit()
 
     def sku(self):
         """``(name, backend, element, head_dim_bucket, arch)`` of the step kernel."""
         cdef baracuda_kernel_sku sku
-        _check_open(self._plan, "RingAttentionPlan.sku")
-        check_status(baracuda_ring_attention_sku(self._plan, &sku))
-        return _sku_tuple(&sku)
+        op = "RingAttentionPlan.sku"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            check_status(baracuda_ring_attention_sku(self._plan, &sku))
+            # The name lives in the plan: copied before the plan may be closed.
+            return _sku_tuple(&sku)
+        finally:
+            self._in_flight.exit()
 
     def precision_guarantee(self):
         """``(math_precision, accumulator, deterministic, bit_stable_on_same_hardware)``."""
         cdef baracuda_precision_guarantee guarantee
-        _check_open(self._plan, "RingAttentionPlan.precision_guarantee")
-        check_status(baracuda_ring_attention_precision_guarantee(self._plan, &guarantee))
+        op = "RingAttentionPlan.precision_guarantee"
+        self._in_flight.enter(op)
+        try:
+            _check_open(self._plan, op)
+            check_status(baracuda_ring_attention_precision_guarantee(self._plan, &guarantee))
+        finally:
+            self._in_flight.exit()
         return _guarantee_tuple(&guarantee)
 
 

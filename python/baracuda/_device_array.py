@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import operator
-
 from . import _capi
+from ._checks import as_bool, as_int
 from ._cuda import (
     CU_STREAM_LEGACY,
     LEGACY_DEFAULT_STREAM,
@@ -15,6 +14,7 @@ from ._cuda import (
     stream_handle,
 )
 from ._errors import CudaError, InvalidProblemError
+from ._lifetime import NotCopyable
 from ._tensor import (
     TensorView,
     contiguous_strides,
@@ -28,7 +28,7 @@ DLPACK_NO_SYNC = -1
 """``__dlpack__(stream=-1)``: the consumer asks for no synchronisation."""
 
 
-class DeviceArray:
+class DeviceArray(NotCopyable):
     """A C-contiguous array in CUDA device memory, allocated stream-ordered through cuda.core.
 
     It exports ``__dlpack__`` / ``__dlpack_device__`` and ``__cuda_array_interface__``, so
@@ -49,16 +49,25 @@ class DeviceArray:
 
     Notes
     -----
-    The contents are uninitialised. The array lives on the current device.
+    The contents are uninitialised. The array lives on the current device. It owns its memory,
+    so it cannot be pickled or copied (:class:`TypeError`); copy it to the host with
+    :meth:`copy_to_host`, or share it through DLPack.
     bf16 has no standard ``__cuda_array_interface__`` typestr: a bf16 array exports DLPack
     only, and its ``__cuda_array_interface__`` raises :class:`AttributeError`.
     """
 
     __slots__ = ("_buffer", "_ptr", "_shape", "_element", "_device_id", "_stream", "__weakref__")
+    _OWNED_RESOURCE = "device memory"
 
     def __init__(self, shape, element, *, stream=None) -> None:
         op = "DeviceArray"
-        shape = tuple(operator.index(extent) for extent in shape)
+        if not hasattr(shape, "__iter__") or isinstance(shape, (str, bytes)):
+            raise InvalidProblemError(
+                f"{op}: shape is not a sequence of extents (got {type(shape).__name__}, "
+                "expected a tuple of int)"
+            )
+        shape = tuple(as_int(extent, f"extent of axis {axis}", op)
+                      for axis, extent in enumerate(shape))
         for axis, extent in enumerate(shape):
             if extent < 0:
                 raise InvalidProblemError(
@@ -80,7 +89,7 @@ class DeviceArray:
         self._stream = stream
         self._device_id = device.device_id
         nbytes = self.nbytes
-        self._buffer = allocate(nbytes, stream, device) if nbytes else None
+        self._buffer = allocate(nbytes, stream, device, "DeviceArray") if nbytes else None
         self._ptr = int(self._buffer.handle) if self._buffer is not None else 0
 
     # ------------------------------------------------------------ attributes
@@ -148,21 +157,31 @@ class DeviceArray:
         -------
         numpy.ndarray
             Of ``shape`` and ``dtype``.
+
+        Raises
+        ------
+        CudaError
+            No usable device, or the copy failed.
         """
         import numpy
-        from cuda.bindings import driver
 
+        op = "DeviceArray.copy_to_host"
         host = numpy.empty(self._shape, dtype=self.dtype)
         if self._buffer is None:
             return host
-        stream = core_stream(self._stream).handle
-        (error,) = driver.cuMemcpyDtoHAsync(host.ctypes.data, self._ptr, self.nbytes, stream)
-        if error == driver.CUresult.CUDA_SUCCESS:
-            (error,) = driver.cuStreamSynchronize(stream)
+        stream = core_stream(self._stream, op).handle
+        try:
+            from cuda.bindings import driver
+
+            (error,) = driver.cuMemcpyDtoHAsync(host.ctypes.data, self._ptr, self.nbytes, stream)
+            if error == driver.CUresult.CUDA_SUCCESS:
+                (error,) = driver.cuStreamSynchronize(stream)
+        except Exception as failure:
+            raise CudaError(f"{op}: cuMemcpyDtoHAsync failed (got {type(failure).__name__}: "
+                            f"{failure}, expected CUDA_SUCCESS)") from failure
         if error != driver.CUresult.CUDA_SUCCESS:
             raise CudaError(
-                f"DeviceArray.copy_to_host: copying to the host failed (got {error.name}, "
-                "expected CUDA_SUCCESS)"
+                f"{op}: copying to the host failed (got {error.name}, expected CUDA_SUCCESS)"
             )
         return host
 
@@ -217,7 +236,7 @@ class DeviceArray:
             Keeps the array alive until the consumer's tensor is deleted.
         """
         op = "DeviceArray.__dlpack__"
-        if copy:
+        if copy is not None and as_bool(copy, "copy", op):
             raise BufferError(f"{op}: a copy was requested (got copy=True, expected None or "
                               "False; the export never copies)")
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
@@ -225,7 +244,7 @@ class DeviceArray:
                               f"(got {tuple(dl_device)}, expected {self.__dlpack_device__()})")
         if stream != DLPACK_NO_SYNC:
             consumer = CU_STREAM_LEGACY if stream is None else stream_handle(stream, op)
-            order_after(self._stream, consumer)
+            order_after(self._stream, consumer, op)
         versioned = max_version is not None and tuple(max_version) >= _capi.DLPACK_VERSION
         return _capi.dlpack_capsule(self, self._ptr, self._shape, self.strides, self._element,
                                     self._device_id, versioned)

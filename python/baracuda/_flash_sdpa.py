@@ -18,19 +18,17 @@ visible key gives ``Y = 0`` and ``LSE = -inf``.
 from __future__ import annotations
 
 import dataclasses
-import operator
 import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
 from . import _capi
+from ._checks import as_bool, as_int32, as_real, name_in, window_bound, window_pair
 from ._cuda import allocate, current_device, stream_handle
 from ._device_array import DeviceArray
 from ._errors import InvalidProblemError
+from ._lifetime import NotCopyable
 from ._tensor import NO_SYNC, as_tensor, as_workspace, common_device, element_name, prepend_axes
-
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 
 QKV_RANK = 4
 MASK_RANK = 4
@@ -42,41 +40,26 @@ _EXTENT_FIELDS = ("batch_size", "num_heads", "query_len", "key_len", "d_k")
 _WINDOW_FIELDS = ("window_size_left", "window_size_right")
 
 
-def _int32(value: object, field: str, op: str) -> int:
-    number = operator.index(value)
-    if not INT32_MIN <= number <= INT32_MAX:
-        raise InvalidProblemError(
-            f"{op}: {field} does not fit in int32 (got {number}, expected {INT32_MIN} to "
-            f"{INT32_MAX})"
-        )
-    return number
-
-
-def _name_in(value: object, names, field: str, op: str) -> str:
-    if value not in names:
-        expected = " or ".join(repr(name) for name in names)
-        raise InvalidProblemError(f"{op}: unknown {field} (got {value!r}, expected {expected})")
-    return value
-
-
 def score_fields(descriptor, op: str) -> dict:
     """The normalised score options and element of a descriptor dataclass: window bounds (int
-    or None), scale (float or None), is_causal, element name and softcap."""
-    fields = {}
-    for name in _WINDOW_FIELDS:
-        bound = getattr(descriptor, name)
-        fields[name] = None if bound is None else _int32(bound, name, op)
-        if fields[name] is not None and fields[name] < 0:
-            # C reads -1 as unbounded; in Python that is spelled None.
-            raise InvalidProblemError(
-                f"{op}: {name} must be >= 0 or None (got {fields[name]}, expected >= 0, "
-                "or None for unbounded)"
-            )
-    fields["scale"] = None if descriptor.scale is None else float(descriptor.scale)
-    fields["is_causal"] = bool(descriptor.is_causal)
+    or None), scale (float or None), is_causal (bool), element name and softcap (float)."""
+    fields = {name: window_bound(getattr(descriptor, name), name, op) for name in _WINDOW_FIELDS}
+    fields["scale"] = None if descriptor.scale is None else as_real(descriptor.scale, "scale", op)
+    fields["is_causal"] = as_bool(descriptor.is_causal, "is_causal", op)
     fields["element"] = element_name(descriptor.element, op)
-    fields["softcap"] = float(descriptor.softcap)
+    fields["softcap"] = as_real(descriptor.softcap, "softcap", op)
     return fields
+
+
+def call_score_options(causal, scale, window, softcap, op: str) -> tuple:
+    """``(causal, scale, left, right, softcap)`` of an attention call's arguments, normalised as
+    :func:`score_fields` normalises a descriptor's (so that they can key the plan cache)."""
+    left, right = window_pair(window, op)
+    return (as_bool(causal, "causal", op),
+            None if scale is None else as_real(scale, "scale", op),
+            window_bound(left, "window_size_left", op),
+            window_bound(right, "window_size_right", op),
+            as_real(softcap, "softcap", op))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,10 +111,10 @@ class FlashSdpaDescriptor:
 
     def __post_init__(self) -> None:
         op = type(self).__name__
-        fields = {name: _int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
-        fields["d_v"] = fields["d_k"] if self.d_v is None else _int32(self.d_v, "d_v", op)
+        fields = {name: as_int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
+        fields["d_v"] = fields["d_k"] if self.d_v is None else as_int32(self.d_v, "d_v", op)
         fields.update(score_fields(self, op))
-        fields["alignment"] = _name_in(self.alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
+        fields["alignment"] = name_in(self.alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -181,15 +164,17 @@ class PrecisionGuarantee(NamedTuple):
     bit_stable_on_same_hardware: bool
 
 
-class SelectedPlan:
+class SelectedPlan(NotCopyable):
     """What every selected plan shares: its descriptor, its reports and its lifetime.
 
     A subclass names its descriptor type (``_DESCRIPTOR``) and its C handle type
     (``_HANDLE``), and is made by ``select``, which calls :meth:`_select`. It holds C resources
-    until :meth:`close` (or the end of a ``with`` block, or collection).
+    until :meth:`close` (or the end of a ``with`` block, or collection), so it cannot be
+    pickled or copied (:class:`TypeError`): select a plan in each process instead.
     """
 
     __slots__ = ("_handle", "_descriptor", "__weakref__")
+    _OWNED_RESOURCE = "a C plan and the device resources it prepared"
     _DESCRIPTOR: type
     _HANDLE: type
 
@@ -205,7 +190,7 @@ class SelectedPlan:
         if not isinstance(descriptor, cls._DESCRIPTOR):
             raise TypeError(f"{op}: descriptor is not a {expected} "
                             f"(got {type(descriptor).__name__}, expected {expected})")
-        _name_in(backend, tuple(_capi.BACKENDS), "backend", op)
+        name_in(backend, tuple(_capi.BACKENDS), "backend", op)
         plan = cls.__new__(cls)
         plan._descriptor = descriptor
         plan._handle = cls._HANDLE.select(descriptor, backend)
@@ -236,7 +221,13 @@ class SelectedPlan:
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Release the plan; later calls raise :class:`InvalidProblemError`."""
+        """Release the plan; later calls raise :class:`InvalidProblemError`.
+
+        Safe while another thread runs the plan: ``close`` waits for the calls already in
+        flight (a run releases the GIL while the C library enqueues) to return before the C
+        plan is destroyed, and calls that start once ``close`` has begun raise
+        :class:`InvalidProblemError`. Closing twice is harmless.
+        """
         self._handle.close()
 
     @property
@@ -501,10 +492,13 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     deterministic and bit-stable on the same hardware.
     """
     op = "flash_attention"
+    causal, scale, left, right, softcap = call_score_options(causal, scale, window, softcap, op)
+    alignment = name_in(alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
+    backend = name_in(backend, tuple(_capi.BACKENDS), "backend", op)
+    return_lse = as_bool(return_lse, "return_lse", op)
     handle = stream_handle(stream, op)
     q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
                               for name, tensor in (("q", q), ("k", k), ("v", v)))
-    left, right = _window(window, op)
     element = q_view.element
     batch_size, num_heads, query_len, d_k = q_view.shape
     key_len = k_view.shape[2]
@@ -542,17 +536,7 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
     workspace_bytes = plan.workspace_size
     # Returned to the pool on the stream once dropped, after the kernel that uses it.
-    workspace = allocate(workspace_bytes, handle, device) if workspace_bytes else None
+    workspace = allocate(workspace_bytes, handle, device, op) if workspace_bytes else None
     plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), mask_view, slopes_view,
                     0 if workspace is None else int(workspace.handle), workspace_bytes, handle)
     return (y, lse) if return_lse else y
-
-
-def _window(window, op: str) -> tuple[int | None, int | None]:
-    try:
-        left, right = window
-    except (TypeError, ValueError):
-        raise InvalidProblemError(
-            f"{op}: window is not a pair (got {window!r}, expected (left, right) of int or None)"
-        ) from None
-    return left, right

@@ -24,6 +24,7 @@ import importlib
 import numpy as np
 
 from . import _capi
+from ._checks import as_int, as_int32, name_in
 from ._cuda import allocate, stream_handle
 from ._device_array import DeviceArray
 from ._errors import InvalidProblemError
@@ -33,10 +34,8 @@ from ._flash_sdpa import (
     QKV_RANK,
     SelectedPlan,
     _check_current_device,
-    _int32,
-    _name_in,
     _PlanCache,
-    _window,
+    call_score_options,
     score_fields,
 )
 from ._tensor import NO_SYNC, as_tensor, as_workspace, prepend_axes
@@ -107,12 +106,12 @@ class RingAttentionDescriptor:
 
     def __post_init__(self) -> None:
         op = type(self).__name__
-        fields = {name: _int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
+        fields = {name: as_int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
         fields["num_heads_k"] = (fields["num_heads"] if self.num_heads_k is None
-                                 else _int32(self.num_heads_k, "num_heads_k", op))
+                                 else as_int32(self.num_heads_k, "num_heads_k", op))
         fields.update(score_fields(self, op))
-        fields["layout"] = _name_in(self.layout, LAYOUTS, "layout", op)
-        fields["schedule"] = _name_in(self.schedule, SCHEDULES, "schedule", op)
+        fields["layout"] = name_in(self.layout, LAYOUTS, "layout", op)
+        fields["schedule"] = name_in(self.schedule, SCHEDULES, "schedule", op)
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -317,10 +316,13 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
         ``-inf`` for rows with no visible key (whose ``y`` is 0).
     """
     op = "ring_attention"
+    causal, scale, left, right, softcap = call_score_options(causal, scale, window, softcap, op)
+    layout = name_in(layout, LAYOUTS, "layout", op)
+    schedule = name_in(schedule, SCHEDULES, "schedule", op)
+    backend = name_in(backend, tuple(_capi.BACKENDS), "backend", op)
     handle = stream_handle(stream, op)
     q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
                               for name, tensor in (("q", q), ("k", k), ("v", v)))
-    left, right = _window(window, op)
     element = q_view.element
     batch_size, num_heads, query_len, head_dim = q_view.shape
     num_heads_k, key_len = k_view.shape[1], k_view.shape[2]
@@ -357,7 +359,8 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
     kv_scratch_a = DeviceArray._empty((kv_elements,), element, handle, device)
     kv_scratch_b = DeviceArray._empty((kv_elements,), element, handle, device)
     accumulator_bytes = plan.accumulator_scratch_bytes
-    accumulators = allocate(accumulator_bytes, handle, device) if accumulator_bytes else None
+    accumulators = (allocate(accumulator_bytes, handle, device, op) if accumulator_bytes
+                    else None)
     with comm_lease as comm_handle:
         plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), slopes_view,
                         kv_scratch_a.tensor_view(), kv_scratch_b.tensor_view(),
@@ -371,18 +374,60 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
 # ---------------------------------------------------------------- sequence layouts
 
 
-def _check_layout_split(length: int, world_size: int, layout: str, op: str) -> int:
-    """The length of one chunk of ``layout`` in a global sequence of ``length``."""
-    _name_in(layout, LAYOUTS, "layout", op)
+def _check_world(world_size: object, rank: object, op: str) -> tuple[int, int]:
+    """``(world_size, rank)`` as ints, with ``world_size >= 1`` and ``0 <= rank < world_size``."""
+    world_size = as_int(world_size, "world_size", op)
+    rank = as_int(rank, "rank", op)
     if world_size < 1:
         raise InvalidProblemError(
             f"{op}: world_size must be positive (got {world_size}, expected >= 1)")
+    if not 0 <= rank < world_size:
+        raise InvalidProblemError(
+            f"{op}: rank is outside the world (got {rank}, expected 0 <= rank < {world_size})")
+    return world_size, rank
+
+
+def _check_layout_split(length: int, world_size: int, layout: str, op: str) -> int:
+    """The length of one chunk of ``layout`` in a global sequence of ``length``."""
+    name_in(layout, LAYOUTS, "layout", op)
     chunks = world_size * (_ZIGZAG_CHUNKS_PER_RANK if layout == "zigzag" else 1)
     if length % chunks != 0:
         raise InvalidProblemError(
             f"{op}: the sequence does not split into {layout} chunks (got length {length}, "
             f"expected a multiple of {chunks} for world_size {world_size})")
     return length // chunks
+
+
+def _array_shape(x: object, name: str, op: str) -> tuple[int, ...]:
+    """The shape of an array argument.
+
+    Raises
+    ------
+    TypeError
+        ``x`` has no ``shape``: it is not an array.
+    """
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise TypeError(f"{op}: {name} is not an array (got {type(x).__name__}, expected a "
+                        "numpy, torch, CuPy or array-API array)")
+    return tuple(shape)
+
+
+def _sequence_axis(axis: object, ndim: int, op: str) -> int:
+    """``axis`` as a non-negative axis of an array of rank ``ndim`` (negative axes count from
+    the last, as numpy's do).
+
+    Raises
+    ------
+    InvalidProblemError
+        ``axis`` is not an integer, or outside ``[-ndim, ndim)``.
+    """
+    number = as_int(axis, "axis", op)
+    if not -ndim <= number < ndim:
+        raise InvalidProblemError(
+            f"{op}: axis is out of range (got {number}, expected {-ndim} <= axis < {ndim} for "
+            f"an array of rank {ndim})")
+    return number % ndim
 
 
 def _chunk_order(world_size: int, rank: int, layout: str) -> tuple[int, ...]:
@@ -408,17 +453,26 @@ def sequence_positions(length_per_rank: int, world_size: int, rank: int, *,
     -------
     numpy.ndarray
         int64 ``[length_per_rank]``.
+
+    Raises
+    ------
+    InvalidProblemError
+        A non-integer or negative length, a rank outside the world, a length that does not
+        split into the layout's chunks.
     """
     op = "sequence_positions"
-    if not 0 <= rank < max(world_size, 1):
+    world_size, rank = _check_world(world_size, rank, op)
+    length_per_rank = as_int(length_per_rank, "length_per_rank", op)
+    if length_per_rank < 0:
         raise InvalidProblemError(
-            f"{op}: rank is outside the world (got {rank}, expected 0 <= rank < {world_size})")
+            f"{op}: length_per_rank must be non-negative (got {length_per_rank}, expected >= 0)")
     chunk = _check_layout_split(length_per_rank * world_size, world_size, layout, op)
     return np.concatenate([np.arange(index * chunk, (index + 1) * chunk, dtype=np.int64)
                            for index in _chunk_order(world_size, rank, layout)])
 
 
 def _along(axis: int, start: int, stop: int) -> tuple:
+    """The index of ``[start, stop)`` along a non-negative ``axis``."""
     return (slice(None),) * axis + (slice(start, stop),)
 
 
@@ -451,18 +505,26 @@ def shard_sequence(x, world_size: int, rank: int, *, layout: str = "contiguous",
         Contiguous: chunk ``rank``. Zigzag: chunks ``rank`` and ``2 * world_size - 1 - rank``,
         concatenated.
     axis : int
-        The sequence axis (2 for ``[B, H, S, D]``).
+        The sequence axis (2 for ``[B, H, S, D]``); negative counts from the last axis.
 
     Returns
     -------
     array
         Of ``x``'s library; a view for contiguous, a new array for zigzag.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not an array.
+    InvalidProblemError
+        ``axis`` outside ``x``'s rank, a rank outside the world, an unknown layout, a
+        sequence that does not split into the layout's chunks.
     """
     op = "shard_sequence"
-    if not 0 <= rank < max(world_size, 1):
-        raise InvalidProblemError(
-            f"{op}: rank is outside the world (got {rank}, expected 0 <= rank < {world_size})")
-    chunk = _check_layout_split(x.shape[axis], world_size, layout, op)
+    world_size, rank = _check_world(world_size, rank, op)
+    shape = _array_shape(x, "x", op)
+    axis = _sequence_axis(axis, len(shape), op)
+    chunk = _check_layout_split(shape[axis], world_size, layout, op)
     parts = [x[_along(axis, index * chunk, (index + 1) * chunk)]
              for index in _chunk_order(world_size, rank, layout)]
     return parts[0] if len(parts) == 1 else _concatenate(parts, axis)
@@ -478,21 +540,33 @@ def gather_sequence(shards, *, layout: str = "contiguous", axis: int = SEQUENCE_
         Rank 0's part first; all of one library and shape.
     layout : {"contiguous", "zigzag"}
     axis : int
-        The sequence axis.
+        The sequence axis; negative counts from the last axis.
+
+    Raises
+    ------
+    TypeError
+        A shard is not an array.
+    InvalidProblemError
+        No shards, shards of different shapes, ``axis`` outside the shards' rank, an unknown
+        layout, a sequence that does not split into the layout's chunks.
     """
     op = "gather_sequence"
     shards = list(shards)
     world_size = len(shards)
     if world_size == 0:
         raise InvalidProblemError(f"{op}: no shards (got 0, expected one per rank)")
+    shape = _array_shape(shards[0], "shard 0", op)
+    for rank, shard in enumerate(shards):
+        shard_shape = _array_shape(shard, f"shard {rank}", op)
+        if shard_shape != shape:
+            raise InvalidProblemError(
+                f"{op}: shard {rank} has another shape than shard 0 (got {shard_shape}, "
+                f"expected {shape})")
+    axis = _sequence_axis(axis, len(shape), op)
     chunks_per_rank = _ZIGZAG_CHUNKS_PER_RANK if layout == "zigzag" else 1
-    chunk = _check_layout_split(shards[0].shape[axis] * world_size, world_size, layout, op)
+    chunk = _check_layout_split(shape[axis] * world_size, world_size, layout, op)
     located = {}
     for rank, shard in enumerate(shards):
-        if shard.shape != shards[0].shape:
-            raise InvalidProblemError(
-                f"{op}: shard {rank} has another shape than shard 0 (got {tuple(shard.shape)}, "
-                f"expected {tuple(shards[0].shape)})")
         for local, index in enumerate(_chunk_order(world_size, rank, layout)):
             located[index] = shard[_along(axis, local * chunk, (local + 1) * chunk)]
     return _concatenate([located[index] for index in range(world_size * chunks_per_rank)], axis)

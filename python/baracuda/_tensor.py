@@ -10,12 +10,13 @@ stride, negative strides) is checked by the C library, which names the first one
 from __future__ import annotations
 
 import math
-import operator
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from . import _capi
+from ._checks import as_bool, as_int, describe
 from ._cuda import CU_STREAM_LEGACY, LEGACY_DEFAULT_STREAM, order_after
-from ._errors import InvalidProblemError
+from ._errors import BaracudaError, InvalidProblemError
 
 ELEMENT_NAMES = tuple(_capi.ELEMENTS)
 """The element names: ``("f32", "f16", "bf16", "f64")``."""
@@ -50,6 +51,16 @@ DL_CUDA = 2
 DL_CUDA_MANAGED = 13
 # Memory a CUDA kernel of the current device reads: device and managed allocations.
 DL_KERNEL_ACCESSIBLE = (DL_CUDA, DL_CUDA_MANAGED)
+
+DLPACK_DEVICE_FIELDS = 2
+"""``__dlpack_device__()`` returns ``(device_type, device_id)``."""
+
+# CUDA Array Interface: required keys, the (pointer, read_only) pair, 64-bit addresses.
+_CAI_REQUIRED_KEYS = ("shape", "typestr", "data")
+_CAI_REQUIRED_TEXT = "'shape', 'typestr' and 'data'"
+CAI_DATA_FIELDS = 2
+UINTPTR_MAX = 2**64 - 1
+_DIGITS = "0123456789"
 
 # CUDA Array Interface typestrs (little-endian or byte order not applicable).
 _LITTLE_ENDIAN_MARKS = ("<", "|", "=")
@@ -138,7 +149,7 @@ def _dtype_name(value: object) -> str | None:
 
     try:
         return numpy.dtype(value).name
-    except TypeError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -304,25 +315,71 @@ def _read(obj: object, name: str, op: str, stream: int) -> _Memory:
     kind = type(obj)
     if hasattr(kind, "__dlpack__") and hasattr(kind, "__dlpack_device__"):
         return _read_dlpack(obj, name, op, stream)
-    if hasattr(obj, "__cuda_array_interface__"):
-        return _read_cuda_array_interface(obj, name, op, stream)
+    interface = _cuda_array_interface_of(obj, name, op)
+    if interface is not _NO_INTERFACE:
+        return _read_cuda_array_interface(interface, obj, name, op, stream)
     raise TypeError(
         f"{op}: {name} is not a device tensor (got {kind.__name__}, expected an object with "
         "__dlpack__ or __cuda_array_interface__)"
     )
 
 
-def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
-    device_type, device_id = obj.__dlpack_device__()
-    if device_type not in DL_KERNEL_ACCESSIBLE:
-        device_name = DL_DEVICE_NAMES.get(device_type, f"device type {device_type}")
+def _failure(error: BaseException) -> str:
+    """``"<type>: <message>"`` of an exception (the type alone when it has no message)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# ---------------------------------------------------------------- DLPack
+
+
+def _device_name(device_type: int, device_id: int | None = None) -> str:
+    name = DL_DEVICE_NAMES.get(device_type, f"device type {device_type}")
+    return name if device_id is None else f"{name}:{device_id}"
+
+
+def _dlpack_device(obj: object, name: str, op: str) -> tuple[int, int]:
+    """``(device_type, device_id)`` that ``obj.__dlpack_device__()`` claims, as ints."""
+    where = f"{name} __dlpack_device__()"
+    try:
+        claimed = obj.__dlpack_device__()
+    except Exception as error:
         raise InvalidProblemError(
-            f"{op}: {name} is not in CUDA device memory (got {device_name}, "
+            f"{op}: {where} failed (got {_failure(error)}, expected (device_type, device_id))"
+        ) from error
+    if not isinstance(claimed, (tuple, list)) or len(claimed) != DLPACK_DEVICE_FIELDS:
+        raise InvalidProblemError(
+            f"{op}: {where} is not a (device_type, device_id) pair (got {describe(claimed)}, "
+            "expected a 2-tuple of int)"
+        )
+    return (as_int(claimed[0], f"{where} device_type", op),
+            as_int(claimed[1], f"{where} device_id", op))
+
+
+def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
+    device_type, device_id = _dlpack_device(obj, name, op)
+    if device_type not in DL_KERNEL_ACCESSIBLE:
+        raise InvalidProblemError(
+            f"{op}: {name} is not in CUDA device memory (got {_device_name(device_type)}, "
             "expected kDLCUDA or kDLCUDAManaged)"
+        )
+    if device_id < 0:
+        raise InvalidProblemError(
+            f"{op}: {name} __dlpack_device__() device_id is negative (got {device_id}, "
+            "expected a CUDA device ordinal >= 0)"
         )
     from cuda.core.utils import StridedMemoryView
 
-    view = StridedMemoryView.from_dlpack(obj, stream_ptr=_dlpack_stream(stream))
+    try:
+        view = StridedMemoryView.from_dlpack(obj, stream_ptr=_dlpack_stream(stream))
+    except BaracudaError:
+        raise
+    except Exception as error:
+        raise InvalidProblemError(
+            f"{op}: {name} __dlpack__() gave no tensor (got {_failure(error)}, expected a "
+            "DLPack capsule)"
+        ) from error
+    _check_exported_device(view, device_type, device_id, name, op)
     shape = tuple(view.shape)
     strides = view.strides
     strides = contiguous_strides(shape) if strides is None else tuple(strides)
@@ -337,6 +394,26 @@ def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
                    view)
 
 
+def _check_exported_device(view, device_type: int, device_id: int, name: str, op: str) -> None:
+    """Refuse an export whose tensor is not where ``__dlpack_device__()`` said (a host capsule
+    from a producer that claims CUDA, another device)."""
+    exported_type, exported_id = view.__dlpack_device__()
+    if exported_type not in DL_KERNEL_ACCESSIBLE or not view.is_device_accessible:
+        raise InvalidProblemError(
+            f"{op}: {name} is not in CUDA device memory (got a {_device_name(exported_type)} "
+            f"tensor from __dlpack__() where __dlpack_device__() says "
+            f"{_device_name(device_type)}, expected kDLCUDA or kDLCUDAManaged)"
+        )
+    # cuda.core reports the ordinal of a kDLCUDA tensor from the tensor itself; that of
+    # managed memory, which every device reads, it does not keep.
+    if exported_type != device_type or (exported_type == DL_CUDA and exported_id != device_id):
+        raise InvalidProblemError(
+            f"{op}: {name} __dlpack__() exports a tensor on another device than "
+            f"__dlpack_device__() says (got {_device_name(exported_type, exported_id)}, "
+            f"expected {_device_name(device_type, device_id)})"
+        )
+
+
 def _dlpack_stream(stream: int) -> int:
     """The ``stream`` argument of ``__dlpack__`` for a consumer stream handle.
 
@@ -348,35 +425,143 @@ def _dlpack_stream(stream: int) -> int:
     return stream
 
 
-def _read_cuda_array_interface(obj: object, name: str, op: str, stream: int) -> _Memory:
-    # Read from the dict rather than through StridedMemoryView: its CAI path asks the driver
-    # for the pointer's device (cuPointerGetAttribute), one driver call per tensor, which also
-    # makes it unusable without a driver. The interface reports no device; the C ABI needs
-    # none, and the caller checks the devices that DLPack tensors report.
-    interface = obj.__cuda_array_interface__
+# ---------------------------------------------------------------- CUDA Array Interface
+
+
+class _Interface(NamedTuple):
+    """The checked fields of a ``__cuda_array_interface__`` dict."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    typestr: str
+    byte_strides: tuple[int, ...] | None
+    stream: int | None
+
+
+_NO_INTERFACE = object()
+
+
+def _cuda_array_interface_of(obj: object, name: str, op: str):
+    """``obj.__cuda_array_interface__`` (any value), or ``_NO_INTERFACE`` when it has none."""
+    try:
+        return obj.__cuda_array_interface__
+    except AttributeError:
+        return _NO_INTERFACE
+    except Exception as error:
+        raise InvalidProblemError(
+            f"{op}: {name} __cuda_array_interface__ failed (got {_failure(error)}, expected a "
+            "dict)"
+        ) from error
+
+
+def _interface_fields(interface: object, name: str, op: str) -> _Interface:
+    """Check a ``__cuda_array_interface__`` dict (version 3); the one place that reads it.
+
+    ``version`` may be absent; ``mask`` must be absent or None; ``strides`` and ``stream`` may
+    be absent or None.
+
+    Raises
+    ------
+    InvalidProblemError
+        Not a dict, a required key missing, a mask, or a field of the wrong form.
+    """
+    where = f"{name} __cuda_array_interface__"
+    if not isinstance(interface, Mapping):
+        raise InvalidProblemError(
+            f"{op}: {where} is not a dict (got {describe(interface)}, expected a dict with "
+            f"{_CAI_REQUIRED_TEXT})"
+        )
+    for key in _CAI_REQUIRED_KEYS:
+        if key not in interface:
+            raise InvalidProblemError(
+                f"{op}: {where} has no {key!r} (got keys {sorted(map(str, interface))}, "
+                f"expected {_CAI_REQUIRED_TEXT})"
+            )
     if interface.get("mask") is not None:
         raise InvalidProblemError(
             f"{op}: {name} is a masked array (got a __cuda_array_interface__ mask, "
             "expected none)"
         )
-    ptr, _read_only = interface["data"]
-    shape = tuple(operator.index(extent) for extent in interface["shape"])
+
+    data = interface["data"]
+    if not isinstance(data, (tuple, list)) or len(data) != CAI_DATA_FIELDS:
+        raise InvalidProblemError(
+            f"{op}: {where} data is not a (pointer, read_only) pair (got {describe(data)}, "
+            "expected a 2-tuple of int and bool)"
+        )
+    ptr = as_int(data[0], f"{where} data pointer", op)
+    if not 0 <= ptr <= UINTPTR_MAX:
+        raise InvalidProblemError(
+            f"{op}: {where} data pointer is not an address (got {ptr}, expected 0 to "
+            f"{UINTPTR_MAX:#x})"
+        )
+    as_bool(data[1], f"{where} data read_only flag", op)
+
+    extents = interface["shape"]
+    if not isinstance(extents, (tuple, list)):
+        raise InvalidProblemError(
+            f"{op}: {where} shape is not a sequence of extents (got {describe(extents)}, "
+            "expected a tuple of int)"
+        )
+    shape = tuple(as_int(extent, f"{where} shape[{axis}]", op)
+                  for axis, extent in enumerate(extents))
+    for axis, extent in enumerate(shape):
+        if extent < 0:
+            raise InvalidProblemError(
+                f"{op}: {where} shape[{axis}] is negative (got {extent}, expected >= 0)"
+            )
+
     typestr = interface["typestr"]
-    unsupported, element, itemsize = _parse_typestr(typestr, name, op)
-    byte_strides = interface.get("strides")
-    if byte_strides is None:
-        strides = contiguous_strides(shape)
+    if not isinstance(typestr, str) or not typestr:
+        raise InvalidProblemError(
+            f"{op}: {where} typestr is not a type string (got {describe(typestr)}, expected a "
+            "string such as '<f4')"
+        )
+
+    steps = interface.get("strides")
+    byte_strides = None
+    if steps is not None:
+        if not isinstance(steps, (tuple, list)) or len(steps) != len(shape):
+            raise InvalidProblemError(
+                f"{op}: {where} strides do not match the shape (got {describe(steps)}, "
+                f"expected None or {len(shape)} byte strides, one per axis)"
+            )
+        byte_strides = tuple(as_int(step, f"{where} strides[{axis}]", op)
+                             for axis, step in enumerate(steps))
+
+    stream = interface.get("stream")
+    if stream is not None:
+        stream = as_int(stream, f"{where} stream", op)
+        if stream < 0:
+            raise InvalidProblemError(
+                f"{op}: {where} stream is negative (got {stream}, expected a stream handle "
+                ">= 0, or None)"
+            )
+    return _Interface(ptr, shape, typestr, byte_strides, stream)
+
+
+def _read_cuda_array_interface(interface: object, obj: object, name: str, op: str,
+                               stream: int) -> _Memory:
+    # Read from the dict rather than through StridedMemoryView: its CAI path asks the driver
+    # for the pointer's device (cuPointerGetAttribute), one driver call per tensor, which also
+    # makes it unusable without a driver. The interface reports no device; the C ABI needs
+    # none, and the caller checks the devices that DLPack tensors report.
+    fields = _interface_fields(interface, name, op)
+    unsupported, element, itemsize = _parse_typestr(fields.typestr, name, op)
+    if fields.byte_strides is None:
+        strides = contiguous_strides(fields.shape)
     else:
-        strides = tuple(_element_stride(operator.index(step), itemsize, axis, name, op)
-                        for axis, step in enumerate(byte_strides))
-    producer = interface.get("stream")
-    if stream != NO_SYNC and producer is not None:
-        order_after(producer, stream)
-    return _Memory(ptr or 0, element, unsupported, itemsize, shape, strides, None, obj)
+        strides = tuple(_element_stride(step, itemsize, axis, name, op)
+                        for axis, step in enumerate(fields.byte_strides))
+    if stream != NO_SYNC and fields.stream is not None:
+        order_after(fields.stream, stream, op)
+    return _Memory(fields.ptr, element, unsupported, itemsize, fields.shape, strides, None, obj)
 
 
 def _parse_typestr(typestr: str, name: str, op: str) -> tuple[str, str | None, int]:
-    """(name for messages, element or None, itemsize) of a CUDA Array Interface typestr."""
+    """(name for messages, element or None, itemsize) of a CUDA Array Interface typestr:
+    a byte order, a kind letter and a size in bytes (``'<f4'``), numpy's unit suffixes
+    allowed after the size."""
     order, code = typestr[0], typestr[1:]
     if order not in _LITTLE_ENDIAN_MARKS:
         raise InvalidProblemError(
@@ -389,7 +574,19 @@ def _parse_typestr(typestr: str, name: str, op: str) -> tuple[str, str | None, i
             "'<f4', '<f2' or '<f8'; bf16 has no standard __cuda_array_interface__ typestr, "
             "so bf16 tensors must come through DLPack)"
         )
-    itemsize = int(code[1:])
+    tail = code[1:]
+    digits = tail[:len(tail) - len(tail.lstrip(_DIGITS))]
+    if not code[:1].isalpha() or not digits:
+        raise InvalidProblemError(
+            f"{op}: {name} typestr has no item size (got {typestr!r}, expected a byte order, "
+            "a kind and a size in bytes, such as '<f4')"
+        )
+    itemsize = int(digits)
+    if itemsize == 0:
+        raise InvalidProblemError(
+            f"{op}: {name} typestr has item size 0 (got {typestr!r}, expected a size of at "
+            "least 1 byte)"
+        )
     element = _CAI_FLOAT_ELEMENTS.get(code)
     if element is not None:
         return _ELEMENT_NUMPY_NAMES[element], element, itemsize

@@ -9,36 +9,71 @@ import math
 
 import numpy as np
 
+from ._checks import (
+    as_bool,
+    as_real,
+    check_head_dim,
+    check_scale_and_softcap,
+    name_in,
+    window_bound,
+    window_pair,
+)
+from ._errors import InvalidProblemError
+
 __all__ = ["attention"]
 
+_OP = "reference.attention"
 _ALIGNMENTS = ("top_left", "bottom_right")
+_QKV_RANK = 4
+
+
+def _extents(shape):
+    """C's spelling of a shape in messages: ``[2, 8, 64, 64]``."""
+    return "[" + ", ".join(str(extent) for extent in shape) + "]"
 
 
 def _as_float64(name, array, rank):
-    values = np.asarray(array).astype(np.float64)
+    try:
+        values = np.asarray(array).astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidProblemError(
+            f"{_OP}: {name} is not an array of numbers (got {type(array).__name__}: {error}, "
+            "expected a float array)"
+        ) from None
     if values.ndim != rank:
-        raise ValueError(
-            f"reference.attention: {name} rank mismatch (got {values.ndim}, expected {rank})"
+        raise InvalidProblemError(
+            f"{_OP}: {name} rank mismatch (got {values.ndim}, expected {rank})"
         )
     return values
 
 
-def _alignment_offset(alignment, query_len, key_len):
-    if alignment not in _ALIGNMENTS:
-        raise ValueError(
-            f"reference.attention: unknown alignment (got {alignment!r}, "
-            f"expected one of {_ALIGNMENTS})"
+def _check_heads(q, k, v):
+    """``check_args`` of flash_sdpa_plan.cpp on the shapes of q, k and v."""
+    batch_size, num_heads, _, d_k = q.shape
+    num_heads_k, key_len = k.shape[1], k.shape[2]
+    if num_heads == 0 and num_heads_k != 0:
+        raise InvalidProblemError(
+            f"{_OP}: k shape[1] (num_heads_k) must be 0 when num_heads is 0 (got {num_heads_k}, "
+            "expected 0)"
         )
-    return 0 if alignment == "top_left" else key_len - query_len
+    if num_heads > 0 and (num_heads_k == 0 or num_heads % num_heads_k != 0):
+        raise InvalidProblemError(
+            f"{_OP}: k shape[1] (num_heads_k) must divide num_heads (got {num_heads_k}, "
+            f"expected a divisor of {num_heads})"
+        )
+    expected_k = (batch_size, num_heads_k, key_len, d_k)
+    if k.shape != expected_k:
+        raise InvalidProblemError(
+            f"{_OP}: k shape mismatch (got {_extents(k.shape)}, expected {_extents(expected_k)})"
+        )
+    expected_v = (batch_size, num_heads_k, key_len, v.shape[3])
+    if v.shape != expected_v:
+        raise InvalidProblemError(
+            f"{_OP}: v shape mismatch (got {_extents(v.shape)}, expected {_extents(expected_v)})"
+        )
 
 
-def _window_bounds(window, causal):
-    left, right = window
-    for side, bound in (("left", left), ("right", right)):
-        if bound is not None and bound < 0:
-            raise ValueError(
-                f"reference.attention: window {side} must be None or >= 0 (got {bound})"
-            )
+def _window_limits(left, right, causal):
     left = math.inf if left is None else left
     right = math.inf if right is None else right
     if causal:
@@ -47,25 +82,25 @@ def _window_bounds(window, causal):
 
 
 def _alibi_bias(alibi_slopes, batch_size, num_heads, distance):
-    slopes = np.asarray(alibi_slopes).astype(np.float64)
+    slopes = _as_float64("alibi_slopes", alibi_slopes, np.ndim(alibi_slopes))
     if slopes.ndim == 1:
         slopes = slopes[np.newaxis, :]
     if slopes.ndim != 2 or slopes.shape[1] != num_heads or slopes.shape[0] not in (1, batch_size):
-        raise ValueError(
-            f"reference.attention: alibi_slopes shape mismatch (got {list(slopes.shape)}, "
+        raise InvalidProblemError(
+            f"{_OP}: alibi_slopes shape mismatch (got {_extents(slopes.shape)}, "
             f"expected [{num_heads}], [1, {num_heads}] or [{batch_size}, {num_heads}])"
         )
     return slopes[:, :, np.newaxis, np.newaxis] * distance
 
 
 def _broadcast_mask(mask, target_shape):
-    values = np.asarray(mask).astype(np.float64)
+    values = _as_float64("mask", mask, np.ndim(mask))
     try:
         return np.broadcast_to(values, target_shape)
     except ValueError:
-        raise ValueError(
-            f"reference.attention: mask shape mismatch (got {list(values.shape)}, "
-            f"expected broadcastable to {list(target_shape)})"
+        raise InvalidProblemError(
+            f"{_OP}: mask shape mismatch (got {_extents(values.shape)}, "
+            f"expected broadcastable to {_extents(target_shape)})"
         ) from None
 
 
@@ -112,51 +147,61 @@ def attention(
     Returns
     -------
     y : numpy.ndarray
-        ``[B, H, Sq, Dv]`` float64; rows with no visible key are 0.
+        ``[B, H, Sq, Dv]`` float64; rows with no visible key are 0, rows with a NaN score
+        among their visible keys are NaN.
     lse : numpy.ndarray
         ``[B, H, Sq]`` float64 natural-log log-sum-exp of each row's scores; ``-inf`` for
-        rows with no visible key.
+        rows with no visible key, NaN for rows with a NaN score among their visible keys.
 
     Raises
     ------
-    ValueError
-        When shapes disagree, a window bound is negative or the alignment is unknown.
+    InvalidProblemError
+        What the C library refuses as an invalid problem, with a message of the same form:
+        a non-finite scale, a negative or non-finite softcap, a negative window bound,
+        ``causal`` not a bool (or 0 / 1), an unknown alignment, K/V heads that do not divide
+        the query heads, shapes that disagree. Also a :class:`ValueError`.
+    UnsupportedError
+        A head dim (``Dk`` or ``Dv``) that is not a multiple of 8 in [8, 256], as the C
+        library refuses it.
 
     Notes
     -----
     Scores are, in order: ``s = scale * q . k``; softcap; ALiBi; ``s += mask``; then ``-inf``
-    outside the causal / window limits. No numpy warning escapes, and no NaN is produced
-    for rows whose scores are all ``-inf``.
+    outside the causal / window limits. A key is visible to a row when its score is not
+    ``-inf`` after the limits and the mask. A row with no visible key gives 0 and LSE
+    ``-inf``; a NaN score among a row's visible keys (a NaN in its query, in a key it sees,
+    in the mask) makes its y and LSE NaN, as in the kernels; a NaN in a key a row does not
+    see leaves the row alone. No numpy warning escapes.
     """
-    q = _as_float64("q", q, 4)
-    k = _as_float64("k", k, 4)
-    v = _as_float64("v", v, 4)
+    q = _as_float64("q", q, _QKV_RANK)
+    k = _as_float64("k", k, _QKV_RANK)
+    v = _as_float64("v", v, _QKV_RANK)
     batch_size, num_heads, query_len, d_k = q.shape
-    num_heads_k, key_len = k.shape[1], k.shape[2]
-    if k.shape[0] != batch_size or k.shape[3] != d_k or num_heads_k == 0:
-        raise ValueError(
-            f"reference.attention: k shape mismatch (got {list(k.shape)}, "
-            f"expected [{batch_size}, Hk, Sk, {d_k}])"
-        )
-    if num_heads % num_heads_k != 0:
-        raise ValueError(
-            f"reference.attention: key heads must divide query heads "
-            f"(got Hk={num_heads_k}, H={num_heads})"
-        )
-    if v.shape[:3] != k.shape[:3]:
-        raise ValueError(
-            f"reference.attention: v shape mismatch (got {list(v.shape)}, "
-            f"expected [{batch_size}, {num_heads_k}, {key_len}, Dv])"
-        )
+    num_heads_k, key_len, d_v = k.shape[1], k.shape[2], v.shape[3]
+
+    # The checks of check_descriptor, in its order, then those of check_args.
     if scale is None:
         scale = 1.0 / math.sqrt(d_k) if d_k > 0 else 1.0
-    offset = _alignment_offset(alignment, query_len, key_len)
-    left, right = _window_bounds(window, causal)
+    scale = as_real(scale, "scale", _OP)
+    softcap = as_real(softcap, "softcap", _OP)
+    check_scale_and_softcap(scale, softcap, _OP)
+    causal = as_bool(causal, "causal", _OP)
+    left, right = window_pair(window, _OP)
+    left = window_bound(left, "window_size_left", _OP)
+    right = window_bound(right, "window_size_right", _OP)
+    alignment = name_in(alignment, _ALIGNMENTS, "alignment", _OP)
+    check_head_dim(d_k, "d_k", _OP)
+    check_head_dim(d_v, "d_v", _OP)
+    _check_heads(q, k, v)
+
+    offset = 0 if alignment == "top_left" else key_len - query_len
+    left, right = _window_limits(left, right, causal)
 
     # Query head h reads K/V head h // (H // Hk).
-    group = num_heads // num_heads_k
-    k = np.repeat(k, group, axis=1)
-    v = np.repeat(v, group, axis=1)
+    if num_heads > 0:
+        group = num_heads // num_heads_k
+        k = np.repeat(k, group, axis=1)
+        v = np.repeat(v, group, axis=1)
 
     # Signed distance of key j from query i's diagonal: i + off - j.
     rows = np.arange(query_len)[:, np.newaxis]
@@ -177,9 +222,10 @@ def attention(
         visible = (distance <= left) & (distance >= -right)
         scores = np.where(visible, scores, -np.inf)
 
-        # Softmax over keys; a row whose scores are all -inf has no visible key.
+        # Softmax over keys. A row has a visible key when one of its scores is not -inf (a NaN
+        # score is one); the maximum, and so the row, is NaN when a visible score is NaN.
+        has_keys = np.any(scores != -np.inf, axis=-1, keepdims=True)
         row_max = np.max(scores, axis=-1, keepdims=True, initial=-np.inf)
-        has_keys = row_max > -np.inf
         shift = np.where(has_keys, row_max, 0.0)
         weights = np.exp(scores - shift)
         row_sum = np.where(has_keys, np.sum(weights, axis=-1, keepdims=True), 1.0)

@@ -531,6 +531,64 @@ def test_rows_with_no_visible_key(torch, seed, element):
     assert torch.all(torch.isneginf(lse[1, :, hidden_row]))
 
 
+@pytest.mark.parametrize("element", ELEMENTS)
+def test_nan_key_propagates_as_in_the_reference(torch, seed, element):
+    """A NaN in one key gives NaN y and LSE exactly in the rows that see that key (the
+    reference's NaN rows); rows with no visible key stay 0 / -inf, the others finite."""
+    case = Case(element, batch_size=1, num_heads=2, query_len=40, key_len=17, causal=True,
+                alignment="bottom_right")
+    inputs = Inputs(torch, case, torch.Generator(device="cuda").manual_seed(seed))
+    nan_key = 9
+    inputs.k[0, 1, nan_key, 3] = math.nan
+    ref_y, ref_lse = inputs.reference()
+    nan_rows = np.isnan(ref_lse)
+    assert nan_rows[0, 1].any() and not nan_rows[0, 0].any()
+    y = poisoned_output(torch, (1, 2, 40, case.value_dim), torch_dtype(torch, element), "bhsd")[0]
+    lse = poisoned_lse(torch, case)
+    with baracuda.FlashSdpaPlan.select(case.descriptor()) as plan:
+        run_plan(torch, plan, inputs, y, lse)
+        torch.cuda.synchronize()
+    np.testing.assert_array_equal(np.isnan(to_numpy(lse)), nan_rows)
+    np.testing.assert_array_equal(np.isnan(to_numpy(y)).any(axis=-1), nan_rows)
+    empty = np.isneginf(ref_lse)
+    assert empty.any()
+    assert np.isneginf(to_numpy(lse)[empty]).all()
+    assert (to_numpy(y)[empty] == 0).all()
+
+
+def test_close_from_another_thread_while_running(torch, seed):
+    """Runs on one thread, close on another: every run either completes or is refused as
+    closed; none runs on a destroyed plan."""
+    import threading
+
+    case = Case("f32", num_heads=4, query_len=256, key_len=512)
+    inputs = Inputs(torch, case, torch.Generator(device="cuda").manual_seed(seed))
+    y = poisoned_output(torch, (2, 4, 256, case.value_dim), torch.float32, "bhsd")[0]
+    lse = poisoned_lse(torch, case)
+    plan = baracuda.FlashSdpaPlan.select(case.descriptor())
+    started = threading.Event()
+    outcomes = []
+
+    def runs():
+        for _ in range(200):
+            try:
+                run_plan(torch, plan, inputs, y, lse)
+                outcomes.append("ran")
+            except baracuda.InvalidProblemError as error:
+                assert "the plan is closed" in error.message
+                outcomes.append("closed")
+            started.set()
+
+    runner = threading.Thread(target=runs)
+    runner.start()
+    assert started.wait(60)
+    plan.close()
+    runner.join(60)
+    torch.cuda.synchronize()
+    assert plan.closed and outcomes[0] == "ran"
+    assert outcomes == sorted(outcomes, key=lambda outcome: outcome == "closed")
+
+
 # ---------------------------------------------------------------- determinism
 
 

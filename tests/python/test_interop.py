@@ -8,6 +8,7 @@ object, and a DLPack producer whose ``DLManagedTensor`` is built with ctypes.
 
 import ctypes
 import gc
+import json
 import subprocess
 import sys
 import weakref
@@ -251,7 +252,8 @@ def test_cai_producer_stream_ordering(monkeypatch):
     """The producer's stream is ordered before the consumer's, unless no sync is asked for
     or the producer has nothing pending (stream None)."""
     calls = []
-    monkeypatch.setattr(_tensor, "order_after", lambda *streams: calls.append(streams))
+    monkeypatch.setattr(_tensor, "order_after",
+                        lambda producer, consumer, op: calls.append((producer, consumer)))
     as_tensor(CudaArrayInterface((4,), "<f4", stream=PRODUCER_STREAM), "q", op=OP,
               stream=CONSUMER_STREAM)
     assert calls == [(PRODUCER_STREAM, CONSUMER_STREAM)]
@@ -270,8 +272,108 @@ def test_same_stream(first, second, same):
 
 
 def test_order_after_same_stream_needs_no_driver():
-    _cuda.order_after(0, _cuda.CU_STREAM_LEGACY)
-    _cuda.order_after(PRODUCER_STREAM, PRODUCER_STREAM)
+    _cuda.order_after(0, _cuda.CU_STREAM_LEGACY, OP)
+    _cuda.order_after(PRODUCER_STREAM, PRODUCER_STREAM, OP)
+
+
+def _device_count():
+    """Devices the CUDA runtime sees (0 without a driver); it never reaches cuda.core."""
+    from cuda.bindings import runtime
+
+    error, count = runtime.cudaGetDeviceCount()
+    return count if error == runtime.cudaError_t.cudaSuccess else 0
+
+
+NO_DEVICE_CALLS = """
+import json, time
+import baracuda
+
+class Producer:
+    __cuda_array_interface__ = {"shape": (1, 8, 64, 64), "typestr": "<f4",
+                                "data": (0x7F1234000000, False), "version": 3, "stream": 12345}
+
+producer = Producer()
+calls = [lambda: baracuda.flash_attention(producer, producer, producer),
+         lambda: baracuda.flash_attention(producer, producer, producer),
+         lambda: baracuda.DeviceArray((4,), "f32")]
+results = []
+for call in calls:
+    start = time.monotonic()
+    try:
+        call()
+        results.append(["returned", "", 0.0])
+    except BaseException as error:
+        results.append([type(error).__name__, str(error), time.monotonic() - start])
+print(json.dumps(results))
+"""
+PROMPT_SECONDS = 10
+
+
+def test_producer_stream_without_a_device_raises_and_never_blocks():
+    """Without a driver, ordering after a producer's stream raises CudaError, and so does every
+    later device call, at once (cuda.core is never reached, so its lock is never left held).
+    A subprocess with a timeout turns a hang into a failure."""
+    if _device_count() > 0:
+        pytest.skip("a CUDA device is present")
+    result = subprocess.run([sys.executable, "-c", NO_DEVICE_CALLS], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    (first, second, third) = json.loads(result.stdout)
+    assert first[0] == "CudaError", first
+    assert first[1].startswith("flash_attention: no usable CUDA device (got "), first[1]
+    assert first[1].endswith(", expected a CUDA driver and at least one device)")
+    assert second[:2] == first[:2]
+    assert third[0] == "CudaError"
+    assert third[1] == first[1].replace("flash_attention:", "DeviceArray:", 1)
+    assert max(first[2], second[2], third[2]) < PROMPT_SECONDS
+
+
+def test_device_probe_runs_once(monkeypatch):
+    probes = []
+    # Both restored afterwards: the process's own probe is kept for the other tests.
+    monkeypatch.setattr(_cuda, "_probed", False)
+    monkeypatch.setattr(_cuda, "_absence", None)
+    monkeypatch.setattr(_cuda, "_probe_device",
+                        lambda: probes.append(1) or "cuInit returned CUDA_ERROR_NO_DEVICE")
+    for _ in range(3):
+        with pytest.raises(baracuda.CudaError) as caught:
+            _cuda.require_device(OP)
+        assert caught.value.message == (f"{OP}: no usable CUDA device (got cuInit returned "
+                                        "CUDA_ERROR_NO_DEVICE, expected a CUDA driver and at "
+                                        "least one device)")
+    assert probes == [1]
+    with pytest.raises(baracuda.CudaError, match=f"{OP}: no usable CUDA device"):
+        _cuda.order_after(PRODUCER_STREAM, CONSUMER_STREAM, OP)
+    with pytest.raises(baracuda.CudaError, match=f"{OP}: no usable CUDA device"):
+        _cuda.current_device(OP)
+    assert probes == [1]
+
+
+class _FailingStream:
+    def wait(self, other):
+        raise RuntimeError("CUDA_ERROR_INVALID_HANDLE")
+
+
+class _FailingDevice:
+    class memory_resource:
+        @staticmethod
+        def allocate(nbytes, stream):
+            raise MemoryError("out of memory")
+
+
+def test_cuda_core_failures_are_cuda_errors(monkeypatch):
+    """A cuda.core failure arrives as CudaError naming the call."""
+    monkeypatch.setattr(_cuda, "core_stream", lambda handle, op: _FailingStream())
+    with pytest.raises(baracuda.CudaError) as caught:
+        _cuda.order_after(PRODUCER_STREAM, CONSUMER_STREAM, OP)
+    assert caught.value.message == (
+        f"{OP}: Stream.wait failed (got RuntimeError: CUDA_ERROR_INVALID_HANDLE, expected "
+        f"stream {CONSUMER_STREAM:#x} ordered after stream {PRODUCER_STREAM:#x})")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    with pytest.raises(baracuda.CudaError) as caught:
+        _cuda.allocate(256, CONSUMER_STREAM, _FailingDevice(), OP)
+    assert caught.value.message == (f"{OP}: allocating 256 bytes failed (got MemoryError: out "
+                                    "of memory, expected 256 bytes of device memory)")
 
 
 # ---------------------------------------------------------------- ranks and protocols
@@ -372,6 +474,235 @@ def test_dlpack_unsupported_element(code, bits, name):
         as_tensor(DLPackTensor((4,), code, bits), "v", op=OP, stream=0)
     assert caught.value.message == (f"{OP}: v element is not supported (got {name}, expected "
                                     "f32, f16, bf16 or f64)")
+
+
+# ---------------------------------------------------------------- malformed producers
+
+CAI = "q __cuda_array_interface__"
+BOOL_RULE = "expected True, False, 0 or 1"
+
+
+class RawInterface:
+    """An object whose ``__cuda_array_interface__`` is exactly the value given."""
+
+    def __init__(self, interface):
+        self.__cuda_array_interface__ = interface
+
+
+def interface_with(**fields):
+    """A valid f32 [2, 4] interface with `fields` replaced (a value of ... removes the key)."""
+    interface = {"shape": (2, 4), "typestr": "<f4", "data": (FAKE_PTR, False), "version": 3,
+                 "strides": None, "stream": None}
+    interface.update(fields)
+    return {key: value for key, value in interface.items() if value is not ...}
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"data": ...}, f"{CAI} has no 'data' (got keys ['shape', 'stream', 'strides', 'typestr', "
+                    "'version'], expected 'shape', 'typestr' and 'data')"),
+    ({"shape": ...}, f"{CAI} has no 'shape' (got keys ['data', 'stream', 'strides', 'typestr', "
+                     "'version'], expected 'shape', 'typestr' and 'data')"),
+    ({"typestr": ...}, f"{CAI} has no 'typestr' (got keys ['data', 'shape', 'stream', 'strides', "
+                       "'version'], expected 'shape', 'typestr' and 'data')"),
+    ({"data": FAKE_PTR}, f"{CAI} data is not a (pointer, read_only) pair (got int {FAKE_PTR}, "
+                         "expected a 2-tuple of int and bool)"),
+    ({"data": (FAKE_PTR, False, 0)},
+     f"{CAI} data is not a (pointer, read_only) pair (got tuple ({FAKE_PTR}, False, 0), "
+     "expected a 2-tuple of int and bool)"),
+    ({"data": ("0x10", False)},
+     f"{CAI} data pointer is not an integer (got str '0x10', expected an int)"),
+    ({"data": (1.5, False)}, f"{CAI} data pointer is not an integer (got float 1.5, expected an int)"),
+    ({"data": (None, False)},
+     f"{CAI} data pointer is not an integer (got NoneType None, expected an int)"),
+    ({"data": (True, False)}, f"{CAI} data pointer is not an integer (got bool True, expected an int)"),
+    ({"data": (-16, False)},
+     f"{CAI} data pointer is not an address (got -16, expected 0 to 0xffffffffffffffff)"),
+    ({"data": (2**64, False)},
+     f"{CAI} data pointer is not an address (got {2**64}, expected 0 to 0xffffffffffffffff)"),
+    ({"data": (FAKE_PTR, "no")},
+     f"{CAI} data read_only flag is not a bool (got str 'no', {BOOL_RULE})"),
+    ({"shape": 4}, f"{CAI} shape is not a sequence of extents (got int 4, expected a tuple of int)"),
+    ({"shape": "24"},
+     f"{CAI} shape is not a sequence of extents (got str '24', expected a tuple of int)"),
+    ({"shape": (2, 4.0)}, f"{CAI} shape[1] is not an integer (got float 4.0, expected an int)"),
+    ({"shape": (2, -4)}, f"{CAI} shape[1] is negative (got -4, expected >= 0)"),
+    ({"strides": (16,)}, f"{CAI} strides do not match the shape (got tuple (16,), expected None "
+                         "or 2 byte strides, one per axis)"),
+    ({"strides": 16}, f"{CAI} strides do not match the shape (got int 16, expected None or 2 "
+                      "byte strides, one per axis)"),
+    ({"strides": (16.0, 4)}, f"{CAI} strides[0] is not an integer (got float 16.0, expected an int)"),
+    ({"typestr": ""},
+     f"{CAI} typestr is not a type string (got str '', expected a string such as '<f4')"),
+    ({"typestr": 4}, f"{CAI} typestr is not a type string (got int 4, expected a string such as "
+                     "'<f4')"),
+    ({"typestr": "<f"}, "q typestr has no item size (got '<f', expected a byte order, a kind and "
+                        "a size in bytes, such as '<f4')"),
+    ({"typestr": "<"}, "q typestr has no item size (got '<', expected a byte order, a kind and "
+                       "a size in bytes, such as '<f4')"),
+    ({"typestr": "<fx"}, "q typestr has no item size (got '<fx', expected a byte order, a kind "
+                         "and a size in bytes, such as '<f4')"),
+    ({"typestr": "<4f"}, "q typestr has no item size (got '<4f', expected a byte order, a kind "
+                         "and a size in bytes, such as '<f4')"),
+    ({"typestr": "<f0", "strides": (16, 4)},
+     "q typestr has item size 0 (got '<f0', expected a size of at least 1 byte)"),
+    ({"stream": "1"}, f"{CAI} stream is not an integer (got str '1', expected an int)"),
+    ({"stream": 1.0}, f"{CAI} stream is not an integer (got float 1.0, expected an int)"),
+    ({"stream": -3}, f"{CAI} stream is negative (got -3, expected a stream handle >= 0, or None)"),
+], ids=lambda value: None if isinstance(value, str) else str(value)[:48])
+def test_cai_malformed_interface(fields, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(RawInterface(interface_with(**fields)), "q", op=OP, stream=CONSUMER_STREAM)
+    assert caught.value.message == f"{OP}: {message}"
+
+
+@pytest.mark.parametrize("interface,got", [([1], "list [1]"), (None, "NoneType None"),
+                                           ("shape", "str 'shape'")])
+def test_cai_interface_not_a_dict(interface, got):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(RawInterface(interface), "q", op=OP, stream=0)
+    assert caught.value.message == (f"{OP}: {CAI} is not a dict (got {got}, expected a dict "
+                                    "with 'shape', 'typestr' and 'data')")
+
+
+def test_cai_interface_that_raises():
+    class Raising:
+        @property
+        def __cuda_array_interface__(self):
+            raise RuntimeError("device lost")
+
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(Raising(), "q", op=OP, stream=0)
+    assert caught.value.message == (f"{OP}: {CAI} failed (got RuntimeError: device lost, "
+                                    "expected a dict)")
+
+
+def test_cai_optional_keys_may_be_absent():
+    """version, strides, stream and mask may be absent; a list shape and data are taken."""
+    minimal = {"shape": [2, 4], "typestr": "<f4", "data": [FAKE_PTR, 1]}
+    view = as_tensor(RawInterface(minimal), "q", op=OP, stream=CONSUMER_STREAM)
+    assert (view.ptr, view.shape, view.strides) == (FAKE_PTR, (2, 4), (4, 1))
+    view = as_tensor(RawInterface(interface_with(shape=(np.int64(3),), data=(np.uint64(64), 0))),
+                     "q", op=OP, stream=0)
+    assert (view.ptr, view.shape, type(view.shape[0])) == (64, (3,), int)
+
+
+def test_flash_attention_refuses_a_malformed_interface():
+    q = RawInterface(interface_with(shape=(1, 8, 64, 64), typestr="<f0"))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.flash_attention(q, q, q)
+    assert caught.value.message == ("flash_attention: q typestr has item size 0 (got '<f0', "
+                                    "expected a size of at least 1 byte)")
+
+
+class ClaimingProducer:
+    """A DLPack producer whose ``__dlpack_device__`` and ``__dlpack__`` are given apart."""
+
+    def __init__(self, device, export):
+        self._device = device
+        self._export = export
+
+    def __dlpack_device__(self):
+        if isinstance(self._device, BaseException):
+            raise self._device
+        return self._device
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        if isinstance(self._export, BaseException):
+            raise self._export
+        return self._export() if callable(self._export) else self._export
+
+
+HOST_ARRAY = np.arange(16, dtype=np.float32).reshape(4, 4)
+DEVICE_RULE = "expected a 2-tuple of int"
+# A refused view is freed with the test's traceback, in a garbage cycle whose order is
+# arbitrary: the fake capsules' structs (and deleters) must outlive it.
+_CAPSULE_OWNERS = []
+
+
+def exported_by(element, shape, device):
+    """A ``__dlpack__`` whose capsule holds a fake tensor on ``device``."""
+    owner = dlpack_of(element, shape, device=device)
+    _CAPSULE_OWNERS.append(owner)
+    return owner.__dlpack__
+
+
+@pytest.mark.parametrize("device,message", [
+    (RuntimeError("no device"),
+     "q __dlpack_device__() failed (got RuntimeError: no device, expected (device_type, "
+     "device_id))"),
+    ("cuda", f"q __dlpack_device__() is not a (device_type, device_id) pair (got str 'cuda', "
+             f"{DEVICE_RULE})"),
+    ((KDL_CUDA,), f"q __dlpack_device__() is not a (device_type, device_id) pair (got tuple "
+                  f"(2,), {DEVICE_RULE})"),
+    ((KDL_CUDA, 0, 0), f"q __dlpack_device__() is not a (device_type, device_id) pair (got "
+                       f"tuple (2, 0, 0), {DEVICE_RULE})"),
+    (("2", 0), "q __dlpack_device__() device_type is not an integer (got str '2', expected an "
+               "int)"),
+    ((KDL_CUDA, 0.0), "q __dlpack_device__() device_id is not an integer (got float 0.0, "
+                      "expected an int)"),
+    ((KDL_CUDA, -1), "q __dlpack_device__() device_id is negative (got -1, expected a CUDA "
+                     "device ordinal >= 0)"),
+], ids=["raises", "str", "one", "three", "type-str", "id-float", "id-negative"])
+def test_dlpack_malformed_device(device, message):
+    producer = ClaimingProducer(device, lambda: pytest.fail("exported before the device check"))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(producer, "q", op=OP, stream=0)
+    assert caught.value.message == f"{OP}: {message}"
+
+
+@pytest.mark.parametrize("export", [BufferError("cannot export"), 42, None, "capsule"],
+                         ids=["raises", "int", "none", "str"])
+def test_dlpack_export_that_is_not_a_tensor(export):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(ClaimingProducer((KDL_CUDA, 0), export), "q", op=OP, stream=0)
+    message = caught.value.message
+    assert message.startswith(f"{OP}: q __dlpack__() gave no tensor (got "), message
+    assert message.endswith(", expected a DLPack capsule)")
+    if isinstance(export, BufferError):
+        assert "(got BufferError: cannot export," in message
+
+
+def test_dlpack_export_raising_a_baracuda_error_keeps_its_type():
+    error = baracuda.CudaError("producer: no usable CUDA device (got none, expected one)")
+    with pytest.raises(baracuda.CudaError) as caught:
+        as_tensor(ClaimingProducer((KDL_CUDA, 0), error), "q", op=OP, stream=0)
+    assert caught.value is error
+
+
+@pytest.mark.parametrize("claim", [(KDL_CUDA, 0), (KDL_CUDA_MANAGED, 0)])
+def test_dlpack_host_capsule_claiming_cuda_is_refused(claim):
+    """numpy's capsule holds host memory: a producer that says CUDA is not believed."""
+    producer = ClaimingProducer(claim, HOST_ARRAY.__dlpack__)
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(producer, "q", op=OP, stream=0)
+    claimed = "kDLCUDA" if claim[0] == KDL_CUDA else "kDLCUDAManaged"
+    assert caught.value.message == (
+        f"{OP}: q is not in CUDA device memory (got a kDLCPU tensor from __dlpack__() where "
+        f"__dlpack_device__() says {claimed}, expected kDLCUDA or kDLCUDAManaged)")
+
+
+def test_dlpack_pinned_host_capsule_claiming_cuda_is_refused():
+    producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA_HOST, 0)))
+    with pytest.raises(baracuda.InvalidProblemError, match=r"got a kDLCUDAHost tensor from "
+                       r"__dlpack__\(\) where __dlpack_device__\(\) says kDLCUDA,"):
+        as_tensor(producer, "q", op=OP, stream=0)
+
+
+def test_dlpack_capsule_on_another_device_is_refused():
+    producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA, 3)))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        as_tensor(producer, "q", op=OP, stream=0)
+    assert caught.value.message == (f"{OP}: q __dlpack__() exports a tensor on another device "
+                                    "than __dlpack_device__() says (got kDLCUDA:3, expected "
+                                    "kDLCUDA:0)")
+
+
+def test_dlpack_managed_capsule_claiming_device_memory_is_refused():
+    producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA_MANAGED, 0)))
+    with pytest.raises(baracuda.InvalidProblemError, match=r"exports a tensor on another device "
+                       r"than __dlpack_device__\(\) says \(got kDLCUDAManaged:\d+, expected "
+                       r"kDLCUDA:0\)"):
+        as_tensor(producer, "q", op=OP, stream=0)
 
 
 # ---------------------------------------------------------------- workspace, devices, shapes
@@ -621,3 +952,65 @@ def test_flash_attention_window_is_a_pair():
         baracuda.flash_attention(q, k, v, window=(1, 2, 3))
     assert caught.value.message == ("flash_attention: window is not a pair (got (1, 2, 3), "
                                     "expected (left, right) of int or None)")
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((4, 2.0), "DeviceArray: extent of axis 1 is not an integer (got float 2.0, expected an int)"),
+    ((True,), "DeviceArray: extent of axis 0 is not an integer (got bool True, expected an int)"),
+    (4, "DeviceArray: shape is not a sequence of extents (got int, expected a tuple of int)"),
+    ("44", "DeviceArray: shape is not a sequence of extents (got str, expected a tuple of int)"),
+    ((4, -1), "DeviceArray: extent of axis 1 is negative (got -1, expected >= 0)"),
+])
+def test_device_array_shape_is_checked_before_any_device_call(shape, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        DeviceArray(shape, "f32")
+    assert caught.value.message == message
+
+
+def test_device_array_dlpack_copy_flag_is_strict():
+    array = unallocated_array((3,), "f32", device_id=0)
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        array.__dlpack__(stream=-1, copy="no")
+    assert caught.value.message == ("DeviceArray.__dlpack__: copy is not a bool (got str 'no', "
+                                    "expected True, False, 0 or 1)")
+    assert _capsule_is_valid(array.__dlpack__(stream=-1, copy=False), b"dltensor")
+
+
+@pytest.mark.parametrize("reported,message", [
+    ((0,), "stream.__cuda_stream__() is not a (version, handle) pair (got tuple (0,), expected "
+           "a 2-tuple of int)"),
+    (7, "stream.__cuda_stream__() is not a (version, handle) pair (got int 7, expected a 2-tuple "
+        "of int)"),
+    ((0, 1.5), "stream handle is not an integer (got float 1.5, expected a cudaStream_t as an "
+               "int)"),
+    ((0, None), "stream handle is not an integer (got NoneType None, expected a cudaStream_t as "
+                "an int)"),
+])
+def test_malformed_stream_protocol(reported, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        _cuda.stream_handle(CudaStream(*reported) if isinstance(reported, tuple) and
+                            len(reported) == 2 else _RawStream(reported), OP)
+    assert caught.value.message == f"{OP}: {message}"
+
+
+class _RawStream:
+    def __init__(self, reported):
+        self._reported = reported
+
+    def __cuda_stream__(self):
+        if isinstance(self._reported, BaseException):
+            raise self._reported
+        return self._reported
+
+
+def test_stream_protocol_that_raises():
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        _cuda.stream_handle(_RawStream(RuntimeError("stream destroyed")), OP)
+    assert caught.value.message == (f"{OP}: stream.__cuda_stream__() failed (got RuntimeError: "
+                                    "stream destroyed, expected (version, handle))")
+
+
+@pytest.mark.parametrize("value", [[("a",)], "not a dtype name"])
+def test_element_name_of_an_unreadable_dtype(value):
+    with pytest.raises(baracuda.InvalidProblemError, match="expected f32, f16, bf16 or f64"):
+        _tensor.element_name(value, OP)

@@ -10,7 +10,9 @@ import math
 import numpy as np
 import pytest
 
+import baracuda
 from baracuda import reference
+from baracuda import InvalidProblemError, UnsupportedError
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -101,9 +103,9 @@ def test_plain(rng):
 
 
 def test_default_scale_is_inverse_sqrt_dk(rng):
-    q, k, v = random_problem(rng, d_k=7)
+    q, k, v = random_problem(rng, d_k=24)
     y_default, lse_default = assert_matches_direct(q, k, v)
-    y_explicit, lse_explicit = reference.attention(q, k, v, scale=1.0 / math.sqrt(7))
+    y_explicit, lse_explicit = reference.attention(q, k, v, scale=1.0 / math.sqrt(24))
     np.testing.assert_array_equal(y_default, y_explicit)
     np.testing.assert_array_equal(lse_default, lse_explicit)
 
@@ -124,10 +126,10 @@ def test_causal(rng, alignment, query_len, key_len):
 
 def test_causal_alignment_visible_keys():
     """Which keys each row sees, spelled out for one small case of each alignment."""
-    query_len, key_len = 3, 5
-    q = np.zeros((1, 1, query_len, 1))
-    k = np.zeros((1, 1, key_len, 1))
-    v = np.arange(key_len, dtype=np.float64).reshape(1, 1, key_len, 1)
+    query_len, key_len, head_dim = 3, 5, 8
+    q = np.zeros((1, 1, query_len, head_dim))
+    k = np.zeros((1, 1, key_len, head_dim))
+    v = np.repeat(np.arange(key_len, dtype=np.float64).reshape(1, 1, key_len, 1), head_dim, -1)
     # Uniform scores: y is the mean of the visible keys' positions.
     y_top, lse_top = reference.attention(q, k, v, causal=True, alignment="top_left")
     y_bottom, lse_bottom = reference.attention(q, k, v, causal=True, alignment="bottom_right")
@@ -214,7 +216,7 @@ def test_stride_zero_head_broadcast(rng):
     np.testing.assert_allclose(lse_view, lse_mqa, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("d_k,d_v", [(8, 5), (3, 8), (1, 2)])
+@pytest.mark.parametrize("d_k,d_v", [(8, 16), (24, 8), (16, 40)])
 def test_value_dim_differs(rng, d_k, d_v):
     y, _ = assert_matches_direct(*random_problem(rng, d_k=d_k, d_v=d_v))
     assert y.shape[-1] == d_v
@@ -269,7 +271,7 @@ def test_no_keys_at_all(rng):
 def test_every_feature_together(rng, query_len, key_len, alignment):
     batch_size, num_heads, num_heads_k = 2, 4, 2
     q, k, v = random_problem(rng, batch_size, num_heads, num_heads_k, query_len, key_len,
-                             d_k=6, d_v=4)
+                             d_k=16, d_v=8)
     slopes = rng.uniform(0.05, 0.5, size=(batch_size, num_heads)).astype(np.float32)
     mask = rng.standard_normal((batch_size, 1, 1, key_len)).astype(np.float32)
     mask[0, 0, 0, 1] = -np.inf
@@ -301,8 +303,8 @@ def test_lse_is_natural_log_of_the_row_sum(rng):
     "options,match",
     [
         ({"alignment": "middle"}, "unknown alignment"),
-        ({"window": (-1, None)}, "window left"),
-        ({"window": (None, -2)}, "window right"),
+        ({"window": (-1, None)}, "window_size_left must be >= 0 or None"),
+        ({"window": (None, -2)}, "window_size_right must be >= 0 or None"),
         ({"mask": np.zeros((4, 5, 7))}, "mask shape mismatch"),
         ({"alibi_slopes": np.zeros(2)}, "alibi_slopes shape mismatch"),
     ],
@@ -314,5 +316,179 @@ def test_rejects_invalid_options(rng, options, match):
 
 
 def test_rejects_heads_that_do_not_divide(rng):
-    with pytest.raises(ValueError, match="key heads must divide query heads"):
+    with pytest.raises(ValueError, match=r"k shape\[1\] \(num_heads_k\) must divide num_heads"):
         reference.attention(*random_problem(rng, num_heads=3, num_heads_k=2))
+
+
+# ---------------------------------------------------------------- NaN propagates as in the kernels
+
+
+def test_nan_key_makes_the_rows_that_see_it_nan(rng):
+    """A NaN in one key: rows that see it are NaN (y and LSE), rows that do not see it are
+    unchanged, rows with no visible key stay 0 / -inf. Visibility comes from the limits."""
+    query_len, key_len = 9, 4
+    q, k, v = random_problem(rng, query_len=query_len, key_len=key_len)
+    clean_y, clean_lse = reference.attention(q, k, v, causal=True, alignment="bottom_right")
+    nan_key = 2
+    k[1, 0, nan_key, 3] = np.nan
+    y, lse = reference.attention(q, k, v, causal=True, alignment="bottom_right")
+    # off = Sk - Sq = -5: query i sees keys j <= i - 5, so rows 0..4 see none and key 2 is
+    # seen by rows 7 and 8.
+    sees_nan = np.zeros(lse.shape, dtype=bool)
+    sees_nan[1, 0, nan_key + query_len - key_len:] = True
+    empty = np.zeros(lse.shape, dtype=bool)
+    empty[:, :, :query_len - key_len] = True
+    np.testing.assert_array_equal(np.isnan(lse), sees_nan)
+    np.testing.assert_array_equal(np.isnan(y).all(axis=-1), sees_nan)
+    np.testing.assert_array_equal(np.isnan(y).any(axis=-1), sees_nan)
+    assert np.all(y[empty] == 0.0) and np.all(lse[empty] == -np.inf)
+    keep = ~sees_nan
+    np.testing.assert_array_equal(y[keep], clean_y[keep])
+    np.testing.assert_array_equal(lse[keep], clean_lse[keep])
+
+
+def test_nan_query_makes_its_row_nan(rng):
+    q, k, v = random_problem(rng)
+    q[0, 1, 3, 0] = np.nan
+    y, lse = reference.attention(q, k, v)
+    nan_rows = np.zeros(lse.shape, dtype=bool)
+    nan_rows[0, 1, 3] = True
+    np.testing.assert_array_equal(np.isnan(lse), nan_rows)
+    np.testing.assert_array_equal(np.isnan(y).all(axis=-1), nan_rows)
+
+
+def test_nan_mask_entry_counts_only_where_the_key_is_visible(rng):
+    """A NaN mask entry on a visible key makes the row NaN; on a key outside the window it is
+    hidden like any other score there."""
+    q, k, v = random_problem(rng, query_len=6, key_len=6)
+    mask = np.zeros((6, 6))
+    mask[2, 1] = np.nan  # visible under causal (j <= i)
+    mask[3, 5] = np.nan  # hidden under causal
+    y, lse = reference.attention(q, k, v, causal=True, mask=mask)
+    clean_y, clean_lse = reference.attention(q, k, v, causal=True)
+    nan_rows = np.zeros(lse.shape, dtype=bool)
+    nan_rows[:, :, 2] = True
+    np.testing.assert_array_equal(np.isnan(lse), nan_rows)
+    np.testing.assert_array_equal(np.isnan(y).all(axis=-1), nan_rows)
+    np.testing.assert_array_equal(y[~nan_rows], clean_y[~nan_rows])
+    np.testing.assert_array_equal(lse[~nan_rows], clean_lse[~nan_rows])
+
+
+def test_row_masked_out_beside_a_nan_row_stays_empty(rng):
+    q, k, v = random_problem(rng, batch_size=1, num_heads=1, query_len=3, key_len=5)
+    mask = np.zeros((3, 5))
+    mask[0, :] = -np.inf
+    mask[1, 2] = np.nan
+    y, lse = reference.attention(q, k, v, mask=mask)
+    assert lse[0, 0, 0] == -np.inf and np.all(y[0, 0, 0] == 0.0)
+    assert np.isnan(lse[0, 0, 1]) and np.isnan(y[0, 0, 1]).all()
+    assert np.isfinite(lse[0, 0, 2]) and np.isfinite(y[0, 0, 2]).all()
+
+
+# ---------------------------------------------------------------- refusals, as C refuses
+
+OP = "reference.attention"
+
+
+@pytest.mark.parametrize("options,error_type,message", [
+    ({"scale": math.nan}, InvalidProblemError, "scale must be finite (got nan, expected a finite "
+                                               "number)"),
+    ({"scale": -math.inf}, InvalidProblemError, "scale must be finite (got -inf, expected a "
+                                                "finite number)"),
+    ({"scale": "0.5"}, InvalidProblemError, "scale is not a real number (got str '0.5', "
+                                            "expected a float or an int)"),
+    ({"softcap": -0.5}, InvalidProblemError, "softcap must be finite and non-negative (got "
+                                             "-0.5, expected 0 to disable or a finite value > 0)"),
+    ({"softcap": math.inf}, InvalidProblemError, "softcap must be finite and non-negative (got "
+                                                 "inf, expected 0 to disable or a finite value > 0)"),
+    ({"causal": "False"}, InvalidProblemError, "causal is not a bool (got str 'False', expected "
+                                               "True, False, 0 or 1)"),
+    ({"causal": 2}, InvalidProblemError, "causal is not a bool (got int 2, expected True, False, "
+                                         "0 or 1)"),
+    ({"window": (-1, None)}, InvalidProblemError, "window_size_left must be >= 0 or None (got -1, "
+                                                  "expected >= 0, or None for unbounded)"),
+    ({"window": (None, 1.5)}, InvalidProblemError, "window_size_right is not an integer (got "
+                                                   "float 1.5, expected an int)"),
+    ({"window": 3}, InvalidProblemError, "window is not a pair (got 3, expected (left, right) of "
+                                         "int or None)"),
+    ({"alignment": "middle"}, InvalidProblemError, "unknown alignment (got 'middle', expected "
+                                                   "'top_left' or 'bottom_right')"),
+], ids=["scale-nan", "scale-inf", "scale-str", "softcap-negative", "softcap-inf", "causal-str",
+        "causal-2", "window-negative", "window-float", "window-not-a-pair", "alignment"])
+def test_refuses_options_as_c_does(rng, options, error_type, message):
+    with pytest.raises(error_type) as caught:
+        reference.attention(*random_problem(rng), **options)
+    assert type(caught.value) is error_type
+    assert caught.value.message == f"{OP}: {message}"
+
+
+@pytest.mark.parametrize("shapes,error_type,message", [
+    (dict(d_k=12), UnsupportedError,
+     "d_k is not a supported head dim (got 12, expected a multiple of 8 in [8, 256])"),
+    (dict(d_k=264), UnsupportedError,
+     "d_k is not a supported head dim (got 264, expected a multiple of 8 in [8, 256])"),
+    (dict(d_v=4), UnsupportedError,
+     "d_v is not a supported head dim (got 4, expected a multiple of 8 in [8, 256])"),
+    (dict(num_heads=3, num_heads_k=2), InvalidProblemError,
+     "k shape[1] (num_heads_k) must divide num_heads (got 2, expected a divisor of 3)"),
+    (dict(num_heads=3, num_heads_k=0), InvalidProblemError,
+     "k shape[1] (num_heads_k) must divide num_heads (got 0, expected a divisor of 3)"),
+    (dict(num_heads=0, num_heads_k=2), InvalidProblemError,
+     "k shape[1] (num_heads_k) must be 0 when num_heads is 0 (got 2, expected 0)"),
+], ids=["dk-12", "dk-264", "dv-4", "heads-3-2", "heads-3-0", "heads-0-2"])
+def test_refuses_shapes_as_c_does(rng, shapes, error_type, message):
+    with pytest.raises(error_type) as caught:
+        reference.attention(*random_problem(rng, **shapes))
+    assert type(caught.value) is error_type
+    assert caught.value.message == f"{OP}: {message}"
+
+
+def test_refuses_shape_mismatches(rng):
+    q, k, v = random_problem(rng)
+    with pytest.raises(InvalidProblemError) as caught:
+        reference.attention(q, k[:1], v)
+    assert caught.value.message == (f"{OP}: k shape mismatch (got [1, 3, 7, 8], expected "
+                                    "[2, 3, 7, 8])")
+    with pytest.raises(InvalidProblemError) as caught:
+        reference.attention(q, k, v[:, :, :5])
+    assert caught.value.message == (f"{OP}: v shape mismatch (got [2, 3, 5, 8], expected "
+                                    "[2, 3, 7, 8])")
+    with pytest.raises(InvalidProblemError) as caught:
+        reference.attention(q[0], k, v)
+    assert caught.value.message == f"{OP}: q rank mismatch (got 3, expected 4)"
+    with pytest.raises(InvalidProblemError, match=f"{OP}: q is not an array of numbers"):
+        reference.attention([["a"]], k, v)
+
+
+def test_no_heads_at_all(rng):
+    y, lse = reference.attention(*random_problem(rng, num_heads=0, num_heads_k=0))
+    assert y.shape == (2, 0, 5, 8) and lse.shape == (2, 0, 5)
+
+
+def _c_reason(**fields):
+    """The C library's reason for refusing a flash descriptor, without its op."""
+    extents = dict(batch_size=2, num_heads=3, query_len=5, key_len=7, d_k=8)
+    extents.update({name: fields.pop(name) for name in list(fields) if name in extents})
+    desc = baracuda.FlashSdpaDescriptor(**extents, **fields)
+    with pytest.raises(baracuda.BaracudaError) as caught:
+        baracuda.FlashSdpaPlan.select(desc)
+    return type(caught.value), caught.value.message.split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("options,fields", [
+    ({"scale": math.inf}, {"scale": math.inf}),
+    ({"softcap": -2.0}, {"softcap": -2.0}),
+    ({"softcap": math.nan}, {"softcap": math.nan}),
+], ids=["scale", "softcap-negative", "softcap-nan"])
+def test_option_messages_are_the_c_messages(rng, options, fields):
+    with pytest.raises(baracuda.BaracudaError) as caught:
+        reference.attention(*random_problem(rng), **options)
+    assert (type(caught.value), caught.value.message.split(": ", 1)[1]) == _c_reason(**fields)
+
+
+@pytest.mark.parametrize("d_k,d_v", [(12, 8), (8, 20), (0, 8)])
+def test_head_dim_messages_are_the_c_messages(rng, d_k, d_v):
+    with pytest.raises(baracuda.BaracudaError) as caught:
+        reference.attention(*random_problem(rng, d_k=d_k, d_v=d_v), scale=0.5)
+    assert (type(caught.value), caught.value.message.split(": ", 1)[1]) == _c_reason(
+        d_k=d_k, d_v=d_v, scale=0.5)

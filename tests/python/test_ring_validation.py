@@ -132,6 +132,121 @@ def test_layout_refusals():
         baracuda.gather_sequence([x, x[:, :, :4]])
 
 
+@pytest.mark.parametrize("field,value,reason", [
+    ("is_causal", "False",
+     "is_causal is not a bool (got str 'False', expected True, False, 0 or 1)"),
+    ("is_causal", 2, "is_causal is not a bool (got int 2, expected True, False, 0 or 1)"),
+    ("num_heads_k", 2.0, "num_heads_k is not an integer (got float 2.0, expected an int)"),
+    ("head_dim", "64", "head_dim is not an integer (got str '64', expected an int)"),
+    ("window_size_right", 0.5,
+     "window_size_right is not an integer (got float 0.5, expected an int)"),
+    ("scale", "1", "scale is not a real number (got str '1', expected a float or an int)"),
+    ("layout", ["zigzag"], "unknown layout (got ['zigzag'], expected 'contiguous' or 'zigzag')"),
+])
+def test_descriptor_fields_are_strict(field, value, reason):
+    with pytest.raises(baracuda.InvalidProblemError) as error:
+        descriptor(**{field: value})
+    assert error.value.message == f"RingAttentionDescriptor: {reason}"
+
+
+@pytest.mark.parametrize("value,expected", [(np.bool_(True), True), (0, False), (1, True),
+                                            (np.int8(1), True)])
+def test_descriptor_bool_accepts_bools_and_0_1(value, expected):
+    assert descriptor(is_causal=value).is_causal is expected
+
+
+class _NeverRead:
+    """A tensor whose protocols fail the test when read: options are checked first."""
+
+    @property
+    def __cuda_array_interface__(self):
+        pytest.fail("a tensor was read before the options were checked")
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"causal": "False"}, "causal is not a bool (got str 'False', expected True, False, 0 or 1)"),
+    ({"window": (None, 2.0)},
+     "window_size_right is not an integer (got float 2.0, expected an int)"),
+    ({"layout": "ring"}, "unknown layout (got 'ring', expected 'contiguous' or 'zigzag')"),
+    ({"schedule": None}, "unknown schedule (got None, expected 'overlapped' or 'serial')"),
+])
+def test_ring_attention_options_are_strict(options, message):
+    tensor = _NeverRead()
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.ring_attention(tensor, tensor, tensor, **options)
+    assert caught.value.message == f"ring_attention: {message}"
+
+
+# ---------------------------------------------------------------- layouts along any axis
+
+
+def _global_sequence(shape):
+    return np.arange(int(np.prod(shape))).reshape(shape)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "zigzag"])
+@pytest.mark.parametrize("shape,axis,positive", [
+    ((2, 3, 12, 4), -2, 2), ((2, 3, 4, 12), -1, 3), ((12, 3), -2, 0), ((3, 12), 1, 1),
+    ((12, 2, 3), 0, 0), ((2, 12, 3, 4), -3, 1),
+], ids=["bhsd-minus2", "last-minus1", "first-minus2", "rank2-axis1", "axis0", "minus3"])
+def test_shard_and_gather_along_any_axis(layout, shape, axis, positive):
+    """A negative axis names the axis numpy does; each shard holds the layout's positions."""
+    world_size = 3
+    x = _global_sequence(shape)
+    length = shape[positive]
+    shards = [baracuda.shard_sequence(x, world_size, rank, layout=layout, axis=axis)
+              for rank in range(world_size)]
+    for rank, shard in enumerate(shards):
+        positions = baracuda.sequence_positions(length // world_size, world_size, rank,
+                                                layout=layout)
+        np.testing.assert_array_equal(shard, np.take(x, positions, axis=positive))
+        np.testing.assert_array_equal(
+            shard, baracuda.shard_sequence(x, world_size, rank, layout=layout, axis=positive))
+    np.testing.assert_array_equal(baracuda.gather_sequence(shards, layout=layout, axis=axis), x)
+
+
+@pytest.mark.parametrize("axis", [4, -5, 100])
+def test_layout_axis_out_of_range(axis):
+    x = np.zeros((1, 1, 8, 2))
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.shard_sequence(x, 2, 0, axis=axis)
+    assert caught.value.message == (f"shard_sequence: axis is out of range (got {axis}, "
+                                    "expected -4 <= axis < 4 for an array of rank 4)")
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.gather_sequence([x, x], axis=axis)
+    assert caught.value.message == (f"gather_sequence: axis is out of range (got {axis}, "
+                                    "expected -4 <= axis < 4 for an array of rank 4)")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda x: baracuda.shard_sequence(x, 2, 0, axis=2.0),
+     "shard_sequence: axis is not an integer (got float 2.0, expected an int)"),
+    (lambda x: baracuda.shard_sequence(x, 2.0, 0),
+     "shard_sequence: world_size is not an integer (got float 2.0, expected an int)"),
+    (lambda x: baracuda.shard_sequence(x, 2, "0"),
+     "shard_sequence: rank is not an integer (got str '0', expected an int)"),
+    (lambda x: baracuda.shard_sequence(x, 0, 0),
+     "shard_sequence: world_size must be positive (got 0, expected >= 1)"),
+    (lambda x: baracuda.gather_sequence([x, x], axis=None),
+     "gather_sequence: axis is not an integer (got NoneType None, expected an int)"),
+    (lambda x: baracuda.sequence_positions(4.0, 2, 0),
+     "sequence_positions: length_per_rank is not an integer (got float 4.0, expected an int)"),
+    (lambda x: baracuda.sequence_positions(-4, 2, 0),
+     "sequence_positions: length_per_rank must be non-negative (got -4, expected >= 0)"),
+])
+def test_layout_arguments_are_strict(call, message):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        call(np.zeros((1, 1, 8, 2)))
+    assert caught.value.message == message
+
+
+def test_layout_refuses_what_is_not_an_array():
+    with pytest.raises(TypeError, match=r"shard_sequence: x is not an array \(got list"):
+        baracuda.shard_sequence([[1, 2]], 1, 0)
+    with pytest.raises(TypeError, match=r"gather_sequence: shard 1 is not an array \(got int"):
+        baracuda.gather_sequence([np.zeros((1, 1, 2, 1)), 3])
+
+
 # ---------------------------------------------------------------- baracuda.nccl
 
 

@@ -10,6 +10,7 @@ import math
 import pickle
 import re
 
+import numpy as np
 import pytest
 
 import baracuda
@@ -187,3 +188,105 @@ def test_valid_descriptor_without_a_device(element):
     assert error.status == STATUS_CUDA_ERROR
     assert NO_DEVICE_MESSAGE.fullmatch(error.message), error.message
     assert str(error) == error.message
+
+
+# ---------------------------------------------------------------- strict coercion of fields
+
+BOOL_REFUSED = [("False", "str 'False'"), ("True", "str 'True'"), ("", "str ''"),
+                (0.0, "float 0.0"), (1.0, "float 1.0"), (2, "int 2"), (-1, "int -1"),
+                (None, "NoneType None"), ([0], "list [0]")]
+BOOL_ACCEPTED = [(True, True), (False, False), (0, False), (1, True), (np.bool_(True), True),
+                 (np.int64(1), True), (np.uint8(0), False)]
+
+
+@pytest.mark.parametrize("value,got", BOOL_REFUSED, ids=[got for _, got in BOOL_REFUSED])
+def test_descriptor_bool_field_is_strict(value, got):
+    """is_causal takes a bool or an integer 0 / 1; "False" is not read as truthy."""
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        descriptor(is_causal=value)
+    assert caught.value.message == (f"FlashSdpaDescriptor: is_causal is not a bool (got {got}, "
+                                    "expected True, False, 0 or 1)")
+
+
+@pytest.mark.parametrize("value,expected", BOOL_ACCEPTED)
+def test_descriptor_bool_field_accepts_bools_and_0_1(value, expected):
+    desc = descriptor(is_causal=value)
+    assert desc.is_causal is expected
+
+
+INT_REFUSED = [(2.0, "float 2.0"), ("2", "str '2'"), (True, "bool True"), (None, "NoneType None"),
+               (np.float32(2), f"float32 {np.float32(2)!r}"),
+               (np.bool_(False), f"bool {np.bool_(False)!r}")]
+
+
+@pytest.mark.parametrize("field", ["batch_size", "num_heads", "query_len", "key_len", "d_k", "d_v",
+                                   "window_size_left", "window_size_right"])
+@pytest.mark.parametrize("value,got", [case for case in INT_REFUSED if case[0] is not None],
+                         ids=[got for value, got in INT_REFUSED if value is not None])
+def test_descriptor_integer_fields_are_strict(field, value, got):
+    """Integer fields take what operator.index takes: no float truncation, no bools."""
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        descriptor(**{field: value})
+    assert caught.value.message == (f"FlashSdpaDescriptor: {field} is not an integer (got {got}, "
+                                    "expected an int)")
+
+
+@pytest.mark.parametrize("field", ["batch_size", "d_k"])
+def test_descriptor_extent_none_is_refused(field):
+    with pytest.raises(baracuda.InvalidProblemError, match=f"{field} is not an integer "
+                       r"\(got NoneType None, expected an int\)"):
+        descriptor(**{field: None})
+
+
+@pytest.mark.parametrize("field,value,got", [
+    ("scale", "0.5", "str '0.5'"), ("scale", True, "bool True"), ("scale", 1j, "complex 1j"),
+    ("softcap", "1", "str '1'"), ("softcap", None, "NoneType None"), ("softcap", b"1", "bytes b'1'"),
+])
+def test_descriptor_real_fields_are_strict(field, value, got):
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        descriptor(**{field: value})
+    assert caught.value.message == (f"FlashSdpaDescriptor: {field} is not a real number "
+                                    f"(got {got}, expected a float or an int)")
+
+
+def test_descriptor_real_fields_accept_numbers():
+    desc = descriptor(scale=np.float16(0.5), softcap=np.int32(3))
+    assert (desc.scale, desc.softcap) == (0.5, 3.0)
+    assert type(desc.scale) is float and type(desc.softcap) is float
+
+
+def test_descriptor_names_must_be_strings():
+    with pytest.raises(baracuda.InvalidProblemError, match=r"unknown alignment \(got \['top_left'\]"):
+        descriptor(alignment=["top_left"])
+
+
+class _NeverRead:
+    """A tensor whose protocols fail the test when read: options are checked first."""
+
+    @property
+    def __cuda_array_interface__(self):
+        pytest.fail("a tensor was read before the options were checked")
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"causal": "False"}, "causal is not a bool (got str 'False', expected True, False, 0 or 1)"),
+    ({"causal": 0.0}, "causal is not a bool (got float 0.0, expected True, False, 0 or 1)"),
+    ({"return_lse": "yes"},
+     "return_lse is not a bool (got str 'yes', expected True, False, 0 or 1)"),
+    ({"window": (1.5, None)},
+     "window_size_left is not an integer (got float 1.5, expected an int)"),
+    ({"window": (None, -1)},
+     "window_size_right must be >= 0 or None (got -1, expected >= 0, or None for unbounded)"),
+    ({"scale": "0.5"}, "scale is not a real number (got str '0.5', expected a float or an int)"),
+    ({"softcap": None},
+     "softcap is not a real number (got NoneType None, expected a float or an int)"),
+    ({"alignment": ["top_left"]},
+     "unknown alignment (got ['top_left'], expected 'top_left' or 'bottom_right')"),
+    ({"backend": {}}, "unknown backend (got {}, expected 'auto' or 'portable' or 'hopper')"),
+], ids=["causal-str", "causal-float", "return_lse", "window-float", "window-negative",
+        "scale-str", "softcap-none", "alignment-list", "backend-dict"])
+def test_flash_attention_options_are_strict(options, message):
+    tensor = _NeverRead()
+    with pytest.raises(baracuda.InvalidProblemError) as caught:
+        baracuda.flash_attention(tensor, tensor, tensor, **options)
+    assert caught.value.message == f"flash_attention: {message}"
