@@ -252,6 +252,34 @@ def current_device(op: str):
     return device
 
 
+def ensure_context(device_id: int, op: str) -> None:
+    """Make ``device_id``'s primary context current on this thread if no context is.
+
+    A thread that has not used CUDA yet has none, and cuda.core's DLPack import orders the
+    producer's stream through the driver, which needs one. Without a usable device this does
+    nothing: the caller's later steps name what is missing.
+
+    Raises
+    ------
+    CudaError
+        The context could not be made current.
+    """
+    if _device_absence() is not None:
+        return
+    try:
+        from cuda.bindings import driver
+        from cuda.core import Device
+
+        error, context = driver.cuCtxGetCurrent()
+        if error != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"cuCtxGetCurrent returned {error.name}")
+        if int(context) == 0:
+            Device(device_id).set_current()
+    except Exception as error:
+        raise _cuda_error(op, f"making device {device_id} current", error,
+                          "a current CUDA context") from error
+
+
 def allocate(nbytes: int, stream: int, device, op: str):
     """Allocate ``nbytes`` of memory on ``device`` (a ``cuda.core.Device``), ordered on
     ``stream``.

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from . import _capi
 from ._checks import as_bool, as_int, describe
-from ._cuda import CU_STREAM_LEGACY, LEGACY_DEFAULT_STREAM, order_after
+from ._cuda import CU_STREAM_LEGACY, LEGACY_DEFAULT_STREAM, ensure_context, order_after
 from ._errors import BaracudaError, InvalidProblemError
 
 ELEMENT_NAMES = tuple(_capi.ELEMENTS)
@@ -370,6 +370,7 @@ def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
         )
     from cuda.core.utils import StridedMemoryView
 
+    ensure_context(device_id, op)
     try:
         view = StridedMemoryView.from_dlpack(obj, stream_ptr=_dlpack_stream(stream))
     except BaracudaError:
@@ -379,8 +380,10 @@ def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
             f"{op}: {name} __dlpack__() gave no tensor (got {_failure(error)}, expected a "
             "DLPack capsule)"
         ) from error
-    _check_exported_device(view, device_type, device_id, name, op)
     shape = tuple(view.shape)
+    # An empty view touches no memory (and cuda.core reports a NULL one as host memory).
+    if math.prod(shape) != 0:
+        _check_exported_device(view, device_type, device_id, name, op)
     strides = view.strides
     strides = contiguous_strides(shape) if strides is None else tuple(strides)
     try:

@@ -425,7 +425,9 @@ __device__ __forceinline__ void store_output(const Params& params, const float (
   for (int half = 0; half < 2; ++half) {
     if (!rows[half].in_problem) continue;
     const float sum = state.sum[half];
-    const bool has_keys = sum > 0.0f;
+    // A sum of exponentials is 0 only for a row with no visible key; a NaN score makes it NaN,
+    // which propagates.
+    const bool has_keys = sum != 0.0f;
     const float inverse_sum = has_keys ? 1.0f / sum : 0.0f;
     Element* y_row = y + rows[half].query * params.y_strides[2];
 #pragma unroll
@@ -462,7 +464,7 @@ __device__ __forceinline__ void merge_into_running_state(const Params& params,
     float* max = static_cast<float*>(running.max) + row_offset;
     float* sum = static_cast<float*>(running.sum) + row_offset;
     const float this_max =
-        state.sum[half] > 0.0f ? __fmul_rn(state.max[half], kLn2) : -INFINITY;
+        state.sum[half] != 0.0f ? __fmul_rn(state.max[half], kLn2) : -INFINITY;
     const float earlier_max = rows[half].in_problem ? *max : -INFINITY;
     const float merged_max = fmaxf(earlier_max, this_max);
     // Every lane of the quad has read max before its first lane overwrites it.

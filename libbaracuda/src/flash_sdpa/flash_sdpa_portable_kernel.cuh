@@ -276,7 +276,9 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int64_t i = first_row + warp * kRowsPerWarp + r;
     if (i >= query_len) continue;
-    const bool has_keys = rows[r].sum > Compute(0);
+    // A sum of exponentials is 0 only for a row with no visible key; a NaN score makes it
+    // NaN, which propagates.
+    const bool has_keys = rows[r].sum != Compute(0);
     const Compute inverse_sum = has_keys ? Compute(1) / rows[r].sum : Compute(0);
 #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) {

@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kThreads) finalize_kernel(const FinalizeParams
     const int64_t h = (row / query_len) % num_heads;
     const int64_t b = row / (query_len * num_heads);
     const Compute row_sum = sum[row];
-    const bool has_keys = row_sum > Compute(0);
+    const bool has_keys = row_sum != Compute(0);  // NaN propagates, as in the flash kernels
     // As the flash kernel normalises: one ring step over all keys gives its bits exactly.
     const Compute inverse_sum = has_keys ? Compute(1) / row_sum : Compute(0);
     const Compute value = output[n] * inverse_sum;
