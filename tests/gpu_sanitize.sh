@@ -11,7 +11,7 @@
 # be installed in the active Python with its test extras and torch. Logs and summary.txt go
 # to BARACUDA_SANITIZE_OUT (default build/sanitize). BARACUDA_SANITIZE_PYTEST_K selects the
 # pytest subset; BARACUDA_SANITIZE_TOOLS and BARACUDA_SANITIZE_PROGRAMS (c_flash, c_ring, pytest)
-# narrow a rerun. Exits non-zero when any tool reports an error or a program fails.
+# narrow a rerun, and BARACUDA_SANITIZE_COUNT=0 skips the kernel count. Exits non-zero when any tool reports an error or a program fails.
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,11 +52,15 @@ for entry in "${programs[@]}"; do
   name="${entry%%|*}"
   [[ " ${selected[*]} " == *" $name "* ]] || continue
   read -r -a command <<<"${entry#*|}"
-  # Kernels the program launches: ncu lists each profiled launch of a baracuda kernel.
-  run_program "$name" ncu --kernel-name "$kernels" --metrics launch__grid_size --csv \
-    --print-summary none --target-processes all "${command[@]}" >"$out/$name.ncu.csv" \
-    2>"$out/$name.ncu.log"
-  launches=$(grep -cE '"launch__grid_size"' "$out/$name.ncu.csv" || true)
+  # Kernels the program launches: ncu lists each profiled launch of a baracuda kernel
+  # (BARACUDA_SANITIZE_COUNT=0 skips the count on a rerun).
+  launches=uncounted
+  if [ "${BARACUDA_SANITIZE_COUNT:-1}" = 1 ]; then
+    run_program "$name" ncu --kernel-name "$kernels" --metrics launch__grid_size --csv \
+      --print-summary none --target-processes all "${command[@]}" >"$out/$name.ncu.csv" \
+      2>"$out/$name.ncu.log"
+    launches=$(grep -cE '"launch__grid_size"' "$out/$name.ncu.csv" || true)
+  fi
   for tool in "${tools[@]}"; do
     log="$out/$name.$tool.log"
     run_program "$name" compute-sanitizer --tool "$tool" --target-processes all \
