@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the C GPU tests and a pytest subset of every backend (portable f32 / f64, hopper f16 /
-# bf16, the one-rank ring) under compute-sanitizer's memcheck, racecheck, initcheck and
-# synccheck, and writes one summary line per (tool, program): the errors the tool reported and
+# bf16, the one-rank ring) under compute-sanitizer's memcheck, racecheck, initcheck (C tests
+# only) and synccheck, and writes one summary line per (tool, program): the errors the tool reported and
 # how many baracuda kernels the program launches (counted once with ncu, filtered to the
 # library's kernels; every tool runs the same programs).
 #
@@ -43,9 +43,12 @@ run_program() {  # name, command..., with the pytest subset as the last argument
 # driver entry points that this driver lacks (cuGetProcAddress: invalid argument) on purpose, so
 # there only the device-side checks are counted.
 api_errors() { if [ "$1" = pytest ]; then echo no; else echo explicit; fi; }
-# Under pytest, torch's own kernels run too (and initcheck flags its vectorised reads of
-# allocator memory); only baracuda's kernels are checked there.
+# Under pytest, torch's own kernels run too; only baracuda's kernels are checked there.
 kernel_filter() { if [ "$1" = pytest ]; then echo --kernel-name kns=baracuda; fi; }
+# initcheck runs on the C tests only: their inputs come from cudaMemcpy, which it tracks. Under
+# pytest it cannot tell torch's reads of its allocator's padding from ours without the kernel
+# filter, and with it the writes of torch's unchecked kernels go untracked.
+skips_tool() { [ "$1" = pytest ] && [ "$2" = initcheck ]; }
 
 status=0
 for entry in "${programs[@]}"; do
@@ -62,6 +65,10 @@ for entry in "${programs[@]}"; do
     launches=$(grep -cE '"launch__grid_size"' "$out/$name.ncu.csv" || true)
   fi
   for tool in "${tools[@]}"; do
+    if skips_tool "$name" "$tool"; then
+      printf '%-10s %-8s skipped (see skips_tool)\n' "$tool" "$name" | tee -a "$summary"
+      continue
+    fi
     log="$out/$name.$tool.log"
     run_program "$name" compute-sanitizer --tool "$tool" --target-processes all \
       --report-api-errors "$(api_errors "$name")" $(kernel_filter "$name") --print-limit 20 \
