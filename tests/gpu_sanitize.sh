@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Runs the C GPU tests and a pytest subset of every backend (portable f32 / f64, hopper f16 /
 # bf16, the one-rank ring) under compute-sanitizer's memcheck, racecheck, initcheck (C tests
-# only) and synccheck, and writes one summary line per (tool, program): the errors the tool reported and
-# how many baracuda kernels the program launches (counted once with ncu, filtered to the
-# library's kernels; every tool runs the same programs).
+# only) and synccheck, and writes one summary line per (tool, program): the errors the tool
+# reported and how many baracuda kernels the program launches (counted once with ncu, filtered
+# to the library's kernels; every tool runs the same programs).
 #
 #   bash tests/gpu_sanitize.sh [BUILD_DIR]
 #
-# BUILD_DIR holds the C tests (default build/ctest, as tests/run.sh makes it); baracuda must
-# be installed in the active Python with its test extras and torch. Logs and summary.txt go
-# to BARACUDA_SANITIZE_OUT (default build/sanitize). BARACUDA_SANITIZE_PYTEST_K selects the
-# pytest subset; BARACUDA_SANITIZE_TOOLS and BARACUDA_SANITIZE_PROGRAMS (c_flash, c_ring, pytest)
-# narrow a rerun, and BARACUDA_SANITIZE_COUNT=0 skips the kernel count. Exits non-zero when any tool reports an error or a program fails.
+# BUILD_DIR holds the C tests (default build/ctest, as tests/run.sh makes it); baracuda must be
+# installed in the active Python with its test extras and torch. Logs and summary.txt go to
+# BARACUDA_SANITIZE_OUT (default build/sanitize). BARACUDA_SANITIZE_PYTEST_K selects the pytest
+# subset; BARACUDA_SANITIZE_TOOLS and BARACUDA_SANITIZE_PROGRAMS (c_flash, c_ring, pytest) narrow
+# a rerun, and BARACUDA_SANITIZE_COUNT=0 skips the kernel count. Exits non-zero when any tool
+# reports an error or a program fails.
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
