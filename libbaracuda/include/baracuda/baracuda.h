@@ -146,7 +146,8 @@ typedef struct baracuda_precision_guarantee {
  * off = 0 for BARACUDA_ALIGN_TOP_LEFT (query i sees key j <= i under causal, as PyTorch's
  * is_causal), off = Sk - Sq for BARACUDA_ALIGN_BOTTOM_RIGHT (the KV-cache convention).
  * Y = softmax(s) V, accumulated in f32 (f64 for f64). LSE = natural-log log-sum-exp of each
- * row's scores, always written. A row with no visible key gives Y = 0 and LSE = -inf.
+ * row's scores, always written. A row with no visible key gives Y = 0 and LSE = -inf; a NaN
+ * score among a row's visible keys (a NaN in q, k, the mask) gives that row NaN Y and LSE.
  */
 
 typedef enum baracuda_alignment {
