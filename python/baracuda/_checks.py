@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import operator
 import reprlib
+import sys
 
 import numpy as np
 
@@ -191,8 +192,17 @@ def check_extent(value: int, field: str, op: str) -> None:
         )
 
 
-def check_scale_and_softcap(scale: float, softcap: float, op: str) -> None:
-    """``check_score_options``: a finite scale, a finite non-negative softcap
+_LOG2E = 1.4426950408889634
+# The smallest normal and the largest finite value of each compute type.
+_COMPUTE_RANGES = {"f32": (2.0**-126, float(np.finfo(np.float32).max)),
+                   "f64": (sys.float_info.min, sys.float_info.max)}
+
+
+def check_scale_and_softcap(scale: float, softcap: float, op: str, *,
+                            compute: str = "f32") -> None:
+    """``check_score_options``: a finite scale, a finite non-negative softcap, both within the
+    range of the compute type (``"f32"`` for f16 / bf16 / f32, ``"f64"`` for f64): scale
+    log2(e), softcap log2(e) and scale / softcap finite, a softcap that is a normal number
     (InvalidProblemError)."""
     if not math.isfinite(scale):
         raise InvalidProblemError(
@@ -202,6 +212,25 @@ def check_scale_and_softcap(scale: float, softcap: float, op: str) -> None:
         raise InvalidProblemError(
             f"{op}: softcap must be finite and non-negative (got {softcap:g}, expected 0 to "
             "disable or a finite value > 0)"
+        )
+    smallest_normal, largest = _COMPUTE_RANGES[compute]
+    largest_factor = largest / _LOG2E
+    if abs(scale) > largest_factor:
+        raise InvalidProblemError(
+            f"{op}: scale overflows the {compute} compute type (got {scale:g}, expected "
+            f"|scale| <= {largest_factor:g})"
+        )
+    if softcap == 0.0:
+        return
+    if not smallest_normal <= softcap <= largest_factor:
+        raise InvalidProblemError(
+            f"{op}: softcap is outside the range of the {compute} compute type (got "
+            f"{softcap:g}, expected 0 or a value in [{smallest_normal:g}, {largest_factor:g}])"
+        )
+    if abs(scale) / softcap > largest:
+        raise InvalidProblemError(
+            f"{op}: scale / softcap overflows the {compute} compute type (got {scale:g} / "
+            f"{softcap:g}, expected a quotient <= {largest:g})"
         )
 
 

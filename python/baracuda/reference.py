@@ -173,6 +173,8 @@ def attention(
     in the mask) makes its y and LSE NaN, as in the kernels; a NaN in a key a row does not
     see leaves the row alone. No numpy warning escapes.
     """
+    # The compute type the kernels would use for q's element: f64 for f64, f32 otherwise.
+    compute = "f64" if np.asarray(q).dtype == np.float64 else "f32"
     q = _as_float64("q", q, _QKV_RANK)
     k = _as_float64("k", k, _QKV_RANK)
     v = _as_float64("v", v, _QKV_RANK)
@@ -184,7 +186,7 @@ def attention(
         scale = 1.0 / math.sqrt(d_k) if d_k > 0 else 1.0
     scale = as_real(scale, "scale", _OP)
     softcap = as_real(softcap, "softcap", _OP)
-    check_scale_and_softcap(scale, softcap, _OP)
+    check_scale_and_softcap(scale, softcap, _OP, compute=compute)
     causal = as_bool(causal, "causal", _OP)
     left, right = window_pair(window, _OP)
     left = window_bound(left, "window_size_left", _OP)

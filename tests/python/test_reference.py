@@ -492,3 +492,28 @@ def test_head_dim_messages_are_the_c_messages(rng, d_k, d_v):
         reference.attention(*random_problem(rng, d_k=d_k, d_v=d_v), scale=0.5)
     assert (type(caught.value), caught.value.message.split(": ", 1)[1]) == _c_reason(
         d_k=d_k, d_v=d_v, scale=0.5)
+
+
+@pytest.mark.parametrize("element,options", [
+    ("f32", {"scale": 1e300}),
+    ("f32", {"softcap": 1e-300}),
+    ("f32", {"softcap": 1e39}),
+    ("f32", {"scale": 1e20, "softcap": 1e-20}),
+    ("f64", {"softcap": 1e-310}),
+], ids=["f32-scale-huge", "f32-softcap-tiny", "f32-softcap-huge", "f32-quotient", "f64-subnormal"])
+def test_compute_range_messages_are_the_c_messages(rng, element, options):
+    """Options beyond the compute type's range (f32 for f32 inputs, f64 for f64 ones) are
+    refused with C's reason."""
+    dtype = np.float64 if element == "f64" else np.float32
+    q, k, v = (array.astype(dtype) for array in random_problem(rng))
+    with pytest.raises(baracuda.BaracudaError) as caught:
+        reference.attention(q, k, v, **options)
+    assert (type(caught.value), caught.value.message.split(": ", 1)[1]) == _c_reason(
+        element=element, **options)
+
+
+def test_compute_range_follows_the_inputs(rng):
+    """A softcap that f64 holds as a normal number is accepted for f64 inputs."""
+    q, k, v = random_problem(rng)
+    y, lse = reference.attention(q, k, v, softcap=1e-300)
+    assert np.isfinite(lse).all()
