@@ -4,10 +4,11 @@
  * head-dim buckets, and the NULL checks of the plan functions, each with its status and message.
  *
  * The argument checks of can_implement and run, the scratch sizes, the SKU and the precision
- * guarantee need a selected plan, hence a CUDA device. As in test_c_api.c, the status of a valid
- * select tells whether one is present; without one the test says what it skipped. The pointers
- * of those checks stand for device buffers and are never dereferenced: every run below is refused
- * before it launches, or has nothing to launch. The numerics are test_ring_attention_gpu.c's.
+ * guarantee need a selected plan, hence a CUDA device. As in test_flash_sdpa.c, the status of a
+ * valid select tells whether one is present; without one the test says what it skipped. The
+ * pointers of those checks stand for device buffers and are never dereferenced: every run below is
+ * refused before it launches, or has nothing to launch. The numerics are
+ * test_ring_attention_gpu.c's.
  */
 #include <limits.h>
 #include <math.h>
