@@ -20,74 +20,7 @@
 #include <baracuda/baracuda.h>
 
 #include "test_backend_rule.h"
-
-/* ------------------------------------------------------------------ check harness */
-
-static int g_passed = 0;
-static int g_failed = 0;
-
-static int check_at(const char* file, int line, int ok, const char* what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    fprintf(stderr, "%s:%d: FAILED: %s\n", file, line, what);
-  }
-  return ok;
-}
-
-static int check_int_at(const char* file, int line, long long got, long long expected,
-                        const char* what) {
-  if (got == expected) return check_at(file, line, 1, what);
-  ++g_failed;
-  fprintf(stderr, "%s:%d: FAILED: %s (got %lld, expected %lld)\n", file, line, what, got,
-          expected);
-  return 0;
-}
-
-static int check_str_at(const char* file, int line, const char* got, const char* expected,
-                        const char* what) {
-  if (got != NULL && strcmp(got, expected) == 0) return check_at(file, line, 1, what);
-  ++g_failed;
-  fprintf(stderr, "%s:%d: FAILED: %s\n    got      \"%s\"\n    expected \"%s\"\n", file, line,
-          what, got != NULL ? got : "(NULL)", expected);
-  return 0;
-}
-
-static int starts_with(const char* text, const char* prefix) {
-  return text != NULL && strncmp(text, prefix, strlen(prefix)) == 0;
-}
-
-static int ends_with(const char* text, const char* suffix) {
-  if (text == NULL) return 0;
-  const size_t length = strlen(text);
-  const size_t suffix_length = strlen(suffix);
-  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
-}
-
-static int check_prefix_at(const char* file, int line, const char* got, const char* prefix,
-                           const char* what) {
-  if (starts_with(got, prefix)) return check_at(file, line, 1, what);
-  ++g_failed;
-  fprintf(stderr, "%s:%d: FAILED: %s\n    got             \"%s\"\n    expected prefix \"%s\"\n",
-          file, line, what, got != NULL ? got : "(NULL)", prefix);
-  return 0;
-}
-
-static int check_suffix_at(const char* file, int line, const char* got, const char* suffix,
-                           const char* what) {
-  if (ends_with(got, suffix)) return check_at(file, line, 1, what);
-  ++g_failed;
-  fprintf(stderr, "%s:%d: FAILED: %s\n    got             \"%s\"\n    expected suffix \"%s\"\n",
-          file, line, what, got != NULL ? got : "(NULL)", suffix);
-  return 0;
-}
-
-#define CHECK(expression) check_at(__FILE__, __LINE__, (expression) != 0, #expression)
-#define CHECK_INT(got, expected) \
-  check_int_at(__FILE__, __LINE__, (long long)(got), (long long)(expected), #got " == " #expected)
-#define CHECK_STR(got, expected) \
-  check_str_at(__FILE__, __LINE__, (got), (expected), #got " == " #expected)
+#include "test_check.h"
 
 /* ------------------------------------------------------------------ shared values */
 
@@ -169,7 +102,7 @@ static void expect_select_refuses_at(const char* file, int line,
   const baracuda_status status = baracuda_flash_sdpa_plan_select(desc, preference, &plan);
   check_int_at(file, line, status, expected_status, "plan_select status");
   check_str_at(file, line, baracuda_last_error_message(), expected_message, "plan_select message");
-  check_at(file, line, plan == NULL, "plan_select sets *plan to NULL when it refuses");
+  CHECK_AT(file, line, plan == NULL, "plan_select sets *plan to NULL when it refuses");
   expect_no_sizes_at(file, line);
   if (plan != NULL && plan != NOT_A_PLAN) baracuda_flash_sdpa_plan_destroy(plan);
 }
@@ -189,7 +122,7 @@ static void expect_select_accepts_at(const char* file, int line,
     if (check_int_at(file, line, status, BARACUDA_STATUS_SUCCESS, "plan_select status")) {
       check_str_at(file, line, baracuda_last_error_message(), "",
                    "message is empty after a successful select");
-      check_at(file, line, plan != NULL && plan != NOT_A_PLAN, "plan_select stores a plan");
+      CHECK_AT(file, line, plan != NULL && plan != NOT_A_PLAN, "plan_select stores a plan");
       baracuda_kernel_sku sku;
       check_int_at(file, line, baracuda_flash_sdpa_sku(plan, &sku), BARACUDA_STATUS_SUCCESS,
                    "plan sku status");
@@ -202,7 +135,7 @@ static void expect_select_accepts_at(const char* file, int line,
   } else {
     check_int_at(file, line, status, BARACUDA_STATUS_CUDA_ERROR, "plan_select status");
     expect_no_device_message_at(file, line);
-    check_at(file, line, plan == NULL, "plan_select sets *plan to NULL when it fails");
+    CHECK_AT(file, line, plan == NULL, "plan_select sets *plan to NULL when it fails");
     expect_no_sizes_at(file, line);
   }
 }
@@ -270,12 +203,11 @@ static int is_version_triple(const char* text) {
 
 static void test_version(void) {
   const char* version = baracuda_version();
-  if (!CHECK(is_version_triple(version))) {
-    fprintf(stderr, "    version: \"%s\"\n", version != NULL ? version : "(NULL)");
-  }
-  CHECK(!is_version_triple("0.1"));
-  CHECK(!is_version_triple("0.1.0-dev"));
-  CHECK(!is_version_triple("0..1"));
+  CHECK(is_version_triple(version), "baracuda_version is MAJOR.MINOR.PATCH (got \"%s\")",
+        text_or_null(version));
+  CHECK(!is_version_triple("0.1"), "\"0.1\" is not a version triple");
+  CHECK(!is_version_triple("0.1.0-dev"), "\"0.1.0-dev\" is not a version triple");
+  CHECK(!is_version_triple("0..1"), "\"0..1\" is not a version triple");
 }
 
 /* ------------------------------------------------------------------ descriptor */
@@ -290,22 +222,23 @@ static void test_descriptor_init_defaults(void) {
   CHECK_INT(desc.key_len, 19);
   CHECK_INT(desc.d_k, 64);
   CHECK_INT(desc.d_v, 32);
-  CHECK(desc.scale == 0.125); /* 1 / sqrt(64) */
+  CHECK(desc.scale == 0.125, "scale is 1 / sqrt(d_k = 64) (got %g)", desc.scale);
   CHECK_INT(desc.is_causal, 0);
   CHECK_INT(desc.element, BARACUDA_ELEMENT_BF16);
   CHECK_INT(desc.window_size_left, BARACUDA_WINDOW_UNBOUNDED);
   CHECK_INT(desc.window_size_right, BARACUDA_WINDOW_UNBOUNDED);
-  CHECK(desc.softcap == 0.0);
+  CHECK(desc.softcap == 0.0, "softcap is off (got %g)", desc.softcap);
   CHECK_INT(desc.alignment, BARACUDA_ALIGN_TOP_LEFT);
 
   /* The scale follows d_k, not d_v. */
   baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 16, 256, BARACUDA_ELEMENT_F32);
-  CHECK(desc.scale == 0.25);
+  CHECK(desc.scale == 0.25, "scale is 1 / sqrt(d_k = 16) (got %g)", desc.scale);
   baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 128, 128, BARACUDA_ELEMENT_F32);
   const double squared_error = desc.scale * desc.scale * 128.0 - 1.0;
-  CHECK(squared_error < 1e-15 && squared_error > -1e-15);
+  CHECK(squared_error < 1e-15 && squared_error > -1e-15,
+        "scale is 1 / sqrt(d_k = 128) (got %.17g)", desc.scale);
   baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 0, 8, BARACUDA_ELEMENT_F32);
-  CHECK(desc.scale == 1.0);
+  CHECK(desc.scale == 1.0, "scale is 1 when d_k is 0 (got %g)", desc.scale);
 }
 
 /* Decides whether a device is present from a valid select, and checks what select says. */
@@ -315,7 +248,7 @@ static void detect_device(void) {
   const baracuda_status status = baracuda_flash_sdpa_plan_select(&desc, NULL, &plan);
   if (status == BARACUDA_STATUS_SUCCESS) {
     g_device_present = 1;
-    CHECK(plan != NULL && plan != NOT_A_PLAN);
+    CHECK(plan != NULL && plan != NOT_A_PLAN, "a valid select stores a plan");
     CHECK_STR(baracuda_last_error_message(), "");
     baracuda_flash_sdpa_plan_destroy(plan);
     printf("a CUDA device is present: running the argument checks\n");
@@ -324,7 +257,7 @@ static void detect_device(void) {
   g_device_present = 0;
   CHECK_INT(status, BARACUDA_STATUS_CUDA_ERROR);
   expect_no_device_message_at(__FILE__, __LINE__);
-  CHECK(plan == NULL);
+  CHECK(plan == NULL, "plan_select sets *plan to NULL when it fails");
   expect_no_sizes_at(__FILE__, __LINE__);
   printf("no CUDA device (%s): select stops at cudaGetDevice\n", baracuda_last_error_message());
 }
@@ -591,7 +524,7 @@ static void test_select_grid_limit(void) {
   CHECK_INT(status, BARACUDA_STATUS_UNSUPPORTED);
   check_prefix_at(__FILE__, __LINE__, baracuda_last_error_message(), expected,
                   "grid limit message for extents whose block count overflows int64");
-  CHECK(plan == NULL);
+  CHECK(plan == NULL, "plan_select sets *plan to NULL when it refuses");
   if (plan != NULL && plan != NOT_A_PLAN) baracuda_flash_sdpa_plan_destroy(plan);
 }
 
@@ -700,10 +633,8 @@ static void check_bucket_refusal(baracuda_element element, int head_dim, BucketL
   }
   const size_t list_length = strlen(message) - strlen(prefix) - strlen(suffix);
   BucketList parsed;
-  if (!check_at(__FILE__, __LINE__, parse_bucket_list(message + strlen(prefix), list_length,
-                                                      &parsed),
-                "bucket refusal lists buckets as \"a, b, ...\"")) {
-    fprintf(stderr, "    message: %s\n", message);
+  if (!CHECK(parse_bucket_list(message + strlen(prefix), list_length, &parsed),
+             "bucket refusal lists buckets as \"a, b, ...\" (message: %s)", message)) {
     return;
   }
   int ascending_below = 1;
@@ -711,9 +642,9 @@ static void check_bucket_refusal(baracuda_element element, int head_dim, BucketL
     if (parsed.buckets[n] >= head_dim) ascending_below = 0;
     if (n > 0 && parsed.buckets[n] <= parsed.buckets[n - 1]) ascending_below = 0;
   }
-  CHECK(ascending_below);
+  CHECK(ascending_below, "the listed buckets ascend, all below head dim %d", head_dim);
   if (list->known) {
-    CHECK(same_bucket_list(list, &parsed));
+    CHECK(same_bucket_list(list, &parsed), "every bucket refusal lists the same buckets");
   } else {
     *list = parsed;
     list->known = 1;
@@ -756,13 +687,14 @@ static void test_select_head_dim_buckets(void) {
         outcome[side] = status;
         if (status == BARACUDA_STATUS_UNSUPPORTED) {
           check_bucket_refusal(element, head_dim, &list);
-          CHECK(plan == NULL);
+          CHECK(plan == NULL, "plan_select sets *plan to NULL when it refuses");
         } else if (g_device_present) {
           if (CHECK_INT(status, BARACUDA_STATUS_SUCCESS)) {
             baracuda_kernel_sku sku;
             memset(&sku, 0, sizeof sku);
             CHECK_INT(baracuda_flash_sdpa_sku(plan, &sku), BARACUDA_STATUS_SUCCESS);
-            CHECK(sku.head_dim_bucket >= head_dim);
+            CHECK(sku.head_dim_bucket >= head_dim, "bucket %d covers head dim %d",
+                  (int)sku.head_dim_bucket, head_dim);
             if (side == 1) CHECK_INT(sku.head_dim_bucket, plan_bucket[step]);
             plan_bucket[step] = sku.head_dim_bucket;
             baracuda_flash_sdpa_plan_destroy(plan);
@@ -949,7 +881,7 @@ static int is_stand_in(baracuda_flash_sdpa_plan plan) {
 static baracuda_flash_sdpa_plan select_plan(const baracuda_flash_sdpa_descriptor* desc) {
   int slot = 0;
   while (slot < kMaxPlans && g_plans[slot].plan != NULL) ++slot;
-  if (!CHECK(slot < kMaxPlans)) return NULL;
+  if (!CHECK(slot < kMaxPlans, "a free plan slot (of %d)", kMaxPlans)) return NULL;
   baracuda_flash_sdpa_plan plan = NULL;
   int stand_in = 0;
   if (g_device_present) {
@@ -1206,7 +1138,8 @@ static void test_args_head_broadcast(baracuda_flash_sdpa_plan plan,
   set_strides(&broadcast.v, kKeyLen * kDv, 0, kDv, 1);
   broadcast.k.buffer_elements = k_span;
   broadcast.v.buffer_elements = v_span;
-  CHECK(k_span < element_count(4, broadcast.k.shape));
+  CHECK(k_span < element_count(4, broadcast.k.shape),
+        "the broadcast span is smaller than the view's element count");
   EXPECT_ACCEPTED(plan, &broadcast);
 
   baracuda_flash_sdpa_args args = broadcast;
@@ -1740,8 +1673,9 @@ static void test_plan_queries(baracuda_flash_sdpa_plan plan,
   CHECK_INT(baracuda_flash_sdpa_backend(plan), expected_backend(desc->element, sku.arch, NULL));
   CHECK_INT(sku.backend, baracuda_flash_sdpa_backend(plan));
   CHECK_INT(sku.element, desc->element);
-  CHECK(sku.head_dim_bucket >= kDk && sku.head_dim_bucket <= kMaxHeadDim);
-  CHECK(sku.arch >= 80);
+  CHECK(sku.head_dim_bucket >= kDk && sku.head_dim_bucket <= kMaxHeadDim,
+        "sku bucket in [%d, %d] (got %d)", kDk, kMaxHeadDim, (int)sku.head_dim_bucket);
+  CHECK(sku.arch >= 80, "sku arch is sm_80 or newer (got %d)", (int)sku.arch);
   char expected_name[kMessageCapacity];
   expected_sku_name(expected_name, sizeof expected_name, "flash_sdpa", &sku);
   check_str_at(__FILE__, __LINE__, sku.name, expected_name, "sku name");
@@ -1814,7 +1748,8 @@ static void test_empty_problems(void) {
   baracuda_flash_sdpa_plan plan = select_plan(&desc);
   if (plan != NULL) {
     const baracuda_flash_sdpa_args args = make_args(&desc, kHeadsK);
-    CHECK(args.q.data == NULL && args.k.data == NULL && args.lse.data == NULL);
+    CHECK(args.q.data == NULL && args.k.data == NULL && args.lse.data == NULL,
+          "empty views have NULL data");
     EXPECT_ACCEPTED(plan, &args);
     if (!is_stand_in(plan)) {
       poison_last_error();
@@ -1829,7 +1764,7 @@ static void test_empty_problems(void) {
   plan = select_plan(&desc);
   if (plan != NULL) {
     baracuda_flash_sdpa_args args = make_args(&desc, kHeadsK);
-    CHECK(args.y.data == NULL && args.lse.data == NULL);
+    CHECK(args.y.data == NULL && args.lse.data == NULL, "empty outputs have NULL data");
     EXPECT_ACCEPTED(plan, &args);
     set_strides(&args.y, 0, 0, 0, 1);
     set_strides(&args.lse, 0, 0, 0, 0);
@@ -1914,6 +1849,5 @@ int main(void) {
            "needs a CUDA device); their argument checks ran through check_args\n");
   }
 
-  printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return test_summary();
 }

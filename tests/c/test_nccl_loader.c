@@ -40,16 +40,6 @@ static const char* find(const char* text, const char* part) {
 
 enum { kMessageCapacity = 512 };
 
-static int starts_with(const char* text, const char* prefix) {
-  return strncmp(text, prefix, strlen(prefix)) == 0;
-}
-
-static int ends_with(const char* text, const char* suffix) {
-  const size_t length = strlen(text);
-  const size_t suffix_length = strlen(suffix);
-  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
-}
-
 static void test_not_loaded_yet(void) {
   int version = -1;
   CHECK(baracuda_nccl_version(&version) == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "version status");

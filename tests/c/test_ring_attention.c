@@ -94,17 +94,6 @@ static int64_t expected_accumulator_bytes(const baracuda_ring_attention_descript
          (int64_t)baracuda_element_size(compute_element_of(d->element));
 }
 
-static int starts_with(const char* text, const char* prefix) {
-  return text != NULL && strncmp(text, prefix, strlen(prefix)) == 0;
-}
-
-static int ends_with(const char* text, const char* suffix) {
-  if (text == NULL) return 0;
-  const size_t length = strlen(text);
-  const size_t suffix_length = strlen(suffix);
-  return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
-}
-
 /* Leaves a known, non-empty message and zero sizes, so that each check below sees what the call
  * under test wrote. */
 static void poison_last_error(void) { baracuda_ring_attention_plan_select(NULL, NULL, NULL); }
