@@ -1,12 +1,15 @@
 /*
- * C API test: status, element and backend strings, descriptor defaults, every descriptor check
- * of baracuda_flash_sdpa_plan_select, and the NULL checks of the plan functions, each with its
- * exact status and message. Plain C, no CUDA header.
+ * Flash SDPA plan, C API, no CUDA header: descriptor defaults, every descriptor check of
+ * baracuda_flash_sdpa_plan_select, the head-dim buckets, the NULL checks of the plan functions,
+ * and every argument check of can_implement, check_args and run, each with its exact status
+ * and message. What every op shares (status, element and backend strings, version) is
+ * test_common.c's.
  *
- * The argument checks of can_implement and run need a selected plan, hence a CUDA device. The
- * test finds out whether one is present from the status of a valid select (success, or a
- * CUDA error from cudaGetDevice) and runs those checks only when it is; without a device it
- * says what it skipped and why.
+ * The test finds out whether a CUDA device is present from the status of a valid select
+ * (success, or a CUDA error from cudaGetDevice). With one, each argument check runs through
+ * can_implement and check_args on a selected plan; without one, through check_args alone on a
+ * stand-in plan's descriptor, and the test says what it skipped (can_implement, run and the
+ * plan queries need a real plan).
  */
 #include <float.h>
 #include <limits.h>
@@ -142,73 +145,6 @@ static void expect_select_accepts_at(const char* file, int line,
 
 #define EXPECT_SELECT_ACCEPTS(desc, preference) \
   expect_select_accepts_at(__FILE__, __LINE__, (desc), (preference))
-
-/* ------------------------------------------------------------------ strings */
-
-static void test_status_strings(void) {
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_SUCCESS), "success");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_UNSUPPORTED), "unsupported");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_INVALID_PROBLEM), "invalid problem");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_BUFFER_TOO_SMALL), "buffer too small");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_WORKSPACE_TOO_SMALL), "workspace too small");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_CUDA_ERROR), "CUDA error");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_NCCL_ERROR), "NCCL error");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_LIBRARY_NOT_LOADED), "library not loaded");
-  CHECK_STR(baracuda_status_string(BARACUDA_STATUS_INTERNAL), "internal error");
-  CHECK_STR(baracuda_status_string((baracuda_status)9), "unknown status");
-  CHECK_STR(baracuda_status_string((baracuda_status)-1), "unknown status");
-}
-
-static void test_element_strings_and_sizes(void) {
-  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_F32), "f32");
-  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_F16), "f16");
-  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_BF16), "bf16");
-  CHECK_STR(baracuda_element_string(BARACUDA_ELEMENT_F64), "f64");
-  CHECK_STR(baracuda_element_string((baracuda_element)0), "invalid");
-  CHECK_STR(baracuda_element_string((baracuda_element)5), "invalid");
-  CHECK_STR(baracuda_element_string((baracuda_element)-1), "invalid");
-
-  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_F32), 4);
-  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_F16), 2);
-  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_BF16), 2);
-  CHECK_INT(baracuda_element_size(BARACUDA_ELEMENT_F64), 8);
-  CHECK_INT(baracuda_element_size((baracuda_element)0), 0);
-  CHECK_INT(baracuda_element_size((baracuda_element)5), 0);
-}
-
-static void test_backend_strings(void) {
-  CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_AUTO), "auto");
-  CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_PORTABLE), "portable");
-  CHECK_STR(baracuda_backend_string(BARACUDA_BACKEND_HOPPER), "hopper");
-  CHECK_STR(baracuda_backend_string((baracuda_backend)3), "invalid");
-  CHECK_STR(baracuda_backend_string((baracuda_backend)-1), "invalid");
-}
-
-/* Reads a run of decimal digits; returns the character after it, or NULL if there is none. */
-static const char* skip_number(const char* text) {
-  const char* end = text;
-  while (*end >= '0' && *end <= '9') ++end;
-  return end != text ? end : NULL;
-}
-
-static int is_version_triple(const char* text) {
-  if (text == NULL) return 0;
-  const char* cursor = skip_number(text);
-  if (cursor == NULL || *cursor != '.') return 0;
-  cursor = skip_number(cursor + 1);
-  if (cursor == NULL || *cursor != '.') return 0;
-  cursor = skip_number(cursor + 1);
-  return cursor != NULL && *cursor == '\0';
-}
-
-static void test_version(void) {
-  const char* version = baracuda_version();
-  CHECK(is_version_triple(version), "baracuda_version is MAJOR.MINOR.PATCH (got \"%s\")",
-        text_or_null(version));
-  CHECK(!is_version_triple("0.1"), "\"0.1\" is not a version triple");
-  CHECK(!is_version_triple("0.1.0-dev"), "\"0.1.0-dev\" is not a version triple");
-  CHECK(!is_version_triple("0..1"), "\"0..1\" is not a version triple");
-}
 
 /* ------------------------------------------------------------------ descriptor */
 
@@ -1820,10 +1756,6 @@ static void test_argument_checks(void) {
 /* ------------------------------------------------------------------ main */
 
 int main(void) {
-  test_status_strings();
-  test_element_strings_and_sizes();
-  test_backend_strings();
-  test_version();
   test_descriptor_init_defaults();
 
   detect_device();
