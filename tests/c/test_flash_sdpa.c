@@ -1003,87 +1003,196 @@ static void expect_buffer_too_small_at(const char* file, int line, baracuda_flas
 /* Prefix of every can_implement message. */
 #define CI "flash_sdpa_can_implement: "
 
+/* ------------------------------------------------------------------ argument cases, tabled */
+
+/* The tensors of the args, as the cases name them. */
+typedef enum TensorName { kQ, kK, kV, kY, kLse, kMask, kSlopes } TensorName;
+
+/* One change to one tensor of the args. */
+typedef enum EditKind {
+  kNoEdit, /* the end of a case's edits */
+  kSetRank,
+  kSetElement,
+  kSetShape,  /* of the axis */
+  kSetStride, /* of the axis */
+  kSetNullData,
+  kAddBuffer,   /* buffer_elements += value */
+  kScaleBuffer, /* buffer_elements *= value */
+  kSetBuffer
+} EditKind;
+
+typedef struct TensorEdit {
+  EditKind kind;
+  TensorName tensor;
+  int axis;
+  int64_t value;
+} TensorEdit;
+
+#define RANK(tensor, rank) {kSetRank, (tensor), 0, (rank)}
+#define ELEMENT(tensor, element) {kSetElement, (tensor), 0, (element)}
+#define SHAPE(tensor, axis, extent) {kSetShape, (tensor), (axis), (extent)}
+#define STRIDE(tensor, axis, stride) {kSetStride, (tensor), (axis), (stride)}
+#define NULL_DATA(tensor) {kSetNullData, (tensor), 0, 0}
+#define ADD_BUFFER(tensor, elements) {kAddBuffer, (tensor), 0, (elements)}
+#define SCALE_BUFFER(tensor, factor) {kScaleBuffer, (tensor), 0, (factor)}
+#define SET_BUFFER(tensor, elements) {kSetBuffer, (tensor), 0, (elements)}
+
+/* The full mask, [B, H, Sq, Sk], as a case's starting mask. */
+#define FULL_MASK {kBatch, kHeads, kQueryLen, kKeyLen}
+
+enum { kMaxEdits = 2 };
+
+/* Valid args spoilt in one way, and the refusal of can_implement (and check_args, and run). A
+ * case starts from the valid args, with a contiguous mask and ALiBi slopes of the given shapes
+ * when these are not all 0 (no case uses an empty one), then applies its edits in order. */
+typedef struct ArgsCase {
+  int line; /* of the case in its table, where a failing check is reported */
+  const char* name;
+  baracuda_status status;
+  const char* message;
+  TensorEdit edits[kMaxEdits];
+  int64_t mask[4];
+  int64_t slopes[2];
+  int64_t needed; /* the sizes of a BUFFER_TOO_SMALL refusal */
+  int64_t got;
+} ArgsCase;
+
+static baracuda_tensor* tensor_of(baracuda_flash_sdpa_args* args, TensorName name) {
+  switch (name) {
+    case kQ: return &args->q;
+    case kK: return &args->k;
+    case kV: return &args->v;
+    case kY: return &args->y;
+    case kLse: return &args->lse;
+    case kMask: return &args->mask;
+    case kSlopes: return &args->alibi_slopes;
+  }
+  return NULL;
+}
+
+static void apply_edit(baracuda_flash_sdpa_args* args, const TensorEdit* edit) {
+  baracuda_tensor* const tensor = tensor_of(args, edit->tensor);
+  switch (edit->kind) {
+    case kNoEdit: break;
+    case kSetRank: tensor->rank = (int32_t)edit->value; break;
+    case kSetElement: tensor->element = (baracuda_element)edit->value; break;
+    case kSetShape: tensor->shape[edit->axis] = edit->value; break;
+    case kSetStride: tensor->strides[edit->axis] = edit->value; break;
+    case kSetNullData: tensor->data = NULL; break;
+    case kAddBuffer: tensor->buffer_elements += edit->value; break;
+    case kScaleBuffer: tensor->buffer_elements *= edit->value; break;
+    case kSetBuffer: tensor->buffer_elements = edit->value; break;
+  }
+}
+
+static int has_extents(const int64_t* shape, int rank) {
+  for (int axis = 0; axis < rank; ++axis) {
+    if (shape[axis] != 0) return 1;
+  }
+  return 0;
+}
+
+/* Each case on `valid`, through the expect helpers; a failing case's name follows the messages
+ * of its failed checks. */
+static void expect_args_cases(baracuda_flash_sdpa_plan plan, const baracuda_flash_sdpa_args* valid,
+                              const ArgsCase* cases, size_t count) {
+  for (size_t n = 0; n < count; ++n) {
+    const ArgsCase* c = &cases[n];
+    baracuda_flash_sdpa_args args = *valid;
+    if (has_extents(c->mask, 4)) {
+      args.mask = make_mask(c->mask[0], c->mask[1], c->mask[2], c->mask[3]);
+    }
+    if (has_extents(c->slopes, 2)) args.alibi_slopes = make_slopes(c->slopes[0], c->slopes[1]);
+    for (int e = 0; e < kMaxEdits; ++e) apply_edit(&args, &c->edits[e]);
+    const int failures = g_failures;
+    if (c->status == BARACUDA_STATUS_BUFFER_TOO_SMALL) {
+      expect_buffer_too_small_at(__FILE__, c->line, plan, &args, c->message, c->needed, c->got);
+    } else {
+      expect_args_refused_at(__FILE__, c->line, plan, &args, c->status, c->message);
+    }
+    if (g_failures != failures) fprintf(stderr, "    in args case \"%s\"\n", c->name);
+  }
+}
+
+#define EXPECT_ARGS_CASES(plan, valid, cases) \
+  expect_args_cases((plan), (valid), (cases), sizeof(cases) / sizeof((cases)[0]))
+
+
 /* Q [2, 4, 5, 64], K [2, 2, 7, 64], V [2, 2, 7, 32], Y [2, 4, 5, 32], LSE [2, 4, 5]. */
 static void test_args_ranks_elements_shapes(baracuda_flash_sdpa_plan plan,
                                             const baracuda_flash_sdpa_descriptor* desc) {
   const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
-  baracuda_flash_sdpa_args args = valid;
-  EXPECT_ACCEPTED(plan, &args);
+  EXPECT_ACCEPTED(plan, &valid);
 
-  args = valid;
-  args.q.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "q rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.q.rank = 0;
-  EXPECT_INVALID(plan, &args, CI "q rank mismatch (got 0, expected 4)");
-  args = valid;
-  args.k.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "k rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.v.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "v rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.y.rank = 2;
-  EXPECT_INVALID(plan, &args, CI "y rank mismatch (got 2, expected 4)");
-  args = valid;
-  args.lse.rank = 4;
-  EXPECT_INVALID(plan, &args, CI "lse rank mismatch (got 4, expected 3)");
+  /* Each tensor's rank, element and extents, one at a time, against the descriptor: Q, K, V,
+   * Y of rank 4 in the plan's element, LSE of rank 3; every shape as above. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "q rank 3", INVALID, CI "q rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kQ, 3)}},
+      {__LINE__, "q rank 0", INVALID, CI "q rank mismatch (got 0, expected 4)",
+       .edits = {RANK(kQ, 0)}},
+      {__LINE__, "k rank 3", INVALID, CI "k rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kK, 3)}},
+      {__LINE__, "v rank 3", INVALID, CI "v rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kV, 3)}},
+      {__LINE__, "y rank 2", INVALID, CI "y rank mismatch (got 2, expected 4)",
+       .edits = {RANK(kY, 2)}},
+      {__LINE__, "lse rank 4", INVALID, CI "lse rank mismatch (got 4, expected 3)",
+       .edits = {RANK(kLse, 4)}},
 
-  args = valid;
-  args.q.element = BARACUDA_ELEMENT_F32;
-  EXPECT_INVALID(plan, &args, CI "q element mismatch (got f32, expected f16)");
-  args = valid;
-  args.k.element = BARACUDA_ELEMENT_BF16;
-  EXPECT_INVALID(plan, &args, CI "k element mismatch (got bf16, expected f16)");
-  args = valid;
-  args.v.element = BARACUDA_ELEMENT_F64;
-  EXPECT_INVALID(plan, &args, CI "v element mismatch (got f64, expected f16)");
-  args = valid;
-  args.y.element = (baracuda_element)0;
-  EXPECT_INVALID(plan, &args, CI "y element mismatch (got invalid, expected f16)");
+      {__LINE__, "q f32", INVALID, CI "q element mismatch (got f32, expected f16)",
+       .edits = {ELEMENT(kQ, BARACUDA_ELEMENT_F32)}},
+      {__LINE__, "k bf16", INVALID, CI "k element mismatch (got bf16, expected f16)",
+       .edits = {ELEMENT(kK, BARACUDA_ELEMENT_BF16)}},
+      {__LINE__, "v f64", INVALID, CI "v element mismatch (got f64, expected f16)",
+       .edits = {ELEMENT(kV, BARACUDA_ELEMENT_F64)}},
+      {__LINE__, "y element 0", INVALID, CI "y element mismatch (got invalid, expected f16)",
+       .edits = {ELEMENT(kY, 0)}},
 
-  args = valid;
-  args.q.shape[0] = 3;
-  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [3, 4, 5, 64], expected [2, 4, 5, 64])");
-  args = valid;
-  args.q.shape[1] = kHeadsK;
-  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [2, 2, 5, 64], expected [2, 4, 5, 64])");
-  args = valid;
-  args.q.shape[2] = kKeyLen;
-  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [2, 4, 7, 64], expected [2, 4, 5, 64])");
-  args = valid;
-  args.q.shape[3] = kDv;
-  EXPECT_INVALID(plan, &args, CI "q shape mismatch (got [2, 4, 5, 32], expected [2, 4, 5, 64])");
-  args = valid;
-  args.k.shape[0] = 1;
-  EXPECT_INVALID(plan, &args, CI "k shape mismatch (got [1, 2, 7, 64], expected [2, 2, 7, 64])");
-  args = valid;
-  args.k.shape[2] = kQueryLen;
-  EXPECT_INVALID(plan, &args, CI "k shape mismatch (got [2, 2, 5, 64], expected [2, 2, 7, 64])");
-  args = valid;
-  args.k.shape[3] = kDv;
-  EXPECT_INVALID(plan, &args, CI "k shape mismatch (got [2, 2, 7, 32], expected [2, 2, 7, 64])");
-  args = valid;
-  args.v.shape[1] = 1;
-  EXPECT_INVALID(plan, &args, CI "v shape mismatch (got [2, 1, 7, 32], expected [2, 2, 7, 32])");
-  args = valid;
-  args.v.shape[2] = kQueryLen;
-  EXPECT_INVALID(plan, &args, CI "v shape mismatch (got [2, 2, 5, 32], expected [2, 2, 7, 32])");
-  args = valid;
-  args.v.shape[3] = kDk;
-  EXPECT_INVALID(plan, &args, CI "v shape mismatch (got [2, 2, 7, 64], expected [2, 2, 7, 32])");
-  args = valid;
-  args.y.shape[1] = kHeadsK;
-  EXPECT_INVALID(plan, &args, CI "y shape mismatch (got [2, 2, 5, 32], expected [2, 4, 5, 32])");
-  args = valid;
-  args.y.shape[3] = kDk;
-  EXPECT_INVALID(plan, &args, CI "y shape mismatch (got [2, 4, 5, 64], expected [2, 4, 5, 32])");
-  args = valid;
-  args.lse.shape[1] = kHeadsK;
-  EXPECT_INVALID(plan, &args, CI "lse shape mismatch (got [2, 2, 5], expected [2, 4, 5])");
-  args = valid;
-  args.lse.shape[2] = kKeyLen;
-  EXPECT_INVALID(plan, &args, CI "lse shape mismatch (got [2, 4, 7], expected [2, 4, 5])");
+      {__LINE__, "q batch 3", INVALID,
+       CI "q shape mismatch (got [3, 4, 5, 64], expected [2, 4, 5, 64])",
+       .edits = {SHAPE(kQ, 0, 3)}},
+      {__LINE__, "q heads Hk", INVALID,
+       CI "q shape mismatch (got [2, 2, 5, 64], expected [2, 4, 5, 64])",
+       .edits = {SHAPE(kQ, 1, kHeadsK)}},
+      {__LINE__, "q rows Sk", INVALID,
+       CI "q shape mismatch (got [2, 4, 7, 64], expected [2, 4, 5, 64])",
+       .edits = {SHAPE(kQ, 2, kKeyLen)}},
+      {__LINE__, "q head dim Dv", INVALID,
+       CI "q shape mismatch (got [2, 4, 5, 32], expected [2, 4, 5, 64])",
+       .edits = {SHAPE(kQ, 3, kDv)}},
+      {__LINE__, "k batch 1", INVALID,
+       CI "k shape mismatch (got [1, 2, 7, 64], expected [2, 2, 7, 64])",
+       .edits = {SHAPE(kK, 0, 1)}},
+      {__LINE__, "k rows Sq", INVALID,
+       CI "k shape mismatch (got [2, 2, 5, 64], expected [2, 2, 7, 64])",
+       .edits = {SHAPE(kK, 2, kQueryLen)}},
+      {__LINE__, "k head dim Dv", INVALID,
+       CI "k shape mismatch (got [2, 2, 7, 32], expected [2, 2, 7, 64])",
+       .edits = {SHAPE(kK, 3, kDv)}},
+      {__LINE__, "v heads 1", INVALID,
+       CI "v shape mismatch (got [2, 1, 7, 32], expected [2, 2, 7, 32])",
+       .edits = {SHAPE(kV, 1, 1)}},
+      {__LINE__, "v rows Sq", INVALID,
+       CI "v shape mismatch (got [2, 2, 5, 32], expected [2, 2, 7, 32])",
+       .edits = {SHAPE(kV, 2, kQueryLen)}},
+      {__LINE__, "v head dim Dk", INVALID,
+       CI "v shape mismatch (got [2, 2, 7, 64], expected [2, 2, 7, 32])",
+       .edits = {SHAPE(kV, 3, kDk)}},
+      {__LINE__, "y heads Hk", INVALID,
+       CI "y shape mismatch (got [2, 2, 5, 32], expected [2, 4, 5, 32])",
+       .edits = {SHAPE(kY, 1, kHeadsK)}},
+      {__LINE__, "y head dim Dk", INVALID,
+       CI "y shape mismatch (got [2, 4, 5, 64], expected [2, 4, 5, 32])",
+       .edits = {SHAPE(kY, 3, kDk)}},
+      {__LINE__, "lse heads Hk", INVALID,
+       CI "lse shape mismatch (got [2, 2, 5], expected [2, 4, 5])",
+       .edits = {SHAPE(kLse, 1, kHeadsK)}},
+      {__LINE__, "lse rows Sk", INVALID,
+       CI "lse shape mismatch (got [2, 4, 7], expected [2, 4, 5])",
+       .edits = {SHAPE(kLse, 2, kKeyLen)}},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 }
 
 static void test_args_heads_k(baracuda_flash_sdpa_plan plan,
@@ -1158,59 +1267,50 @@ static void test_args_strides(baracuda_flash_sdpa_plan plan,
   const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
   baracuda_flash_sdpa_args args;
 
-  args = valid;
-  args.q.strides[0] = -args.q.strides[0];
-  EXPECT_INVALID(plan, &args, CI "q stride of axis 0 is negative (got -1280, expected >= 0)");
-  args = valid;
-  args.k.strides[2] = -1;
-  EXPECT_INVALID(plan, &args, CI "k stride of axis 2 is negative (got -1, expected >= 0)");
-  args = valid;
-  args.v.strides[1] = -224;
-  EXPECT_INVALID(plan, &args, CI "v stride of axis 1 is negative (got -224, expected >= 0)");
-  args = valid;
-  args.y.strides[0] = -1;
-  EXPECT_INVALID(plan, &args, CI "y stride of axis 0 is negative (got -1, expected >= 0)");
-  args = valid;
-  args.lse.strides[2] = -1;
-  EXPECT_INVALID(plan, &args, CI "lse stride of axis 2 is negative (got -1, expected >= 0)");
+  /* Negative strides; a last axis of Q, K, V, Y that is not contiguous (with a buffer large
+   * enough for the view, so that only the stride is wrong); written tensors that broadcast. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "q batch stride negated", INVALID,
+       CI "q stride of axis 0 is negative (got -1280, expected >= 0)",
+       .edits = {STRIDE(kQ, 0, -(kHeads * kQueryLen * kDk))}},
+      {__LINE__, "k row stride -1", INVALID,
+       CI "k stride of axis 2 is negative (got -1, expected >= 0)", .edits = {STRIDE(kK, 2, -1)}},
+      {__LINE__, "v head stride -224", INVALID,
+       CI "v stride of axis 1 is negative (got -224, expected >= 0)",
+       .edits = {STRIDE(kV, 1, -224)}},
+      {__LINE__, "y batch stride -1", INVALID,
+       CI "y stride of axis 0 is negative (got -1, expected >= 0)", .edits = {STRIDE(kY, 0, -1)}},
+      {__LINE__, "lse row stride -1", INVALID,
+       CI "lse stride of axis 2 is negative (got -1, expected >= 0)",
+       .edits = {STRIDE(kLse, 2, -1)}},
 
-  /* The last axis of Q, K, V, Y is contiguous; the buffer is large enough for the view. */
-  args = valid;
-  args.q.strides[3] = 2;
-  args.q.buffer_elements *= 2;
-  EXPECT_UNSUPPORTED(plan, &args, CI "q last-axis stride must be 1 (got 2, expected 1)");
-  args = valid;
-  args.k.strides[3] = 2;
-  args.k.buffer_elements *= 2;
-  EXPECT_UNSUPPORTED(plan, &args, CI "k last-axis stride must be 1 (got 2, expected 1)");
-  args = valid;
-  args.v.strides[3] = 2;
-  args.v.buffer_elements *= 2;
-  EXPECT_UNSUPPORTED(plan, &args, CI "v last-axis stride must be 1 (got 2, expected 1)");
-  args = valid;
-  args.y.strides[3] = 2;
-  args.y.buffer_elements *= 2;
-  EXPECT_UNSUPPORTED(plan, &args, CI "y last-axis stride must be 1 (got 2, expected 1)");
-  args = valid;
-  args.q.strides[3] = 0;
-  EXPECT_UNSUPPORTED(plan, &args, CI "q last-axis stride must be 1 (got 0, expected 1)");
+      {__LINE__, "q last stride 2", UNSUPPORTED,
+       CI "q last-axis stride must be 1 (got 2, expected 1)",
+       .edits = {STRIDE(kQ, 3, 2), SCALE_BUFFER(kQ, 2)}},
+      {__LINE__, "k last stride 2", UNSUPPORTED,
+       CI "k last-axis stride must be 1 (got 2, expected 1)",
+       .edits = {STRIDE(kK, 3, 2), SCALE_BUFFER(kK, 2)}},
+      {__LINE__, "v last stride 2", UNSUPPORTED,
+       CI "v last-axis stride must be 1 (got 2, expected 1)",
+       .edits = {STRIDE(kV, 3, 2), SCALE_BUFFER(kV, 2)}},
+      {__LINE__, "y last stride 2", UNSUPPORTED,
+       CI "y last-axis stride must be 1 (got 2, expected 1)",
+       .edits = {STRIDE(kY, 3, 2), SCALE_BUFFER(kY, 2)}},
+      {__LINE__, "q last stride 0", UNSUPPORTED,
+       CI "q last-axis stride must be 1 (got 0, expected 1)",
+       .edits = {STRIDE(kQ, 3, 0)}},
 
-  /* Written tensors cannot broadcast. */
-  args = valid;
-  args.y.strides[1] = 0;
-  EXPECT_INVALID(plan, &args,
-                 CI "y is written, so axis 1 (extent 4) cannot broadcast (got stride 0, expected "
-                    "> 0)");
-  args = valid;
-  args.y.strides[3] = 0;
-  EXPECT_INVALID(plan, &args,
-                 CI "y is written, so axis 3 (extent 32) cannot broadcast (got stride 0, expected "
-                    "> 0)");
-  args = valid;
-  args.lse.strides[0] = 0;
-  EXPECT_INVALID(plan, &args,
-                 CI "lse is written, so axis 0 (extent 2) cannot broadcast (got stride 0, "
-                    "expected > 0)");
+      {__LINE__, "y head stride 0", INVALID,
+       CI "y is written, so axis 1 (extent 4) cannot broadcast (got stride 0, expected > 0)",
+       .edits = {STRIDE(kY, 1, 0)}},
+      {__LINE__, "y last stride 0", INVALID,
+       CI "y is written, so axis 3 (extent 32) cannot broadcast (got stride 0, expected > 0)",
+       .edits = {STRIDE(kY, 3, 0)}},
+      {__LINE__, "lse batch stride 0", INVALID,
+       CI "lse is written, so axis 0 (extent 2) cannot broadcast (got stride 0, expected > 0)",
+       .edits = {STRIDE(kLse, 0, 0)}},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 
   /* LSE may have any positive strides, its last axis included. */
   args = valid;
@@ -1247,52 +1347,42 @@ static void test_args_data_and_buffers(baracuda_flash_sdpa_plan plan,
   const baracuda_flash_sdpa_args valid = make_args(desc, kHeadsK);
   baracuda_flash_sdpa_args args;
 
-  args = valid;
-  args.q.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "q data is NULL (got NULL, expected a device pointer to 2560 elements)");
-  args = valid;
-  args.k.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "k data is NULL (got NULL, expected a device pointer to 1792 elements)");
-  args = valid;
-  args.v.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "v data is NULL (got NULL, expected a device pointer to 896 elements)");
-  args = valid;
-  args.y.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "y data is NULL (got NULL, expected a device pointer to 1280 elements)");
-  args = valid;
-  args.lse.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "lse data is NULL (got NULL, expected a device pointer to 40 elements)");
+  /* NULL data for a view with elements, and a buffer one element (LSE: every element) smaller
+   * than the view, with the sizes of the refusal. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "q NULL", INVALID,
+       CI "q data is NULL (got NULL, expected a device pointer to 2560 elements)",
+       .edits = {NULL_DATA(kQ)}},
+      {__LINE__, "k NULL", INVALID,
+       CI "k data is NULL (got NULL, expected a device pointer to 1792 elements)",
+       .edits = {NULL_DATA(kK)}},
+      {__LINE__, "v NULL", INVALID,
+       CI "v data is NULL (got NULL, expected a device pointer to 896 elements)",
+       .edits = {NULL_DATA(kV)}},
+      {__LINE__, "y NULL", INVALID,
+       CI "y data is NULL (got NULL, expected a device pointer to 1280 elements)",
+       .edits = {NULL_DATA(kY)}},
+      {__LINE__, "lse NULL", INVALID,
+       CI "lse data is NULL (got NULL, expected a device pointer to 40 elements)",
+       .edits = {NULL_DATA(kLse)}},
 
-  args = valid;
-  args.q.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "q buffer too small (got 2559 elements, expected at least 2560)",
-                          2560, 2559);
-  args = valid;
-  args.k.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "k buffer too small (got 1791 elements, expected at least 1792)",
-                          1792, 1791);
-  args = valid;
-  args.v.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "v buffer too small (got 895 elements, expected at least 896)",
-                          896, 895);
-  args = valid;
-  args.y.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "y buffer too small (got 1279 elements, expected at least 1280)",
-                          1280, 1279);
-  args = valid;
-  args.lse.buffer_elements = 0;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "lse buffer too small (got 0 elements, expected at least 40)",
-                          40, 0);
+      {__LINE__, "q buffer short", TOO_SMALL,
+       CI "q buffer too small (got 2559 elements, expected at least 2560)",
+       .edits = {ADD_BUFFER(kQ, -1)}, .needed = 2560, .got = 2559},
+      {__LINE__, "k buffer short", TOO_SMALL,
+       CI "k buffer too small (got 1791 elements, expected at least 1792)",
+       .edits = {ADD_BUFFER(kK, -1)}, .needed = 1792, .got = 1791},
+      {__LINE__, "v buffer short", TOO_SMALL,
+       CI "v buffer too small (got 895 elements, expected at least 896)",
+       .edits = {ADD_BUFFER(kV, -1)}, .needed = 896, .got = 895},
+      {__LINE__, "y buffer short", TOO_SMALL,
+       CI "y buffer too small (got 1279 elements, expected at least 1280)",
+       .edits = {ADD_BUFFER(kY, -1)}, .needed = 1280, .got = 1279},
+      {__LINE__, "lse buffer empty", TOO_SMALL,
+       CI "lse buffer too small (got 0 elements, expected at least 40)",
+       .edits = {SET_BUFFER(kLse, 0)}, .needed = 40, .got = 0},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 
   /* Sizes are cleared by the next failure of another kind, and by the next success. */
   args = valid;
@@ -1352,41 +1442,33 @@ static void test_args_mask(baracuda_flash_sdpa_plan plan,
   set_strides(&args.mask, kHeads * kQueryLen * kKeyLen, kQueryLen * kKeyLen, 1, kQueryLen);
   EXPECT_ACCEPTED(plan, &args);
 
-  args = valid;
-  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen + 1);
-  EXPECT_INVALID(plan, &args,
-                 CI "mask shape mismatch (got [2, 4, 5, 8], expected [2|1, 4|1, 5|1, 7|1])");
-  args = valid;
-  args.mask = make_mask(kBatch + 1, kHeads, kQueryLen, kKeyLen);
-  EXPECT_INVALID(plan, &args,
-                 CI "mask shape mismatch (got [3, 4, 5, 7], expected [2|1, 4|1, 5|1, 7|1])");
-  args = valid;
-  args.mask = make_mask(kBatch, kHeadsK, kQueryLen, kKeyLen);
-  EXPECT_INVALID(plan, &args,
-                 CI "mask shape mismatch (got [2, 2, 5, 7], expected [2|1, 4|1, 5|1, 7|1])");
-  args = valid;
-  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
-  args.mask.element = BARACUDA_ELEMENT_F16;
-  EXPECT_INVALID(plan, &args, CI "mask element mismatch (got f16, expected f32)");
-  args = valid;
-  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
-  args.mask.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "mask rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
-  args.mask.strides[3] = -1;
-  EXPECT_INVALID(plan, &args, CI "mask stride of axis 3 is negative (got -1, expected >= 0)");
-  args = valid;
-  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
-  args.mask.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "mask data is NULL (got NULL, expected a device pointer to 280 elements)");
-  args = valid;
-  args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
-  args.mask.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "mask buffer too small (got 279 elements, expected at least 280)",
-                          280, 279);
+  /* A mask of another shape than [B|1, H|1, Sq|1, Sk|1], and a full mask of another element
+   * or rank, a negative stride, NULL data, or a buffer one element smaller than its view. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "mask keys Sk + 1", INVALID,
+       CI "mask shape mismatch (got [2, 4, 5, 8], expected [2|1, 4|1, 5|1, 7|1])",
+       .mask = {kBatch, kHeads, kQueryLen, kKeyLen + 1}},
+      {__LINE__, "mask batch B + 1", INVALID,
+       CI "mask shape mismatch (got [3, 4, 5, 7], expected [2|1, 4|1, 5|1, 7|1])",
+       .mask = {kBatch + 1, kHeads, kQueryLen, kKeyLen}},
+      {__LINE__, "mask heads Hk", INVALID,
+       CI "mask shape mismatch (got [2, 2, 5, 7], expected [2|1, 4|1, 5|1, 7|1])",
+       .mask = {kBatch, kHeadsK, kQueryLen, kKeyLen}},
+      {__LINE__, "mask f16", INVALID, CI "mask element mismatch (got f16, expected f32)",
+       .edits = {ELEMENT(kMask, BARACUDA_ELEMENT_F16)}, .mask = FULL_MASK},
+      {__LINE__, "mask rank 3", INVALID, CI "mask rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kMask, 3)}, .mask = FULL_MASK},
+      {__LINE__, "mask last stride -1", INVALID,
+       CI "mask stride of axis 3 is negative (got -1, expected >= 0)",
+       .edits = {STRIDE(kMask, 3, -1)}, .mask = FULL_MASK},
+      {__LINE__, "mask NULL", INVALID,
+       CI "mask data is NULL (got NULL, expected a device pointer to 280 elements)",
+       .edits = {NULL_DATA(kMask)}, .mask = FULL_MASK},
+      {__LINE__, "mask buffer short", TOO_SMALL,
+       CI "mask buffer too small (got 279 elements, expected at least 280)",
+       .edits = {ADD_BUFFER(kMask, -1)}, .mask = FULL_MASK, .needed = 280, .got = 279},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 }
 
 static void test_args_alibi(baracuda_flash_sdpa_plan plan,
@@ -1406,35 +1488,27 @@ static void test_args_alibi(baracuda_flash_sdpa_plan plan,
   args.alibi_slopes.buffer_elements = kHeads;
   EXPECT_ACCEPTED(plan, &args);
 
-  args = valid;
-  args.alibi_slopes = make_slopes(kBatch, kHeads + 1);
-  EXPECT_INVALID(plan, &args,
-                 CI "alibi_slopes shape mismatch (got [2, 5], expected [1, 4] or [2, 4])");
-  args = valid;
-  args.alibi_slopes = make_slopes(1, 1);
-  EXPECT_INVALID(plan, &args,
-                 CI "alibi_slopes shape mismatch (got [1, 1], expected [1, 4] or [2, 4])");
-  args = valid;
-  args.alibi_slopes = make_slopes(kBatch, kHeads);
-  args.alibi_slopes.element = BARACUDA_ELEMENT_F16;
-  EXPECT_INVALID(plan, &args, CI "alibi_slopes element mismatch (got f16, expected f32)");
-  args = valid;
-  args.alibi_slopes = make_slopes(1, kHeads);
-  args.alibi_slopes.rank = 1;
-  args.alibi_slopes.shape[0] = kHeads;
-  EXPECT_INVALID(plan, &args, CI "alibi_slopes rank mismatch (got 1, expected 2)");
-  args = valid;
-  args.alibi_slopes = make_slopes(kBatch, kHeads);
-  args.alibi_slopes.data = NULL;
-  EXPECT_INVALID(plan, &args,
-                 CI "alibi_slopes data is NULL (got NULL, expected a device pointer to 8 "
-                    "elements)");
-  args = valid;
-  args.alibi_slopes = make_slopes(kBatch, kHeads);
-  args.alibi_slopes.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "alibi_slopes buffer too small (got 7 elements, expected at least 8)",
-                          8, 7);
+  /* Slopes neither [1, H] nor [B, H], and slopes of another element or rank, NULL data, or a
+   * buffer one element smaller than the view. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "slopes heads H + 1", INVALID,
+       CI "alibi_slopes shape mismatch (got [2, 5], expected [1, 4] or [2, 4])",
+       .slopes = {kBatch, kHeads + 1}},
+      {__LINE__, "slopes [1, 1]", INVALID,
+       CI "alibi_slopes shape mismatch (got [1, 1], expected [1, 4] or [2, 4])",
+       .slopes = {1, 1}},
+      {__LINE__, "slopes f16", INVALID, CI "alibi_slopes element mismatch (got f16, expected f32)",
+       .edits = {ELEMENT(kSlopes, BARACUDA_ELEMENT_F16)}, .slopes = {kBatch, kHeads}},
+      {__LINE__, "slopes rank 1", INVALID, CI "alibi_slopes rank mismatch (got 1, expected 2)",
+       .edits = {RANK(kSlopes, 1), SHAPE(kSlopes, 0, kHeads)}, .slopes = {1, kHeads}},
+      {__LINE__, "slopes NULL", INVALID,
+       CI "alibi_slopes data is NULL (got NULL, expected a device pointer to 8 elements)",
+       .edits = {NULL_DATA(kSlopes)}, .slopes = {kBatch, kHeads}},
+      {__LINE__, "slopes buffer short", TOO_SMALL,
+       CI "alibi_slopes buffer too small (got 7 elements, expected at least 8)",
+       .edits = {ADD_BUFFER(kSlopes, -1)}, .slopes = {kBatch, kHeads}, .needed = 8, .got = 7},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 
   /* With three batches, [2, H] is neither [1, H] nor [B, H]. */
   baracuda_flash_sdpa_descriptor three = *desc;
@@ -1448,13 +1522,15 @@ static void test_args_alibi(baracuda_flash_sdpa_plan plan,
   args = valid3;
   args.alibi_slopes = make_slopes(1, kHeads);
   EXPECT_ACCEPTED(plan3, &args);
-  args = valid3;
-  args.alibi_slopes = make_slopes(2, kHeads);
-  EXPECT_INVALID(plan3, &args, CI "alibi_slopes shape mismatch (got [2, 4], expected [1, 4] or [3, 4])");
-  args = valid3;
-  args.alibi_slopes = make_slopes(3, kHeads + 1);
-  EXPECT_INVALID(plan3, &args,
-                 CI "alibi_slopes shape mismatch (got [3, 5], expected [1, 4] or [3, 4])");
+  static const ArgsCase kThreeBatchCases[] = {
+      {__LINE__, "slopes batch 2 of 3", INVALID,
+       CI "alibi_slopes shape mismatch (got [2, 4], expected [1, 4] or [3, 4])",
+       .slopes = {2, kHeads}},
+      {__LINE__, "slopes heads H + 1 of 3 batches", INVALID,
+       CI "alibi_slopes shape mismatch (got [3, 5], expected [1, 4] or [3, 4])",
+       .slopes = {3, kHeads + 1}},
+  };
+  EXPECT_ARGS_CASES(plan3, &valid3, kThreeBatchCases);
   release_plan(plan3);
 }
 
