@@ -1003,7 +1003,7 @@ static void expect_buffer_too_small_at(const char* file, int line, baracuda_flas
 /* Prefix of every can_implement message. */
 #define CI "flash_sdpa_can_implement: "
 
-/* ------------------------------------------------------------------ argument cases, tabled */
+/* ------------------------------------------------------------------ argument cases */
 
 /* The tensors of the args, as the cases name them. */
 typedef enum TensorName { kQ, kK, kV, kY, kLse, kMask, kSlopes } TensorName;
