@@ -38,7 +38,7 @@ echo "==> ctest"
 ctest --test-dir build/device --output-on-failure >"$out/ctest.log" 2>&1
 ctest_status=$?
 grep -E "tests passed|tests failed|Skipped|Failed|\*\*\*" "$out/ctest.log"
-grep -E "passed, .* failed" "$out/ctest.log" build/device/Testing/Temporary/LastTest.log | tail -n 3
+grep -hE "passed, .* failed" build/device/Testing/Temporary/LastTest.log
 
 echo "==> pytest"
 python3 -m pytest tests/python -q -ra -p no:cacheprovider >"$out/pytest.log" 2>&1
