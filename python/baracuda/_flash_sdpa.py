@@ -1,8 +1,8 @@
 """Flash attention forward: the descriptor, the plan and :func:`flash_attention`.
 
-Semantics (ARCHITECTURE.md): Q ``[B, H, Sq, Dk]``, K ``[B, Hk, Sk, Dk]``, V ``[B, Hk, Sk, Dv]``,
-Y ``[B, H, Sq, Dv]``, LSE ``[B, H, Sq]``; ``Hk`` divides ``H`` and query head ``h`` reads K/V
-head ``h // (H // Hk)``. Scores, in order:
+Semantics (docs/ARCHITECTURE.md): Q ``[B, H, Sq, Dk]``, K ``[B, Hk, Sk, Dk]``,
+V ``[B, Hk, Sk, Dv]``, Y ``[B, H, Sq, Dv]``, LSE ``[B, H, Sq]``; ``Hk`` divides ``H`` and query
+head ``h`` reads K/V head ``h // (H // Hk)``. Scores, in order:
 
 1. ``s = scale * q.k``;
 2. softcap: ``s = softcap * tanh(s / softcap)`` when ``softcap > 0``;

@@ -17,7 +17,7 @@ import baracuda
 from baracuda import reference
 
 BATCH, HEADS, HEADS_K, PER_RANK, HEAD_DIM = 1, 4, 2, 64, 64
-TOLERANCE = 1e-5  # f32, relative to the largest output (ARCHITECTURE.md)
+TOLERANCE = 1e-5  # f32, relative to the largest output (docs/ARCHITECTURE.md, Tests)
 GATHER_SECONDS = 60
 
 

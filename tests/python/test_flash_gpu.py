@@ -42,7 +42,7 @@ OUTPUT_TOLERANCE = {"f64": 1e-12, "f32": 1e-5}
 LSE_TOLERANCE = {"f64": 1e-12, "f32": 1e-5, "f16": 1e-5, "bf16": 1e-5}
 # Spacing of the dtype at 1 (one ULP relative): 2^-10 for f16, 2^-7 for bf16.
 LOW_PRECISION_EPSILON = {"f16": 2.0**-10, "bf16": 2.0**-7}
-# Naive error may be at most this multiple of ours (ARCHITECTURE.md, Tests).
+# Naive error may be at most this multiple of ours (docs/ARCHITECTURE.md, Tests).
 NAIVE_ERROR_FACTOR = 2.0
 
 # Fraction of mask entries set to -inf.

@@ -2,7 +2,7 @@
  * baracuda: exact attention kernels behind a C ABI.
  *
  * One header, plain C. Semantics (shapes, score order, alignment, LSE) are those of
- * ARCHITECTURE.md and are repeated where each function is declared.
+ * docs/ARCHITECTURE.md and are repeated where each function is declared.
  *
  * Errors: every function that can fail returns a baracuda_status. The thread's exact
  * reason is baracuda_last_error_message(), in the form
