@@ -301,11 +301,13 @@ baracuda_status baracuda_flash_sdpa_can_implement(baracuda_flash_sdpa_plan plan,
 }
 
 baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan, size_t* bytes) {
-  if (plan == nullptr || bytes == nullptr) {
-    return baracuda::fail_null_plan_or("flash_sdpa_workspace_size", "bytes");
-  }
-  *bytes = 0;
-  return baracuda::succeed();
+  return baracuda::guard("flash_sdpa_workspace_size", [&] {
+    if (plan == nullptr || bytes == nullptr) {
+      return baracuda::fail_null_plan_or("flash_sdpa_workspace_size", "bytes");
+    }
+    *bytes = 0;
+    return baracuda::succeed();
+  });
 }
 
 baracuda_status baracuda_flash_sdpa_run(baracuda_flash_sdpa_plan plan,
@@ -334,20 +336,24 @@ baracuda_backend baracuda_flash_sdpa_backend(baracuda_flash_sdpa_plan plan) {
 }
 
 baracuda_status baracuda_flash_sdpa_sku(baracuda_flash_sdpa_plan plan, baracuda_kernel_sku* sku) {
-  if (plan == nullptr || sku == nullptr) {
-    return baracuda::fail_null_plan_or("flash_sdpa_sku", "sku");
-  }
-  baracuda::fill_sku(plan->report, sku);
-  return baracuda::succeed();
+  return baracuda::guard("flash_sdpa_sku", [&] {
+    if (plan == nullptr || sku == nullptr) {
+      return baracuda::fail_null_plan_or("flash_sdpa_sku", "sku");
+    }
+    baracuda::fill_sku(plan->report, sku);
+    return baracuda::succeed();
+  });
 }
 
 baracuda_status baracuda_flash_sdpa_precision_guarantee(baracuda_flash_sdpa_plan plan,
                                                         baracuda_precision_guarantee* guarantee) {
-  if (plan == nullptr || guarantee == nullptr) {
-    return baracuda::fail_null_plan_or("flash_sdpa_precision_guarantee", "guarantee");
-  }
-  baracuda::fill_precision_guarantee(plan->desc.element, guarantee);
-  return baracuda::succeed();
+  return baracuda::guard("flash_sdpa_precision_guarantee", [&] {
+    if (plan == nullptr || guarantee == nullptr) {
+      return baracuda::fail_null_plan_or("flash_sdpa_precision_guarantee", "guarantee");
+    }
+    baracuda::fill_precision_guarantee(plan->desc.element, guarantee);
+    return baracuda::succeed();
+  });
 }
 
 void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan) { delete plan; }

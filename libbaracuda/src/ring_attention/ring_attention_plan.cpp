@@ -662,20 +662,24 @@ baracuda_status baracuda_ring_attention_can_implement(baracuda_ring_attention_pl
 
 baracuda_status baracuda_ring_attention_kv_scratch_elements(baracuda_ring_attention_plan plan,
                                                             int64_t* elements) {
-  if (plan == nullptr || elements == nullptr) {
-    return baracuda::fail_null_plan_or("ring_attention_kv_scratch_elements", "elements");
-  }
-  *elements = kv_scratch_elements(plan->desc);
-  return baracuda::succeed();
+  return baracuda::guard("ring_attention_kv_scratch_elements", [&] {
+    if (plan == nullptr || elements == nullptr) {
+      return baracuda::fail_null_plan_or("ring_attention_kv_scratch_elements", "elements");
+    }
+    *elements = kv_scratch_elements(plan->desc);
+    return baracuda::succeed();
+  });
 }
 
 baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(
     baracuda_ring_attention_plan plan, size_t* bytes) {
-  if (plan == nullptr || bytes == nullptr) {
-    return baracuda::fail_null_plan_or("ring_attention_accumulator_scratch_bytes", "bytes");
-  }
-  *bytes = static_cast<size_t>(accumulator_scratch_bytes(plan->desc));
-  return baracuda::succeed();
+  return baracuda::guard("ring_attention_accumulator_scratch_bytes", [&] {
+    if (plan == nullptr || bytes == nullptr) {
+      return baracuda::fail_null_plan_or("ring_attention_accumulator_scratch_bytes", "bytes");
+    }
+    *bytes = static_cast<size_t>(accumulator_scratch_bytes(plan->desc));
+    return baracuda::succeed();
+  });
 }
 
 baracuda_status baracuda_ring_attention_run(baracuda_ring_attention_plan plan,
@@ -702,22 +706,26 @@ baracuda_backend baracuda_ring_attention_backend(baracuda_ring_attention_plan pl
 
 baracuda_status baracuda_ring_attention_sku(baracuda_ring_attention_plan plan,
                                             baracuda_kernel_sku* sku) {
-  if (plan == nullptr || sku == nullptr) {
-    return baracuda::fail_null_plan_or("ring_attention_sku", "sku");
-  }
-  baracuda::fill_sku(plan->report, sku);
-  return baracuda::succeed();
+  return baracuda::guard("ring_attention_sku", [&] {
+    if (plan == nullptr || sku == nullptr) {
+      return baracuda::fail_null_plan_or("ring_attention_sku", "sku");
+    }
+    baracuda::fill_sku(plan->report, sku);
+    return baracuda::succeed();
+  });
 }
 
 baracuda_status baracuda_ring_attention_precision_guarantee(
     baracuda_ring_attention_plan plan, baracuda_precision_guarantee* guarantee) {
-  if (plan == nullptr || guarantee == nullptr) {
-    return baracuda::fail_null_plan_or("ring_attention_precision_guarantee", "guarantee");
-  }
-  // Accumulators stay in f32 (f64 for f64) across every hop; each step's kernel and the
-  // rotation order are fixed, so a rank's result is bit-stable for a given world size.
-  baracuda::fill_precision_guarantee(plan->desc.element, guarantee);
-  return baracuda::succeed();
+  return baracuda::guard("ring_attention_precision_guarantee", [&] {
+    if (plan == nullptr || guarantee == nullptr) {
+      return baracuda::fail_null_plan_or("ring_attention_precision_guarantee", "guarantee");
+    }
+    // Accumulators stay in f32 (f64 for f64) across every hop; each step's kernel and the
+    // rotation order are fixed, so a rank's result is bit-stable for a given world size.
+    baracuda::fill_precision_guarantee(plan->desc.element, guarantee);
+    return baracuda::succeed();
+  });
 }
 
 void baracuda_ring_attention_plan_destroy(baracuda_ring_attention_plan plan) {
