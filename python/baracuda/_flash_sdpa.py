@@ -34,7 +34,7 @@ from ._plan import (
     check_current_device,
     score_fields,
 )
-from ._tensor import NO_SYNC, as_tensor, as_workspace, prepend_axes
+from ._tensor import NO_SYNC, accumulator_element, as_tensor, as_workspace, prepend_axes
 
 MASK_RANK = 4
 ALIGNMENTS = tuple(_capi.ALIGNMENTS)
@@ -340,8 +340,8 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     if y_view is None:
         y = DeviceArray._empty((batch_size, num_heads, query_len, d_v), element, handle, device)
         y_view = y.tensor_view()
-    lse_element = "f64" if element == "f64" else "f32"
-    lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
+    lse = DeviceArray._empty((batch_size, num_heads, query_len), accumulator_element(element),
+                             handle, device)
     workspace_bytes = plan.workspace_size
     # Returned to the pool on the stream once dropped, after the kernel that uses it.
     workspace = allocate(workspace_bytes, handle, device, op) if workspace_bytes else None

@@ -39,7 +39,7 @@ from ._plan import (
     check_current_device,
     score_fields,
 )
-from ._tensor import NO_SYNC, as_tensor, as_workspace, prepend_axes
+from ._tensor import NO_SYNC, accumulator_element, as_tensor, as_workspace, prepend_axes
 
 LAYOUTS = tuple(_capi.RING_LAYOUTS)
 """The ring layouts: ``("contiguous", "zigzag")``."""
@@ -352,8 +352,8 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
         y = DeviceArray._empty((batch_size, num_heads, query_len, head_dim), element, handle,
                                device)
         y_view = y.tensor_view()
-    lse_element = "f64" if element == "f64" else "f32"
-    lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
+    lse = DeviceArray._empty((batch_size, num_heads, query_len), accumulator_element(element),
+                             handle, device)
     # Scratch comes from the stream-ordered pool and goes back to it on the stream, after the
     # ring: the plan orders its transfer stream's work before the stream's later work.
     kv_elements = plan.kv_scratch_elements

@@ -800,6 +800,22 @@ def test_element_names_refused(value, got):
     assert f"(got {got}," in caught.value.message
 
 
+@pytest.mark.parametrize("dtype,element", [
+    (np.float32, "f32"), (np.float16, "f16"), (ml_dtypes.bfloat16, "bf16"), (np.float64, "f64"),
+    (np.int32, None), (np.complex128, None),
+])
+def test_element_of_dtype(dtype, element):
+    assert _tensor.element_of_dtype(np.dtype(dtype)) == element
+
+
+@pytest.mark.parametrize("element,compute", [
+    ("f32", "f32"), ("f16", "f32"), ("bf16", "f32"), ("f64", "f64"), (None, "f32"),
+])
+def test_accumulator_element(element, compute):
+    """f64 inputs compute, accumulate and return the LSE in f64; the others in f32."""
+    assert _tensor.accumulator_element(element) == compute
+
+
 def test_descriptor_normalises_fields():
     desc = baracuda.FlashSdpaDescriptor(np.int64(2), 8, 128, 256, np.int32(64), scale=1,
                                         is_causal=1, window_size_left=np.int16(4))
