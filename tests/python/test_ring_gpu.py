@@ -213,7 +213,8 @@ def test_plan_argument_checks(torch):
         plan.can_implement(q, y, scratch_a, scratch_b, accumulators[:-1])
     assert small.value.needed == plan.accumulator_scratch_bytes
 
-    with pytest.raises(baracuda.InvalidProblemError, match="kv_scratch_a and kv_scratch_b share memory"):
+    with pytest.raises(baracuda.InvalidProblemError,
+                       match="kv_scratch_a and kv_scratch_b share memory"):
         plan.can_implement(q, y, scratch_a, scratch_a, accumulators)
 
     with pytest.raises(baracuda.InvalidProblemError, match="k and v go together"):
