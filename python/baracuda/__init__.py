@@ -30,13 +30,8 @@ from ._errors import (
     UnsupportedError,
     WorkspaceTooSmallError,
 )
-from ._flash_sdpa import (
-    FlashSdpaDescriptor,
-    FlashSdpaPlan,
-    KernelSku,
-    PrecisionGuarantee,
-    flash_attention,
-)
+from ._flash_sdpa import FlashSdpaDescriptor, FlashSdpaPlan, flash_attention
+from ._plan import KernelSku, PrecisionGuarantee
 from ._ring_attention import (
     RingAttentionDescriptor,
     RingAttentionPlan,

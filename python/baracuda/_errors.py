@@ -6,6 +6,9 @@ exceptions rebuilds it exactly (type, message, sizes); ``str(error)`` is the mes
 
 from __future__ import annotations
 
+# The values of baracuda_status, written here once for Python: _capi imports this module, so
+# it cannot take them from the binding. tests/python/test_c_header.py checks them (and that
+# each failing status has its class) against baracuda.h.
 STATUS_SUCCESS = 0
 STATUS_UNSUPPORTED = 1
 STATUS_INVALID_PROBLEM = 2

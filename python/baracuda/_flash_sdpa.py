@@ -18,48 +18,29 @@ visible key gives ``Y = 0`` and ``LSE = -inf``.
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections import OrderedDict
-from typing import NamedTuple
 
 from . import _capi
-from ._checks import as_bool, as_int32, as_real, name_in, window_bound, window_pair
-from ._cuda import allocate, current_device, stream_handle
+from ._checks import as_bool, as_int32, name_in
+from ._cuda import allocate, stream_handle
 from ._device_array import DeviceArray
-from ._errors import InvalidProblemError
-from ._lifetime import NotCopyable
-from ._tensor import NO_SYNC, as_tensor, as_workspace, common_device, element_name, prepend_axes
+from ._plan import (
+    ALIBI_SLOPES_RANK,
+    BACKENDS,
+    PLAN_CACHE_CAPACITY,
+    QKV_RANK,
+    PlanCache,
+    SelectedPlan,
+    call_score_options,
+    check_current_device,
+    score_fields,
+)
+from ._tensor import NO_SYNC, accumulator_element, as_tensor, as_workspace, prepend_axes
 
-QKV_RANK = 4
 MASK_RANK = 4
-ALIBI_SLOPES_RANK = 2
-PLAN_CACHE_CAPACITY = 64
-"""Plans that :func:`flash_attention` keeps selected, least recently used dropped first."""
+ALIGNMENTS = tuple(_capi.ALIGNMENTS)
+"""The alignment names: ``("top_left", "bottom_right")``."""
 
 _EXTENT_FIELDS = ("batch_size", "num_heads", "query_len", "key_len", "d_k")
-_WINDOW_FIELDS = ("window_size_left", "window_size_right")
-
-
-def score_fields(descriptor, op: str) -> dict:
-    """The normalised score options and element of a descriptor dataclass: window bounds (int
-    or None), scale (float or None), is_causal (bool), element name and softcap (float)."""
-    fields = {name: window_bound(getattr(descriptor, name), name, op) for name in _WINDOW_FIELDS}
-    fields["scale"] = None if descriptor.scale is None else as_real(descriptor.scale, "scale", op)
-    fields["is_causal"] = as_bool(descriptor.is_causal, "is_causal", op)
-    fields["element"] = element_name(descriptor.element, op)
-    fields["softcap"] = as_real(descriptor.softcap, "softcap", op)
-    return fields
-
-
-def call_score_options(causal, scale, window, softcap, op: str) -> tuple:
-    """``(causal, scale, left, right, softcap)`` of an attention call's arguments, normalised as
-    :func:`score_fields` normalises a descriptor's (so that they can key the plan cache)."""
-    left, right = window_pair(window, op)
-    return (as_bool(causal, "causal", op),
-            None if scale is None else as_real(scale, "scale", op),
-            window_bound(left, "window_size_left", op),
-            window_bound(right, "window_size_right", op),
-            as_real(softcap, "softcap", op))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,136 +95,9 @@ class FlashSdpaDescriptor:
         fields = {name: as_int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
         fields["d_v"] = fields["d_k"] if self.d_v is None else as_int32(self.d_v, "d_v", op)
         fields.update(score_fields(self, op))
-        fields["alignment"] = name_in(self.alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
+        fields["alignment"] = name_in(self.alignment, ALIGNMENTS, "alignment", op)
         for name, value in fields.items():
             object.__setattr__(self, name, value)
-
-
-class KernelSku(NamedTuple):
-    """What a selected plan runs.
-
-    Attributes
-    ----------
-    name : str
-        Such as ``"flash_sdpa.portable.bf16.d128.sm90"``.
-    backend : str
-        ``"portable"`` or ``"hopper"``.
-    element : str
-        Element of Q, K, V and Y.
-    head_dim_bucket : int
-        Largest head dim of the compiled instance.
-    arch : int
-        Compute capability x 10 of the device selected for, e.g. 90.
-    """
-
-    name: str
-    backend: str
-    element: str
-    head_dim_bucket: int
-    arch: int
-
-
-class PrecisionGuarantee(NamedTuple):
-    """The arithmetic a plan promises.
-
-    Attributes
-    ----------
-    math_precision : str
-        Element of the score and softmax arithmetic.
-    accumulator : str
-        Element of the running output accumulator.
-    deterministic : bool
-        Same inputs, same outputs (no atomics).
-    bit_stable_on_same_hardware : bool
-        Bit-identical results across runs on the same hardware.
-    """
-
-    math_precision: str
-    accumulator: str
-    deterministic: bool
-    bit_stable_on_same_hardware: bool
-
-
-class SelectedPlan(NotCopyable):
-    """What every selected plan shares: its descriptor, its reports and its lifetime.
-
-    A subclass names its descriptor type (``_DESCRIPTOR``) and its C handle type
-    (``_HANDLE``), and is made by ``select``, which calls :meth:`_select`. It holds C resources
-    until :meth:`close` (or the end of a ``with`` block, or collection), so it cannot be
-    pickled or copied (:class:`TypeError`): select a plan in each process instead.
-    """
-
-    __slots__ = ("_handle", "_descriptor", "__weakref__")
-    _OWNED_RESOURCE = "a C plan and the device resources it prepared"
-    _DESCRIPTOR: type
-    _HANDLE: type
-
-    def __init__(self, *args, **kwargs) -> None:
-        name = type(self).__name__
-        raise TypeError(f"{name} cannot be made directly; use {name}.select")
-
-    @classmethod
-    def _select(cls, descriptor, backend: str):
-        """Check the arguments' types and names, then select the C plan."""
-        op = f"{cls.__name__}.select"
-        expected = cls._DESCRIPTOR.__name__
-        if not isinstance(descriptor, cls._DESCRIPTOR):
-            raise TypeError(f"{op}: descriptor is not a {expected} "
-                            f"(got {type(descriptor).__name__}, expected {expected})")
-        name_in(backend, tuple(_capi.BACKENDS), "backend", op)
-        plan = cls.__new__(cls)
-        plan._descriptor = descriptor
-        plan._handle = cls._HANDLE.select(descriptor, backend)
-        return plan
-
-    # ------------------------------------------------------------ reports
-
-    @property
-    def descriptor(self):
-        """The problem the plan was selected for."""
-        return self._descriptor
-
-    @property
-    def backend(self) -> str:
-        """The backend the plan runs (``"portable"`` or ``"hopper"``)."""
-        return self._handle.backend()
-
-    @property
-    def sku(self) -> KernelSku:
-        """The kernel the plan runs."""
-        return KernelSku(*self._handle.sku())
-
-    @property
-    def precision_guarantee(self) -> PrecisionGuarantee:
-        """The arithmetic the plan promises."""
-        return PrecisionGuarantee(*self._handle.precision_guarantee())
-
-    # ------------------------------------------------------------ lifetime
-
-    def close(self) -> None:
-        """Release the plan; later calls raise :class:`InvalidProblemError`.
-
-        Safe while another thread runs the plan: ``close`` waits for the calls already in
-        flight (a run releases the GIL while the C library enqueues) to return before the C
-        plan is destroyed, and calls that start once ``close`` has begun raise
-        :class:`InvalidProblemError`. Closing twice is harmless.
-        """
-        self._handle.close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._handle.closed
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"backend={self.backend!r}"
-        return f"{type(self).__name__}({self._descriptor!r}, {state})"
 
 
 class FlashSdpaPlan(SelectedPlan):
@@ -309,7 +163,7 @@ class FlashSdpaPlan(SelectedPlan):
         """
         op = "FlashSdpaPlan.can_implement"
         views = _plan_views(op, NO_SYNC, q, k, v, y, lse, mask, alibi_slopes)
-        _check_current_device(views, op)
+        check_current_device(views, op)
         self._handle.can_implement(*(view for _, view in views))
 
     def run(self, q, k, v, y, lse, *, mask=None, alibi_slopes=None, workspace=None,
@@ -351,7 +205,7 @@ class FlashSdpaPlan(SelectedPlan):
         handle = stream_handle(stream, op)
         views = _plan_views(op, handle, q, k, v, y, lse, mask, alibi_slopes)
         scratch = None if workspace is None else as_workspace(workspace, op=op, stream=handle)
-        _check_current_device(views + [("workspace", scratch)], op)
+        check_current_device(views + [("workspace", scratch)], op)
         self._run_views(*(view for _, view in views), 0 if scratch is None else scratch.ptr,
                         0 if scratch is None else scratch.nbytes, handle)
 
@@ -359,7 +213,6 @@ class FlashSdpaPlan(SelectedPlan):
                    stream) -> None:
         """Run on tensor views (``None`` for an absent mask or slopes) and a raw workspace."""
         self._handle.run(q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes, stream)
-
 
 
 def _plan_views(op, stream, q, k, v, y, lse, mask, alibi_slopes):
@@ -370,55 +223,10 @@ def _plan_views(op, stream, q, k, v, y, lse, mask, alibi_slopes):
             for name, tensor in named]
 
 
-def _check_current_device(views, op: str):
-    """The current ``cuda.core.Device``, after checking that every tensor reporting a device
-    is on it."""
-    device_id = common_device(views, op)
-    current = current_device(op)
-    if device_id is not None and device_id != current.device_id:
-        raise InvalidProblemError(
-            f"{op}: the tensors are not on the current device (got device {device_id}, "
-            f"expected device {current.device_id})"
-        )
-    return current
-
-
 # ---------------------------------------------------------------- plan cache
 
 
-class _PlanCache:
-    """Selected plans by problem, backend and device, least recently used dropped first.
-
-    The key holds the arguments a :class:`FlashSdpaDescriptor` is made of, so that a hit
-    builds no descriptor. A dropped plan is destroyed when the last call using it lets it go.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._plans: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key) -> FlashSdpaPlan | None:
-        with self._lock:
-            plan = self._plans.get(key)
-            if plan is not None:
-                self._plans.move_to_end(key)
-            return plan
-
-    def put(self, key, plan: FlashSdpaPlan) -> FlashSdpaPlan:
-        with self._lock:
-            self._plans[key] = plan
-            self._plans.move_to_end(key)
-            while len(self._plans) > self._capacity:
-                self._plans.popitem(last=False)
-        return plan
-
-    def clear(self) -> None:
-        with self._lock:
-            self._plans.clear()
-
-
-_plan_cache = _PlanCache(PLAN_CACHE_CAPACITY)
+_plan_cache = PlanCache(PLAN_CACHE_CAPACITY)
 
 
 # ---------------------------------------------------------------- flash_attention
@@ -493,8 +301,8 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     """
     op = "flash_attention"
     causal, scale, left, right, softcap = call_score_options(causal, scale, window, softcap, op)
-    alignment = name_in(alignment, tuple(_capi.ALIGNMENTS), "alignment", op)
-    backend = name_in(backend, tuple(_capi.BACKENDS), "backend", op)
+    alignment = name_in(alignment, ALIGNMENTS, "alignment", op)
+    backend = name_in(backend, BACKENDS, "backend", op)
     return_lse = as_bool(return_lse, "return_lse", op)
     handle = stream_handle(stream, op)
     q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
@@ -514,7 +322,7 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
         slopes_view = prepend_axes(slopes_view, ALIBI_SLOPES_RANK)
     y_view = None if out is None else as_tensor(out, "y", op=op, stream=handle)
 
-    device = _check_current_device(
+    device = check_current_device(
         [("q", q_view), ("k", k_view), ("v", v_view), ("mask", mask_view),
          ("alibi_slopes", slopes_view), ("y", y_view)], op)
     key = (batch_size, num_heads, query_len, key_len, d_k, d_v, scale, causal, element, left,
@@ -532,8 +340,8 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     if y_view is None:
         y = DeviceArray._empty((batch_size, num_heads, query_len, d_v), element, handle, device)
         y_view = y.tensor_view()
-    lse_element = "f64" if element == "f64" else "f32"
-    lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
+    lse = DeviceArray._empty((batch_size, num_heads, query_len), accumulator_element(element),
+                             handle, device)
     workspace_bytes = plan.workspace_size
     # Returned to the pool on the stream once dropped, after the kernel that uses it.
     workspace = allocate(workspace_bytes, handle, device, op) if workspace_bytes else None

@@ -28,17 +28,18 @@ from ._checks import as_int, as_int32, name_in
 from ._cuda import allocate, stream_handle
 from ._device_array import DeviceArray
 from ._errors import InvalidProblemError
-from ._flash_sdpa import (
+from ._plan import (
     ALIBI_SLOPES_RANK,
+    BACKENDS,
     PLAN_CACHE_CAPACITY,
     QKV_RANK,
+    PlanCache,
     SelectedPlan,
-    _check_current_device,
-    _PlanCache,
     call_score_options,
+    check_current_device,
     score_fields,
 )
-from ._tensor import NO_SYNC, as_tensor, as_workspace, prepend_axes
+from ._tensor import NO_SYNC, accumulator_element, as_tensor, as_workspace, prepend_axes
 
 LAYOUTS = tuple(_capi.RING_LAYOUTS)
 """The ring layouts: ``("contiguous", "zigzag")``."""
@@ -178,7 +179,7 @@ class RingAttentionPlan(SelectedPlan):
         op = "RingAttentionPlan.can_implement"
         views, scratch = _run_views(op, NO_SYNC, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
                                     kv_scratch_b, accumulator_scratch)
-        _check_current_device(views + [("accumulator_scratch", scratch)], op)
+        check_current_device(views + [("accumulator_scratch", scratch)], op)
         self._handle.can_implement(*(view for _, view in views), scratch.ptr, scratch.nbytes)
 
     def run(self, q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, *, comm=None, k=None,
@@ -224,7 +225,7 @@ class RingAttentionPlan(SelectedPlan):
         handle = stream_handle(stream, op)
         views, scratch = _run_views(op, handle, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
                                     kv_scratch_b, accumulator_scratch)
-        _check_current_device(views + [("accumulator_scratch", scratch)], op)
+        check_current_device(views + [("accumulator_scratch", scratch)], op)
         with _comm_lease(comm, op) as comm_handle:
             self._run_views(*(view for _, view in views), scratch.ptr, scratch.nbytes,
                             comm_handle, handle)
@@ -260,7 +261,7 @@ def _comm_lease(comm, op: str):
     return comm._lease(op)
 
 
-_plan_cache = _PlanCache(PLAN_CACHE_CAPACITY)
+_plan_cache = PlanCache(PLAN_CACHE_CAPACITY)
 
 
 def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", scale=None,
@@ -319,7 +320,7 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
     causal, scale, left, right, softcap = call_score_options(causal, scale, window, softcap, op)
     layout = name_in(layout, LAYOUTS, "layout", op)
     schedule = name_in(schedule, SCHEDULES, "schedule", op)
-    backend = name_in(backend, tuple(_capi.BACKENDS), "backend", op)
+    backend = name_in(backend, BACKENDS, "backend", op)
     handle = stream_handle(stream, op)
     q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
                               for name, tensor in (("q", q), ("k", k), ("v", v)))
@@ -332,7 +333,7 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
                                    ALIBI_SLOPES_RANK)
     y_view = None if out is None else as_tensor(out, "y", op=op, stream=handle)
     comm_lease = _comm_lease(comm, op)
-    device = _check_current_device(
+    device = check_current_device(
         [("q", q_view), ("k", k_view), ("v", v_view), ("alibi_slopes", slopes_view),
          ("y", y_view)], op)
 
@@ -351,8 +352,8 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
         y = DeviceArray._empty((batch_size, num_heads, query_len, head_dim), element, handle,
                                device)
         y_view = y.tensor_view()
-    lse_element = "f64" if element == "f64" else "f32"
-    lse = DeviceArray._empty((batch_size, num_heads, query_len), lse_element, handle, device)
+    lse = DeviceArray._empty((batch_size, num_heads, query_len), accumulator_element(element),
+                             handle, device)
     # Scratch comes from the stream-ordered pool and goes back to it on the stream, after the
     # ring: the plan orders its transfer stream's work before the stream's later work.
     kv_elements = plan.kv_scratch_elements

@@ -21,7 +21,7 @@ from ._errors import BaracudaError, InvalidProblemError
 ELEMENT_NAMES = tuple(_capi.ELEMENTS)
 """The element names: ``("f32", "f16", "bf16", "f64")``."""
 
-_EXPECTED_ELEMENTS = "f32, f16, bf16 or f64"
+_EXPECTED_ELEMENTS = f"{', '.join(ELEMENT_NAMES[:-1])} or {ELEMENT_NAMES[-1]}"
 _NUMPY_NAMES = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float64": "f64"}
 _ELEMENT_NUMPY_NAMES = {element: name for name, element in _NUMPY_NAMES.items()}
 _TORCH_DTYPE_PREFIX = "torch."
@@ -156,7 +156,7 @@ def _dtype_name(value: object) -> str | None:
 _dtype_elements: dict | None = None
 
 
-def _element_of_dtype(dtype) -> str | None:
+def element_of_dtype(dtype) -> str | None:
     """The element of a numpy dtype, or None (a dict lookup: ``dtype.name`` is slow)."""
     global _dtype_elements
     if _dtype_elements is None:
@@ -178,6 +178,16 @@ def numpy_dtype(element: str):
 def element_size(element: str) -> int:
     """Bytes per element."""
     return _capi.ELEMENT_SIZES[element]
+
+
+def accumulator_element(element: str | None) -> str:
+    """The compute element of inputs of ``element``: that of the score arithmetic, the
+    accumulators and the LSE.
+
+    ``"f64"`` for f64, ``"f32"`` for every other element (and for ``None``, an input of none
+    of the four), as the C library's ``baracuda::accumulator_element``.
+    """
+    return "f64" if element == "f64" else "f32"
 
 
 # ---------------------------------------------------------------- layout
@@ -391,7 +401,7 @@ def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
     except (TypeError, NotImplementedError, ValueError) as error:
         return _Memory(view.ptr, None, f"a DLPack dtype numpy cannot name ({error})", 0, shape,
                        strides, device_id, view)
-    element = _element_of_dtype(dtype)
+    element = element_of_dtype(dtype)
     unsupported = "" if element is not None else dtype.name
     return _Memory(view.ptr, element, unsupported, dtype.itemsize, shape, strides, device_id,
                    view)

@@ -19,12 +19,13 @@ from ._checks import (
     window_pair,
 )
 from ._errors import InvalidProblemError
+from ._flash_sdpa import ALIGNMENTS
+from ._plan import QKV_RANK
+from ._tensor import accumulator_element, element_of_dtype
 
 __all__ = ["attention"]
 
 _OP = "reference.attention"
-_ALIGNMENTS = ("top_left", "bottom_right")
-_QKV_RANK = 4
 
 
 def _extents(shape):
@@ -173,11 +174,11 @@ def attention(
     in the mask) makes its y and LSE NaN, as in the kernels; a NaN in a key a row does not
     see leaves the row alone. No numpy warning escapes.
     """
-    # The compute type the kernels would use for q's element: f64 for f64, f32 otherwise.
-    compute = "f64" if np.asarray(q).dtype == np.float64 else "f32"
-    q = _as_float64("q", q, _QKV_RANK)
-    k = _as_float64("k", k, _QKV_RANK)
-    v = _as_float64("v", v, _QKV_RANK)
+    # The compute type the kernels would use for q's element.
+    compute = accumulator_element(element_of_dtype(np.asarray(q).dtype))
+    q = _as_float64("q", q, QKV_RANK)
+    k = _as_float64("k", k, QKV_RANK)
+    v = _as_float64("v", v, QKV_RANK)
     batch_size, num_heads, query_len, d_k = q.shape
     num_heads_k, key_len, d_v = k.shape[1], k.shape[2], v.shape[3]
 
@@ -191,7 +192,7 @@ def attention(
     left, right = window_pair(window, _OP)
     left = window_bound(left, "window_size_left", _OP)
     right = window_bound(right, "window_size_right", _OP)
-    alignment = name_in(alignment, _ALIGNMENTS, "alignment", _OP)
+    alignment = name_in(alignment, ALIGNMENTS, "alignment", _OP)
     check_head_dim(d_k, "d_k", _OP)
     check_head_dim(d_v, "d_v", _OP)
     _check_heads(q, k, v)

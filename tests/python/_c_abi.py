@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
-import baracuda
+from baracuda import _capi
 
 MAX_RANK = 4
 WINDOW_UNBOUNDED = -1
@@ -99,7 +99,7 @@ class RingArgs(ctypes.Structure):
 
 
 def _load() -> ctypes.CDLL:
-    library = ctypes.CDLL(str(Path(baracuda.__file__).parent / "libbaracuda.so"))
+    library = ctypes.CDLL(str(Path(_capi.__file__).parent / "libbaracuda.so"))
     status, ptr, i32, i64, f32 = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64,
                                   ctypes.c_float)
     prototypes = {

@@ -30,6 +30,7 @@ import pytest
 
 import baracuda
 from baracuda import reference
+from baracuda._errors import STATUS_INVALID_PROBLEM, STATUS_UNSUPPORTED
 
 pytestmark = pytest.mark.gpu
 
@@ -846,8 +847,6 @@ def check_large_block(torch, q, k, v, y, lse, start):
 
 CAN_IMPLEMENT = "flash_sdpa_can_implement"
 RUN = "flash_sdpa_run"
-STATUS_UNSUPPORTED = 1
-STATUS_INVALID_PROBLEM = 2
 
 # B=2, H=8, Sq=64, Sk=100, Dk=64, Dv=32: every extent differs, so a swapped one shows.
 CHECKED = Case("f32", batch_size=2, num_heads=8, query_len=64, key_len=100, d_k=64, d_v=32)

@@ -511,17 +511,20 @@ def interface_with(**fields):
      "expected a 2-tuple of int and bool)"),
     ({"data": ("0x10", False)},
      f"{CAI} data pointer is not an integer (got str '0x10', expected an int)"),
-    ({"data": (1.5, False)}, f"{CAI} data pointer is not an integer (got float 1.5, expected an int)"),
+    ({"data": (1.5, False)},
+     f"{CAI} data pointer is not an integer (got float 1.5, expected an int)"),
     ({"data": (None, False)},
      f"{CAI} data pointer is not an integer (got NoneType None, expected an int)"),
-    ({"data": (True, False)}, f"{CAI} data pointer is not an integer (got bool True, expected an int)"),
+    ({"data": (True, False)},
+     f"{CAI} data pointer is not an integer (got bool True, expected an int)"),
     ({"data": (-16, False)},
      f"{CAI} data pointer is not an address (got -16, expected 0 to 0xffffffffffffffff)"),
     ({"data": (2**64, False)},
      f"{CAI} data pointer is not an address (got {2**64}, expected 0 to 0xffffffffffffffff)"),
     ({"data": (FAKE_PTR, "no")},
      f"{CAI} data read_only flag is not a bool (got str 'no', {BOOL_RULE})"),
-    ({"shape": 4}, f"{CAI} shape is not a sequence of extents (got int 4, expected a tuple of int)"),
+    ({"shape": 4},
+     f"{CAI} shape is not a sequence of extents (got int 4, expected a tuple of int)"),
     ({"shape": "24"},
      f"{CAI} shape is not a sequence of extents (got str '24', expected a tuple of int)"),
     ({"shape": (2, 4.0)}, f"{CAI} shape[1] is not an integer (got float 4.0, expected an int)"),
@@ -530,7 +533,8 @@ def interface_with(**fields):
                          "or 2 byte strides, one per axis)"),
     ({"strides": 16}, f"{CAI} strides do not match the shape (got int 16, expected None or 2 "
                       "byte strides, one per axis)"),
-    ({"strides": (16.0, 4)}, f"{CAI} strides[0] is not an integer (got float 16.0, expected an int)"),
+    ({"strides": (16.0, 4)},
+     f"{CAI} strides[0] is not an integer (got float 16.0, expected an int)"),
     ({"typestr": ""},
      f"{CAI} typestr is not a type string (got str '', expected a string such as '<f4')"),
     ({"typestr": 4}, f"{CAI} typestr is not a type string (got int 4, expected a string such as "
@@ -798,6 +802,22 @@ def test_element_names_refused(value, got):
     with pytest.raises(baracuda.InvalidProblemError, match="f32, f16, bf16 or f64") as caught:
         _tensor.element_name(value, OP)
     assert f"(got {got}," in caught.value.message
+
+
+@pytest.mark.parametrize("dtype,element", [
+    (np.float32, "f32"), (np.float16, "f16"), (ml_dtypes.bfloat16, "bf16"), (np.float64, "f64"),
+    (np.int32, None), (np.complex128, None),
+])
+def test_element_of_dtype(dtype, element):
+    assert _tensor.element_of_dtype(np.dtype(dtype)) == element
+
+
+@pytest.mark.parametrize("element,compute", [
+    ("f32", "f32"), ("f16", "f32"), ("bf16", "f32"), ("f64", "f64"), (None, "f32"),
+])
+def test_accumulator_element(element, compute):
+    """f64 inputs compute, accumulate and return the LSE in f64; the others in f32."""
+    assert _tensor.accumulator_element(element) == compute
 
 
 def test_descriptor_normalises_fields():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import baracuda
-from baracuda import reference
+from baracuda import _capi, reference
 from test_flash_gpu import (
     LOW_PRECISION_EPSILON,
     assert_bit_identical,
@@ -213,7 +213,8 @@ def test_plan_argument_checks(torch):
         plan.can_implement(q, y, scratch_a, scratch_b, accumulators[:-1])
     assert small.value.needed == plan.accumulator_scratch_bytes
 
-    with pytest.raises(baracuda.InvalidProblemError, match="kv_scratch_a and kv_scratch_b share memory"):
+    with pytest.raises(baracuda.InvalidProblemError,
+                       match="kv_scratch_a and kv_scratch_b share memory"):
         plan.can_implement(q, y, scratch_a, scratch_a, accumulators)
 
     with pytest.raises(baracuda.InvalidProblemError, match="k and v go together"):
@@ -236,7 +237,7 @@ def test_plan_argument_checks(torch):
 
 
 def _library():
-    library = ctypes.CDLL(str(Path(baracuda.__file__).parent / "libbaracuda.so"))
+    library = ctypes.CDLL(str(Path(_capi.__file__).parent / "libbaracuda.so"))
     pointer, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     for name in ("baracuda_kernels_ring_attention_init_run",
                  "baracuda_kernels_ring_attention_f64_init_run"):

@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 
 import baracuda
+from baracuda._errors import STATUS_CUDA_ERROR, STATUS_INVALID_PROBLEM, STATUS_UNSUPPORTED
 
 SELECT = "flash_sdpa_plan_select"
 
-STATUS_UNSUPPORTED = 1
-STATUS_INVALID_PROBLEM = 2
-STATUS_CUDA_ERROR = 5
 
 VALID = dict(batch_size=2, num_heads=8, query_len=128, key_len=256, d_k=64, d_v=64)
 
@@ -127,7 +125,8 @@ def test_first_failing_check_is_reported():
     )
     assert_select_refuses(
         descriptor(scale=math.nan, d_k=12), baracuda.InvalidProblemError,
-        STATUS_INVALID_PROBLEM, f"{SELECT}: scale must be finite (got nan, expected a finite number)",
+        STATUS_INVALID_PROBLEM,
+        f"{SELECT}: scale must be finite (got nan, expected a finite number)",
     )
 
 
@@ -181,7 +180,8 @@ NO_DEVICE_MESSAGE = re.compile(
 def test_valid_descriptor_without_a_device(element):
     count = _cuda_device_count()
     if count is None:
-        pytest.skip("neither cuda.bindings nor torch is installed to tell whether a device is present")
+        pytest.skip("neither cuda.bindings nor torch is installed to tell whether a device is "
+                    "present")
     if count > 0:
         pytest.skip("a CUDA device is present")
     error = select_error(descriptor(element=element), baracuda.CudaError)
@@ -240,7 +240,8 @@ def test_descriptor_extent_none_is_refused(field):
 
 @pytest.mark.parametrize("field,value,got", [
     ("scale", "0.5", "str '0.5'"), ("scale", True, "bool True"), ("scale", 1j, "complex 1j"),
-    ("softcap", "1", "str '1'"), ("softcap", None, "NoneType None"), ("softcap", b"1", "bytes b'1'"),
+    ("softcap", "1", "str '1'"), ("softcap", None, "NoneType None"),
+    ("softcap", b"1", "bytes b'1'"),
 ])
 def test_descriptor_real_fields_are_strict(field, value, got):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
@@ -256,7 +257,8 @@ def test_descriptor_real_fields_accept_numbers():
 
 
 def test_descriptor_names_must_be_strings():
-    with pytest.raises(baracuda.InvalidProblemError, match=r"unknown alignment \(got \['top_left'\]"):
+    with pytest.raises(baracuda.InvalidProblemError,
+                       match=r"unknown alignment \(got \['top_left'\]"):
         descriptor(alignment=["top_left"])
 
 
