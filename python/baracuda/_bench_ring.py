@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from baracuda import _bench
+from baracuda import _bench_flash
 
 SCHEMA = "baracuda-bench-ring/1"
 TARGET_NAME = "ring"
@@ -65,7 +65,7 @@ DEFAULT_HEADS = 32
 DEFAULT_HEADS_K = 8
 DEFAULT_HEAD_DIM = 128
 DEFAULT_DTYPES = ("bf16",)
-DEFAULT_CHUNKS = tuple(size * _bench.KIBI for size in (1, 2, 4, 8, 16, 32))
+DEFAULT_CHUNKS = tuple(size * _bench_flash.KIBI for size in (1, 2, 4, 8, 16, 32))
 SEQUENCE_AXIS = 2
 
 NONCAUSAL = "noncausal"
@@ -92,7 +92,7 @@ CASE_KINDS = {
 }
 
 QUICK_PRESET = {
-    "chunks": (1 * _bench.KIBI, 8 * _bench.KIBI),
+    "chunks": (1 * _bench_flash.KIBI, 8 * _bench_flash.KIBI),
     "warmup": 2,
     "repeats": 10,
 }
@@ -101,7 +101,7 @@ QUICK_PRESET = {
 WARMUP_TARGET_S = 1.0
 REPEATS_TARGET_S = 3.0
 MIN_ADAPTIVE_WARMUP = 1
-MAX_ADAPTIVE_WARMUP = _bench.DEFAULT_WARMUP
+MAX_ADAPTIVE_WARMUP = _bench_flash.DEFAULT_WARMUP
 MIN_ADAPTIVE_REPEATS = 5
 MAX_ADAPTIVE_REPEATS = 50
 ADAPTIVE = "adaptive"
@@ -109,7 +109,7 @@ ADAPTIVE = "adaptive"
 # The goal of the ring: with overlap, at least this fraction of single-GPU flash per GPU
 # from this many tokens per GPU on.
 TARGET_FRACTION = 0.90
-TARGET_MIN_CHUNK = 8 * _bench.KIBI
+TARGET_MIN_CHUNK = 8 * _bench_flash.KIBI
 TARGET_SCHEDULE = OVERLAPPED
 
 # PyTorch context parallelism: its SDPA backends by result name, and how K/V heads reach it.
@@ -145,10 +145,10 @@ WORKER_EXIT_TIMEOUT_S = 30.0
 USAGE_EXIT = 2
 RANK_FAILURE_EXIT = 1
 
-STATUS_OK = _bench.STATUS_OK
-STATUS_UNSUPPORTED = _bench.STATUS_UNSUPPORTED
-STATUS_ERROR = _bench.STATUS_ERROR
-STATUS_SKIPPED = _bench.STATUS_SKIPPED
+STATUS_OK = _bench_flash.STATUS_OK
+STATUS_UNSUPPORTED = _bench_flash.STATUS_UNSUPPORTED
+STATUS_ERROR = _bench_flash.STATUS_ERROR
+STATUS_SKIPPED = _bench_flash.STATUS_SKIPPED
 
 STOP_INTERRUPTED = "interrupted"
 STOP_BUDGET = "time budget spent"
@@ -212,7 +212,7 @@ class RanksOutOfStepError(RuntimeError):
 
 def format_tokens(count: int) -> str:
     """Return ``8192`` as ``"8k"`` and other counts as plain integers."""
-    return f"{count // _bench.KIBI}k" if count % _bench.KIBI == 0 else str(count)
+    return f"{count // _bench_flash.KIBI}k" if count % _bench_flash.KIBI == 0 else str(count)
 
 
 @dataclass(frozen=True)
@@ -490,7 +490,7 @@ def agreed_verdict(codes: Sequence[float]) -> float:
 
 
 def _median(samples: Sequence[float]) -> float:
-    return _bench.percentile(sorted(samples), _bench.MEDIAN)
+    return _bench_flash.percentile(sorted(samples), _bench_flash.MEDIAN)
 
 
 def combine_rank_results(
@@ -511,7 +511,7 @@ def combine_rank_results(
     Returns
     -------
     dict
-        :func:`baracuda._bench.summarize` of the slowest rank's times, with
+        :func:`baracuda._bench_flash.summarize` of the slowest rank's times, with
         ``per_rank_median_ms`` and ``warmup``; or the first failed rank's
         ``{"status", "error", "rank"}``.
     """
@@ -520,7 +520,7 @@ def combine_rank_results(
         if part["status"] != STATUS_OK:
             return {"status": part["status"], "error": part.get("error", ""), "rank": rank}
     samples = slowest_rank_samples([parts[rank]["samples_ms"] for rank in ranks])
-    result = _bench.summarize(samples, case_flops)
+    result = _bench_flash.summarize(samples, case_flops)
     result["per_rank_median_ms"] = [_median(parts[rank]["samples_ms"]) for rank in ranks]
     result["warmup"] = parts[ranks[0]]["warmup"]
     return result
@@ -634,7 +634,7 @@ def join_references(document: dict[str, Any]) -> dict[str, Any]:
 
 def build_ring_document(
     config: RingBenchConfig,
-    gpu: _bench.GpuInfo,
+    gpu: _bench_flash.GpuInfo,
     *,
     world_size: int,
     software: dict[str, Any],
@@ -651,7 +651,7 @@ def build_ring_document(
         Why PyTorch context parallelism is not timed; None when it is.
     """
     return {
-        **_bench.document_header(SCHEMA, gpu, software, now),
+        **_bench_flash.document_header(SCHEMA, gpu, software, now),
         "world_size": world_size,
         "method": METHOD,
         "timing": {
@@ -671,8 +671,8 @@ def build_ring_document(
                 "own median"
             ),
             "input_rotation": (
-                f"at least {_bench.MIN_INPUT_SETS} random input sets per rank, together over "
-                f"{_bench.L2_SPAN}x the L2 size"
+                f"at least {_bench_flash.MIN_INPUT_SETS} random input sets per rank, together over "
+                f"{_bench_flash.L2_SPAN}x the L2 size"
             ),
             "max_seconds": config.max_seconds,
         },
@@ -966,12 +966,12 @@ def _failure(status: str, exc: BaseException | str) -> dict[str, Any]:
 
 
 def _element_bytes(dtype: str) -> int:
-    return _bench._ITEM_BYTES[dtype]
+    return _bench_flash._ITEM_BYTES[dtype]
 
 
 def _set_count(problem: Problem, l2_cache_bytes: int, *, kv_heads: int, length: int) -> int:
     elements = problem.batch * length * problem.head_dim * (problem.heads + 2 * kv_heads)
-    return _bench.sets_to_exceed_l2(elements * _element_bytes(problem.dtype), l2_cache_bytes)
+    return _bench_flash.sets_to_exceed_l2(elements * _element_bytes(problem.dtype), l2_cache_bytes)
 
 
 def _random_sets(
@@ -981,10 +981,10 @@ def _random_sets(
     *,
     length: int | None = None,
     kv_heads: int | None = None,
-) -> list[_bench.InputSet]:
+) -> list[_bench_flash.InputSet]:
     """Return ``count`` sets of random q, k, v (the ``out`` of a set is unused: None)."""
     return [
-        _bench.InputSet(
+        _bench_flash.InputSet(
             q=arrays.randn(problem.q_shape(length), problem.dtype),
             k=arrays.randn(problem.kv_shape(length, heads=kv_heads), problem.dtype),
             v=arrays.randn(problem.kv_shape(length, heads=kv_heads), problem.dtype),
@@ -1029,7 +1029,7 @@ def _timed_calls(
             minimum=MIN_ADAPTIVE_REPEATS,
             maximum=MAX_ADAPTIVE_REPEATS,
         )
-    samples = _bench.time_fn(fn, set_count, timer=ctx.timer, warmup=warmup, repeats=repeats)
+    samples = _bench_flash.time_fn(fn, set_count, timer=ctx.timer, warmup=warmup, repeats=repeats)
     return {"status": STATUS_OK, "samples_ms": samples, "warmup": warmup, "probe_s": probe_s}
 
 
@@ -1042,7 +1042,7 @@ def _flash_plan_info(baracuda: Any, problem: Problem) -> dict[str, Any]:
         problem.head_dim,
         element=problem.dtype,
     )
-    return _bench.flash_plan_info(baracuda, descriptor)
+    return _bench_flash.flash_plan_info(baracuda, descriptor)
 
 
 def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | None:
@@ -1062,7 +1062,7 @@ def _time_flash_step(ctx: RankContext, problem: Problem) -> dict[str, Any]:
     try:
         sets = _random_sets(ctx.arrays, problem, count)
         out = ctx.arrays.empty(problem.q_shape(), problem.dtype)
-    except _bench.HarnessUnsupportedError as exc:
+    except _bench_flash.HarnessUnsupportedError as exc:
         return _failure(STATUS_SKIPPED, str(exc))
 
     def call(index: int) -> object:
@@ -1145,7 +1145,7 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any]:
     failure = None
     try:
         prepared = _prepare_ring(ctx, item)
-    except _bench.HarnessUnsupportedError as exc:
+    except _bench_flash.HarnessUnsupportedError as exc:
         failure = _failure(STATUS_SKIPPED, str(exc))
     except baracuda.UnsupportedError as exc:
         failure = _failure(STATUS_UNSUPPORTED, exc)
@@ -1270,7 +1270,7 @@ def find_torch_cp_api(
 
 def _is_cp_refusal(exc: BaseException) -> bool:
     """Tell whether an exception from the first SDPA call means "not supported"."""
-    return _bench._is_torch_unsupported(exc) or isinstance(exc, TypeError)
+    return _bench_flash._is_torch_unsupported(exc) or isinstance(exc, TypeError)
 
 
 def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict, float]:
@@ -1296,7 +1296,7 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
     # Global inputs on every rank; context_parallel keeps each rank's shard of them.
     failure = None
     buffers: list[Any] = []
-    sets: list[_bench.InputSet] = []
+    sets: list[_bench_flash.InputSet] = []
     try:
         count = _set_count(problem, ctx.setup.l2_cache_bytes, kv_heads=kv_heads,
                            length=problem.chunk)
@@ -1339,7 +1339,7 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
 
 
 def _cp_time(
-    ctx: RankContext, item: TorchCpCase, sets: list[_bench.InputSet], kv_mode: str
+    ctx: RankContext, item: TorchCpCase, sets: list[_bench_flash.InputSet], kv_mode: str
 ) -> tuple[dict, float]:
     """The timed part of :func:`_cp_attempt`, inside ``context_parallel``."""
     torch = ctx.torch_cp.torch
@@ -1444,18 +1444,18 @@ def _open_torch_cp(ctx: RankContext) -> None:
 def _open_rank(rank: int, setup: WorkerSetup, sync: RankSync) -> RankContext:
     """Make GPU ``rank`` current, pick the array library, join the ring (and PyTorch's)."""
     os.environ.update(NCCL_ENVIRONMENT)
-    torch = _bench._optional_import("torch")
+    torch = _bench_flash._optional_import("torch")
     cuda_core = importlib.import_module("cuda.core")
     cuda_core.Device(rank).set_current()
     if torch is not None:
         torch.cuda.set_device(rank)
-        arrays = _bench.TorchArrays(torch)
-        timer = _bench.TorchEventTimer(torch)
+        arrays = _bench_flash.TorchArrays(torch)
+        timer = _bench_flash.TorchEventTimer(torch)
     else:
         cupy = importlib.import_module("cupy")
         cupy.cuda.Device(rank).use()
-        arrays = _bench.CupyArrays(cupy)
-        timer = _bench.CudaCoreEventTimer(cuda_core, device=rank)
+        arrays = _bench_flash.CupyArrays(cupy)
+        timer = _bench_flash.CudaCoreEventTimer(cuda_core, device=rank)
     import baracuda
 
     ctx = RankContext(rank=rank, setup=setup, sync=sync, baracuda=baracuda, arrays=arrays,
@@ -1823,31 +1823,31 @@ def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``python -m baracuda bench ring`` to ``parser``."""
     parser.add_argument(
         "--chunks",
-        type=_bench.parse_size_list,
+        type=_bench_flash.parse_size_list,
         help="comma-separated tokens per GPU, k suffix allowed (default 1k,2k,4k,8k,16k,32k)",
     )
     parser.add_argument(
         "--dtypes",
-        type=_bench.parse_dtype_list,
+        type=_bench_flash.parse_dtype_list,
         help=(
-            f"comma-separated dtypes from {','.join(_bench.ALL_DTYPES)} "
+            f"comma-separated dtypes from {','.join(_bench_flash.ALL_DTYPES)} "
             f"(default {','.join(DEFAULT_DTYPES)})"
         ),
     )
     parser.add_argument(
-        "--heads", type=_bench.parse_size, help=f"query heads H (default {DEFAULT_HEADS})"
+        "--heads", type=_bench_flash.parse_size, help=f"query heads H (default {DEFAULT_HEADS})"
     )
     parser.add_argument(
         "--heads-k",
-        type=_bench.parse_size,
+        type=_bench_flash.parse_size,
         help=f"K/V heads Hk, a divisor of H (default {DEFAULT_HEADS_K})",
     )
     parser.add_argument(
-        "--head-dim", type=_bench.parse_size, help=f"head dim D (default {DEFAULT_HEAD_DIM})"
+        "--head-dim", type=_bench_flash.parse_size, help=f"head dim D (default {DEFAULT_HEAD_DIM})"
     )
     parser.add_argument(
         "--world-size",
-        type=_bench.parse_size,
+        type=_bench_flash.parse_size,
         help="ranks, one GPU each (default: every visible GPU)",
     )
     parser.add_argument(
@@ -1862,7 +1862,7 @@ def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--warmup",
-        type=_bench.parse_count,
+        type=_bench_flash.parse_count,
         help=(
             "untimed calls per measurement after the cold and probe calls (default: about "
             f"{WARMUP_TARGET_S:g} s worth, {MIN_ADAPTIVE_WARMUP} to {MAX_ADAPTIVE_WARMUP})"
@@ -1870,7 +1870,7 @@ def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--repeats",
-        type=_bench.parse_size,
+        type=_bench_flash.parse_size,
         help=(
             f"timed calls per measurement (default: about {REPEATS_TARGET_S:g} s worth, "
             f"{MIN_ADAPTIVE_REPEATS} to {MAX_ADAPTIVE_REPEATS})"
@@ -1963,7 +1963,7 @@ def _free_port() -> int:
 
 
 def _software(baracuda: Any, torch: Any, cupy: Any, world_size: int) -> dict[str, Any]:
-    software = _bench.software_versions(baracuda=baracuda, torch=torch, cupy=cupy)
+    software = _bench_flash.software_versions(baracuda=baracuda, torch=torch, cupy=cupy)
     software["nccl"] = baracuda.nccl.version() if world_size > 1 else None
     software["nccl_library"] = baracuda.nccl.library_path() or None
     software["torch_nccl"] = None
@@ -2024,24 +2024,24 @@ def run_ring(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{prefix}: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    gpu = _bench.probe_gpu()
+    gpu = _bench_flash.probe_gpu()
     if not gpu.present:
         print(f"{prefix}: no CUDA GPU is present ({gpu.reason}); nothing to time.",
               file=sys.stderr)
-        return _bench.NO_GPU_EXIT
+        return _bench_flash.NO_GPU_EXIT
     try:
         world_size = resolve_world_size(config.world_size, gpu.device_count)
     except ConfigError as exc:
         print(f"{prefix}: {exc}", file=sys.stderr)
         return USAGE_EXIT
 
-    torch = _bench._optional_import("torch")
-    cupy = _bench._optional_import("cupy") if torch is None else None
-    cuda_core = _bench._optional_import("cuda.core") if torch is None else None
+    torch = _bench_flash._optional_import("torch")
+    cupy = _bench_flash._optional_import("cupy") if torch is None else None
+    cuda_core = _bench_flash._optional_import("cuda.core") if torch is None else None
     if torch is None and (cupy is None or cuda_core is None):
         print(f"{prefix}: needs torch, or cupy and cuda-core, to allocate inputs and time them.",
               file=sys.stderr)
-        return _bench.MISSING_DEPENDENCY_EXIT
+        return _bench_flash.MISSING_DEPENDENCY_EXIT
     import baracuda
 
     # NCCL reads its environment when it starts, in this process and in the ranks.
@@ -2050,7 +2050,7 @@ def run_ring(args: argparse.Namespace) -> int:
         unique_id = baracuda.nccl.get_unique_id() if world_size > 1 else None
     except baracuda.BaracudaError as exc:
         print(f"{prefix}: the ring needs NCCL: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return _bench.MISSING_DEPENDENCY_EXIT
+        return _bench_flash.MISSING_DEPENDENCY_EXIT
 
     peers_reason = peers_unavailable_reason(config, torch_present=torch is not None,
                                             world_size=world_size)
@@ -2061,13 +2061,14 @@ def run_ring(args: argparse.Namespace) -> int:
         gpu,
         world_size=world_size,
         software=_software(baracuda, torch, cupy, world_size),
-        timer_method=(_bench.TorchEventTimer.method if torch is not None
-                      else _bench.CudaCoreEventTimer.method),
-        arrays_name=_bench.TorchArrays.name if torch is not None else _bench.CupyArrays.name,
+        timer_method=(_bench_flash.TorchEventTimer.method if torch is not None
+                      else _bench_flash.CudaCoreEventTimer.method),
+        arrays_name=(_bench_flash.TorchArrays.name if torch is not None
+                     else _bench_flash.CupyArrays.name),
         peers_reason=peers_reason,
         now=now,
     )
-    out = config.out or _bench.default_output_path(gpu.name, now.date(), target=TARGET_NAME)
+    out = config.out or _bench_flash.default_output_path(gpu.name, now.date(), target=TARGET_NAME)
     setup = WorkerSetup(
         world_size=world_size,
         items=tuple(items),
@@ -2083,7 +2084,7 @@ def run_ring(args: argparse.Namespace) -> int:
         print(f"{prefix}: one GPU: the ring runs with world size 1, without NCCL",
               file=sys.stderr)
     collector = RingCollector(items, world_size, document,
-                              write=lambda: _bench.write_json(out, document))
+                              write=lambda: _bench_flash.write_json(out, document))
     with _terminate_as_interrupt():
         run = run_ranks(world_size, run_rank, setup, on_message=collector,
                         capacity=sync_capacity(items))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from baracuda import _bench
+from baracuda import _bench_flash as bench
 from baracuda.__main__ import main, with_default_target
 
 FULL_GRID_CASES = 3 * 3 * 6 * 2
@@ -115,7 +115,7 @@ def fake_implementation(name, clock, *, duration_ms=1.0, peer=False, fail=None, 
 
         return call
 
-    return _bench.Implementation(
+    return bench.Implementation(
         name=name,
         label=name,
         bind=bind,
@@ -124,7 +124,7 @@ def fake_implementation(name, clock, *, duration_ms=1.0, peer=False, fail=None, 
     )
 
 
-SMALL_CONFIG = _bench.BenchConfig(
+SMALL_CONFIG = bench.BenchConfig(
     dtypes=("f16",),
     head_dims=(64,),
     seqlens=(64, 128),
@@ -132,11 +132,11 @@ SMALL_CONFIG = _bench.BenchConfig(
     warmup=2,
     repeats=5,
 )
-FAKE_GPU = _bench.GpuInfo(
+FAKE_GPU = bench.GpuInfo(
     present=True,
     name="NVIDIA Test GPU 80GB",
     compute_capability="9.0",
-    l2_cache_bytes=4 * _bench.MIBI,
+    l2_cache_bytes=4 * bench.MIBI,
     device_count=1,
     driver_cuda_version="13.0",
 )
@@ -144,7 +144,7 @@ FIXED_NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 
 
 def fake_document(config, implementations):
-    return _bench.build_document(
+    return bench.build_document(
         config,
         FAKE_GPU,
         software={"baracuda": "test"},
@@ -198,27 +198,27 @@ def test_bench_target_defaults_to_flash(argv, expected):
 def test_default_grid():
     args = parse("bench")
     assert args.target == "flash"
-    config = _bench.resolve_config(args)
+    config = bench.resolve_config(args)
     assert config.dtypes == ("bf16", "f16", "f32")
     assert config.head_dims == (64, 128, 256)
     assert config.seqlens == (512, 1024, 2048, 4096, 8192, 16384)
     assert config.causal == (False, True)
     assert config.peers
-    cases = _bench.case_grid(config)
+    cases = bench.case_grid(config)
     assert len(cases) == FULL_GRID_CASES
     assert {case.batch * case.seqlen for case in cases} == {16 * 1024}
     assert {case.heads * case.head_dim for case in cases} == {2048}
 
 
 def test_quick_preset_and_explicit_override():
-    quick = _bench.resolve_config(parse("bench", "--quick"))
+    quick = bench.resolve_config(parse("bench", "--quick"))
     assert quick.dtypes == ("bf16",)
     assert quick.head_dims == (64, 128)
     assert quick.seqlens == (1024, 4096)
     assert (quick.warmup, quick.repeats) == (3, 20)
-    assert len(_bench.case_grid(quick)) == 8
+    assert len(bench.case_grid(quick)) == 8
 
-    overridden = _bench.resolve_config(
+    overridden = bench.resolve_config(
         parse("bench", "--quick", "--dtypes", "f16", "--repeats", "7")
     )
     assert overridden.dtypes == ("f16",)
@@ -250,7 +250,7 @@ def test_every_option_parses():
         "x/y.json",
         "--no-peers",
     )
-    config = _bench.resolve_config(args)
+    config = bench.resolve_config(args)
     assert config.dtypes == ("bf16", "f64")
     assert config.head_dims == (64, 256)
     assert config.seqlens == (1024, 2048)
@@ -260,7 +260,7 @@ def test_every_option_parses():
     assert (config.warmup, config.repeats) == (0, 5)
     assert config.out == Path("x/y.json")
     assert not config.peers
-    assert [(case.batch, case.seqlen) for case in _bench.case_grid(config)[:2]] == [
+    assert [(case.batch, case.seqlen) for case in bench.case_grid(config)[:2]] == [
         (8, 1024),
         (4, 2048),
     ]
@@ -304,7 +304,7 @@ def test_unknown_dtype_message_names_it(capsys):
 ])
 def test_no_gpu_prints_one_line_and_exits_zero(monkeypatch, capsys, tmp_path, argv, program):
     monkeypatch.setattr(
-        _bench, "probe_gpu", lambda: _bench.GpuInfo(present=False, reason="probe says so")
+        bench, "probe_gpu", lambda: bench.GpuInfo(present=False, reason="probe says so")
     )
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 0
@@ -334,8 +334,8 @@ def test_no_visible_device_end_to_end(tmp_path, target):
 
 
 def test_probe_without_driver_library(monkeypatch):
-    monkeypatch.setattr(_bench, "_load_driver", lambda: None)
-    info = _bench.probe_gpu()
+    monkeypatch.setattr(bench, "_load_driver", lambda: None)
+    info = bench.probe_gpu()
     assert not info.present
     assert "libcuda" in info.reason
 
@@ -345,8 +345,8 @@ def test_probe_reports_failed_driver_initialisation(monkeypatch):
     driver = types.SimpleNamespace(
         cuInit=lambda flags: no_device, cuGetErrorString=lambda status, text: 1
     )
-    monkeypatch.setattr(_bench, "_load_driver", lambda: driver)
-    info = _bench.probe_gpu()
+    monkeypatch.setattr(bench, "_load_driver", lambda: driver)
+    info = bench.probe_gpu()
     assert not info.present
     assert info.reason == "cuInit failed: CUresult 100"
 
@@ -357,47 +357,47 @@ def test_probe_reports_failed_driver_initialisation(monkeypatch):
 
 
 def test_flops_formula():
-    case = _bench.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=False)
-    assert _bench.flops(case) == 4 * 4 * 16 * 4096 * 4096 * 128 == 2**39
-    causal = _bench.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=True)
-    assert _bench.flops(causal) == 2**38
+    case = bench.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=False)
+    assert bench.flops(case) == 4 * 4 * 16 * 4096 * 4096 * 128 == 2**39
+    causal = bench.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=True)
+    assert bench.flops(causal) == 2**38
 
 
 def test_summarize_statistics():
-    case = _bench.Case(dtype="f16", head_dim=64, heads=32, batch=1, seqlen=1024, causal=False)
-    record = _bench.summarize([5.0, 1.0, 4.0, 2.0, 3.0], _bench.flops(case))
+    case = bench.Case(dtype="f16", head_dim=64, heads=32, batch=1, seqlen=1024, causal=False)
+    record = bench.summarize([5.0, 1.0, 4.0, 2.0, 3.0], bench.flops(case))
     assert record["status"] == "ok"
     assert record["median_ms"] == 3.0
     assert record["p10_ms"] == pytest.approx(1.4)
     assert record["p90_ms"] == pytest.approx(4.6)
     assert record["min_ms"] == 1.0
     assert record["runs"] == 5
-    assert record["tflops"] == pytest.approx(_bench.flops(case) / 3.0e-3 / 1e12)
+    assert record["tflops"] == pytest.approx(bench.flops(case) / 3.0e-3 / 1e12)
 
 
 @pytest.mark.parametrize(
     ("seqlen", "batch", "l2_bytes", "expected"),
     [
-        (512, 1, 50 * _bench.MIBI, 13),
+        (512, 1, 50 * bench.MIBI, 13),
         (512, 1, 0, 17),
-        (16384, 1, 50 * _bench.MIBI, 3),
-        (16, 1, 50 * _bench.MIBI, 64),
+        (16384, 1, 50 * bench.MIBI, 3),
+        (16, 1, 50 * bench.MIBI, 64),
     ],
 )
 def test_input_set_count_exceeds_l2(seqlen, batch, l2_bytes, expected):
-    case = _bench.Case(
+    case = bench.Case(
         dtype="bf16", head_dim=64, heads=32, batch=batch, seqlen=seqlen, causal=False
     )
-    count = _bench.input_set_count(case, l2_bytes)
+    count = bench.input_set_count(case, l2_bytes)
     assert count == expected
-    effective_l2 = l2_bytes or _bench.FALLBACK_L2_BYTES
-    assert count == _bench.MAX_INPUT_SETS or count * _bench.input_set_bytes(case) > 2 * effective_l2
+    effective_l2 = l2_bytes or bench.FALLBACK_L2_BYTES
+    assert count == bench.MAX_INPUT_SETS or count * bench.input_set_bytes(case) > 2 * effective_l2
 
 
 def test_gpu_slug_and_default_path():
-    assert _bench.gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    assert _bench.gpu_slug("NVIDIA H200 (NVL)") == "nvidia-h200-nvl"
-    path = _bench.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2))
+    assert bench.gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert bench.gpu_slug("NVIDIA H200 (NVL)") == "nvidia-h200-nvl"
+    path = bench.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2))
     assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-flash.json")
 
 
@@ -416,7 +416,7 @@ def test_time_fn_rotates_sets_and_times_each_call(warmup, warmup_indices):
         calls.append(index)
         clock.now_ms += 1.0 + index
 
-    samples = _bench.time_fn(fn, 3, timer=timer, warmup=warmup, repeats=4)
+    samples = bench.time_fn(fn, 3, timer=timer, warmup=warmup, repeats=4)
     assert calls == [*warmup_indices, 0, 1, 2, 0]
     assert samples == [1.0, 2.0, 3.0, 1.0]
     assert timer.synchronizations == 2
@@ -425,12 +425,12 @@ def test_time_fn_rotates_sets_and_times_each_call(warmup, warmup_indices):
 def test_measure_classifies_first_call_failures():
     clock = FakeClock()
     timer = FakeTimer(clock)
-    case = _bench.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
+    case = bench.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
     sets = [None] * 3
 
     def measure(fail):
         item = fake_implementation("x", clock, fail=fail)
-        return _bench.measure(item, case, sets, timer=timer, warmup=1, repeats=2)
+        return bench.measure(item, case, sets, timer=timer, warmup=1, repeats=2)
 
     unsupported = measure(
         lambda case, call: FakeUnsupportedError("head dim") if call == 0 else None
@@ -454,7 +454,7 @@ def test_measure_keeps_warnings_of_a_failure():
     import warnings
 
     timer = FakeTimer(FakeClock())
-    case = _bench.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
+    case = bench.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
 
     def bind(case, sets):
         def call(index):
@@ -464,14 +464,14 @@ def test_measure_keeps_warnings_of_a_failure():
 
         return call
 
-    item = _bench.Implementation(
+    item = bench.Implementation(
         name="peer",
         label="peer",
         bind=bind,
         is_peer=True,
-        is_unsupported=_bench._is_torch_unsupported,
+        is_unsupported=bench._is_torch_unsupported,
     )
-    record = _bench.measure(item, case, [None], timer=timer, warmup=1, repeats=1)
+    record = bench.measure(item, case, [None], timer=timer, warmup=1, repeats=1)
     assert record == {
         "status": "unsupported",
         "error": "RuntimeError: No available kernel. Aborting execution.",
@@ -483,11 +483,11 @@ def test_torch_unsupported_classification():
     class OutOfMemoryError(RuntimeError):
         pass
 
-    assert _bench._is_torch_unsupported(RuntimeError("No available kernel. Aborting execution."))
-    assert _bench._is_torch_unsupported(NotImplementedError("head dim 256"))
-    assert not _bench._is_torch_unsupported(RuntimeError("CUDA error: an illegal memory access"))
-    assert not _bench._is_torch_unsupported(OutOfMemoryError("CUDA out of memory"))
-    assert not _bench._is_torch_unsupported(ValueError("bad"))
+    assert bench._is_torch_unsupported(RuntimeError("No available kernel. Aborting execution."))
+    assert bench._is_torch_unsupported(NotImplementedError("head dim 256"))
+    assert not bench._is_torch_unsupported(RuntimeError("CUDA error: an illegal memory access"))
+    assert not bench._is_torch_unsupported(OutOfMemoryError("CUDA out of memory"))
+    assert not bench._is_torch_unsupported(ValueError("bad"))
 
 
 # ---------------------------------------------------------------------------------
@@ -498,7 +498,7 @@ def test_torch_unsupported_classification():
 def run_fake_grid(config, implementations, clock, arrays=None, plan_info=None):
     document = fake_document(config, implementations)
     progress = io.StringIO()
-    _bench.run_benchmark(
+    bench.run_benchmark(
         config,
         document,
         implementations,
@@ -514,7 +514,7 @@ def run_fake_grid(config, implementations, clock, arrays=None, plan_info=None):
 def test_inputs_are_random_distinct_views_in_bshd_layout():
     clock = FakeClock()
     seen = []
-    config = _bench.BenchConfig(
+    config = bench.BenchConfig(
         dtypes=("f32",),
         head_dims=(64,),
         seqlens=(128,),
@@ -526,7 +526,7 @@ def test_inputs_are_random_distinct_views_in_bshd_layout():
     run_fake_grid(config, [fake_implementation("baracuda", clock, seen=seen)], clock)
     case, sets, _ = seen[0]
     shape = (case.batch, case.heads, case.seqlen, case.head_dim)
-    assert len(sets) == _bench.input_set_count(case, FAKE_GPU.l2_cache_bytes)
+    assert len(sets) == bench.input_set_count(case, FAKE_GPU.l2_cache_bytes)
     assert sorted({index for _, _, index in seen}) == list(range(len(sets)))
     first = sets[0]
     for tensor in (first.q, first.k, first.v, first.out):
@@ -558,10 +558,10 @@ def test_full_run_records_table_and_json(tmp_path):
         plan_info=lambda case: {"backend": "portable", "sku": "fake"},
     )
 
-    path = _bench.write_json(tmp_path / "new-dir" / "result.json", document)
+    path = bench.write_json(tmp_path / "new-dir" / "result.json", document)
     loaded = json.loads(path.read_text())
 
-    assert loaded["schema"] == _bench.SCHEMA
+    assert loaded["schema"] == bench.SCHEMA
     assert loaded["complete"] is True
     assert loaded["date"] == "2025-01-02"
     assert loaded["gpu"]["name"] == FAKE_GPU.name
@@ -579,7 +579,7 @@ def test_full_run_records_table_and_json(tmp_path):
 
     for case in loaded["cases"]:
         assert case["batch"] * case["seqlen"] == SMALL_CONFIG.tokens
-        assert case["heads"] * case["head_dim"] == _bench.MODEL_WIDTH
+        assert case["heads"] * case["head_dim"] == bench.MODEL_WIDTH
         assert case["baracuda_plan"] == {"backend": "portable", "sku": "fake"}
         ours = case["results"]["baracuda"]
         assert ours["status"] == "ok"
@@ -596,7 +596,7 @@ def test_full_run_records_table_and_json(tmp_path):
 
     assert "[4/4] f16 D=64 H=32 B=2 S=128 causal" in progress
 
-    table = _bench.format_table(loaded).splitlines()
+    table = bench.format_table(loaded).splitlines()
     assert table[0].split() == [
         "dtype",
         "D",
@@ -624,7 +624,7 @@ def test_full_run_records_table_and_json(tmp_path):
 def test_table_without_peers_has_no_speedup():
     clock = FakeClock()
     document, _ = run_fake_grid(SMALL_CONFIG, [fake_implementation("baracuda", clock)], clock)
-    header = _bench.format_table(document).splitlines()[0]
+    header = bench.format_table(document).splitlines()[0]
     assert "speedup" not in header
     assert all(case["speedup_vs_best_peer"] is None for case in document["cases"])
 
@@ -637,11 +637,11 @@ def test_dtype_without_array_support_is_skipped():
         random=types.SimpleNamespace(seed=lambda seed: None),
     )
     clock = FakeClock()
-    config = _bench.BenchConfig(
+    config = bench.BenchConfig(
         dtypes=("bf16",), head_dims=(64,), seqlens=(128,), causal=(False,), tokens=128
     )
     document, _ = run_fake_grid(
-        config, [fake_implementation("baracuda", clock)], clock, arrays=_bench.CupyArrays(fake_cupy)
+        config, [fake_implementation("baracuda", clock)], clock, arrays=bench.CupyArrays(fake_cupy)
     )
     (case,) = document["cases"]
     assert case["results"]["baracuda"] == {
@@ -696,4 +696,4 @@ def test_bench_smoke_on_gpu(tmp_path, capsys):
     ("no version here\n", None),
 ])
 def test_driver_version_of_proc_text(text, version):
-    assert _bench.driver_version_of(text) == version
+    assert bench.driver_version_of(text) == version
