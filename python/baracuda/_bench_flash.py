@@ -122,14 +122,8 @@ def case_grid(config: BenchConfig) -> list[Case]:
         One case per (dtype, head dim, sequence length, causal) combination.
     """
     return [
-        Case(
-            dtype=dtype,
-            head_dim=head_dim,
-            heads=max(1, config.model_width // head_dim),
-            batch=max(1, config.tokens // seqlen),
-            seqlen=seqlen,
-            causal=causal,
-        )
+        Case(dtype=dtype, head_dim=head_dim, heads=max(1, config.model_width // head_dim),
+             batch=max(1, config.tokens // seqlen), seqlen=seqlen, causal=causal)
         for dtype in config.dtypes
         for head_dim in config.head_dims
         for seqlen in config.seqlens
@@ -179,12 +173,8 @@ def make_inputs(
         return make((case.batch, case.heads, case.seqlen, case.head_dim), case.dtype)
 
     return [
-        common.InputSet(
-            q=tensor(arrays.randn),
-            k=tensor(arrays.randn),
-            v=tensor(arrays.randn),
-            out=tensor(arrays.empty),
-        )
+        common.InputSet(q=tensor(arrays.randn), k=tensor(arrays.randn), v=tensor(arrays.randn),
+                        out=tensor(arrays.empty))
         for _ in range(count)
     ]
 
@@ -420,19 +410,21 @@ def run_benchmark(
     timer: Any,
     l2_cache_bytes: int,
     plan_info: Callable[[Case], dict[str, Any]] | None = None,
-    progress: TextIO = sys.stderr,
+    progress: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Run every case of the grid, appending records to ``document["cases"]``.
 
     An interrupt (Ctrl-C) stops the run and keeps the cases measured so far;
-    ``document["complete"]`` tells whether the grid finished.
+    ``document["complete"]`` tells whether the grid finished. Progress lines go to
+    ``progress``, by default the standard error at the time of the call.
 
     Returns
     -------
     dict
         ``document``, filled in.
     """
+    progress = sys.stderr if progress is None else progress
     cases = case_grid(config)
     started = clock()
     try:
