@@ -35,13 +35,13 @@ class BenchTarget(NamedTuple):
 
 def _bench_targets() -> dict[str, BenchTarget]:
     """Return the benchmark targets by name."""
-    from baracuda import _bench, _bench_ring
+    from baracuda import _bench_flash, _bench_ring
 
     return {
         "flash": BenchTarget(
             summary="flash attention forward over dtypes, head dims, sequence lengths and causal",
-            add_arguments=_bench.add_flash_arguments,
-            run=_bench.run_flash,
+            add_arguments=_bench_flash.add_flash_arguments,
+            run=_bench_flash.run_flash,
         ),
         "ring": BenchTarget(
             summary=(

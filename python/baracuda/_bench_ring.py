@@ -31,8 +31,10 @@ Method
   a case a rank cannot set up) through shared memory and a barrier, so that they never
   fall out of step; a rank that fails or dies ends the run, and the parent stops the rest.
 
-The module imports ``baracuda``, ``torch``, ``cupy`` and ``cuda.core`` only when a benchmark
-actually runs, after the GPU probe has found a device.
+What the flash benchmark shares (the GPU probe, the document header, the arrays, the CUDA
+event timing, the table and the option types) is :mod:`baracuda._bench_common`'s. ``torch``
+and ``cupy`` are imported only when a benchmark actually runs, after the GPU probe has found
+a device.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from baracuda import _bench
+import numpy as np
+
+from baracuda import _bench_common as common
 
 SCHEMA = "baracuda-bench-ring/1"
 TARGET_NAME = "ring"
@@ -65,7 +69,7 @@ DEFAULT_HEADS = 32
 DEFAULT_HEADS_K = 8
 DEFAULT_HEAD_DIM = 128
 DEFAULT_DTYPES = ("bf16",)
-DEFAULT_CHUNKS = tuple(size * _bench.KIBI for size in (1, 2, 4, 8, 16, 32))
+DEFAULT_CHUNKS = tuple(size * common.KIBI for size in (1, 2, 4, 8, 16, 32))
 SEQUENCE_AXIS = 2
 
 NONCAUSAL = "noncausal"
@@ -92,7 +96,7 @@ CASE_KINDS = {
 }
 
 QUICK_PRESET = {
-    "chunks": (1 * _bench.KIBI, 8 * _bench.KIBI),
+    "chunks": (1 * common.KIBI, 8 * common.KIBI),
     "warmup": 2,
     "repeats": 10,
 }
@@ -101,7 +105,7 @@ QUICK_PRESET = {
 WARMUP_TARGET_S = 1.0
 REPEATS_TARGET_S = 3.0
 MIN_ADAPTIVE_WARMUP = 1
-MAX_ADAPTIVE_WARMUP = _bench.DEFAULT_WARMUP
+MAX_ADAPTIVE_WARMUP = common.DEFAULT_WARMUP
 MIN_ADAPTIVE_REPEATS = 5
 MAX_ADAPTIVE_REPEATS = 50
 ADAPTIVE = "adaptive"
@@ -109,7 +113,7 @@ ADAPTIVE = "adaptive"
 # The goal of the ring: with overlap, at least this fraction of single-GPU flash per GPU
 # from this many tokens per GPU on.
 TARGET_FRACTION = 0.90
-TARGET_MIN_CHUNK = 8 * _bench.KIBI
+TARGET_MIN_CHUNK = 8 * common.KIBI
 TARGET_SCHEDULE = OVERLAPPED
 
 # PyTorch context parallelism: its SDPA backends by result name, and how K/V heads reach it.
@@ -145,10 +149,10 @@ WORKER_EXIT_TIMEOUT_S = 30.0
 USAGE_EXIT = 2
 RANK_FAILURE_EXIT = 1
 
-STATUS_OK = _bench.STATUS_OK
-STATUS_UNSUPPORTED = _bench.STATUS_UNSUPPORTED
-STATUS_ERROR = _bench.STATUS_ERROR
-STATUS_SKIPPED = _bench.STATUS_SKIPPED
+STATUS_OK = common.STATUS_OK
+STATUS_UNSUPPORTED = common.STATUS_UNSUPPORTED
+STATUS_ERROR = common.STATUS_ERROR
+STATUS_SKIPPED = common.STATUS_SKIPPED
 
 STOP_INTERRUPTED = "interrupted"
 STOP_BUDGET = "time budget spent"
@@ -212,7 +216,7 @@ class RanksOutOfStepError(RuntimeError):
 
 def format_tokens(count: int) -> str:
     """Return ``8192`` as ``"8k"`` and other counts as plain integers."""
-    return f"{count // _bench.KIBI}k" if count % _bench.KIBI == 0 else str(count)
+    return f"{count // common.KIBI}k" if count % common.KIBI == 0 else str(count)
 
 
 @dataclass(frozen=True)
@@ -490,7 +494,7 @@ def agreed_verdict(codes: Sequence[float]) -> float:
 
 
 def _median(samples: Sequence[float]) -> float:
-    return _bench.percentile(sorted(samples), _bench.MEDIAN)
+    return float(np.median(samples))
 
 
 def combine_rank_results(
@@ -511,7 +515,7 @@ def combine_rank_results(
     Returns
     -------
     dict
-        :func:`baracuda._bench.summarize` of the slowest rank's times, with
+        :func:`baracuda._bench_common.summarize` of the slowest rank's times, with
         ``per_rank_median_ms`` and ``warmup``; or the first failed rank's
         ``{"status", "error", "rank"}``.
     """
@@ -520,7 +524,7 @@ def combine_rank_results(
         if part["status"] != STATUS_OK:
             return {"status": part["status"], "error": part.get("error", ""), "rank": rank}
     samples = slowest_rank_samples([parts[rank]["samples_ms"] for rank in ranks])
-    result = _bench.summarize(samples, case_flops)
+    result = common.summarize(samples, case_flops)
     result["per_rank_median_ms"] = [_median(parts[rank]["samples_ms"]) for rank in ranks]
     result["warmup"] = parts[ranks[0]]["warmup"]
     return result
@@ -634,7 +638,7 @@ def join_references(document: dict[str, Any]) -> dict[str, Any]:
 
 def build_ring_document(
     config: RingBenchConfig,
-    gpu: _bench.GpuInfo,
+    gpu: common.GpuInfo,
     *,
     world_size: int,
     software: dict[str, Any],
@@ -651,7 +655,7 @@ def build_ring_document(
         Why PyTorch context parallelism is not timed; None when it is.
     """
     return {
-        **_bench.document_header(SCHEMA, gpu, software, now),
+        **common.document_header(SCHEMA, gpu=gpu, software=software, now=now),
         "world_size": world_size,
         "method": METHOD,
         "timing": {
@@ -671,8 +675,8 @@ def build_ring_document(
                 "own median"
             ),
             "input_rotation": (
-                f"at least {_bench.MIN_INPUT_SETS} random input sets per rank, together over "
-                f"{_bench.L2_SPAN}x the L2 size"
+                f"at least {common.MIN_INPUT_SETS} random input sets per rank, together over "
+                f"{common.L2_SPAN}x the L2 size"
             ),
             "max_seconds": config.max_seconds,
         },
@@ -759,14 +763,7 @@ def format_ring_table(document: Mapping[str, Any]) -> str:
         ]
         row += [_tflops_cell(record["peers"].get(name)) for name in peer_names]
         rows.append(row)
-    table = [headers, *rows]
-    widths = [max(len(line[column]) for line in table) for column in range(len(headers))]
-    lines = [
-        "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
-        for line in table
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return common.render_table(headers, rows)
 
 
 def target_summary(document: Mapping[str, Any]) -> str:
@@ -966,12 +963,12 @@ def _failure(status: str, exc: BaseException | str) -> dict[str, Any]:
 
 
 def _element_bytes(dtype: str) -> int:
-    return _bench._ITEM_BYTES[dtype]
+    return common.ITEM_BYTES[dtype]
 
 
 def _set_count(problem: Problem, l2_cache_bytes: int, *, kv_heads: int, length: int) -> int:
     elements = problem.batch * length * problem.head_dim * (problem.heads + 2 * kv_heads)
-    return _bench.sets_to_exceed_l2(elements * _element_bytes(problem.dtype), l2_cache_bytes)
+    return common.sets_to_exceed_l2(elements * _element_bytes(problem.dtype), l2_cache_bytes)
 
 
 def _random_sets(
@@ -981,10 +978,10 @@ def _random_sets(
     *,
     length: int | None = None,
     kv_heads: int | None = None,
-) -> list[_bench.InputSet]:
+) -> list[common.InputSet]:
     """Return ``count`` sets of random q, k, v (the ``out`` of a set is unused: None)."""
     return [
-        _bench.InputSet(
+        common.InputSet(
             q=arrays.randn(problem.q_shape(length), problem.dtype),
             k=arrays.randn(problem.kv_shape(length, heads=kv_heads), problem.dtype),
             v=arrays.randn(problem.kv_shape(length, heads=kv_heads), problem.dtype),
@@ -1029,7 +1026,7 @@ def _timed_calls(
             minimum=MIN_ADAPTIVE_REPEATS,
             maximum=MAX_ADAPTIVE_REPEATS,
         )
-    samples = _bench.time_fn(fn, set_count, timer=ctx.timer, warmup=warmup, repeats=repeats)
+    samples = common.time_calls(fn, set_count, timer=ctx.timer, warmup=warmup, repeats=repeats)
     return {"status": STATUS_OK, "samples_ms": samples, "warmup": warmup, "probe_s": probe_s}
 
 
@@ -1042,7 +1039,7 @@ def _flash_plan_info(baracuda: Any, problem: Problem) -> dict[str, Any]:
         problem.head_dim,
         element=problem.dtype,
     )
-    return _bench.flash_plan_info(baracuda, descriptor)
+    return common.flash_plan_info(baracuda, descriptor)
 
 
 def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | None:
@@ -1062,7 +1059,7 @@ def _time_flash_step(ctx: RankContext, problem: Problem) -> dict[str, Any]:
     try:
         sets = _random_sets(ctx.arrays, problem, count)
         out = ctx.arrays.empty(problem.q_shape(), problem.dtype)
-    except _bench.HarnessUnsupportedError as exc:
+    except common.HarnessUnsupportedError as exc:
         return _failure(STATUS_SKIPPED, str(exc))
 
     def call(index: int) -> object:
@@ -1145,7 +1142,7 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any]:
     failure = None
     try:
         prepared = _prepare_ring(ctx, item)
-    except _bench.HarnessUnsupportedError as exc:
+    except common.HarnessUnsupportedError as exc:
         failure = _failure(STATUS_SKIPPED, str(exc))
     except baracuda.UnsupportedError as exc:
         failure = _failure(STATUS_UNSUPPORTED, exc)
@@ -1270,7 +1267,7 @@ def find_torch_cp_api(
 
 def _is_cp_refusal(exc: BaseException) -> bool:
     """Tell whether an exception from the first SDPA call means "not supported"."""
-    return _bench._is_torch_unsupported(exc) or isinstance(exc, TypeError)
+    return common.is_torch_unsupported(exc) or isinstance(exc, TypeError)
 
 
 def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict, float]:
@@ -1296,7 +1293,7 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
     # Global inputs on every rank; context_parallel keeps each rank's shard of them.
     failure = None
     buffers: list[Any] = []
-    sets: list[_bench.InputSet] = []
+    sets: list[common.InputSet] = []
     try:
         count = _set_count(problem, ctx.setup.l2_cache_bytes, kv_heads=kv_heads,
                            length=problem.chunk)
@@ -1339,7 +1336,7 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
 
 
 def _cp_time(
-    ctx: RankContext, item: TorchCpCase, sets: list[_bench.InputSet], kv_mode: str
+    ctx: RankContext, item: TorchCpCase, sets: list[common.InputSet], kv_mode: str
 ) -> tuple[dict, float]:
     """The timed part of :func:`_cp_attempt`, inside ``context_parallel``."""
     torch = ctx.torch_cp.torch
@@ -1444,18 +1441,18 @@ def _open_torch_cp(ctx: RankContext) -> None:
 def _open_rank(rank: int, setup: WorkerSetup, sync: RankSync) -> RankContext:
     """Make GPU ``rank`` current, pick the array library, join the ring (and PyTorch's)."""
     os.environ.update(NCCL_ENVIRONMENT)
-    torch = _bench._optional_import("torch")
+    torch = common.optional_import("torch")
     cuda_core = importlib.import_module("cuda.core")
     cuda_core.Device(rank).set_current()
     if torch is not None:
         torch.cuda.set_device(rank)
-        arrays = _bench.TorchArrays(torch)
-        timer = _bench.TorchEventTimer(torch)
+        arrays = common.TorchArrays(torch)
+        timer = common.TorchEventTimer(torch)
     else:
         cupy = importlib.import_module("cupy")
         cupy.cuda.Device(rank).use()
-        arrays = _bench.CupyArrays(cupy)
-        timer = _bench.CudaCoreEventTimer(cuda_core, device=rank)
+        arrays = common.CupyArrays(cupy)
+        timer = common.CudaCoreEventTimer(cuda_core, device=rank)
     import baracuda
 
     ctx = RankContext(rank=rank, setup=setup, sync=sync, baracuda=baracuda, arrays=arrays,
@@ -1786,21 +1783,6 @@ class RingCollector:
 # ---------------------------------------------------------------------------------
 
 
-def _choice_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
-    """Return a parser of comma-separated names from ``choices`` (duplicates dropped)."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(dict.fromkeys(item.strip() for item in text.split(",")))
-        for name in names:
-            if name not in choices:
-                raise argparse.ArgumentTypeError(
-                    f"unknown name {name!r} (expected one of {', '.join(choices)})"
-                )
-        return names
-
-    return parse
-
-
 def parse_seconds(text: str) -> float:
     """Parse a positive number of seconds."""
     try:
@@ -1823,46 +1805,46 @@ def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``python -m baracuda bench ring`` to ``parser``."""
     parser.add_argument(
         "--chunks",
-        type=_bench.parse_size_list,
+        type=common.size_list,
         help="comma-separated tokens per GPU, k suffix allowed (default 1k,2k,4k,8k,16k,32k)",
     )
     parser.add_argument(
         "--dtypes",
-        type=_bench.parse_dtype_list,
+        type=common.dtype_list,
         help=(
-            f"comma-separated dtypes from {','.join(_bench.ALL_DTYPES)} "
+            f"comma-separated dtypes from {','.join(common.ALL_DTYPES)} "
             f"(default {','.join(DEFAULT_DTYPES)})"
         ),
     )
     parser.add_argument(
-        "--heads", type=_bench.parse_size, help=f"query heads H (default {DEFAULT_HEADS})"
+        "--heads", type=common.size, help=f"query heads H (default {DEFAULT_HEADS})"
     )
     parser.add_argument(
         "--heads-k",
-        type=_bench.parse_size,
+        type=common.size,
         help=f"K/V heads Hk, a divisor of H (default {DEFAULT_HEADS_K})",
     )
     parser.add_argument(
-        "--head-dim", type=_bench.parse_size, help=f"head dim D (default {DEFAULT_HEAD_DIM})"
+        "--head-dim", type=common.size, help=f"head dim D (default {DEFAULT_HEAD_DIM})"
     )
     parser.add_argument(
         "--world-size",
-        type=_bench.parse_size,
+        type=common.size,
         help="ranks, one GPU each (default: every visible GPU)",
     )
     parser.add_argument(
         "--cases",
-        type=_choice_list(tuple(CASE_KINDS)),
+        type=common.choice_list(tuple(CASE_KINDS)),
         help=f"comma-separated cases from {','.join(CASE_KINDS)} (default all)",
     )
     parser.add_argument(
         "--schedules",
-        type=_choice_list(SCHEDULES),
+        type=common.choice_list(SCHEDULES),
         help=f"comma-separated schedules from {','.join(SCHEDULES)} (default both)",
     )
     parser.add_argument(
         "--warmup",
-        type=_bench.parse_count,
+        type=common.count,
         help=(
             "untimed calls per measurement after the cold and probe calls (default: about "
             f"{WARMUP_TARGET_S:g} s worth, {MIN_ADAPTIVE_WARMUP} to {MAX_ADAPTIVE_WARMUP})"
@@ -1870,7 +1852,7 @@ def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--repeats",
-        type=_bench.parse_size,
+        type=common.size,
         help=(
             f"timed calls per measurement (default: about {REPEATS_TARGET_S:g} s worth, "
             f"{MIN_ADAPTIVE_REPEATS} to {MAX_ADAPTIVE_REPEATS})"
@@ -1963,7 +1945,7 @@ def _free_port() -> int:
 
 
 def _software(baracuda: Any, torch: Any, cupy: Any, world_size: int) -> dict[str, Any]:
-    software = _bench.software_versions(baracuda=baracuda, torch=torch, cupy=cupy)
+    software = common.software_versions(baracuda=baracuda, torch=torch, cupy=cupy)
     software["nccl"] = baracuda.nccl.version() if world_size > 1 else None
     software["nccl_library"] = baracuda.nccl.library_path() or None
     software["torch_nccl"] = None
@@ -2024,24 +2006,19 @@ def run_ring(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{prefix}: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    gpu = _bench.probe_gpu()
+    gpu = common.probe_gpu()
     if not gpu.present:
-        print(f"{prefix}: no CUDA GPU is present ({gpu.reason}); nothing to time.",
-              file=sys.stderr)
-        return _bench.NO_GPU_EXIT
+        return common.no_gpu_exit(prefix, gpu)
     try:
         world_size = resolve_world_size(config.world_size, gpu.device_count)
     except ConfigError as exc:
         print(f"{prefix}: {exc}", file=sys.stderr)
         return USAGE_EXIT
 
-    torch = _bench._optional_import("torch")
-    cupy = _bench._optional_import("cupy") if torch is None else None
-    cuda_core = _bench._optional_import("cuda.core") if torch is None else None
-    if torch is None and (cupy is None or cuda_core is None):
-        print(f"{prefix}: needs torch, or cupy and cuda-core, to allocate inputs and time them.",
-              file=sys.stderr)
-        return _bench.MISSING_DEPENDENCY_EXIT
+    libraries = common.import_libraries(prefix)
+    if libraries is None:
+        return common.MISSING_DEPENDENCY_EXIT
+    torch, cupy = libraries.torch, libraries.cupy
     import baracuda
 
     # NCCL reads its environment when it starts, in this process and in the ranks.
@@ -2050,7 +2027,7 @@ def run_ring(args: argparse.Namespace) -> int:
         unique_id = baracuda.nccl.get_unique_id() if world_size > 1 else None
     except baracuda.BaracudaError as exc:
         print(f"{prefix}: the ring needs NCCL: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return _bench.MISSING_DEPENDENCY_EXIT
+        return common.MISSING_DEPENDENCY_EXIT
 
     peers_reason = peers_unavailable_reason(config, torch_present=torch is not None,
                                             world_size=world_size)
@@ -2061,13 +2038,12 @@ def run_ring(args: argparse.Namespace) -> int:
         gpu,
         world_size=world_size,
         software=_software(baracuda, torch, cupy, world_size),
-        timer_method=(_bench.TorchEventTimer.method if torch is not None
-                      else _bench.CudaCoreEventTimer.method),
-        arrays_name=_bench.TorchArrays.name if torch is not None else _bench.CupyArrays.name,
+        timer_method=libraries.events_name,
+        arrays_name=libraries.arrays_name,
         peers_reason=peers_reason,
         now=now,
     )
-    out = config.out or _bench.default_output_path(gpu.name, now.date(), target=TARGET_NAME)
+    out = config.out or common.default_output_path(gpu.name, now.date(), target=TARGET_NAME)
     setup = WorkerSetup(
         world_size=world_size,
         items=tuple(items),
@@ -2083,7 +2059,7 @@ def run_ring(args: argparse.Namespace) -> int:
         print(f"{prefix}: one GPU: the ring runs with world size 1, without NCCL",
               file=sys.stderr)
     collector = RingCollector(items, world_size, document,
-                              write=lambda: _bench.write_json(out, document))
+                              write=lambda: common.write_json(out, document))
     with _terminate_as_interrupt():
         run = run_ranks(world_size, run_rank, setup, on_message=collector,
                         capacity=sync_capacity(items))

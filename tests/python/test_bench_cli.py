@@ -1,331 +1,157 @@
-"""CPU tests of the benchmark command line, ``python -m baracuda bench``.
+"""CPU tests of the benchmark command line, ``python -m baracuda bench [flash]``.
 
-Everything here runs without a GPU: the GPU probe, the CUDA events and the arrays are
-replaced by fakes (numpy arrays and a scripted clock) where a device would be needed.
+Where a device would be needed, the GPU probe, the CUDA events and the arrays are the fakes
+of ``_bench_fakes``; the recorded H200 results give the JSON schema the run must keep.
 """
 
 from __future__ import annotations
 
-import datetime
+import dataclasses
 import io
+import itertools
 import json
 import os
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from baracuda import _bench
+from _bench_fakes import FAKE_GPU, FIXED_NOW, FakeClock, FakeTimer, NumpyArrays, parse
+from baracuda import _bench_common as common
+from baracuda import _bench_flash as flash
 from baracuda.__main__ import main, with_default_target
 
-FULL_GRID_CASES = 3 * 3 * 6 * 2
 NO_GPU_TEXT = "no CUDA GPU is present"
-
-
-def parse(*argv: str):
-    """Parse ``python -m baracuda <argv>`` without running it."""
-    from baracuda.__main__ import build_parser
-
-    return build_parser().parse_args(with_default_target(argv))
-
-
-# ---------------------------------------------------------------------------------
-# Fakes
-# ---------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A device clock that fake operations advance."""
-
-    def __init__(self) -> None:
-        self.now_ms = 0.0
-
-
-class FakeEvent:
-    def __init__(self) -> None:
-        self.time_ms: float | None = None
-
-
-class FakeTimer:
-    """Records the fake clock at each event; elapsed time is what the calls advanced."""
-
-    method = "fake events"
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.synchronizations = 0
-
-    def new_event(self) -> FakeEvent:
-        return FakeEvent()
-
-    def record(self, event: FakeEvent) -> None:
-        event.time_ms = self.clock.now_ms
-
-    def synchronize(self) -> None:
-        self.synchronizations += 1
-
-    def elapsed_ms(self, start: FakeEvent, end: FakeEvent) -> float:
-        return end.time_ms - start.time_ms
-
-
-class NumpyArrays:
-    """Host stand-in for the device array libraries."""
-
-    name = "numpy"
-
-    def __init__(self) -> None:
-        self._dtypes = {"f16": np.float16, "f32": np.float32, "f64": np.float64}
-        self.rng = np.random.default_rng(0)
-        self.releases = 0
-
-    def randn(self, shape, dtype):
-        return self.rng.standard_normal(shape).astype(self._dtypes[dtype])
-
-    def empty(self, shape, dtype):
-        return np.empty(shape, dtype=self._dtypes[dtype])
-
-    def release(self) -> None:
-        self.releases += 1
+RESULTS = Path(__file__).parents[2] / "benchmarks" / "results"
+RECORDED = json.loads((RESULTS / "nvidia-h200-2026-12-01-flash-hopper-v3.json").read_text())
+SMALL = flash.BenchConfig(dtypes=("f16",), head_dims=(64,), seqlens=(64, 128), tokens=256,
+                          warmup=2, repeats=5)
+CASE = flash.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
 
 
 class FakeUnsupportedError(Exception):
     pass
 
 
-def fake_implementation(name, clock, *, duration_ms=1.0, peer=False, fail=None, seen=None):
-    """An implementation whose calls take ``duration_ms`` on the fake clock.
-
-    ``fail(case, call_number)`` returns an exception to raise, or None.
-    ``seen`` collects ``(case, sets, index)`` of each call.
-    """
+def fake(name, clock, *, ms=1.0, peer=False, fail=None, seen=None):
+    """An implementation whose calls take ``ms`` on the fake clock; ``fail(case, call)`` gives
+    an exception to raise or None, ``seen`` collects ``(case, sets, index)`` of each call."""
 
     def bind(case, sets):
-        calls = []
+        calls = itertools.count()
 
         def call(index):
-            error = fail(case, len(calls)) if fail else None
-            calls.append(index)
+            error = fail(case, next(calls)) if fail else None
             if error is not None:
                 raise error
-            if seen is not None:
-                seen.append((case, sets, index))
-            clock.now_ms += duration_ms
+            (seen if seen is not None else []).append((case, sets, index))
+            clock.now_ms += ms
 
         return call
 
-    return _bench.Implementation(
-        name=name,
-        label=name,
-        bind=bind,
-        is_peer=peer,
-        is_unsupported=lambda exc: isinstance(exc, FakeUnsupportedError),
-    )
+    return flash.Implementation(name=name, label=name, bind=bind, is_peer=peer,
+                                is_unsupported=lambda exc: isinstance(exc, FakeUnsupportedError))
 
 
-SMALL_CONFIG = _bench.BenchConfig(
-    dtypes=("f16",),
-    head_dims=(64,),
-    seqlens=(64, 128),
-    tokens=256,
-    warmup=2,
-    repeats=5,
-)
-FAKE_GPU = _bench.GpuInfo(
-    present=True,
-    name="NVIDIA Test GPU 80GB",
-    compute_capability="9.0",
-    l2_cache_bytes=4 * _bench.MIBI,
-    device_count=1,
-    driver_cuda_version="13.0",
-)
-FIXED_NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+def run_fake(config, implementations, clock, *, arrays=None, plan_info=None, software=None):
+    """Run a grid on the fakes; return the document and the progress text."""
+    document = flash.build_document(config, FAKE_GPU, software=software or {"baracuda": "test"},
+                                    timer_method=FakeTimer.method, arrays_name=NumpyArrays.name,
+                                    implementations=implementations, now=FIXED_NOW)
+    progress = io.StringIO()
+    flash.run_benchmark(config, document, implementations, arrays=arrays or NumpyArrays(),
+                        timer=FakeTimer(clock), l2_cache_bytes=FAKE_GPU.l2_cache_bytes,
+                        plan_info=plan_info, progress=progress)
+    return document, progress.getvalue()
 
 
-def fake_document(config, implementations):
-    return _bench.build_document(
-        config,
-        FAKE_GPU,
-        software={"baracuda": "test"},
-        timer_method=FakeTimer.method,
-        arrays_name=NumpyArrays.name,
-        implementations=implementations,
-        now=FIXED_NOW,
-    )
-
-
-# ---------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------
-
-
-def test_top_level_help_lists_bench(capsys):
+@pytest.mark.parametrize(("argv", "status", "listed"), [
+    (["--help"], 0, "bench"), (["bench", "--help"], 0, "ring"), ([], 2, "COMMAND"),
+])
+def test_help_and_usage(capsys, argv, status, listed):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
-    assert "bench" in capsys.readouterr().out
+        main(argv)
+    assert exit_info.value.code == status
+    assert listed in "".join(capsys.readouterr())
 
 
-def test_bench_help_lists_flash_target(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--help"])
-    assert exit_info.value.code == 0
-    assert "flash" in capsys.readouterr().out
-
-
-def test_missing_command_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([])
-    assert exit_info.value.code == 2
-    assert "COMMAND" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["bench"], ["bench", "flash"]),
-        (["bench", "--quick"], ["bench", "flash", "--quick"]),
-        (["bench", "flash", "--quick"], ["bench", "flash", "--quick"]),
-        (["bench", "--help"], ["bench", "--help"]),
-        (["--help"], ["--help"]),
-    ],
-)
+@pytest.mark.parametrize(("argv", "expected"), [
+    ("bench", "bench flash"), ("bench --quick", "bench flash --quick"),
+    ("bench ring --quick", "bench ring --quick"), ("bench --help", "bench --help"),
+])
 def test_bench_target_defaults_to_flash(argv, expected):
-    assert with_default_target(argv) == expected
+    assert with_default_target(argv.split()) == expected.split()
 
 
-def test_default_grid():
-    args = parse("bench")
-    assert args.target == "flash"
-    config = _bench.resolve_config(args)
-    assert config.dtypes == ("bf16", "f16", "f32")
-    assert config.head_dims == (64, 128, 256)
-    assert config.seqlens == (512, 1024, 2048, 4096, 8192, 16384)
-    assert config.causal == (False, True)
-    assert config.peers
-    cases = _bench.case_grid(config)
-    assert len(cases) == FULL_GRID_CASES
+QUICK = {"dtypes": ("bf16",), "head_dims": (64, 128), "seqlens": (1024, 4096), "warmup": 3}
+EVERY_OPTION = ["--dtypes", "bf16,f64", "--head-dims", "64,256", "--seqlens", "1k,2048",
+                "--causal", "yes", "--tokens", "8k", "--layout", "bhsd", "--warmup", "0",
+                "--repeats", "5", "--out", "x/y.json", "--no-peers"]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], flash.BenchConfig(dtypes=("bf16", "f16", "f32"), head_dims=(64, 128, 256),
+                           seqlens=(512, 1024, 2048, 4096, 8192, 16384), causal=(False, True),
+                           tokens=16384, layout="bshd", warmup=10, repeats=100, peers=True)),
+    (["--quick"], flash.BenchConfig(**QUICK, repeats=20)),
+    (["--quick", "--dtypes", "f16", "--repeats", "7"],
+     flash.BenchConfig(**{**QUICK, "dtypes": ("f16",)}, repeats=7)),
+    (["flash", *EVERY_OPTION],
+     flash.BenchConfig(dtypes=("bf16", "f64"), head_dims=(64, 256), seqlens=(1024, 2048),
+                       causal=(True,), tokens=8192, layout="bhsd", warmup=0, repeats=5,
+                       peers=False, out=Path("x/y.json"))),
+])
+def test_options_quick_preset_and_defaults_resolve(argv, expected):
+    assert flash.resolve_config(parse("bench", *argv)) == expected
+
+
+def test_grid_keeps_tokens_and_model_width():
+    cases = flash.case_grid(flash.BenchConfig())
+    assert len(cases) == 3 * 3 * 6 * 2
     assert {case.batch * case.seqlen for case in cases} == {16 * 1024}
     assert {case.heads * case.head_dim for case in cases} == {2048}
+    assert [(case.dtype, case.head_dim, case.seqlen, case.causal) for case in cases[:3]] == [
+        ("bf16", 64, 512, False), ("bf16", 64, 512, True), ("bf16", 64, 1024, False)]
+    config = flash.resolve_config(parse("bench", *EVERY_OPTION))
+    assert [(case.batch, case.seqlen) for case in flash.case_grid(config)[:2]] == [(8, 1024),
+                                                                                  (4, 2048)]
 
 
-def test_quick_preset_and_explicit_override():
-    quick = _bench.resolve_config(parse("bench", "--quick"))
-    assert quick.dtypes == ("bf16",)
-    assert quick.head_dims == (64, 128)
-    assert quick.seqlens == (1024, 4096)
-    assert (quick.warmup, quick.repeats) == (3, 20)
-    assert len(_bench.case_grid(quick)) == 8
-
-    overridden = _bench.resolve_config(
-        parse("bench", "--quick", "--dtypes", "f16", "--repeats", "7")
-    )
-    assert overridden.dtypes == ("f16",)
-    assert overridden.repeats == 7
-    assert overridden.head_dims == (64, 128)
+UNKNOWN_F8 = "unknown dtype 'f8' (expected one of bf16, f16, f32, f64)"
 
 
-def test_every_option_parses():
-    args = parse(
-        "bench",
-        "flash",
-        "--dtypes",
-        "bf16,f64",
-        "--head-dims",
-        "64,256",
-        "--seqlens",
-        "1k,2048",
-        "--causal",
-        "yes",
-        "--tokens",
-        "8k",
-        "--layout",
-        "bhsd",
-        "--warmup",
-        "0",
-        "--repeats",
-        "5",
-        "--out",
-        "x/y.json",
-        "--no-peers",
-    )
-    config = _bench.resolve_config(args)
-    assert config.dtypes == ("bf16", "f64")
-    assert config.head_dims == (64, 256)
-    assert config.seqlens == (1024, 2048)
-    assert config.causal == (True,)
-    assert config.tokens == 8192
-    assert config.layout == "bhsd"
-    assert (config.warmup, config.repeats) == (0, 5)
-    assert config.out == Path("x/y.json")
-    assert not config.peers
-    assert [(case.batch, case.seqlen) for case in _bench.case_grid(config)[:2]] == [
-        (8, 1024),
-        (4, 2048),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [
-        ("--dtypes", "f8"),
-        ("--dtypes", "bf16,fp16"),
-        ("--seqlens", "0"),
-        ("--seqlens", "1x"),
-        ("--head-dims", ""),
-        ("--causal", "maybe"),
-        ("--warmup", "-1"),
-        ("--repeats", "0"),
-        ("--layout", "sbhd"),
-    ],
-)
-def test_invalid_option_is_a_usage_error(capsys, option, value):
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--dtypes", "bf16,f8", UNKNOWN_F8), ("--dtypes", "fp16", "fp16"), ("--seqlens", "0", "0"),
+    ("--seqlens", "1x", "1x"), ("--head-dims", "", "''"), ("--causal", "maybe", "maybe"),
+    ("--warmup", "-1", "-1"), ("--repeats", "0", "0"), ("--layout", "sbhd", "sbhd"),
+])
+def test_invalid_option_is_a_usage_error(capsys, option, value, message):
     with pytest.raises(SystemExit) as exit_info:
         parse("bench", option, value)
-    assert exit_info.value.code == 2
-    assert option in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (exit_info.value.code, option in err, message in err) == (2, True, True)
 
 
-def test_unknown_dtype_message_names_it(capsys):
-    with pytest.raises(SystemExit):
-        parse("bench", "--dtypes", "bf16,f8")
-    assert "unknown dtype 'f8' (expected one of bf16, f16, f32, f64)" in capsys.readouterr().err
-
-
-# ---------------------------------------------------------------------------------
-# No GPU
-# ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("argv,program", [
-    (["bench"], "baracuda bench"),
-    (["bench", "ring", "--quick"], "baracuda bench ring"),
+@pytest.mark.parametrize(("argv", "program"), [
+    (["bench"], "baracuda bench"), (["bench", "ring", "--quick"], "baracuda bench ring"),
 ])
 def test_no_gpu_prints_one_line_and_exits_zero(monkeypatch, capsys, tmp_path, argv, program):
-    monkeypatch.setattr(
-        _bench, "probe_gpu", lambda: _bench.GpuInfo(present=False, reason="probe says so")
-    )
+    monkeypatch.setattr(common, "probe_gpu", lambda: common.GpuInfo(False, reason="probe says"))
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 0
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.splitlines() == [
-        f"{program}: {NO_GPU_TEXT} (probe says so); nothing to time."
-    ]
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"{program}: {NO_GPU_TEXT} (probe says); nothing to time.\n")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("target", [["--quick"], ["ring"]], ids=["flash", "ring"])
 def test_no_visible_device_end_to_end(tmp_path, target):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(
-        [sys.executable, "-m", "baracuda", "bench", *target],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-m", "baracuda", "bench", *target], cwd=tmp_path, capture_output=True,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""), text=True, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
     assert "Traceback" not in completed.stderr
@@ -333,367 +159,214 @@ def test_no_visible_device_end_to_end(tmp_path, target):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_probe_without_driver_library(monkeypatch):
-    monkeypatch.setattr(_bench, "_load_driver", lambda: None)
-    info = _bench.probe_gpu()
-    assert not info.present
-    assert "libcuda" in info.reason
+def test_probe_and_driver_version_come_from_the_driver_and_cuda_core(monkeypatch):
+    from baracuda import _cuda
 
+    monkeypatch.setattr(_cuda, "_device_absence", lambda: "cuInit returned NO_DEVICE")
+    assert common.probe_gpu() == common.GpuInfo(False, reason="cuInit returned NO_DEVICE")
 
-def test_probe_reports_failed_driver_initialisation(monkeypatch):
-    no_device = 100
-    driver = types.SimpleNamespace(
-        cuInit=lambda flags: no_device, cuGetErrorString=lambda status, text: 1
+    device = types.SimpleNamespace(
+        name="NVIDIA H200", compute_capability=types.SimpleNamespace(major=9, minor=0),
+        properties=types.SimpleNamespace(l2_cache_size=60 * common.MIBI),
     )
-    monkeypatch.setattr(_bench, "_load_driver", lambda: driver)
-    info = _bench.probe_gpu()
-    assert not info.present
-    assert info.reason == "cuInit failed: CUresult 100"
-
-
-# ---------------------------------------------------------------------------------
-# Arithmetic
-# ---------------------------------------------------------------------------------
-
-
-def test_flops_formula():
-    case = _bench.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=False)
-    assert _bench.flops(case) == 4 * 4 * 16 * 4096 * 4096 * 128 == 2**39
-    causal = _bench.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=True)
-    assert _bench.flops(causal) == 2**38
-
-
-def test_summarize_statistics():
-    case = _bench.Case(dtype="f16", head_dim=64, heads=32, batch=1, seqlen=1024, causal=False)
-    record = _bench.summarize([5.0, 1.0, 4.0, 2.0, 3.0], _bench.flops(case))
-    assert record["status"] == "ok"
-    assert record["median_ms"] == 3.0
-    assert record["p10_ms"] == pytest.approx(1.4)
-    assert record["p90_ms"] == pytest.approx(4.6)
-    assert record["min_ms"] == 1.0
-    assert record["runs"] == 5
-    assert record["tflops"] == pytest.approx(_bench.flops(case) / 3.0e-3 / 1e12)
-
-
-@pytest.mark.parametrize(
-    ("seqlen", "batch", "l2_bytes", "expected"),
-    [
-        (512, 1, 50 * _bench.MIBI, 13),
-        (512, 1, 0, 17),
-        (16384, 1, 50 * _bench.MIBI, 3),
-        (16, 1, 50 * _bench.MIBI, 64),
-    ],
-)
-def test_input_set_count_exceeds_l2(seqlen, batch, l2_bytes, expected):
-    case = _bench.Case(
-        dtype="bf16", head_dim=64, heads=32, batch=batch, seqlen=seqlen, causal=False
+    fake_device = type("Device", (), {"__new__": lambda cls, ordinal: device,
+                                      "get_all_devices": staticmethod(lambda: (device,) * 2)})
+    system = types.SimpleNamespace(get_user_mode_driver_version=lambda: (13, 0),
+                                   get_kernel_mode_driver_version=lambda: (580, 159, 4))
+    monkeypatch.setattr(_cuda, "_device_absence", lambda: None)
+    monkeypatch.setitem(sys.modules, "cuda.core", types.SimpleNamespace(Device=fake_device,
+                                                                        system=system))
+    assert common.probe_gpu() == common.GpuInfo(
+        present=True, name="NVIDIA H200", compute_capability="9.0",
+        l2_cache_bytes=60 * common.MIBI, device_count=2, driver_cuda_version="13.0",
     )
-    count = _bench.input_set_count(case, l2_bytes)
+    assert common.software_versions(baracuda=None)["nvidia_driver"] == "580.159.04"
+
+
+def test_flops_and_statistics():
+    case = flash.Case(dtype="bf16", head_dim=128, heads=16, batch=4, seqlen=4096, causal=False)
+    assert flash.flops(case) == 4 * 4 * 16 * 4096 * 4096 * 128 == 2**39
+    assert flash.flops(flash.Case(**{**case.__dict__, "causal": True})) == 2**38
+    assert common.summarize([5.0, 1.0, 4.0, 2.0, 3.0], 2**39) == pytest.approx({
+        "status": "ok", "median_ms": 3.0, "p10_ms": 1.4, "p90_ms": 4.6, "min_ms": 1.0,
+        "runs": 5, "tflops": 2**39 / 3.0e-3 / 1e12,
+    })
+
+
+@pytest.mark.parametrize(("seqlen", "l2_bytes", "expected"), [
+    (512, 50 * common.MIBI, 13), (512, 0, 17), (16384, 50 * common.MIBI, 3),
+    (16, 50 * common.MIBI, 64),
+])
+def test_input_sets_exceed_twice_the_l2(seqlen, l2_bytes, expected):
+    case = flash.Case(dtype="bf16", head_dim=64, heads=32, batch=1, seqlen=seqlen, causal=False)
+    count = flash.input_set_count(case, l2_bytes)
     assert count == expected
-    effective_l2 = l2_bytes or _bench.FALLBACK_L2_BYTES
-    assert count == _bench.MAX_INPUT_SETS or count * _bench.input_set_bytes(case) > 2 * effective_l2
-
-
-def test_gpu_slug_and_default_path():
-    assert _bench.gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    assert _bench.gpu_slug("NVIDIA H200 (NVL)") == "nvidia-h200-nvl"
-    path = _bench.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2))
-    assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-flash.json")
-
-
-# ---------------------------------------------------------------------------------
-# Timing and failure handling
-# ---------------------------------------------------------------------------------
+    set_bytes = 4 * 32 * seqlen * 64 * 2
+    assert count == common.MAX_INPUT_SETS or count * set_bytes > 2 * (l2_bytes or 64 * common.MIBI)
 
 
 @pytest.mark.parametrize(("warmup", "warmup_indices"), [(5, [0, 1, 2, 0, 1]), (1, [0, 1, 2])])
-def test_time_fn_rotates_sets_and_times_each_call(warmup, warmup_indices):
-    clock = FakeClock()
-    timer = FakeTimer(clock)
-    calls = []
+def test_time_calls_rotates_sets_and_times_each_call(warmup, warmup_indices):
+    clock, calls = FakeClock(), []
 
     def fn(index):
         calls.append(index)
         clock.now_ms += 1.0 + index
 
-    samples = _bench.time_fn(fn, 3, timer=timer, warmup=warmup, repeats=4)
+    timer = FakeTimer(clock)
+    samples = common.time_calls(fn, 3, timer=timer, warmup=warmup, repeats=4)
     assert calls == [*warmup_indices, 0, 1, 2, 0]
-    assert samples == [1.0, 2.0, 3.0, 1.0]
-    assert timer.synchronizations == 2
+    assert (samples, timer.synchronizations) == ([1.0, 2.0, 3.0, 1.0], 2)
 
 
-def test_measure_classifies_first_call_failures():
+@pytest.mark.parametrize(("fail", "expected"), [
+    (lambda case, call: FakeUnsupportedError("D") if call == 0 else None,
+     {"status": "unsupported", "error": "FakeUnsupportedError: D"}),
+    (lambda case, call: ValueError("bad") if call == 0 else None,
+     {"status": "error", "error": "ValueError: bad"}),
+    (lambda case, call: FakeUnsupportedError("late") if call == 2 else None,
+     {"status": "error", "error": "FakeUnsupportedError: late"}),
+])
+def test_measure_classifies_failures(fail, expected):
     clock = FakeClock()
     timer = FakeTimer(clock)
-    case = _bench.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
-    sets = [None] * 3
-
-    def measure(fail):
-        item = fake_implementation("x", clock, fail=fail)
-        return _bench.measure(item, case, sets, timer=timer, warmup=1, repeats=2)
-
-    unsupported = measure(
-        lambda case, call: FakeUnsupportedError("head dim") if call == 0 else None
-    )
-    assert unsupported == {"status": "unsupported", "error": "FakeUnsupportedError: head dim"}
-
-    failed = measure(lambda case, call: ValueError("bad") if call == 0 else None)
-    assert failed == {"status": "error", "error": "ValueError: bad"}
-
-    failed_while_timing = measure(
-        lambda case, call: FakeUnsupportedError("late") if call == 2 else None
-    )
-    assert failed_while_timing["status"] == "error"
-
-    ok = measure(None)
-    assert ok["status"] == "ok"
-    assert ok["median_ms"] == 1.0
+    assert flash.measure(fake("x", clock, fail=fail), CASE, [None] * 3, timer=timer, warmup=1,
+                         repeats=2) == expected
 
 
-def test_measure_keeps_warnings_of_a_failure():
-    import warnings
-
-    timer = FakeTimer(FakeClock())
-    case = _bench.Case(dtype="f16", head_dim=64, heads=2, batch=1, seqlen=8, causal=False)
-
-    def bind(case, sets):
-        def call(index):
+def test_measure_keeps_the_warnings_of_a_torch_refusal():
+    def refuse(case, call):
+        for _ in range(2):
             warnings.warn("flash needs f16 or bf16", stacklevel=1)
-            warnings.warn("flash needs f16 or bf16", stacklevel=1)
-            raise RuntimeError("No available kernel. Aborting execution.")
+        return RuntimeError("No available kernel. Aborting execution.")
 
-        return call
-
-    item = _bench.Implementation(
-        name="peer",
-        label="peer",
-        bind=bind,
-        is_peer=True,
-        is_unsupported=_bench._is_torch_unsupported,
-    )
-    record = _bench.measure(item, case, [None], timer=timer, warmup=1, repeats=1)
-    assert record == {
-        "status": "unsupported",
-        "error": "RuntimeError: No available kernel. Aborting execution.",
+    clock = FakeClock()
+    peer = dataclasses.replace(fake("peer", clock, peer=True, fail=refuse),
+                               is_unsupported=common.is_torch_unsupported)
+    assert flash.measure(peer, CASE, [None], timer=FakeTimer(clock), warmup=1, repeats=1) == {
+        "status": "unsupported", "error": "RuntimeError: No available kernel. Aborting execution.",
         "warnings": ["flash needs f16 or bf16"],
     }
-
-
-def test_torch_unsupported_classification():
-    class OutOfMemoryError(RuntimeError):
-        pass
-
-    assert _bench._is_torch_unsupported(RuntimeError("No available kernel. Aborting execution."))
-    assert _bench._is_torch_unsupported(NotImplementedError("head dim 256"))
-    assert not _bench._is_torch_unsupported(RuntimeError("CUDA error: an illegal memory access"))
-    assert not _bench._is_torch_unsupported(OutOfMemoryError("CUDA out of memory"))
-    assert not _bench._is_torch_unsupported(ValueError("bad"))
-
-
-# ---------------------------------------------------------------------------------
-# Whole run with fakes: inputs, records, table and JSON
-# ---------------------------------------------------------------------------------
-
-
-def run_fake_grid(config, implementations, clock, arrays=None, plan_info=None):
-    document = fake_document(config, implementations)
-    progress = io.StringIO()
-    _bench.run_benchmark(
-        config,
-        document,
-        implementations,
-        arrays=arrays or NumpyArrays(),
-        timer=FakeTimer(clock),
-        l2_cache_bytes=FAKE_GPU.l2_cache_bytes,
-        plan_info=plan_info,
-        progress=progress,
-    )
-    return document, progress.getvalue()
+    assert not common.is_torch_unsupported(RuntimeError("CUDA error: an illegal memory access"))
+    assert not common.is_torch_unsupported(type("OutOfMemoryError", (RuntimeError,), {})("OOM"))
 
 
 def test_inputs_are_random_distinct_views_in_bshd_layout():
-    clock = FakeClock()
-    seen = []
-    config = _bench.BenchConfig(
-        dtypes=("f32",),
-        head_dims=(64,),
-        seqlens=(128,),
-        causal=(False,),
-        tokens=256,
-        warmup=0,
-        repeats=1,
-    )
-    run_fake_grid(config, [fake_implementation("baracuda", clock, seen=seen)], clock)
+    clock, seen = FakeClock(), []
+    config = flash.BenchConfig(dtypes=("f32",), head_dims=(64,), seqlens=(128,), causal=(False,),
+                               tokens=256, warmup=0, repeats=1)
+    run_fake(config, [fake("baracuda", clock, seen=seen)], clock)
     case, sets, _ = seen[0]
-    shape = (case.batch, case.heads, case.seqlen, case.head_dim)
-    assert len(sets) == _bench.input_set_count(case, FAKE_GPU.l2_cache_bytes)
+    assert len(sets) == flash.input_set_count(case, FAKE_GPU.l2_cache_bytes)
     assert sorted({index for _, _, index in seen}) == list(range(len(sets)))
-    first = sets[0]
-    for tensor in (first.q, first.k, first.v, first.out):
-        assert tensor.shape == shape
-        assert tensor.strides[-1] == tensor.itemsize
-        assert tensor.strides[1] == case.head_dim * tensor.itemsize
-    assert np.count_nonzero(first.q) == first.q.size
-    assert not np.array_equal(first.q, first.k)
-    assert not np.array_equal(first.q, sets[1].q)
+    for tensor in (sets[0].q, sets[0].k, sets[0].v, sets[0].out):
+        assert tensor.shape == (case.batch, case.heads, case.seqlen, case.head_dim)
+        assert tensor.strides[1] == case.head_dim * tensor.itemsize  # [B, S, H, D] storage
+    assert np.count_nonzero(sets[0].q) == sets[0].q.size
+    assert not np.array_equal(sets[0].q, sets[0].k) and not np.array_equal(sets[0].q, sets[1].q)
 
 
-def test_full_run_records_table_and_json(tmp_path):
+def test_run_writes_the_recorded_schema_and_table(tmp_path):
     clock = FakeClock()
-    implementations = [
-        fake_implementation("baracuda", clock, duration_ms=2.0),
-        fake_implementation("peer_a", clock, duration_ms=3.0, peer=True),
-        fake_implementation(
-            "peer_b",
-            clock,
-            duration_ms=1.0,
-            peer=True,
-            fail=lambda case, call: FakeUnsupportedError("causal") if case.causal else None,
-        ),
-    ]
-    document, progress = run_fake_grid(
-        SMALL_CONFIG,
-        implementations,
-        clock,
-        plan_info=lambda case: {"backend": "portable", "sku": "fake"},
-    )
+    refuse = lambda case, call: FakeUnsupportedError() if case.causal else None  # noqa: E731
+    implementations = [fake("baracuda", clock, ms=2.0), fake("flash", clock, ms=3.0, peer=True),
+                       fake("cudnn", clock, ms=1.0, peer=True, fail=refuse)]
+    software = common.software_versions(baracuda=types.SimpleNamespace(__version__="0.1.0"))
+    plan = {"backend": "hopper", "sku": "fake"}
+    document, progress = run_fake(SMALL, implementations, clock, plan_info=lambda case: plan,
+                                  software=software)
+    loaded = json.loads(common.write_json(tmp_path / "new" / "r.json", document).read_text())
 
-    path = _bench.write_json(tmp_path / "new-dir" / "result.json", document)
-    loaded = json.loads(path.read_text())
+    assert (loaded["schema"], set(loaded)) == (RECORDED["schema"], set(RECORDED))
+    for key in ("gpu", "software", "timing", "grid"):
+        assert set(loaded[key]) == set(RECORDED[key]), key
+    assert set(loaded["implementations"][0]) == set(RECORDED["implementations"][0])
+    full, causal = loaded["cases"][:2]
+    assert set(full) == set(RECORDED["cases"][0])
+    assert set(full["results"]["baracuda"]) == set(RECORDED["cases"][0]["results"]["baracuda"])
+    assert (loaded["date"], loaded["timing"]["warmup"], len(loaded["cases"])) == ("2025-01-02", 2,
+                                                                                  4)
+    assert (full["batch"], full["heads"], full["baracuda_plan"]) == (4, 32, plan)
+    assert full["results"]["baracuda"]["tflops"] == pytest.approx(full["flops"] / 2e-3 / 1e12)
+    assert (full["best_peer"], full["speedup_vs_best_peer"]) == ("cudnn", 0.5)
+    assert causal["results"]["cudnn"]["status"] == "unsupported"
+    assert (causal["best_peer"], causal["speedup_vs_best_peer"]) == ("flash", 1.5)
+    assert "[4/4] f16 D=64 H=32 B=2 S=128 causal: baracuda 2.000 ms" in progress
 
-    assert loaded["schema"] == _bench.SCHEMA
-    assert loaded["complete"] is True
-    assert loaded["date"] == "2025-01-02"
-    assert loaded["gpu"]["name"] == FAKE_GPU.name
-    assert loaded["gpu"]["l2_cache_bytes"] == FAKE_GPU.l2_cache_bytes
-    assert loaded["timing"]["warmup"] == 2 and loaded["timing"]["repeats"] == 5
-    assert loaded["grid"]["seqlens"] == [64, 128]
-    assert loaded["grid"]["causal"] == [False, True]
-    assert [item["name"] for item in loaded["implementations"]] == ["baracuda", "peer_a", "peer_b"]
-    assert [(case["seqlen"], case["causal"]) for case in loaded["cases"]] == [
-        (64, False),
-        (64, True),
-        (128, False),
-        (128, True),
-    ]
-
-    for case in loaded["cases"]:
-        assert case["batch"] * case["seqlen"] == SMALL_CONFIG.tokens
-        assert case["heads"] * case["head_dim"] == _bench.MODEL_WIDTH
-        assert case["baracuda_plan"] == {"backend": "portable", "sku": "fake"}
-        ours = case["results"]["baracuda"]
-        assert ours["status"] == "ok"
-        assert ours["median_ms"] == 2.0
-        assert ours["runs"] == 5
-        assert ours["tflops"] == pytest.approx(case["flops"] / 2.0e-3 / 1e12)
-        if case["causal"]:
-            assert case["results"]["peer_b"]["status"] == "unsupported"
-            assert case["best_peer"] == "peer_a"
-            assert case["speedup_vs_best_peer"] == pytest.approx(1.5)
-        else:
-            assert case["best_peer"] == "peer_b"
-            assert case["speedup_vs_best_peer"] == pytest.approx(0.5)
-
-    assert "[4/4] f16 D=64 H=32 B=2 S=128 causal" in progress
-
-    table = _bench.format_table(loaded).splitlines()
-    assert table[0].split() == [
-        "dtype",
-        "D",
-        "H",
-        "B",
-        "S",
-        "causal",
-        "baracuda",
-        "ms",
-        "TFLOP/s",
-        "peer_a",
-        "ms",
-        "TFLOP/s",
-        "peer_b",
-        "ms",
-        "TFLOP/s",
-        "speedup",
-    ]
-    assert len(table) == 2 + len(loaded["cases"])
-    assert table[3].split()[-1] == "1.50x"
-    assert "unsupported" in table[3]
-    assert table[2].split()[-1] == "0.50x"
+    table = flash.format_table(loaded).splitlines()
+    columns = " ".join(f"{name} ms TFLOP/s" for name in ("baracuda", "flash", "cudnn"))
+    assert table[0].split() == f"dtype D H B S causal {columns} speedup".split()
+    assert set(table[1]) == {"-", " "} and len(table) == 2 + len(loaded["cases"])
+    assert table[2].split() == ["f16", "64", "32", "4", "64", "no", "2.000", "0.1", "3.000",
+                                "0.0", "1.000", "0.1", "0.50x"]
+    assert "unsupported" in table[3] and table[3].endswith("1.50x")
+    assert len({len(line) for line in table}) == 1  # right-aligned columns
 
 
-def test_table_without_peers_has_no_speedup():
+def test_recorded_results_render_as_a_table():
+    table = flash.format_table(RECORDED).splitlines()
+    assert "torch cudnn ms" in table[0] and len(table) == 2 + len(RECORDED["cases"])
+    assert table[2].split()[-1] == f"{RECORDED['cases'][0]['speedup_vs_best_peer']:.2f}x"
+
+
+def test_command_on_a_fake_gpu_prints_the_table_and_writes_json(monkeypatch, capsys, tmp_path):
     clock = FakeClock()
-    document, _ = run_fake_grid(SMALL_CONFIG, [fake_implementation("baracuda", clock)], clock)
-    header = _bench.format_table(document).splitlines()[0]
-    assert "speedup" not in header
-    assert all(case["speedup_vs_best_peer"] is None for case in document["cases"])
+    libraries = types.SimpleNamespace(torch=None, cupy=None, events_name=FakeTimer.method,
+                                      arrays_name=NumpyArrays.name,
+                                      arrays_and_timer=lambda: (NumpyArrays(), FakeTimer(clock)))
+    monkeypatch.setattr(common, "probe_gpu", lambda: FAKE_GPU)
+    monkeypatch.setattr(common, "import_libraries", lambda program: libraries)
+    monkeypatch.setattr(flash, "baracuda_implementation", lambda baracuda: fake("baracuda", clock))
+    monkeypatch.setattr(flash, "baracuda_plan_info", lambda baracuda, case: {"sku": "fake"})
+    out = tmp_path / "flash.json"
+    assert main(["bench", "--dtypes", "f32", "--head-dims", "64", "--seqlens", "64,128",
+                 "--tokens", "256", "--repeats", "3", "--out", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    document = json.loads(out.read_text())
+    assert stdout.splitlines() == [*flash.format_table(document).splitlines(),
+                                   f"results written to {out}"]
+    assert "speedup" not in stdout and len(document["cases"]) == 4 and document["complete"]
+    assert stderr.startswith(f"baracuda bench: 4 cases on {FAKE_GPU.name}\n[1/4] f32 D=64")
 
 
-def test_dtype_without_array_support_is_skipped():
-    fake_cupy = types.SimpleNamespace(
-        float16=np.float16,
-        float32=np.float32,
-        float64=np.float64,
-        random=types.SimpleNamespace(seed=lambda seed: None),
-    )
+def test_dtype_without_array_support_is_skipped_and_reported():
+    fake_cupy = types.SimpleNamespace(float16=np.float16, float32=np.float32, float64=np.float64,
+                                      random=types.SimpleNamespace(seed=lambda seed: None))
     clock = FakeClock()
-    config = _bench.BenchConfig(
-        dtypes=("bf16",), head_dims=(64,), seqlens=(128,), causal=(False,), tokens=128
-    )
-    document, _ = run_fake_grid(
-        config, [fake_implementation("baracuda", clock)], clock, arrays=_bench.CupyArrays(fake_cupy)
-    )
-    (case,) = document["cases"]
-    assert case["results"]["baracuda"] == {
-        "status": "skipped",
-        "error": "bf16 inputs need torch (CuPy has no bf16 dtype)",
-    }
+    config = flash.BenchConfig(dtypes=("bf16",), head_dims=(64,), seqlens=(128,),
+                               causal=(False,), tokens=128)
+    document, _ = run_fake(config, [fake("baracuda", clock)], clock,
+                           arrays=common.CupyArrays(fake_cupy))
+    reason = "bf16 inputs need torch (CuPy has no bf16 dtype)"
+    assert document["cases"][0]["results"]["baracuda"] == {"status": "skipped", "error": reason}
+    printed = io.StringIO()
+    flash.print_table(document, printed)
+    assert printed.getvalue().splitlines()[-1] == (
+        f"baracuda skipped on bf16 D=64 H=32 B=1 S=128 full: {reason}")
 
 
 def test_interrupt_keeps_measured_cases():
     clock = FakeClock()
-
-    def interrupt_second_case(case, call):
-        return KeyboardInterrupt() if case.seqlen == 128 else None
-
-    implementations = [fake_implementation("baracuda", clock, fail=interrupt_second_case)]
-    document, progress = run_fake_grid(SMALL_CONFIG, implementations, clock)
+    stop = lambda case, call: KeyboardInterrupt() if case.seqlen == 128 else None  # noqa: E731
+    document, progress = run_fake(SMALL, [fake("baracuda", clock, fail=stop)], clock)
     assert document["complete"] is False
     assert [case["seqlen"] for case in document["cases"]] == [64, 64]
     assert "interrupted after 2 of 4 cases" in progress
 
 
-# ---------------------------------------------------------------------------------
-# On a GPU: one small case through the real command
-# ---------------------------------------------------------------------------------
-
-
 @pytest.mark.gpu
 def test_bench_smoke_on_gpu(tmp_path, capsys):
     out = tmp_path / "results" / "smoke.json"
-    argv = ["bench", "--dtypes", "f16", "--head-dims", "64", "--seqlens", "512"]
-    argv += ["--causal", "yes", "--tokens", "1k", "--warmup", "2", "--repeats", "5"]
-    assert main([*argv, "--out", str(out)]) == 0
+    argv = ["bench", "--dtypes", "f16", "--head-dims", "64", "--seqlens", "512", "--causal", "yes"]
+    argv += ["--tokens", "1k", "--warmup", "2", "--repeats", "5", "--out", str(out)]
+    assert main(argv) == 0
     assert f"results written to {out}" in capsys.readouterr().out
-
     document = json.loads(out.read_text())
-    assert document["complete"] is True
-    assert document["gpu"]["name"]
     (case,) = document["cases"]
-    assert (case["batch"], case["heads"], case["causal"]) == (2, 32, True)
+    assert (document["complete"], case["batch"], case["heads"], case["causal"]) == (True, 2, 32,
+                                                                                     True)
     ours = case["results"]["baracuda"]
     assert ours["status"] == "ok", ours
     assert 0 < ours["min_ms"] <= ours["median_ms"] <= ours["p90_ms"]
     assert case["results"]["torch_flash"]["status"] == "ok"
     assert case["results"]["torch_cudnn"]["status"] in ("ok", "unsupported")
-
-
-@pytest.mark.parametrize("text,version", [
-    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build  "
-     "(dvs-builder@U22-I3-AF03-09-1)  Tue Sep 23 09:33:45 UTC 2025\n", "580.95.05"),
-    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC "
-     "2024\n", "535.183.01"),
-    ("no version here\n", None),
-])
-def test_driver_version_of_proc_text(text, version):
-    assert _bench.driver_version_of(text) == version

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from baracuda import _bench, _bench_ring
+from baracuda import _bench_common, _bench_ring
 from baracuda.__main__ import main
-from test_bench_cli import (
+from _bench_fakes import (
     FAKE_GPU,
     FIXED_NOW,
     FakeClock,
@@ -187,7 +187,7 @@ def test_options_that_do_not_go_together(monkeypatch, capsys):
     )
 
     probed = []
-    monkeypatch.setattr(_bench, "probe_gpu", lambda: probed.append(True) or FAKE_GPU)
+    monkeypatch.setattr(_bench_common, "probe_gpu", lambda: probed.append(True) or FAKE_GPU)
     assert main(["bench", "ring", "--heads-k", "5"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "baracuda bench ring: --heads-k must divide --heads (got H=32, Hk=5)"
@@ -205,7 +205,7 @@ def test_world_size(requested, devices, expected):
 def test_world_size_beyond_the_visible_gpus(monkeypatch, capsys, tmp_path):
     with pytest.raises(_bench_ring.ConfigError, match="needs 3 GPUs \\(got 2 visible\\)"):
         _bench_ring.resolve_world_size(3, 2)
-    monkeypatch.setattr(_bench, "probe_gpu", lambda: FAKE_GPU)
+    monkeypatch.setattr(_bench_common, "probe_gpu", lambda: FAKE_GPU)
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "ring", "--world-size", "2"]) == 2
     assert capsys.readouterr().err.splitlines() == [
@@ -237,9 +237,9 @@ FAKE_TORCH = types.SimpleNamespace(
 
 def fake_command(monkeypatch, *, fail_after=None):
     """Run ``bench ring`` on a fake GPU; the ranks answer every item (or fail after some)."""
-    monkeypatch.setattr(_bench, "probe_gpu", lambda: FAKE_GPU)
-    real_import = _bench._optional_import
-    monkeypatch.setattr(_bench, "_optional_import",
+    monkeypatch.setattr(_bench_common, "probe_gpu", lambda: FAKE_GPU)
+    real_import = _bench_common.optional_import
+    monkeypatch.setattr(_bench_common, "optional_import",
                         lambda name: FAKE_TORCH if name == "torch" else real_import(name))
     seen = {}
 
@@ -488,7 +488,7 @@ def fabricated_run(tmp_path, *, peers=True):
 
     def write():
         writes.append(len(document["records"]))
-        return _bench.write_json(path, document)
+        return _bench_common.write_json(path, document)
 
     collector = _bench_ring.RingCollector(items, world_size, document, write=write,
                                           progress=progress)
@@ -654,8 +654,8 @@ def test_stop_reason():
 
 
 def test_default_output_path_has_ring_suffix():
-    path = _bench.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2),
-                                      target=_bench_ring.TARGET_NAME)
+    path = _bench_common.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2),
+                                             target=_bench_ring.TARGET_NAME)
     assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-ring.json")
 
 
@@ -860,7 +860,7 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     assert kwargs == {"num_heads_k": 2, "is_causal": True, "element": "f32",
                       "layout": "zigzag", "schedule": "serial"}
     assert plan.closed
-    sets = _bench.sets_to_exceed_l2((4 + 2 * 2) * 64 * 8 * 4, 0)
+    sets = _bench_common.sets_to_exceed_l2((4 + 2 * 2) * 64 * 8 * 4, 0)
     # 3 random tensors per set, then y, lse, two K/V scratch buffers and the accumulators.
     assert ctx.arrays.allocations == 3 * sets + 5
     # Cold call, probe, warm-up (at least one per set), then the timed calls.
