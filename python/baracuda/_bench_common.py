@@ -534,9 +534,7 @@ def size_list(text: str) -> tuple[int, ...]:
     return tuple(size(item) for item in text.split(","))
 
 
-def choice_list(
-    choices: Sequence[str], *, noun: str = "name"
-) -> Callable[[str], tuple[str, ...]]:
+def choice_list(choices: Sequence[str], *, noun: str = "name") -> Callable[[str], tuple[str, ...]]:
     """Return an ``argparse`` type: comma-separated names from ``choices``, duplicates dropped.
 
     Parameters

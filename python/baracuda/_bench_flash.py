@@ -122,8 +122,14 @@ def case_grid(config: BenchConfig) -> list[Case]:
         One case per (dtype, head dim, sequence length, causal) combination.
     """
     return [
-        Case(dtype=dtype, head_dim=head_dim, heads=max(1, config.model_width // head_dim),
-             batch=max(1, config.tokens // seqlen), seqlen=seqlen, causal=causal)
+        Case(
+            dtype=dtype,
+            head_dim=head_dim,
+            heads=max(1, config.model_width // head_dim),
+            batch=max(1, config.tokens // seqlen),
+            seqlen=seqlen,
+            causal=causal,
+        )
         for dtype in config.dtypes
         for head_dim in config.head_dims
         for seqlen in config.seqlens
@@ -173,8 +179,12 @@ def make_inputs(
         return make((case.batch, case.heads, case.seqlen, case.head_dim), case.dtype)
 
     return [
-        common.InputSet(q=tensor(arrays.randn), k=tensor(arrays.randn), v=tensor(arrays.randn),
-                        out=tensor(arrays.empty))
+        common.InputSet(
+            q=tensor(arrays.randn),
+            k=tensor(arrays.randn),
+            v=tensor(arrays.randn),
+            out=tensor(arrays.empty),
+        )
         for _ in range(count)
     ]
 
@@ -322,8 +332,13 @@ def measure(
 def baracuda_plan_info(baracuda: Any, case: Case) -> dict[str, Any]:
     """Return the backend and kernel SKU that baracuda's plan selection picks for a case."""
     descriptor = baracuda.FlashSdpaDescriptor(
-        case.batch, case.heads, case.seqlen, case.seqlen, case.head_dim,
-        is_causal=case.causal, element=case.dtype,
+        case.batch,
+        case.heads,
+        case.seqlen,
+        case.seqlen,
+        case.head_dim,
+        is_causal=case.causal,
+        element=case.dtype,
     )
     return common.flash_plan_info(baracuda, descriptor)
 
@@ -429,8 +444,15 @@ def run_benchmark(
     started = clock()
     try:
         for index, case in enumerate(cases, start=1):
-            record = run_case(case, implementations, arrays=arrays, timer=timer, config=config,
-                              l2_cache_bytes=l2_cache_bytes, plan_info=plan_info)
+            record = run_case(
+                case,
+                implementations,
+                arrays=arrays,
+                timer=timer,
+                config=config,
+                l2_cache_bytes=l2_cache_bytes,
+                plan_info=plan_info,
+            )
             document["cases"].append(record)
             line = _progress_line(index, len(cases), case, record, clock() - started)
             print(line, file=progress, flush=True)
@@ -553,28 +575,62 @@ def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
     dtypes = f"{','.join(common.ALL_DTYPES)} (default {','.join(DEFAULT_DTYPES)})"
     option("--dtypes", type=common.dtype_list, help=f"comma-separated dtypes from {dtypes}")
     head_dims = ",".join(map(str, DEFAULT_HEAD_DIMS))
-    option("--head-dims", type=common.size_list,
-           help=f"comma-separated head dims (default {head_dims})")
-    option("--seqlens", type=common.size_list,
-           help="comma-separated sequence lengths, k suffix allowed (default 512,1k,2k,4k,8k,16k)")
-    option("--causal", choices=tuple(CAUSAL_CHOICES), default="both",
-           help="causal cases, non-causal cases or both (default both)")
-    option("--tokens", type=common.size, help=(
-        f"tokens per call, B*S; the batch is tokens // S (default {DEFAULT_TOKENS // common.KIBI}k)"
-    ))
-    option("--layout", choices=LAYOUTS, default=DEFAULT_LAYOUT, help=(
-        "memory layout of Q/K/V/out: [B,S,H,D] passed as a [B,H,S,D] view, or [B,H,S,D] "
-        "(default bshd)"
-    ))
-    option("--warmup", type=common.count,
-           help=f"untimed calls per measurement (default {common.DEFAULT_WARMUP})")
-    option("--repeats", type=common.size,
-           help=f"timed calls per measurement (default {DEFAULT_REPEATS})")
-    option("--out", type=Path,
-           help="JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-flash.json)")
-    option("--quick", action="store_true", help=(
-        f"a small grid for a smoke run ({_describe_quick_preset()}); explicit options override it"
-    ))
+    option(
+        "--head-dims",
+        type=common.size_list,
+        help=f"comma-separated head dims (default {head_dims})",
+    )
+    option(
+        "--seqlens",
+        type=common.size_list,
+        help="comma-separated sequence lengths, k suffix allowed (default 512,1k,2k,4k,8k,16k)",
+    )
+    option(
+        "--causal",
+        choices=tuple(CAUSAL_CHOICES),
+        default="both",
+        help="causal cases, non-causal cases or both (default both)",
+    )
+    option(
+        "--tokens",
+        type=common.size,
+        help=(
+            "tokens per call, B*S; the batch is tokens // S "
+            f"(default {DEFAULT_TOKENS // common.KIBI}k)"
+        ),
+    )
+    option(
+        "--layout",
+        choices=LAYOUTS,
+        default=DEFAULT_LAYOUT,
+        help=(
+            "memory layout of Q/K/V/out: [B,S,H,D] passed as a [B,H,S,D] view, or [B,H,S,D] "
+            "(default bshd)"
+        ),
+    )
+    option(
+        "--warmup",
+        type=common.count,
+        help=f"untimed calls per measurement (default {common.DEFAULT_WARMUP})",
+    )
+    option(
+        "--repeats",
+        type=common.size,
+        help=f"timed calls per measurement (default {DEFAULT_REPEATS})",
+    )
+    option(
+        "--out",
+        type=Path,
+        help="JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-flash.json)",
+    )
+    option(
+        "--quick",
+        action="store_true",
+        help=(
+            f"a small grid for a smoke run ({_describe_quick_preset()}); "
+            "explicit options override it"
+        ),
+    )
     option("--no-peers", action="store_true", help="time baracuda only, not PyTorch SDPA")
 
 
@@ -645,9 +701,15 @@ def run_flash(args: argparse.Namespace) -> int:
         now=now,
     )
     print(f"{PROGRAM}: {len(case_grid(config))} cases on {gpu.name}", file=sys.stderr)
-    run_benchmark(config, document, implementations, arrays=arrays, timer=timer,
-                  l2_cache_bytes=gpu.l2_cache_bytes,
-                  plan_info=lambda case: baracuda_plan_info(baracuda, case))
+    run_benchmark(
+        config,
+        document,
+        implementations,
+        arrays=arrays,
+        timer=timer,
+        l2_cache_bytes=gpu.l2_cache_bytes,
+        plan_info=lambda case: baracuda_plan_info(baracuda, case),
+    )
     print_table(document)
     out = config.out or common.default_output_path(gpu.name, now.date())
     print(f"results written to {common.write_json(out, document)}")

@@ -616,9 +616,7 @@ def join_references(document: dict[str, Any]) -> dict[str, Any]:
     dict
         ``document``, updated in place.
     """
-    flash = {
-        (entry["dtype"], entry["chunk"]): entry["result"] for entry in document["flash_steps"]
-    }
+    flash = {(entry["dtype"], entry["chunk"]): entry["result"] for entry in document["flash_steps"]}
     peers = {
         (entry["dtype"], entry["chunk"], entry["causal"], entry["peer"]): entry["result"]
         for entry in document["torch_cp"]
@@ -1054,8 +1052,9 @@ def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | No
 
 def _time_flash_step(ctx: RankContext, problem: Problem) -> dict[str, Any]:
     baracuda = ctx.baracuda
-    count = _set_count(problem, ctx.setup.l2_cache_bytes, kv_heads=problem.heads_k,
-                       length=problem.chunk)
+    count = _set_count(
+        problem, ctx.setup.l2_cache_bytes, kv_heads=problem.heads_k, length=problem.chunk
+    )
     try:
         sets = _random_sets(ctx.arrays, problem, count)
         out = ctx.arrays.empty(problem.q_shape(), problem.dtype)
@@ -1104,8 +1103,9 @@ def _prepare_ring(ctx: RankContext, item: RingCase) -> _PreparedRing:
     )
     plan = baracuda.RingAttentionPlan.select(descriptor)
     try:
-        count = _set_count(problem, ctx.setup.l2_cache_bytes, kv_heads=problem.heads_k,
-                           length=problem.chunk)
+        count = _set_count(
+            problem, ctx.setup.l2_cache_bytes, kv_heads=problem.heads_k, length=problem.chunk
+        )
         sets = _random_sets(ctx.arrays, problem, count)
         y = ctx.arrays.empty(problem.q_shape(), problem.dtype)
         lse_dtype = "f64" if problem.dtype == "f64" else "f32"
@@ -1116,16 +1116,26 @@ def _prepare_ring(ctx: RankContext, item: RingCase) -> _PreparedRing:
         words = max(1, math.ceil(plan.accumulator_scratch_bytes / _element_bytes("f32")))
         accumulators = ctx.arrays.empty((words,), "f32")
         first = sets[0]
-        plan.can_implement(first.q, y, kv_scratch_a, kv_scratch_b, accumulators, k=first.k,
-                           v=first.v, lse=lse)
+        plan.can_implement(
+            first.q, y, kv_scratch_a, kv_scratch_b, accumulators, k=first.k, v=first.v, lse=lse
+        )
     except BaseException:
         plan.close()
         raise
 
     def call(index: int) -> object:
         inputs = sets[index]
-        return plan.run(inputs.q, y, kv_scratch_a, kv_scratch_b, accumulators, comm=ctx.comm,
-                        k=inputs.k, v=inputs.v, lse=lse)
+        return plan.run(
+            inputs.q,
+            y,
+            kv_scratch_a,
+            kv_scratch_b,
+            accumulators,
+            comm=ctx.comm,
+            k=inputs.k,
+            v=inputs.v,
+            lse=lse,
+        )
 
     return _PreparedRing(plan=plan, call=call, set_count=len(sets))
 
@@ -1295,8 +1305,9 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
     buffers: list[Any] = []
     sets: list[common.InputSet] = []
     try:
-        count = _set_count(problem, ctx.setup.l2_cache_bytes, kv_heads=kv_heads,
-                           length=problem.chunk)
+        count = _set_count(
+            problem, ctx.setup.l2_cache_bytes, kv_heads=kv_heads, length=problem.chunk
+        )
         sets = _random_sets(ctx.arrays, problem, count, length=length, kv_heads=kv_heads)
         buffers = [tensor for inputs in sets for tensor in (inputs.q, inputs.k, inputs.v)]
     except Exception as exc:
@@ -1425,7 +1436,10 @@ def _open_torch_cp(ctx: RankContext) -> None:
     cp = None
     try:
         cp = TorchContextParallel.open(
-            ctx.torch, api, rank=ctx.rank, world_size=setup.world_size,
+            ctx.torch,
+            api,
+            rank=ctx.rank,
+            world_size=setup.world_size,
             init_method=setup.torch_init_method,
         )
     except Exception as exc:
@@ -1455,11 +1469,17 @@ def _open_rank(rank: int, setup: WorkerSetup, sync: RankSync) -> RankContext:
         timer = common.CudaCoreEventTimer(cuda_core, device=rank)
     import baracuda
 
-    ctx = RankContext(rank=rank, setup=setup, sync=sync, baracuda=baracuda, arrays=arrays,
-                      timer=timer, torch=torch)
+    ctx = RankContext(
+        rank=rank,
+        setup=setup,
+        sync=sync,
+        baracuda=baracuda,
+        arrays=arrays,
+        timer=timer,
+        torch=torch,
+    )
     if setup.world_size > 1:
-        ctx.comm = baracuda.nccl.Communicator(setup.world_size, rank, setup.unique_id,
-                                              device=rank)
+        ctx.comm = baracuda.nccl.Communicator(setup.world_size, rank, setup.unique_id, device=rank)
     if setup.torch_init_method is not None:
         _open_torch_cp(ctx)
     return ctx
@@ -1585,9 +1605,7 @@ def _collect(
                     if code is not None and now - exited_at.setdefault(rank, now) >= (
                         timeouts.exit_drain_s
                     ):
-                        run.failures.append(
-                            f"rank {rank} exited with code {code} before finishing"
-                        )
+                        run.failures.append(f"rank {rank} exited with code {code} before finishing")
                         return run
                 if now - last_message >= timeouts.silence_s:
                     run.failures.append(
@@ -1675,12 +1693,19 @@ def run_ranks(
             )
             process.start()
             processes.append(process)
-        run = _collect(processes, messages, sync, on_message, timeouts,
-                       sys.stderr if progress is None else progress)
+        run = _collect(
+            processes,
+            messages,
+            sync,
+            on_message,
+            timeouts,
+            sys.stderr if progress is None else progress,
+        )
     finally:
         finished = not run.failures and len(run.done) == world_size
-        _stop_processes(processes, wait_s=timeouts.exit_s if finished else 0.0,
-                        exit_s=timeouts.exit_s)
+        _stop_processes(
+            processes, wait_s=timeouts.exit_s if finished else 0.0, exit_s=timeouts.exit_s
+        )
         messages.close()
     return run
 
@@ -2029,8 +2054,9 @@ def run_ring(args: argparse.Namespace) -> int:
         print(f"{prefix}: the ring needs NCCL: {type(exc).__name__}: {exc}", file=sys.stderr)
         return common.MISSING_DEPENDENCY_EXIT
 
-    peers_reason = peers_unavailable_reason(config, torch_present=torch is not None,
-                                            world_size=world_size)
+    peers_reason = peers_unavailable_reason(
+        config, torch_present=torch is not None, world_size=world_size
+    )
     items = work_items(config, torch_cp=peers_reason is None)
     now = datetime.datetime.now().astimezone()
     document = build_ring_document(
@@ -2056,13 +2082,14 @@ def run_ring(args: argparse.Namespace) -> int:
     )
     print(f"{prefix}: {len(items)} measurements on {world_size} x {gpu.name}", file=sys.stderr)
     if world_size == 1:
-        print(f"{prefix}: one GPU: the ring runs with world size 1, without NCCL",
-              file=sys.stderr)
-    collector = RingCollector(items, world_size, document,
-                              write=lambda: common.write_json(out, document))
+        print(f"{prefix}: one GPU: the ring runs with world size 1, without NCCL", file=sys.stderr)
+    collector = RingCollector(
+        items, world_size, document, write=lambda: common.write_json(out, document)
+    )
     with _terminate_as_interrupt():
-        run = run_ranks(world_size, run_rank, setup, on_message=collector,
-                        capacity=sync_capacity(items))
+        run = run_ranks(
+            world_size, run_rank, setup, on_message=collector, capacity=sync_capacity(items)
+        )
     document["failures"] = run.failures
     collector.finish(stop_reason=stop_reason(run, budget=config.max_seconds is not None))
     print_ring_table(document)

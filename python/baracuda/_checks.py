@@ -194,12 +194,13 @@ def check_extent(value: int, field: str, op: str) -> None:
 
 _LOG2E = 1.4426950408889634
 # The smallest normal and the largest finite value of each compute type.
-_COMPUTE_RANGES = {"f32": (2.0**-126, float(np.finfo(np.float32).max)),
-                   "f64": (sys.float_info.min, sys.float_info.max)}
+_COMPUTE_RANGES = {
+    "f32": (2.0**-126, float(np.finfo(np.float32).max)),
+    "f64": (sys.float_info.min, sys.float_info.max),
+}
 
 
-def check_scale_and_softcap(scale: float, softcap: float, op: str, *,
-                            compute: str = "f32") -> None:
+def check_scale_and_softcap(scale: float, softcap: float, op: str, *, compute: str = "f32") -> None:
     """``check_score_options``: a finite scale, a finite non-negative softcap, both within the
     range of the compute type (``"f32"`` for f16 / bf16 / f32, ``"f64"`` for f64): scale
     log2(e), softcap log2(e) and scale / softcap finite, a softcap that is a normal number

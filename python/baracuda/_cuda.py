@@ -137,8 +137,10 @@ def require_device(op: str) -> None:
     """
     reason = _device_absence()
     if reason is not None:
-        raise CudaError(f"{op}: no usable CUDA device (got {reason}, expected a CUDA driver "
-                        "and at least one device)")
+        raise CudaError(
+            f"{op}: no usable CUDA device (got {reason}, expected a CUDA driver "
+            "and at least one device)"
+        )
 
 
 def _device_absence() -> str | None:
@@ -170,8 +172,9 @@ def _probe_device() -> str | None:
 
 
 def _cuda_error(op: str, call: str, error: Exception, expected: str) -> CudaError:
-    return CudaError(f"{op}: {call} failed (got {type(error).__name__}: {error}, expected "
-                     f"{expected})")
+    return CudaError(
+        f"{op}: {call} failed (got {type(error).__name__}: {error}, expected {expected})"
+    )
 
 
 # ---------------------------------------------------------------- streams and devices
@@ -197,8 +200,9 @@ def core_stream(handle: int, op: str):
             return CORE_PER_THREAD_STREAM
         return Stream.from_handle(handle)
     except Exception as error:
-        raise _cuda_error(op, f"Stream.from_handle({handle:#x})", error,
-                          "a stream of the current device") from error
+        raise _cuda_error(
+            op, f"Stream.from_handle({handle:#x})", error, "a stream of the current device"
+        ) from error
 
 
 def order_after(producer: int, consumer: int, op: str) -> None:
@@ -218,8 +222,9 @@ def order_after(producer: int, consumer: int, op: str) -> None:
     try:
         consumer_stream.wait(producer_stream)
     except Exception as error:
-        raise _cuda_error(op, "Stream.wait", error,
-                          f"stream {consumer:#x} ordered after stream {producer:#x}") from error
+        raise _cuda_error(
+            op, "Stream.wait", error, f"stream {consumer:#x} ordered after stream {producer:#x}"
+        ) from error
 
 
 def current_device(op: str):
@@ -276,8 +281,9 @@ def ensure_context(device_id: int, op: str) -> None:
         if int(context) == 0:
             Device(device_id).set_current()
     except Exception as error:
-        raise _cuda_error(op, f"making device {device_id} current", error,
-                          "a current CUDA context") from error
+        raise _cuda_error(
+            op, f"making device {device_id} current", error, "a current CUDA context"
+        ) from error
 
 
 def allocate(nbytes: int, stream: int, device, op: str):
@@ -299,5 +305,6 @@ def allocate(nbytes: int, stream: int, device, op: str):
     try:
         return device.memory_resource.allocate(nbytes, stream=core)
     except Exception as error:
-        raise _cuda_error(op, f"allocating {nbytes} bytes", error,
-                          f"{nbytes} bytes of device memory") from error
+        raise _cuda_error(
+            op, f"allocating {nbytes} bytes", error, f"{nbytes} bytes of device memory"
+        ) from error

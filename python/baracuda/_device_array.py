@@ -66,15 +66,17 @@ class DeviceArray(NotCopyable):
                 f"{op}: shape is not a sequence of extents (got {type(shape).__name__}, "
                 "expected a tuple of int)"
             )
-        shape = tuple(as_int(extent, f"extent of axis {axis}", op)
-                      for axis, extent in enumerate(shape))
+        shape = tuple(
+            as_int(extent, f"extent of axis {axis}", op) for axis, extent in enumerate(shape)
+        )
         for axis, extent in enumerate(shape):
             if extent < 0:
                 raise InvalidProblemError(
                     f"{op}: extent of axis {axis} is negative (got {extent}, expected >= 0)"
                 )
-        self._allocate(shape, element_name(element, op), stream_handle(stream, op),
-                       current_device(op))
+        self._allocate(
+            shape, element_name(element, op), stream_handle(stream, op), current_device(op)
+        )
 
     @classmethod
     def _empty(cls, shape: tuple[int, ...], element: str, stream: int, device) -> DeviceArray:
@@ -140,13 +142,16 @@ class DeviceArray(NotCopyable):
         return self._stream
 
     def __repr__(self) -> str:
-        return (f"DeviceArray(shape={self._shape}, element={self._element!r}, "
-                f"device_id={self._device_id}, ptr={self._ptr:#x})")
+        return (
+            f"DeviceArray(shape={self._shape}, element={self._element!r}, "
+            f"device_id={self._device_id}, ptr={self._ptr:#x})"
+        )
 
     def tensor_view(self) -> TensorView:
         """The array as the C ABI takes it."""
-        return TensorView(self._ptr, self._element, self._shape, self.strides, self.size,
-                          self._device_id, self)
+        return TensorView(
+            self._ptr, self._element, self._shape, self.strides, self.size, self._device_id, self
+        )
 
     # ------------------------------------------------------------ host copy
 
@@ -177,8 +182,10 @@ class DeviceArray(NotCopyable):
             if error == driver.CUresult.CUDA_SUCCESS:
                 (error,) = driver.cuStreamSynchronize(stream)
         except Exception as failure:
-            raise CudaError(f"{op}: cuMemcpyDtoHAsync failed (got {type(failure).__name__}: "
-                            f"{failure}, expected CUDA_SUCCESS)") from failure
+            raise CudaError(
+                f"{op}: cuMemcpyDtoHAsync failed (got {type(failure).__name__}: "
+                f"{failure}, expected CUDA_SUCCESS)"
+            ) from failure
         if error != driver.CUresult.CUDA_SUCCESS:
             raise CudaError(
                 f"{op}: copying to the host failed (got {error.name}, expected CUDA_SUCCESS)"
@@ -237,14 +244,19 @@ class DeviceArray(NotCopyable):
         """
         op = "DeviceArray.__dlpack__"
         if copy is not None and as_bool(copy, "copy", op):
-            raise BufferError(f"{op}: a copy was requested (got copy=True, expected None or "
-                              "False; the export never copies)")
+            raise BufferError(
+                f"{op}: a copy was requested (got copy=True, expected None or "
+                "False; the export never copies)"
+            )
         if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
-            raise BufferError(f"{op}: the array is not on the requested device "
-                              f"(got {tuple(dl_device)}, expected {self.__dlpack_device__()})")
+            raise BufferError(
+                f"{op}: the array is not on the requested device "
+                f"(got {tuple(dl_device)}, expected {self.__dlpack_device__()})"
+            )
         if stream != DLPACK_NO_SYNC:
             consumer = CU_STREAM_LEGACY if stream is None else stream_handle(stream, op)
             order_after(self._stream, consumer, op)
         versioned = max_version is not None and tuple(max_version) >= _capi.DLPACK_VERSION
-        return _capi.dlpack_capsule(self, self._ptr, self._shape, self.strides, self._element,
-                                    self._device_id, versioned)
+        return _capi.dlpack_capsule(
+            self, self._ptr, self._shape, self.strides, self._element, self._device_id, versioned
+        )

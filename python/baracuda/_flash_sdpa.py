@@ -166,8 +166,9 @@ class FlashSdpaPlan(SelectedPlan):
         check_current_device(views, op)
         self._handle.can_implement(*(view for _, view in views))
 
-    def run(self, q, k, v, y, lse, *, mask=None, alibi_slopes=None, workspace=None,
-            stream=None) -> None:
+    def run(
+        self, q, k, v, y, lse, *, mask=None, alibi_slopes=None, workspace=None, stream=None
+    ) -> None:
         """Enqueue the kernel on ``stream``: writes ``y`` and ``lse``.
 
         No host synchronisation and no allocation: safe under CUDA graph capture.
@@ -206,21 +207,35 @@ class FlashSdpaPlan(SelectedPlan):
         views = _plan_views(op, handle, q, k, v, y, lse, mask, alibi_slopes)
         scratch = None if workspace is None else as_workspace(workspace, op=op, stream=handle)
         check_current_device(views + [("workspace", scratch)], op)
-        self._run_views(*(view for _, view in views), 0 if scratch is None else scratch.ptr,
-                        0 if scratch is None else scratch.nbytes, handle)
+        self._run_views(
+            *(view for _, view in views),
+            0 if scratch is None else scratch.ptr,
+            0 if scratch is None else scratch.nbytes,
+            handle,
+        )
 
-    def _run_views(self, q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes,
-                   stream) -> None:
+    def _run_views(
+        self, q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes, stream
+    ) -> None:
         """Run on tensor views (``None`` for an absent mask or slopes) and a raw workspace."""
         self._handle.run(q, k, v, y, lse, mask, alibi_slopes, workspace, workspace_bytes, stream)
 
 
 def _plan_views(op, stream, q, k, v, y, lse, mask, alibi_slopes):
     """(name, TensorView or None) of each argument, as given (no reshaping)."""
-    named = (("q", q), ("k", k), ("v", v), ("y", y), ("lse", lse), ("mask", mask),
-             ("alibi_slopes", alibi_slopes))
-    return [(name, None if tensor is None else as_tensor(tensor, name, op=op, stream=stream))
-            for name, tensor in named]
+    named = (
+        ("q", q),
+        ("k", k),
+        ("v", v),
+        ("y", y),
+        ("lse", lse),
+        ("mask", mask),
+        ("alibi_slopes", alibi_slopes),
+    )
+    return [
+        (name, None if tensor is None else as_tensor(tensor, name, op=op, stream=stream))
+        for name, tensor in named
+    ]
 
 
 # ---------------------------------------------------------------- plan cache
@@ -232,9 +247,23 @@ _plan_cache = PlanCache(PLAN_CACHE_CAPACITY)
 # ---------------------------------------------------------------- flash_attention
 
 
-def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), softcap=0.0,
-                    alibi_slopes=None, mask=None, alignment="top_left", return_lse=False,
-                    out=None, stream=None, backend="auto"):
+def flash_attention(
+    q,
+    k,
+    v,
+    *,
+    causal=False,
+    scale=None,
+    window=(None, None),
+    softcap=0.0,
+    alibi_slopes=None,
+    mask=None,
+    alignment="top_left",
+    return_lse=False,
+    out=None,
+    stream=None,
+    backend="auto",
+):
     """Exact attention, ``softmax(scale * q k^T + modifiers) v``, in one fused kernel.
 
     Parameters
@@ -305,8 +334,10 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     backend = name_in(backend, BACKENDS, "backend", op)
     return_lse = as_bool(return_lse, "return_lse", op)
     handle = stream_handle(stream, op)
-    q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
-                              for name, tensor in (("q", q), ("k", k), ("v", v)))
+    q_view, k_view, v_view = (
+        as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
+        for name, tensor in (("q", q), ("k", k), ("v", v))
+    )
     element = q_view.element
     batch_size, num_heads, query_len, d_k = q_view.shape
     key_len = k_view.shape[2]
@@ -323,15 +354,48 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     y_view = None if out is None else as_tensor(out, "y", op=op, stream=handle)
 
     device = check_current_device(
-        [("q", q_view), ("k", k_view), ("v", v_view), ("mask", mask_view),
-         ("alibi_slopes", slopes_view), ("y", y_view)], op)
-    key = (batch_size, num_heads, query_len, key_len, d_k, d_v, scale, causal, element, left,
-           right, softcap, alignment, backend, device.device_id)
+        [
+            ("q", q_view),
+            ("k", k_view),
+            ("v", v_view),
+            ("mask", mask_view),
+            ("alibi_slopes", slopes_view),
+            ("y", y_view),
+        ],
+        op,
+    )
+    key = (
+        batch_size,
+        num_heads,
+        query_len,
+        key_len,
+        d_k,
+        d_v,
+        scale,
+        causal,
+        element,
+        left,
+        right,
+        softcap,
+        alignment,
+        backend,
+        device.device_id,
+    )
     plan = _plan_cache.get(key)
     if plan is None:
         descriptor = FlashSdpaDescriptor(
-            batch_size, num_heads, query_len, key_len, d_k, d_v, scale=scale, is_causal=causal,
-            element=element, window_size_left=left, window_size_right=right, softcap=softcap,
+            batch_size,
+            num_heads,
+            query_len,
+            key_len,
+            d_k,
+            d_v,
+            scale=scale,
+            is_causal=causal,
+            element=element,
+            window_size_left=left,
+            window_size_right=right,
+            softcap=softcap,
             alignment=alignment,
         )
         plan = _plan_cache.put(key, FlashSdpaPlan.select(descriptor, backend=backend))
@@ -340,11 +404,22 @@ def flash_attention(q, k, v, *, causal=False, scale=None, window=(None, None), s
     if y_view is None:
         y = DeviceArray._empty((batch_size, num_heads, query_len, d_v), element, handle, device)
         y_view = y.tensor_view()
-    lse = DeviceArray._empty((batch_size, num_heads, query_len), accumulator_element(element),
-                             handle, device)
+    lse = DeviceArray._empty(
+        (batch_size, num_heads, query_len), accumulator_element(element), handle, device
+    )
     workspace_bytes = plan.workspace_size
     # Returned to the pool on the stream once dropped, after the kernel that uses it.
     workspace = allocate(workspace_bytes, handle, device, op) if workspace_bytes else None
-    plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), mask_view, slopes_view,
-                    0 if workspace is None else int(workspace.handle), workspace_bytes, handle)
+    plan._run_views(
+        q_view,
+        k_view,
+        v_view,
+        y_view,
+        lse.tensor_view(),
+        mask_view,
+        slopes_view,
+        0 if workspace is None else int(workspace.handle),
+        workspace_bytes,
+        handle,
+    )
     return (y, lse) if return_lse else y

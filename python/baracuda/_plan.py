@@ -52,11 +52,13 @@ def call_score_options(causal, scale, window, softcap, op: str) -> tuple:
     """``(causal, scale, left, right, softcap)`` of an attention call's arguments, normalised as
     :func:`score_fields` normalises a descriptor's (so that they can key the plan cache)."""
     left, right = window_pair(window, op)
-    return (as_bool(causal, "causal", op),
-            None if scale is None else as_real(scale, "scale", op),
-            window_bound(left, "window_size_left", op),
-            window_bound(right, "window_size_right", op),
-            as_real(softcap, "softcap", op))
+    return (
+        as_bool(causal, "causal", op),
+        None if scale is None else as_real(scale, "scale", op),
+        window_bound(left, "window_size_left", op),
+        window_bound(right, "window_size_right", op),
+        as_real(softcap, "softcap", op),
+    )
 
 
 # ---------------------------------------------------------------- selected plans
@@ -131,8 +133,10 @@ class SelectedPlan(NotCopyable):
         op = f"{cls.__name__}.select"
         expected = cls._DESCRIPTOR.__name__
         if not isinstance(descriptor, cls._DESCRIPTOR):
-            raise TypeError(f"{op}: descriptor is not a {expected} "
-                            f"(got {type(descriptor).__name__}, expected {expected})")
+            raise TypeError(
+                f"{op}: descriptor is not a {expected} "
+                f"(got {type(descriptor).__name__}, expected {expected})"
+            )
         name_in(backend, BACKENDS, "backend", op)
         plan = cls.__new__(cls)
         plan._descriptor = descriptor

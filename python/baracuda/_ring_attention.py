@@ -108,8 +108,11 @@ class RingAttentionDescriptor:
     def __post_init__(self) -> None:
         op = type(self).__name__
         fields = {name: as_int32(getattr(self, name), name, op) for name in _EXTENT_FIELDS}
-        fields["num_heads_k"] = (fields["num_heads"] if self.num_heads_k is None
-                                 else as_int32(self.num_heads_k, "num_heads_k", op))
+        fields["num_heads_k"] = (
+            fields["num_heads"]
+            if self.num_heads_k is None
+            else as_int32(self.num_heads_k, "num_heads_k", op)
+        )
         fields.update(score_fields(self, op))
         fields["layout"] = name_in(self.layout, LAYOUTS, "layout", op)
         fields["schedule"] = name_in(self.schedule, SCHEDULES, "schedule", op)
@@ -131,8 +134,9 @@ class RingAttentionPlan(SelectedPlan):
     _HANDLE = _capi.RingAttentionPlanHandle
 
     @classmethod
-    def select(cls, descriptor: RingAttentionDescriptor, *,
-               backend: str = "auto") -> RingAttentionPlan:
+    def select(
+        cls, descriptor: RingAttentionDescriptor, *, backend: str = "auto"
+    ) -> RingAttentionPlan:
         """Check ``descriptor`` and prepare the ring for the current device.
 
         Parameters
@@ -165,8 +169,19 @@ class RingAttentionPlan(SelectedPlan):
 
     # ------------------------------------------------------------ arguments and run
 
-    def can_implement(self, q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, *, k=None,
-                      v=None, lse=None, alibi_slopes=None) -> None:
+    def can_implement(
+        self,
+        q,
+        y,
+        kv_scratch_a,
+        kv_scratch_b,
+        accumulator_scratch,
+        *,
+        k=None,
+        v=None,
+        lse=None,
+        alibi_slopes=None,
+    ) -> None:
         """Check the arguments against the plan (metadata only; nothing is enqueued).
 
         The arguments are as :meth:`run` takes them.
@@ -177,13 +192,37 @@ class RingAttentionPlan(SelectedPlan):
             The first check that fails, with the C library's reason.
         """
         op = "RingAttentionPlan.can_implement"
-        views, scratch = _run_views(op, NO_SYNC, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
-                                    kv_scratch_b, accumulator_scratch)
+        views, scratch = _run_views(
+            op,
+            NO_SYNC,
+            q,
+            k,
+            v,
+            y,
+            lse,
+            alibi_slopes,
+            kv_scratch_a,
+            kv_scratch_b,
+            accumulator_scratch,
+        )
         check_current_device(views + [("accumulator_scratch", scratch)], op)
         self._handle.can_implement(*(view for _, view in views), scratch.ptr, scratch.nbytes)
 
-    def run(self, q, y, kv_scratch_a, kv_scratch_b, accumulator_scratch, *, comm=None, k=None,
-            v=None, lse=None, alibi_slopes=None, stream=None) -> None:
+    def run(
+        self,
+        q,
+        y,
+        kv_scratch_a,
+        kv_scratch_b,
+        accumulator_scratch,
+        *,
+        comm=None,
+        k=None,
+        v=None,
+        lse=None,
+        alibi_slopes=None,
+        stream=None,
+    ) -> None:
         """Enqueue the whole ring on ``stream``: writes ``y`` (and ``lse``).
 
         No host synchronisation and no allocation. Every rank of ``comm`` must run the same
@@ -223,28 +262,75 @@ class RingAttentionPlan(SelectedPlan):
         """
         op = "RingAttentionPlan.run"
         handle = stream_handle(stream, op)
-        views, scratch = _run_views(op, handle, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
-                                    kv_scratch_b, accumulator_scratch)
+        views, scratch = _run_views(
+            op,
+            handle,
+            q,
+            k,
+            v,
+            y,
+            lse,
+            alibi_slopes,
+            kv_scratch_a,
+            kv_scratch_b,
+            accumulator_scratch,
+        )
         check_current_device(views + [("accumulator_scratch", scratch)], op)
         with _comm_lease(comm, op) as comm_handle:
-            self._run_views(*(view for _, view in views), scratch.ptr, scratch.nbytes,
-                            comm_handle, handle)
+            self._run_views(
+                *(view for _, view in views), scratch.ptr, scratch.nbytes, comm_handle, handle
+            )
 
-    def _run_views(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
-                   accumulator_scratch, accumulator_scratch_bytes, comm, stream) -> None:
+    def _run_views(
+        self,
+        q,
+        k,
+        v,
+        y,
+        lse,
+        alibi_slopes,
+        kv_scratch_a,
+        kv_scratch_b,
+        accumulator_scratch,
+        accumulator_scratch_bytes,
+        comm,
+        stream,
+    ) -> None:
         """Run on tensor views, a raw accumulator scratch and a raw communicator."""
-        self._handle.run(q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
-                         accumulator_scratch, accumulator_scratch_bytes, comm, stream)
+        self._handle.run(
+            q,
+            k,
+            v,
+            y,
+            lse,
+            alibi_slopes,
+            kv_scratch_a,
+            kv_scratch_b,
+            accumulator_scratch,
+            accumulator_scratch_bytes,
+            comm,
+            stream,
+        )
 
 
-def _run_views(op, stream, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
-               accumulator_scratch):
+def _run_views(
+    op, stream, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b, accumulator_scratch
+):
     """(name, TensorView or None) of each tensor argument, and the accumulator workspace."""
-    named = (("q", q), ("k", k), ("v", v), ("y", y), ("lse", lse),
-             ("alibi_slopes", alibi_slopes), ("kv_scratch_a", kv_scratch_a),
-             ("kv_scratch_b", kv_scratch_b))
-    views = [(name, None if tensor is None else as_tensor(tensor, name, op=op, stream=stream))
-             for name, tensor in named]
+    named = (
+        ("q", q),
+        ("k", k),
+        ("v", v),
+        ("y", y),
+        ("lse", lse),
+        ("alibi_slopes", alibi_slopes),
+        ("kv_scratch_a", kv_scratch_a),
+        ("kv_scratch_b", kv_scratch_b),
+    )
+    views = [
+        (name, None if tensor is None else as_tensor(tensor, name, op=op, stream=stream))
+        for name, tensor in named
+    ]
     return views, as_workspace(accumulator_scratch, op=op, stream=stream)
 
 
@@ -256,17 +342,34 @@ def _comm_lease(comm, op: str):
     from .nccl import Communicator
 
     if not isinstance(comm, Communicator):
-        raise TypeError(f"{op}: comm is not a Communicator (got {type(comm).__name__}, "
-                        "expected baracuda.nccl.Communicator or None)")
+        raise TypeError(
+            f"{op}: comm is not a Communicator (got {type(comm).__name__}, "
+            "expected baracuda.nccl.Communicator or None)"
+        )
     return comm._lease(op)
 
 
 _plan_cache = PlanCache(PLAN_CACHE_CAPACITY)
 
 
-def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", scale=None,
-                   window=(None, None), softcap=0.0, alibi_slopes=None, schedule="overlapped",
-                   out=None, stream=None, timeout=None, backend="auto"):
+def ring_attention(
+    q,
+    k,
+    v,
+    comm=None,
+    *,
+    causal=False,
+    layout="contiguous",
+    scale=None,
+    window=(None, None),
+    softcap=0.0,
+    alibi_slopes=None,
+    schedule="overlapped",
+    out=None,
+    stream=None,
+    timeout=None,
+    backend="auto",
+):
     """Exact attention over a sequence sharded across the ranks of an NCCL ring.
 
     Every rank calls it with its own part of the sequence and the same options. The K/V
@@ -322,51 +425,94 @@ def ring_attention(q, k, v, comm=None, *, causal=False, layout="contiguous", sca
     schedule = name_in(schedule, SCHEDULES, "schedule", op)
     backend = name_in(backend, BACKENDS, "backend", op)
     handle = stream_handle(stream, op)
-    q_view, k_view, v_view = (as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
-                              for name, tensor in (("q", q), ("k", k), ("v", v)))
+    q_view, k_view, v_view = (
+        as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
+        for name, tensor in (("q", q), ("k", k), ("v", v))
+    )
     element = q_view.element
     batch_size, num_heads, query_len, head_dim = q_view.shape
     num_heads_k, key_len = k_view.shape[1], k_view.shape[2]
     slopes_view = None
     if alibi_slopes is not None:
-        slopes_view = prepend_axes(as_tensor(alibi_slopes, "alibi_slopes", op=op, stream=handle),
-                                   ALIBI_SLOPES_RANK)
+        slopes_view = prepend_axes(
+            as_tensor(alibi_slopes, "alibi_slopes", op=op, stream=handle), ALIBI_SLOPES_RANK
+        )
     y_view = None if out is None else as_tensor(out, "y", op=op, stream=handle)
     comm_lease = _comm_lease(comm, op)
     device = check_current_device(
-        [("q", q_view), ("k", k_view), ("v", v_view), ("alibi_slopes", slopes_view),
-         ("y", y_view)], op)
+        [("q", q_view), ("k", k_view), ("v", v_view), ("alibi_slopes", slopes_view), ("y", y_view)],
+        op,
+    )
 
-    key = (batch_size, num_heads, num_heads_k, query_len, key_len, head_dim, scale, causal,
-           element, left, right, softcap, layout, schedule, backend, device.device_id)
+    key = (
+        batch_size,
+        num_heads,
+        num_heads_k,
+        query_len,
+        key_len,
+        head_dim,
+        scale,
+        causal,
+        element,
+        left,
+        right,
+        softcap,
+        layout,
+        schedule,
+        backend,
+        device.device_id,
+    )
     plan = _plan_cache.get(key)
     if plan is None:
         descriptor = RingAttentionDescriptor(
-            batch_size, num_heads, query_len, key_len, head_dim, num_heads_k=num_heads_k,
-            scale=scale, is_causal=causal, element=element, window_size_left=left,
-            window_size_right=right, softcap=softcap, layout=layout, schedule=schedule)
+            batch_size,
+            num_heads,
+            query_len,
+            key_len,
+            head_dim,
+            num_heads_k=num_heads_k,
+            scale=scale,
+            is_causal=causal,
+            element=element,
+            window_size_left=left,
+            window_size_right=right,
+            softcap=softcap,
+            layout=layout,
+            schedule=schedule,
+        )
         plan = _plan_cache.put(key, RingAttentionPlan.select(descriptor, backend=backend))
 
     y = out
     if y_view is None:
-        y = DeviceArray._empty((batch_size, num_heads, query_len, head_dim), element, handle,
-                               device)
+        y = DeviceArray._empty(
+            (batch_size, num_heads, query_len, head_dim), element, handle, device
+        )
         y_view = y.tensor_view()
-    lse = DeviceArray._empty((batch_size, num_heads, query_len), accumulator_element(element),
-                             handle, device)
+    lse = DeviceArray._empty(
+        (batch_size, num_heads, query_len), accumulator_element(element), handle, device
+    )
     # Scratch comes from the stream-ordered pool and goes back to it on the stream, after the
     # ring: the plan orders its transfer stream's work before the stream's later work.
     kv_elements = plan.kv_scratch_elements
     kv_scratch_a = DeviceArray._empty((kv_elements,), element, handle, device)
     kv_scratch_b = DeviceArray._empty((kv_elements,), element, handle, device)
     accumulator_bytes = plan.accumulator_scratch_bytes
-    accumulators = (allocate(accumulator_bytes, handle, device, op) if accumulator_bytes
-                    else None)
+    accumulators = allocate(accumulator_bytes, handle, device, op) if accumulator_bytes else None
     with comm_lease as comm_handle:
-        plan._run_views(q_view, k_view, v_view, y_view, lse.tensor_view(), slopes_view,
-                        kv_scratch_a.tensor_view(), kv_scratch_b.tensor_view(),
-                        0 if accumulators is None else int(accumulators.handle),
-                        accumulator_bytes, comm_handle, handle)
+        plan._run_views(
+            q_view,
+            k_view,
+            v_view,
+            y_view,
+            lse.tensor_view(),
+            slopes_view,
+            kv_scratch_a.tensor_view(),
+            kv_scratch_b.tensor_view(),
+            0 if accumulators is None else int(accumulators.handle),
+            accumulator_bytes,
+            comm_handle,
+            handle,
+        )
     if timeout is not None and comm is not None:
         comm.wait(stream=handle, timeout=timeout)
     return y, lse
@@ -381,10 +527,12 @@ def _check_world(world_size: object, rank: object, op: str) -> tuple[int, int]:
     rank = as_int(rank, "rank", op)
     if world_size < 1:
         raise InvalidProblemError(
-            f"{op}: world_size must be positive (got {world_size}, expected >= 1)")
+            f"{op}: world_size must be positive (got {world_size}, expected >= 1)"
+        )
     if not 0 <= rank < world_size:
         raise InvalidProblemError(
-            f"{op}: rank is outside the world (got {rank}, expected 0 <= rank < {world_size})")
+            f"{op}: rank is outside the world (got {rank}, expected 0 <= rank < {world_size})"
+        )
     return world_size, rank
 
 
@@ -395,7 +543,8 @@ def _check_layout_split(length: int, world_size: int, layout: str, op: str) -> i
     if length % chunks != 0:
         raise InvalidProblemError(
             f"{op}: the sequence does not split into {layout} chunks (got length {length}, "
-            f"expected a multiple of {chunks} for world_size {world_size})")
+            f"expected a multiple of {chunks} for world_size {world_size})"
+        )
     return length // chunks
 
 
@@ -409,8 +558,10 @@ def _array_shape(x: object, name: str, op: str) -> tuple[int, ...]:
     """
     shape = getattr(x, "shape", None)
     if shape is None:
-        raise TypeError(f"{op}: {name} is not an array (got {type(x).__name__}, expected a "
-                        "numpy, torch, CuPy or array-API array)")
+        raise TypeError(
+            f"{op}: {name} is not an array (got {type(x).__name__}, expected a "
+            "numpy, torch, CuPy or array-API array)"
+        )
     return tuple(shape)
 
 
@@ -427,7 +578,8 @@ def _sequence_axis(axis: object, ndim: int, op: str) -> int:
     if not -ndim <= number < ndim:
         raise InvalidProblemError(
             f"{op}: axis is out of range (got {number}, expected {-ndim} <= axis < {ndim} for "
-            f"an array of rank {ndim})")
+            f"an array of rank {ndim})"
+        )
     return number % ndim
 
 
@@ -438,8 +590,9 @@ def _chunk_order(world_size: int, rank: int, layout: str) -> tuple[int, ...]:
     return (rank,)
 
 
-def sequence_positions(length_per_rank: int, world_size: int, rank: int, *,
-                       layout: str = "contiguous") -> np.ndarray:
+def sequence_positions(
+    length_per_rank: int, world_size: int, rank: int, *, layout: str = "contiguous"
+) -> np.ndarray:
     """Global positions of a rank's local rows.
 
     Parameters
@@ -466,10 +619,15 @@ def sequence_positions(length_per_rank: int, world_size: int, rank: int, *,
     length_per_rank = as_int(length_per_rank, "length_per_rank", op)
     if length_per_rank < 0:
         raise InvalidProblemError(
-            f"{op}: length_per_rank must be non-negative (got {length_per_rank}, expected >= 0)")
+            f"{op}: length_per_rank must be non-negative (got {length_per_rank}, expected >= 0)"
+        )
     chunk = _check_layout_split(length_per_rank * world_size, world_size, layout, op)
-    return np.concatenate([np.arange(index * chunk, (index + 1) * chunk, dtype=np.int64)
-                           for index in _chunk_order(world_size, rank, layout)])
+    return np.concatenate(
+        [
+            np.arange(index * chunk, (index + 1) * chunk, dtype=np.int64)
+            for index in _chunk_order(world_size, rank, layout)
+        ]
+    )
 
 
 def _along(axis: int, start: int, stop: int) -> tuple:
@@ -491,8 +649,9 @@ def _concatenate(parts, axis: int):
     return importlib.import_module(module_name).concatenate(list(parts), axis=axis)
 
 
-def shard_sequence(x, world_size: int, rank: int, *, layout: str = "contiguous",
-                   axis: int = SEQUENCE_AXIS):
+def shard_sequence(
+    x, world_size: int, rank: int, *, layout: str = "contiguous", axis: int = SEQUENCE_AXIS
+):
     """This rank's part of a global sequence tensor, in the ring layout.
 
     Parameters
@@ -526,8 +685,10 @@ def shard_sequence(x, world_size: int, rank: int, *, layout: str = "contiguous",
     shape = _array_shape(x, "x", op)
     axis = _sequence_axis(axis, len(shape), op)
     chunk = _check_layout_split(shape[axis], world_size, layout, op)
-    parts = [x[_along(axis, index * chunk, (index + 1) * chunk)]
-             for index in _chunk_order(world_size, rank, layout)]
+    parts = [
+        x[_along(axis, index * chunk, (index + 1) * chunk)]
+        for index in _chunk_order(world_size, rank, layout)
+    ]
     return parts[0] if len(parts) == 1 else _concatenate(parts, axis)
 
 
@@ -562,7 +723,8 @@ def gather_sequence(shards, *, layout: str = "contiguous", axis: int = SEQUENCE_
         if shard_shape != shape:
             raise InvalidProblemError(
                 f"{op}: shard {rank} has another shape than shard 0 (got {shard_shape}, "
-                f"expected {shape})")
+                f"expected {shape})"
+            )
     axis = _sequence_axis(axis, len(shape), op)
     chunks_per_rank = _ZIGZAG_CHUNKS_PER_RANK if layout == "zigzag" else 1
     chunk = _check_layout_split(shape[axis] * world_size, world_size, layout, op)

@@ -135,8 +135,7 @@ def element_name(value: object, op: str) -> str:
     if name in _NUMPY_NAMES:
         return _NUMPY_NAMES[name]
     raise InvalidProblemError(
-        f"{op}: element is not supported (got {name or repr(value)}, "
-        f"expected {_EXPECTED_ELEMENTS})"
+        f"{op}: element is not supported (got {name or repr(value)}, expected {_EXPECTED_ELEMENTS})"
     )
 
 
@@ -144,7 +143,7 @@ def _dtype_name(value: object) -> str | None:
     """numpy's name of a dtype-like value (torch dtypes by their own name), or None."""
     text = str(value)
     if type(value).__module__ == "torch" and text.startswith(_TORCH_DTYPE_PREFIX):
-        return text[len(_TORCH_DTYPE_PREFIX):]
+        return text[len(_TORCH_DTYPE_PREFIX) :]
     import numpy
 
     try:
@@ -230,8 +229,9 @@ def prepend_axes(view: TensorView, rank: int) -> TensorView:
 # ---------------------------------------------------------------- protocols
 
 
-def as_tensor(obj: object, name: str, *, op: str, stream: int, rank: int | None = None
-              ) -> TensorView:
+def as_tensor(
+    obj: object, name: str, *, op: str, stream: int, rank: int | None = None
+) -> TensorView:
     """Describe a CUDA tensor for the C ABI.
 
     Parameters
@@ -362,8 +362,10 @@ def _dlpack_device(obj: object, name: str, op: str) -> tuple[int, int]:
             f"{op}: {where} is not a (device_type, device_id) pair (got {describe(claimed)}, "
             "expected a 2-tuple of int)"
         )
-    return (as_int(claimed[0], f"{where} device_type", op),
-            as_int(claimed[1], f"{where} device_id", op))
+    return (
+        as_int(claimed[0], f"{where} device_type", op),
+        as_int(claimed[1], f"{where} device_id", op),
+    )
 
 
 def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
@@ -399,12 +401,19 @@ def _read_dlpack(obj: object, name: str, op: str, stream: int) -> _Memory:
     try:
         dtype = view.dtype
     except (TypeError, NotImplementedError, ValueError) as error:
-        return _Memory(view.ptr, None, f"a DLPack dtype numpy cannot name ({error})", 0, shape,
-                       strides, device_id, view)
+        return _Memory(
+            view.ptr,
+            None,
+            f"a DLPack dtype numpy cannot name ({error})",
+            0,
+            shape,
+            strides,
+            device_id,
+            view,
+        )
     element = element_of_dtype(dtype)
     unsupported = "" if element is not None else dtype.name
-    return _Memory(view.ptr, element, unsupported, dtype.itemsize, shape, strides, device_id,
-                   view)
+    return _Memory(view.ptr, element, unsupported, dtype.itemsize, shape, strides, device_id, view)
 
 
 def _check_exported_device(view, device_type: int, device_id: int, name: str, op: str) -> None:
@@ -462,8 +471,7 @@ def _cuda_array_interface_of(obj: object, name: str, op: str):
         return _NO_INTERFACE
     except Exception as error:
         raise InvalidProblemError(
-            f"{op}: {name} __cuda_array_interface__ failed (got {_failure(error)}, expected a "
-            "dict)"
+            f"{op}: {name} __cuda_array_interface__ failed (got {_failure(error)}, expected a dict)"
         ) from error
 
 
@@ -492,8 +500,7 @@ def _interface_fields(interface: object, name: str, op: str) -> _Interface:
             )
     if interface.get("mask") is not None:
         raise InvalidProblemError(
-            f"{op}: {name} is a masked array (got a __cuda_array_interface__ mask, "
-            "expected none)"
+            f"{op}: {name} is a masked array (got a __cuda_array_interface__ mask, expected none)"
         )
 
     data = interface["data"]
@@ -516,8 +523,9 @@ def _interface_fields(interface: object, name: str, op: str) -> _Interface:
             f"{op}: {where} shape is not a sequence of extents (got {describe(extents)}, "
             "expected a tuple of int)"
         )
-    shape = tuple(as_int(extent, f"{where} shape[{axis}]", op)
-                  for axis, extent in enumerate(extents))
+    shape = tuple(
+        as_int(extent, f"{where} shape[{axis}]", op) for axis, extent in enumerate(extents)
+    )
     for axis, extent in enumerate(shape):
         if extent < 0:
             raise InvalidProblemError(
@@ -539,8 +547,9 @@ def _interface_fields(interface: object, name: str, op: str) -> _Interface:
                 f"{op}: {where} strides do not match the shape (got {describe(steps)}, "
                 f"expected None or {len(shape)} byte strides, one per axis)"
             )
-        byte_strides = tuple(as_int(step, f"{where} strides[{axis}]", op)
-                             for axis, step in enumerate(steps))
+        byte_strides = tuple(
+            as_int(step, f"{where} strides[{axis}]", op) for axis, step in enumerate(steps)
+        )
 
     stream = interface.get("stream")
     if stream is not None:
@@ -553,8 +562,9 @@ def _interface_fields(interface: object, name: str, op: str) -> _Interface:
     return _Interface(ptr, shape, typestr, byte_strides, stream)
 
 
-def _read_cuda_array_interface(interface: object, obj: object, name: str, op: str,
-                               stream: int) -> _Memory:
+def _read_cuda_array_interface(
+    interface: object, obj: object, name: str, op: str, stream: int
+) -> _Memory:
     # Read from the dict rather than through StridedMemoryView: its CAI path asks the driver
     # for the pointer's device (cuPointerGetAttribute), one driver call per tensor, which also
     # makes it unusable without a driver. The interface reports no device; the C ABI needs
@@ -564,8 +574,10 @@ def _read_cuda_array_interface(interface: object, obj: object, name: str, op: st
     if fields.byte_strides is None:
         strides = contiguous_strides(fields.shape)
     else:
-        strides = tuple(_element_stride(step, itemsize, axis, name, op)
-                        for axis, step in enumerate(fields.byte_strides))
+        strides = tuple(
+            _element_stride(step, itemsize, axis, name, op)
+            for axis, step in enumerate(fields.byte_strides)
+        )
     if stream != NO_SYNC and fields.stream is not None:
         order_after(fields.stream, stream, op)
     return _Memory(fields.ptr, element, unsupported, itemsize, fields.shape, strides, None, obj)
@@ -588,7 +600,7 @@ def _parse_typestr(typestr: str, name: str, op: str) -> tuple[str, str | None, i
             "so bf16 tensors must come through DLPack)"
         )
     tail = code[1:]
-    digits = tail[:len(tail) - len(tail.lstrip(_DIGITS))]
+    digits = tail[: len(tail) - len(tail.lstrip(_DIGITS))]
     if not code[:1].isalpha() or not digits:
         raise InvalidProblemError(
             f"{op}: {name} typestr has no item size (got {typestr!r}, expected a byte order, "

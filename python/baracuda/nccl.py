@@ -59,8 +59,13 @@ _RENDEZVOUS_MAGIC = b"BARACUDA-NCCL-UNIQUE-ID\x00\x01"
 _RENDEZVOUS_LENGTH = struct.Struct(">H")
 _RENDEZVOUS_COUNT = struct.Struct(">Q")
 _MAX_RUN_ID_BYTES = 1024
-_MAX_RENDEZVOUS_BYTES = (len(_RENDEZVOUS_MAGIC) + _RENDEZVOUS_LENGTH.size + _MAX_RUN_ID_BYTES
-                         + _RENDEZVOUS_COUNT.size + UNIQUE_ID_BYTES)
+_MAX_RENDEZVOUS_BYTES = (
+    len(_RENDEZVOUS_MAGIC)
+    + _RENDEZVOUS_LENGTH.size
+    + _MAX_RUN_ID_BYTES
+    + _RENDEZVOUS_COUNT.size
+    + UNIQUE_ID_BYTES
+)
 _RENDEZVOUS_FILE_MODE = 0o600
 # Permission bits that let another user replace the content of the rendezvous file.
 _FOREIGN_WRITE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -147,11 +152,21 @@ class Communicator:
     to one object: pickling and copying raise :class:`TypeError`.
     """
 
-    __slots__ = ("_handle", "_owned", "_rank", "_world_size", "_device_id", "_lock", "_leases",
-                 "_deferred_abort", "__weakref__")
+    __slots__ = (
+        "_handle",
+        "_owned",
+        "_rank",
+        "_world_size",
+        "_device_id",
+        "_lock",
+        "_leases",
+        "_deferred_abort",
+        "__weakref__",
+    )
 
-    def __init__(self, world_size: int, rank: int, unique_id: bytes, *,
-                 device: int | None = None) -> None:
+    def __init__(
+        self, world_size: int, rank: int, unique_id: bytes, *, device: int | None = None
+    ) -> None:
         op = "Communicator"
         world_size = operator.index(world_size)
         rank = operator.index(rank)
@@ -177,16 +192,22 @@ class Communicator:
         handle = operator.index(handle)
         if handle == 0:
             raise InvalidProblemError(
-                "Communicator.from_handle: handle is NULL (got 0, expected an ncclComm_t)")
+                "Communicator.from_handle: handle is NULL (got 0, expected an ncclComm_t)"
+            )
         comm = cls.__new__(cls)
         comm._start(handle, owned=bool(owned))
         comm._read_identity()
         return comm
 
     @classmethod
-    def from_env(cls, *, rendezvous_file: str | os.PathLike | None = None,
-                 run_id: str | None = None, timeout: float = DEFAULT_RENDEZVOUS_TIMEOUT,
-                 device: int | None = None) -> Communicator:
+    def from_env(
+        cls,
+        *,
+        rendezvous_file: str | os.PathLike | None = None,
+        run_id: str | None = None,
+        timeout: float = DEFAULT_RENDEZVOUS_TIMEOUT,
+        device: int | None = None,
+    ) -> Communicator:
         """The communicator of a process started by ``torchrun``, ``mpirun`` or ``srun``.
 
         Rank and world size come from the launcher's variables (``RANK`` / ``WORLD_SIZE``,
@@ -249,17 +270,20 @@ class Communicator:
         raise TypeError(
             "Communicator cannot be pickled: it holds a pointer to an NCCL communicator of "
             "this process, meaningless in another one; make one Communicator per process "
-            "from the same unique id (get_unique_id)")
+            "from the same unique id (get_unique_id)"
+        )
 
     def __copy__(self):
         raise TypeError(
             "Communicator cannot be copied: two objects would each end the same NCCL "
-            "communicator; pass the one object around instead")
+            "communicator; pass the one object around instead"
+        )
 
     def __deepcopy__(self, memo):
         raise TypeError(
             "Communicator cannot be deep-copied: an NCCL communicator cannot be duplicated, "
-            "and two objects would each end the same one; pass the one object around instead")
+            "and two objects would each end the same one; pass the one object around instead"
+        )
 
     # ------------------------------------------------------------ identity
 
@@ -296,7 +320,8 @@ class Communicator:
         if handle == 0:
             raise InvalidProblemError(
                 f"{op}: the communicator is closed (got a destroyed or aborted communicator, "
-                "expected a live one)")
+                "expected a live one)"
+            )
         return handle
 
     def _lease(self, op: str) -> _Lease:
@@ -334,7 +359,8 @@ class Communicator:
                 raise InvalidProblemError(
                     f"{op}: the communicator is in use (got {self._leases} ring run(s) or "
                     "wait(s) in flight on other threads, expected none: it stays open; end it "
-                    "after they return)")
+                    "after they return)"
+                )
             self._handle = 0
         if self._owned:
             (_capi.nccl_comm_abort if abort else _capi.nccl_comm_destroy)(handle)
@@ -384,7 +410,8 @@ class Communicator:
         if math.isnan(seconds) or seconds <= 0:
             raise InvalidProblemError(
                 f"{op}: timeout must be positive seconds (got {timeout!r}, expected seconds > 0, "
-                "or None or math.inf to wait without limit)")
+                "or None or math.inf to wait without limit)"
+            )
         stream_value = stream_handle(stream, op)
         with self._lease(op) as handle:
             try:
@@ -393,8 +420,7 @@ class Communicator:
                 if not self._owned:
                     raise
                 self._fail_in_lease()
-                raise NcclError(f"{error}; {op} aborted the communicator: it is closed") \
-                    from None
+                raise NcclError(f"{error}; {op} aborted the communicator: it is closed") from None
 
     # ------------------------------------------------------------ lifetime
 
@@ -430,8 +456,10 @@ class Communicator:
     def __repr__(self) -> str:
         if self.closed:
             return "Communicator(closed)"
-        return (f"Communicator(rank={self._rank}, world_size={self._world_size}, "
-                f"device={self._device_id})")
+        return (
+            f"Communicator(rank={self._rank}, world_size={self._world_size}, "
+            f"device={self._device_id})"
+        )
 
 
 class _Lease:
@@ -459,7 +487,8 @@ def _make_current(device: int, op: str) -> None:
     except Exception as error:
         raise InvalidProblemError(
             f"{op}: cannot make device {device} current (got {type(error).__name__}: {error}, "
-            "expected a usable CUDA device ordinal)") from error
+            "expected a usable CUDA device ordinal)"
+        ) from error
 
 
 def _launcher_identity(op: str) -> tuple[int, int, int | None]:
@@ -467,16 +496,21 @@ def _launcher_identity(op: str) -> tuple[int, int, int | None]:
     for rank_name, size_name, local_name in _LAUNCHER_VARIABLES:
         if rank_name in os.environ and size_name in os.environ:
             local = os.environ.get(local_name)
-            return (int(os.environ[rank_name]), int(os.environ[size_name]),
-                    None if local is None else int(local))
+            return (
+                int(os.environ[rank_name]),
+                int(os.environ[size_name]),
+                None if local is None else int(local),
+            )
     names = ", ".join(f"{rank}/{size}" for rank, size, _ in _LAUNCHER_VARIABLES)
     raise InvalidProblemError(
         f"{op}: no launcher variables (got none of {names}, expected a process started by "
-        "torchrun, mpirun or srun)")
+        "torchrun, mpirun or srun)"
+    )
 
 
-def _share_unique_id(rank: int, world_size: int, rendezvous_file, run_id: str | None,
-                     timeout: float, op: str) -> bytes:
+def _share_unique_id(
+    rank: int, world_size: int, rendezvous_file, run_id: str | None, timeout: float, op: str
+) -> bytes:
     """Rank 0's unique id, on every rank, through MPI, a torch store or a file."""
     global _rendezvous_count
     _rendezvous_count += 1
@@ -495,11 +529,13 @@ def _share_unique_id(rank: int, world_size: int, rendezvous_file, run_id: str | 
         if TCPStore is not None:
             return _share_through_store(TCPStore, rank, world_size, timeout, _rendezvous_count)
     if rendezvous_file is not None:
-        return _share_through_file(Path(rendezvous_file), rank, _run_id(run_id, op),
-                                   _rendezvous_count, timeout, op)
+        return _share_through_file(
+            Path(rendezvous_file), rank, _run_id(run_id, op), _rendezvous_count, timeout, op
+        )
     raise InvalidProblemError(
         f"{op}: no channel for the unique id (got no mpi4py under MPI, no torch store at "
-        "MASTER_ADDR/MASTER_PORT and no rendezvous_file, expected one of them)")
+        "MASTER_ADDR/MASTER_PORT and no rendezvous_file, expected one of them)"
+    )
 
 
 def _share_through_mpi(MPI, rank: int) -> bytes:
@@ -509,15 +545,19 @@ def _share_through_mpi(MPI, rank: int) -> bytes:
     return bytes(buffer)
 
 
-def _share_through_store(TCPStore, rank: int, world_size: int, timeout: float,
-                         count: int) -> bytes:
+def _share_through_store(TCPStore, rank: int, world_size: int, timeout: float, count: int) -> bytes:
     """Through the store at MASTER_ADDR:MASTER_PORT: torchrun's agent hosts one there; without
     an agent, rank 0 hosts it."""
     import datetime
 
     run_id = os.environ.get(_TORCHELASTIC_RUN_VARIABLE)
-    store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
-                     rank == 0 and run_id is None, timeout=datetime.timedelta(seconds=timeout))
+    store = TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        rank == 0 and run_id is None,
+        timeout=datetime.timedelta(seconds=timeout),
+    )
     # Each call on every rank takes the next key, so that repeated calls never read an old id.
     key = f"{_STORE_KEY}/{run_id or ''}/{count}"
     if rank == 0:
@@ -540,36 +580,47 @@ def _run_id(run_id: str | None, op: str) -> str:
             f"{op}: the file rendezvous needs a run id (got no run_id argument, no "
             f"${RUN_ID_VARIABLE} and no ${_TORCHELASTIC_RUN_VARIABLE} other than "
             f"{_TORCHELASTIC_DEFAULT_RUN_ID!r}, expected one, the same on every rank and new "
-            "for each run, so that no rank reads the unique id of an earlier run)")
+            "for each run, so that no rank reads the unique id of an earlier run)"
+        )
     if not isinstance(run_id, str) or not run_id:
         raise InvalidProblemError(
-            f"{op}: run_id must be a non-empty str (got {run_id!r}, expected a name of this "
-            "run)")
+            f"{op}: run_id must be a non-empty str (got {run_id!r}, expected a name of this run)"
+        )
     if len(run_id.encode()) > _MAX_RUN_ID_BYTES:
         raise InvalidProblemError(
             f"{op}: run_id is too long (got {len(run_id.encode())} bytes of UTF-8, expected at "
-            f"most {_MAX_RUN_ID_BYTES})")
+            f"most {_MAX_RUN_ID_BYTES})"
+        )
     return run_id
 
 
 def _rendezvous_record(run_id: str, count: int, unique_id: bytes) -> bytes:
     """The rendezvous file's bytes."""
     encoded = run_id.encode()
-    return (_RENDEZVOUS_MAGIC + _RENDEZVOUS_LENGTH.pack(len(encoded)) + encoded
-            + _RENDEZVOUS_COUNT.pack(count) + unique_id)
+    return (
+        _RENDEZVOUS_MAGIC
+        + _RENDEZVOUS_LENGTH.pack(len(encoded))
+        + encoded
+        + _RENDEZVOUS_COUNT.pack(count)
+        + unique_id
+    )
 
 
 def _parse_rendezvous(data: bytes, path: Path, op: str) -> tuple[str, int, bytes]:
     """(run id, count, unique id) of a rendezvous file; :class:`InvalidProblemError` for
     anything but that exact format."""
+
     def refuse(what: str):
         return InvalidProblemError(
             f"{op}: {path} is not a baracuda rendezvous file ({what}); remove it, or give "
-            "another rendezvous_file")
+            "another rendezvous_file"
+        )
 
     if not data.startswith(_RENDEZVOUS_MAGIC):
-        raise refuse(f"got {data[:len(_RENDEZVOUS_MAGIC)]!r} first, expected the header "
-                     f"{_RENDEZVOUS_MAGIC!r}")
+        raise refuse(
+            f"got {data[: len(_RENDEZVOUS_MAGIC)]!r} first, expected the header "
+            f"{_RENDEZVOUS_MAGIC!r}"
+        )
     at = len(_RENDEZVOUS_MAGIC)
     if len(data) < at + _RENDEZVOUS_LENGTH.size:
         raise refuse(f"got {len(data)} bytes, expected the run id's length after the header")
@@ -577,10 +628,11 @@ def _parse_rendezvous(data: bytes, path: Path, op: str) -> tuple[str, int, bytes
     at += _RENDEZVOUS_LENGTH.size
     expected = at + run_id_bytes + _RENDEZVOUS_COUNT.size + UNIQUE_ID_BYTES
     if len(data) != expected:
-        raise refuse(f"got {len(data)} bytes, expected {expected} for a run id of "
-                     f"{run_id_bytes} bytes")
+        raise refuse(
+            f"got {len(data)} bytes, expected {expected} for a run id of {run_id_bytes} bytes"
+        )
     try:
-        run_id = data[at:at + run_id_bytes].decode()
+        run_id = data[at : at + run_id_bytes].decode()
     except UnicodeDecodeError:
         raise refuse("got a run id that is not UTF-8, expected UTF-8") from None
     at += run_id_bytes
@@ -593,8 +645,11 @@ def _write_rendezvous(path: Path, record: bytes) -> None:
     """Write record to a new file of mode 0600 beside path, then rename it onto path: readers
     see no file or the whole record."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, _RENDEZVOUS_FILE_MODE)
+    descriptor = os.open(
+        partial,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        _RENDEZVOUS_FILE_MODE,
+    )
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(record)
@@ -617,24 +672,28 @@ def _read_rendezvous(path: Path, op: str) -> tuple[str, int, bytes] | None:
     except OSError as error:
         raise InvalidProblemError(
             f"{op}: cannot open the rendezvous file {path} (got {type(error).__name__}: "
-            f"{error}, expected a regular file, not a link)") from error
+            f"{error}, expected a regular file, not a link)"
+        ) from error
     with os.fdopen(descriptor, "rb") as file:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise InvalidProblemError(
                 f"{op}: the rendezvous file {path} is not a regular file (got mode "
-                f"{info.st_mode:o}, expected a file rank 0 wrote)")
+                f"{info.st_mode:o}, expected a file rank 0 wrote)"
+            )
         if info.st_uid != os.getuid() or info.st_mode & _FOREIGN_WRITE_BITS:
             raise InvalidProblemError(
                 f"{op}: the rendezvous file {path} could come from another user (got owner "
                 f"{info.st_uid} and mode {stat.S_IMODE(info.st_mode):o}, expected owner "
-                f"{os.getuid()} and no write permission for group or others)")
+                f"{os.getuid()} and no write permission for group or others)"
+            )
         data = file.read(_MAX_RENDEZVOUS_BYTES + 1)
     return _parse_rendezvous(data, path, op)
 
 
-def _share_through_file(path: Path, rank: int, run_id: str, count: int, timeout: float,
-                        op: str) -> bytes:
+def _share_through_file(
+    path: Path, rank: int, run_id: str, count: int, timeout: float, op: str
+) -> bytes:
     """Rank 0 writes its unique id with the run id and count; the others wait for the file of
     their run id and count (a file of an earlier run or call is waited past)."""
     if rank == 0:
@@ -647,9 +706,13 @@ def _share_through_file(path: Path, rank: int, run_id: str, count: int, timeout:
         if found is not None and found[:2] == (run_id, count):
             return found[2]
         if time.monotonic() > deadline:
-            seen = ("no file" if found is None
-                    else f"only the file of run {found[0]!r}, call {found[1]}")
+            seen = (
+                "no file"
+                if found is None
+                else f"only the file of run {found[0]!r}, call {found[1]}"
+            )
             raise InvalidProblemError(
                 f"{op}: rank 0 did not write the rendezvous file in time (got {seen} at {path} "
-                f"after {timeout} s, expected run {run_id!r}, call {count}, written by rank 0)")
+                f"after {timeout} s, expected run {run_id!r}, call {count}, written by rank 0)"
+            )
         time.sleep(_RENDEZVOUS_POLL_SECONDS)

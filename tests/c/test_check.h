@@ -59,12 +59,13 @@ static inline int ends_with(const char* text, const char* suffix) {
   return length >= suffix_length && strcmp(text + length - suffix_length, suffix) == 0;
 }
 
-static inline const char* text_or_null(const char* text) { return text != NULL ? text : "(NULL)"; }
+static inline const char* text_or_null(const char* text) {
+  return text != NULL ? text : "(NULL)";
+}
 
 static inline int check_int_at(const char* file, int line, long long got, long long expected,
                                const char* what) {
-  return CHECK_AT(file, line, got == expected, "%s (got %lld, expected %lld)", what, got,
-                  expected);
+  return CHECK_AT(file, line, got == expected, "%s (got %lld, expected %lld)", what, got, expected);
 }
 
 static inline int check_str_at(const char* file, int line, const char* got, const char* expected,
@@ -88,9 +89,8 @@ static inline int check_suffix_at(const char* file, int line, const char* got, c
                   text_or_null(got), suffix);
 }
 
-#define CHECK_INT(got, expected)                                                        \
-  check_int_at(__FILE__, __LINE__, (long long)(got), (long long)(expected), #got " == " \
-               #expected)
+#define CHECK_INT(got, expected) \
+  check_int_at(__FILE__, __LINE__, (long long)(got), (long long)(expected), #got " == " #expected)
 #define CHECK_STR(got, expected) \
   check_str_at(__FILE__, __LINE__, (got), (expected), #got " == " #expected)
 #define CHECK_PREFIX(got, prefix) \

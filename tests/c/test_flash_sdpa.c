@@ -60,14 +60,15 @@ static baracuda_element lse_element_of(baracuda_element element) {
 
 static baracuda_flash_sdpa_descriptor make_descriptor(baracuda_element element) {
   baracuda_flash_sdpa_descriptor desc;
-  baracuda_flash_sdpa_descriptor_init(&desc, kBatch, kHeads, kQueryLen, kKeyLen, kDk, kDv,
-                                      element);
+  baracuda_flash_sdpa_descriptor_init(&desc, kBatch, kHeads, kQueryLen, kKeyLen, kDk, kDv, element);
   return desc;
 }
 
 /* Leaves a known, non-empty message and zero sizes, so that each check below sees what the
  * call under test wrote. */
-static void poison_last_error(void) { baracuda_flash_sdpa_plan_select(NULL, NULL, NULL); }
+static void poison_last_error(void) {
+  baracuda_flash_sdpa_plan_select(NULL, NULL, NULL);
+}
 
 static void expect_no_sizes_at(const char* file, int line) {
   int64_t needed = -1;
@@ -171,8 +172,8 @@ static void test_descriptor_init_defaults(void) {
   CHECK(desc.scale == 0.25, "scale is 1 / sqrt(d_k = 16) (got %g)", desc.scale);
   baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 128, 128, BARACUDA_ELEMENT_F32);
   const double squared_error = desc.scale * desc.scale * 128.0 - 1.0;
-  CHECK(squared_error < 1e-15 && squared_error > -1e-15,
-        "scale is 1 / sqrt(d_k = 128) (got %.17g)", desc.scale);
+  CHECK(squared_error < 1e-15 && squared_error > -1e-15, "scale is 1 / sqrt(d_k = 128) (got %.17g)",
+        desc.scale);
   baracuda_flash_sdpa_descriptor_init(&desc, 1, 1, 1, 1, 0, 8, BARACUDA_ELEMENT_F32);
   CHECK(desc.scale == 1.0, "scale is 1 when d_k is 0 (got %g)", desc.scale);
 }
@@ -781,8 +782,8 @@ static int64_t element_count(int32_t rank, const int64_t* shape) {
 
 /* A row-major view of exactly its elements; NULL data when it has none. An empty axis counts
  * as extent 1 in the strides, as PyTorch lays empty tensors out. */
-static baracuda_tensor contiguous_tensor(int buffer_index, baracuda_element element,
-                                         int32_t rank, const int64_t* shape) {
+static baracuda_tensor contiguous_tensor(int buffer_index, baracuda_element element, int32_t rank,
+                                         const int64_t* shape) {
   baracuda_tensor tensor;
   memset(&tensor, 0, sizeof tensor);
   tensor.element = element;
@@ -974,8 +975,7 @@ static void expect_args_refused_at(const char* file, int line, baracuda_flash_sd
 /* can_implement refuses a buffer smaller than its view, with the sizes. */
 static void expect_buffer_too_small_at(const char* file, int line, baracuda_flash_sdpa_plan plan,
                                        const baracuda_flash_sdpa_args* args,
-                                       const char* expected_message, int64_t needed,
-                                       int64_t got) {
+                                       const char* expected_message, int64_t needed, int64_t got) {
   for (int call = 0; call < kArgsCalls; ++call) {
     if (!call_applies(plan, call)) continue;
     char buffer[kMessageCapacity];
@@ -990,15 +990,13 @@ static void expect_buffer_too_small_at(const char* file, int line, baracuda_flas
 }
 
 #define EXPECT_ACCEPTED(plan, args) expect_args_accepted_at(__FILE__, __LINE__, (plan), (args))
-#define EXPECT_INVALID(plan, args, message)                                                  \
+#define EXPECT_INVALID(plan, args, message)                                                   \
   expect_args_refused_at(__FILE__, __LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, \
                          (message))
 #define EXPECT_UNSUPPORTED(plan, args, message) \
   expect_args_refused_at(__FILE__, __LINE__, (plan), (args), BARACUDA_STATUS_UNSUPPORTED, (message))
 #define EXPECT_BUFFER_TOO_SMALL(plan, args, message, needed, got) \
   expect_buffer_too_small_at(__FILE__, __LINE__, (plan), (args), (message), (needed), (got))
-
-
 
 /* Prefix of every can_implement message. */
 #define CI "flash_sdpa_can_implement: "
@@ -1116,7 +1114,6 @@ static void expect_args_cases(baracuda_flash_sdpa_plan plan, const baracuda_flas
 
 #define EXPECT_ARGS_CASES(plan, valid, cases) \
   expect_args_cases((plan), (valid), (cases), sizeof(cases) / sizeof((cases)[0]))
-
 
 /* Q [2, 4, 5, 64], K [2, 2, 7, 64], V [2, 2, 7, 32], Y [2, 4, 5, 32], LSE [2, 4, 5]. */
 static void test_args_ranks_elements_shapes(baracuda_flash_sdpa_plan plan,
@@ -1238,28 +1235,30 @@ static void test_args_head_broadcast(baracuda_flash_sdpa_plan plan,
   baracuda_flash_sdpa_args args = broadcast;
   args.k.buffer_elements = k_span - 1;
   EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "k buffer too small (got 895 elements, expected at least 896)",
-                          k_span, k_span - 1);
+                          CI "k buffer too small (got 895 elements, expected at least 896)", k_span,
+                          k_span - 1);
   args = broadcast;
   args.v.buffer_elements = v_span - 1;
   EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "v buffer too small (got 447 elements, expected at least 448)",
-                          v_span, v_span - 1);
+                          CI "v buffer too small (got 447 elements, expected at least 448)", v_span,
+                          v_span - 1);
 
   /* K broadcasts H heads, V holds one: they disagree on the head count. */
   const baracuda_flash_sdpa_args one_head = make_args(desc, 1);
   args = broadcast;
   args.v = one_head.v;
   EXPECT_INVALID(plan, &args,
-                 CI "k and v disagree on the head-broadcast convention (got k heads 4 with "
-                    "stride 0 and v heads 1 with stride 224, expected the same heads: both "
-                    "[B, 4] with stride 0, or both [B, Hk])");
+                 CI
+                 "k and v disagree on the head-broadcast convention (got k heads 4 with "
+                 "stride 0 and v heads 1 with stride 224, expected the same heads: both "
+                 "[B, 4] with stride 0, or both [B, Hk])");
   args = broadcast;
   args.k = one_head.k;
   EXPECT_INVALID(plan, &args,
-                 CI "k and v disagree on the head-broadcast convention (got k heads 1 with stride "
-                    "448 and v heads 4 with stride 0, expected the same heads: both [B, 4] with "
-                    "stride 0, or both [B, Hk])");
+                 CI
+                 "k and v disagree on the head-broadcast convention (got k heads 1 with stride "
+                 "448 and v heads 4 with stride 0, expected the same heads: both [B, 4] with "
+                 "stride 0, or both [B, Hk])");
 }
 
 static void test_args_strides(baracuda_flash_sdpa_plan plan,
@@ -1297,8 +1296,7 @@ static void test_args_strides(baracuda_flash_sdpa_plan plan,
        CI "y last-axis stride must be 1 (got 2, expected 1)",
        .edits = {STRIDE(kY, 3, 2), SCALE_BUFFER(kY, 2)}},
       {__LINE__, "q last stride 0", UNSUPPORTED,
-       CI "q last-axis stride must be 1 (got 0, expected 1)",
-       .edits = {STRIDE(kQ, 3, 0)}},
+       CI "q last-axis stride must be 1 (got 0, expected 1)", .edits = {STRIDE(kQ, 3, 0)}},
 
       {__LINE__, "y head stride 0", INVALID,
        CI "y is written, so axis 1 (extent 4) cannot broadcast (got stride 0, expected > 0)",
@@ -1320,9 +1318,8 @@ static void test_args_strides(baracuda_flash_sdpa_plan plan,
   args.lse.buffer_elements = 1 + 40 + 3 * 10 + 4 * 2;
   EXPECT_ACCEPTED(plan, &args);
   args.lse.buffer_elements -= 1;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "lse buffer too small (got 78 elements, expected at least 79)",
-                          79, 78);
+  EXPECT_BUFFER_TOO_SMALL(
+      plan, &args, CI "lse buffer too small (got 78 elements, expected at least 79)", 79, 78);
 
   /* A B, S, H, D layout passed as a strided view. */
   args = valid;
@@ -1335,9 +1332,8 @@ static void test_args_strides(baracuda_flash_sdpa_plan plan,
   /* A padded batch stride widens the span past the element count. */
   args = valid;
   args.q.strides[0] = 2 * kHeads * kQueryLen * kDk;
-  EXPECT_BUFFER_TOO_SMALL(plan, &args,
-                          CI "q buffer too small (got 2560 elements, expected at least 3840)",
-                          3840, 2560);
+  EXPECT_BUFFER_TOO_SMALL(
+      plan, &args, CI "q buffer too small (got 2560 elements, expected at least 3840)", 3840, 2560);
   args.q.buffer_elements = 3840;
   EXPECT_ACCEPTED(plan, &args);
 }
@@ -1495,8 +1491,7 @@ static void test_args_alibi(baracuda_flash_sdpa_plan plan,
        CI "alibi_slopes shape mismatch (got [2, 5], expected [1, 4] or [2, 4])",
        .slopes = {kBatch, kHeads + 1}},
       {__LINE__, "slopes [1, 1]", INVALID,
-       CI "alibi_slopes shape mismatch (got [1, 1], expected [1, 4] or [2, 4])",
-       .slopes = {1, 1}},
+       CI "alibi_slopes shape mismatch (got [1, 1], expected [1, 4] or [2, 4])", .slopes = {1, 1}},
       {__LINE__, "slopes f16", INVALID, CI "alibi_slopes element mismatch (got f16, expected f32)",
        .edits = {ELEMENT(kSlopes, BARACUDA_ELEMENT_F16)}, .slopes = {kBatch, kHeads}},
       {__LINE__, "slopes rank 1", INVALID, CI "alibi_slopes rank mismatch (got 1, expected 2)",
@@ -1546,8 +1541,7 @@ static void test_args_per_element(void) {
     if (!is_stand_in(plan)) {
       baracuda_precision_guarantee guarantee;
       memset(&guarantee, 0, sizeof guarantee);
-      CHECK_INT(baracuda_flash_sdpa_precision_guarantee(plan, &guarantee),
-                BARACUDA_STATUS_SUCCESS);
+      CHECK_INT(baracuda_flash_sdpa_precision_guarantee(plan, &guarantee), BARACUDA_STATUS_SUCCESS);
       CHECK_INT(guarantee.math_precision, lse);
       CHECK_INT(guarantee.accumulator, lse);
       CHECK_INT(guarantee.deterministic, 1);
@@ -1560,8 +1554,8 @@ static void test_args_per_element(void) {
     EXPECT_ACCEPTED(plan, &args);
 
     char expected[kMessageCapacity];
-    const baracuda_element wrong_lse = element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F32
-                                                                       : BARACUDA_ELEMENT_F64;
+    const baracuda_element wrong_lse =
+        element == BARACUDA_ELEMENT_F64 ? BARACUDA_ELEMENT_F32 : BARACUDA_ELEMENT_F64;
     baracuda_flash_sdpa_args wrong = args;
     wrong.lse.element = wrong_lse;
     snprintf(expected, sizeof expected, CI "lse element mismatch (got %s, expected %s)",
@@ -1583,8 +1577,7 @@ static void test_args_per_element(void) {
       EXPECT_INVALID(plan, &wrong, expected);
       wrong = args;
       wrong.alibi_slopes.element = element;
-      snprintf(expected, sizeof expected,
-               CI "alibi_slopes element mismatch (got %s, expected f32)",
+      snprintf(expected, sizeof expected, CI "alibi_slopes element mismatch (got %s, expected f32)",
                baracuda_element_string(element));
       EXPECT_INVALID(plan, &wrong, expected);
     }
@@ -1634,15 +1627,17 @@ static void test_args_memory(baracuda_flash_sdpa_plan plan,
   args = valid;
   set_strides(&args.lse, 1, 1, 1, 0);
   EXPECT_INVALID(plan, &args,
-                 CI "lse is written, so no two of its elements may share memory (got shape "
-                    "[2, 4, 5] with strides [1, 1, 1], expected strides under which every "
-                    "element has its own address)");
+                 CI
+                 "lse is written, so no two of its elements may share memory (got shape "
+                 "[2, 4, 5] with strides [1, 1, 1], expected strides under which every "
+                 "element has its own address)");
   args = valid;
   set_strides(&args.y, kHeads * kQueryLen * kDv, kQueryLen * kDv, kDv / 2, 1);
   EXPECT_INVALID(plan, &args,
-                 CI "y is written, so no two of its elements may share memory (got shape "
-                    "[2, 4, 5, 32] with strides [640, 160, 16, 1], expected strides under which "
-                    "every element has its own address)");
+                 CI
+                 "y is written, so no two of its elements may share memory (got shape "
+                 "[2, 4, 5, 32] with strides [640, 160, 16, 1], expected strides under which "
+                 "every element has its own address)");
   /* Read views may fold: a broadcast mask row read for every query. */
   args = valid;
   args.mask = make_mask(kBatch, kHeads, kQueryLen, kKeyLen);
@@ -1653,23 +1648,26 @@ static void test_args_memory(baracuda_flash_sdpa_plan plan,
   args = valid;
   args.y.data = valid.q.data;
   snprintf(expected, sizeof expected,
-           CI "y and q share memory (got y at %p for %lld bytes and q at %p for %lld bytes, "
-              "expected y to share no byte with another argument)",
+           CI
+           "y and q share memory (got y at %p for %lld bytes and q at %p for %lld bytes, "
+           "expected y to share no byte with another argument)",
            valid.q.data, (long long)y_bytes, valid.q.data, (long long)q_bytes);
   EXPECT_INVALID(plan, &args, expected);
   args = valid;
   args.lse.data = (char*)valid.y.data + y_bytes - kF32Bytes;
   snprintf(expected, sizeof expected,
-           CI "y and lse share memory (got y at %p for %lld bytes and lse at %p for %lld bytes, "
-              "expected y to share no byte with another argument)",
+           CI
+           "y and lse share memory (got y at %p for %lld bytes and lse at %p for %lld bytes, "
+           "expected y to share no byte with another argument)",
            valid.y.data, (long long)y_bytes, args.lse.data, (long long)lse_bytes);
   EXPECT_INVALID(plan, &args, expected);
   args = valid;
   args.mask = make_mask(1, 1, kQueryLen, kKeyLen);
   args.mask.data = valid.lse.data;
   snprintf(expected, sizeof expected,
-           CI "lse and mask share memory (got lse at %p for %lld bytes and mask at %p for %lld "
-              "bytes, expected lse to share no byte with another argument)",
+           CI
+           "lse and mask share memory (got lse at %p for %lld bytes and mask at %p for %lld "
+           "bytes, expected lse to share no byte with another argument)",
            valid.lse.data, (long long)lse_bytes, valid.lse.data,
            (long long)(kQueryLen * kKeyLen * kF32Bytes));
   EXPECT_INVALID(plan, &args, expected);
@@ -1688,8 +1686,9 @@ static void test_args_memory(baracuda_flash_sdpa_plan plan,
   const uintptr_t last_aligned = ~(uintptr_t)0 - 15;
   args.q.data = (void*)last_aligned;
   snprintf(expected, sizeof expected,
-           CI "q runs past the end of the address space (got %lld bytes from %p, expected a "
-              "range inside memory)",
+           CI
+           "q runs past the end of the address space (got %lld bytes from %p, expected a "
+           "range inside memory)",
            (long long)q_bytes, args.q.data);
   EXPECT_INVALID(plan, &args, expected);
 }
@@ -1835,8 +1834,8 @@ static void test_empty_problems(void) {
   /* The seed entry points lay out contiguous views themselves. */
   if (g_device_present) {
     poison_last_error();
-    CHECK_INT(baracuda_kernels_flash_sdpa_f32_run(kBatch, kHeads, 0, 0, kDk, kDv, 0.125f, 0,
-                                                  NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL),
+    CHECK_INT(baracuda_kernels_flash_sdpa_f32_run(kBatch, kHeads, 0, 0, kDk, kDv, 0.125f, 0, NULL,
+                                                  NULL, NULL, NULL, NULL, NULL, 0, NULL),
               BARACUDA_STATUS_SUCCESS);
     CHECK_STR(baracuda_last_error_message(), "");
   }
@@ -1893,8 +1892,9 @@ int main(void) {
 
   test_argument_checks();
   if (!g_device_present) {
-    printf("skipped: can_implement, run and the plan queries (they need a plan, and a plan "
-           "needs a CUDA device); their argument checks ran through check_args\n");
+    printf(
+        "skipped: can_implement, run and the plan queries (they need a plan, and a plan "
+        "needs a CUDA device); their argument checks ran through check_args\n");
   }
 
   return test_summary();

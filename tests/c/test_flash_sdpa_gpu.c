@@ -34,9 +34,9 @@ typedef struct Problem {
   int batch, heads, heads_k, query_len, key_len, d_k, d_v;
   int is_causal, window_left, window_right, bottom_right;
   double softcap;
-  int alibi;         /* slopes [1, H] */
-  int mask;          /* 0 none, 1 full [B, H, Sq, Sk], 2 key padding [B, 1, 1, Sk] */
-  int bshd;          /* Q, K, V, Y stored as [B, S, H, D] and passed as strided views */
+  int alibi; /* slopes [1, H] */
+  int mask;  /* 0 none, 1 full [B, H, Sq, Sk], 2 key padding [B, 1, 1, Sk] */
+  int bshd;  /* Q, K, V, Y stored as [B, S, H, D] and passed as strided views */
 } Problem;
 
 /* Host copies in float64, device buffers in the problem's element. */
@@ -100,7 +100,8 @@ static void reference_row(const Problem* p, const Tensors* t, double scale, int 
       s = scale * dot;
       if (p->softcap > 0) s = p->softcap * tanh(s / p->softcap);
       if (p->alibi) s -= t->slopes[h] * fabs((double)(i - j + offset));
-      if (p->mask == 1) s += t->mask[(((int64_t)b * p->heads + h) * p->query_len + i) * p->key_len + j];
+      if (p->mask == 1)
+        s += t->mask[(((int64_t)b * p->heads + h) * p->query_len + i) * p->key_len + j];
       if (p->mask == 2) s += t->mask[(int64_t)b * p->key_len + j];
     }
     scores[j] = s;
@@ -169,16 +170,21 @@ static void run_case(const Problem* p) {
   baracuda_flash_sdpa_args args;
   memset(&args, 0, sizeof args);
   int64_t shape[4], strides[4];
-  shape[0] = p->batch; shape[1] = p->heads; shape[2] = p->query_len; shape[3] = p->d_k;
+  shape[0] = p->batch;
+  shape[1] = p->heads;
+  shape[2] = p->query_len;
+  shape[3] = p->d_k;
   strides4(p, p->heads, p->query_len, p->d_k, strides);
   args.q = view(t.dq, p->element, 4, shape, strides, q_count);
-  shape[1] = p->heads_k; shape[2] = p->key_len;
+  shape[1] = p->heads_k;
+  shape[2] = p->key_len;
   strides4(p, p->heads_k, p->key_len, p->d_k, strides);
   args.k = view(t.dk, p->element, 4, shape, strides, k_count);
   shape[3] = p->d_v;
   strides4(p, p->heads_k, p->key_len, p->d_v, strides);
   args.v = view(t.dv, p->element, 4, shape, strides, v_count);
-  shape[1] = p->heads; shape[2] = p->query_len;
+  shape[1] = p->heads;
+  shape[2] = p->query_len;
   strides4(p, p->heads, p->query_len, p->d_v, strides);
   args.y = view(t.dy, p->element, 4, shape, strides, y_count);
   const int64_t lse_shape[3] = {p->batch, p->heads, p->query_len};
@@ -190,7 +196,8 @@ static void run_case(const Problem* p) {
     t.dslopes = upload(t.slopes, p->heads, BARACUDA_ELEMENT_F32);
     const int64_t slopes_shape[2] = {1, p->heads};
     const int64_t slopes_strides[2] = {0, 1};
-    args.alibi_slopes = view(t.dslopes, BARACUDA_ELEMENT_F32, 2, slopes_shape, slopes_strides, p->heads);
+    args.alibi_slopes =
+        view(t.dslopes, BARACUDA_ELEMENT_F32, 2, slopes_shape, slopes_strides, p->heads);
   }
   if (p->mask) {
     int64_t mask_count = p->mask == 1 ? (int64_t)p->batch * p->heads * p->query_len * p->key_len
@@ -201,15 +208,19 @@ static void run_case(const Problem* p) {
     int64_t mask_strides[4] = {(int64_t)p->heads * p->query_len * p->key_len,
                                (int64_t)p->query_len * p->key_len, p->key_len, 1};
     if (p->mask == 2) {
-      mask_shape[1] = 1; mask_shape[2] = 1;
-      mask_strides[0] = p->key_len; mask_strides[1] = 0; mask_strides[2] = 0;
+      mask_shape[1] = 1;
+      mask_shape[2] = 1;
+      mask_strides[0] = p->key_len;
+      mask_strides[1] = 0;
+      mask_strides[2] = 0;
     }
     args.mask = view(t.dmask, BARACUDA_ELEMENT_F32, 4, mask_shape, mask_strides, mask_count);
   }
 
   baracuda_flash_sdpa_plan plan = NULL;
   baracuda_status status = baracuda_flash_sdpa_plan_select(&desc, NULL, &plan);
-  CHECK(status == BARACUDA_STATUS_SUCCESS, "%s: select: %s", p->name, baracuda_last_error_message());
+  CHECK(status == BARACUDA_STATUS_SUCCESS, "%s: select: %s", p->name,
+        baracuda_last_error_message());
   if (status != BARACUDA_STATUS_SUCCESS) return;
   status = baracuda_flash_sdpa_run(plan, &args, NULL, 0, 0);
   CHECK(status == BARACUDA_STATUS_SUCCESS, "%s: run: %s", p->name, baracuda_last_error_message());
@@ -246,16 +257,29 @@ static void run_case(const Problem* p) {
     }
   }
   const double tol = tolerance(p->element);
-  CHECK(not_finite == 0, "%s: %d output elements not finite (unwritten or NaN)", p->name, not_finite);
-  CHECK(lse_infinity_mismatch == 0, "%s: %d rows disagree on -inf LSE", p->name, lse_infinity_mismatch);
+  CHECK(not_finite == 0, "%s: %d output elements not finite (unwritten or NaN)", p->name,
+        not_finite);
+  CHECK(lse_infinity_mismatch == 0, "%s: %d rows disagree on -inf LSE", p->name,
+        lse_infinity_mismatch);
   CHECK(worst_y <= tol, "%s: max |y - reference| = %.3e > %.1e", p->name, worst_y, tol);
   CHECK(worst_lse <= tol, "%s: max LSE error = %.3e > %.1e", p->name, worst_lse, tol);
   printf("%-34s y err %.2e  lse err %.2e\n", p->name, worst_y, worst_lse);
 
-  free(y); free(lse); free(y_row);
-  free(t.q); free(t.k); free(t.v); free(t.mask); free(t.slopes);
-  cudaFree(t.dq); cudaFree(t.dk); cudaFree(t.dv); cudaFree(t.dy); cudaFree(t.dlse);
-  cudaFree(t.dmask); cudaFree(t.dslopes);
+  free(y);
+  free(lse);
+  free(y_row);
+  free(t.q);
+  free(t.k);
+  free(t.v);
+  free(t.mask);
+  free(t.slopes);
+  cudaFree(t.dq);
+  cudaFree(t.dk);
+  cudaFree(t.dv);
+  cudaFree(t.dy);
+  cudaFree(t.dlse);
+  cudaFree(t.dmask);
+  cudaFree(t.dslopes);
 }
 
 /* The seed entry point on the f32 problem must give what the plan gives. */
@@ -271,17 +295,34 @@ static void seed_entry_point_case(void) {
   void *dy = NULL, *dlse = NULL;
   CUDA_OK(cudaMalloc(&dy, (size_t)count * 4));
   CUDA_OK(cudaMalloc(&dlse, (size_t)B * H * S * 4));
-  baracuda_status status = baracuda_kernels_flash_sdpa_f32_run(
-      B, H, S, S, D, D, 0.125f, 1, dq, dk, dv, dy, dlse, NULL, 0, 0);
+  baracuda_status status = baracuda_kernels_flash_sdpa_f32_run(B, H, S, S, D, D, 0.125f, 1, dq, dk,
+                                                               dv, dy, dlse, NULL, 0, 0);
   CHECK(status == BARACUDA_STATUS_SUCCESS, "seed f32 run: %s", baracuda_last_error_message());
   CUDA_OK(cudaDeviceSynchronize());
   double* y = malloc(sizeof(double) * (size_t)count);
   download(dy, BARACUDA_ELEMENT_F32, count, y);
-  Problem p = {"seed", BARACUDA_ELEMENT_F32, B, H, H, S, S, D, D, 1,
-               BARACUDA_WINDOW_UNBOUNDED, BARACUDA_WINDOW_UNBOUNDED, 0, 0.0, 0, 0, 0};
+  Problem p = {"seed",
+               BARACUDA_ELEMENT_F32,
+               B,
+               H,
+               H,
+               S,
+               S,
+               D,
+               D,
+               1,
+               BARACUDA_WINDOW_UNBOUNDED,
+               BARACUDA_WINDOW_UNBOUNDED,
+               0,
+               0.0,
+               0,
+               0,
+               0};
   Tensors t;
   memset(&t, 0, sizeof t);
-  t.q = q; t.k = k; t.v = v;
+  t.q = q;
+  t.k = k;
+  t.v = v;
   double y_row[64], lse;
   double worst = 0.0;
   for (int h = 0; h < H; ++h) {
@@ -294,8 +335,15 @@ static void seed_entry_point_case(void) {
     }
   }
   CHECK(worst <= 1e-5, "seed f32 causal: max error %.3e", worst);
-  free(q); free(k); free(v); free(y);
-  cudaFree(dq); cudaFree(dk); cudaFree(dv); cudaFree(dy); cudaFree(dlse);
+  free(q);
+  free(k);
+  free(v);
+  free(y);
+  cudaFree(dq);
+  cudaFree(dk);
+  cudaFree(dv);
+  cudaFree(dy);
+  cudaFree(dlse);
 }
 
 int main(void) {
@@ -331,7 +379,8 @@ int main(void) {
       /* The hopper kernel on sm_90: several query and key tiles, every bucket, the modifiers. */
       {"bf16 d64 tiles", BF16, 2, 2, 2, 300, 500, 64, 64, 0, U, U, 0, 0.0, 0, 0, 0},
       {"bf16 d128 causal gqa bshd", BF16, 1, 4, 2, 400, 400, 128, 128, 1, U, U, 0, 0.0, 0, 0, 1},
-      {"bf16 d256 causal bottom-right", BF16, 1, 2, 1, 200, 333, 256, 256, 1, U, U, 1, 0.0, 0, 0, 0},
+      {"bf16 d256 causal bottom-right", BF16, 1, 2, 1, 200, 333, 256, 256, 1, U, U, 1, 0.0, 0, 0,
+       0},
       {"bf16 d128 mask full window", BF16, 1, 2, 2, 260, 300, 128, 128, 0, 90, 40, 0, 0.0, 0, 1, 0},
       {"bf16 d96 everything", BF16, 2, 4, 2, 150, 270, 96, 96, 1, 100, U, 1, 20.0, 1, 2, 1},
   };

@@ -14,13 +14,13 @@
 /* ctest reports a test that exits with this code as skipped (SKIP_RETURN_CODE). */
 enum { kSkipExitCode = 77 };
 
-#define CUDA_OK(call)                                                                           \
-  do {                                                                                          \
-    const cudaError_t error_ = (call);                                                          \
-    if (error_ != cudaSuccess) {                                                                \
+#define CUDA_OK(call)                                                                            \
+  do {                                                                                           \
+    const cudaError_t error_ = (call);                                                           \
+    if (error_ != cudaSuccess) {                                                                 \
       fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(error_)); \
-      exit(EXIT_FAILURE);                                                                       \
-    }                                                                                           \
+      exit(EXIT_FAILURE);                                                                        \
+    }                                                                                            \
   } while (0)
 
 enum { kBf16Shift = 16, kBf16RoundingBias = 0x7FFF };
@@ -39,7 +39,9 @@ static double from_bf16(uint16_t value) {
   return result;
 }
 
-static size_t element_bytes(baracuda_element element) { return baracuda_element_size(element); }
+static size_t element_bytes(baracuda_element element) {
+  return baracuda_element_size(element);
+}
 
 /* Rounds values to the element in place (so that the host copy is what the device holds) and
  * uploads them; the device buffer has at least one byte. f16 is not used by the C tests. */
@@ -70,9 +72,12 @@ static void download(const void* device, baracuda_element element, int64_t count
   void* host = malloc(bytes > 0 ? bytes : 1);
   CUDA_OK(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost));
   for (int64_t n = 0; n < count; ++n) {
-    if (element == BARACUDA_ELEMENT_F64) out[n] = ((double*)host)[n];
-    else if (element == BARACUDA_ELEMENT_F32) out[n] = ((float*)host)[n];
-    else out[n] = from_bf16(((uint16_t*)host)[n]);
+    if (element == BARACUDA_ELEMENT_F64)
+      out[n] = ((double*)host)[n];
+    else if (element == BARACUDA_ELEMENT_F32)
+      out[n] = ((float*)host)[n];
+    else
+      out[n] = from_bf16(((uint16_t*)host)[n]);
   }
   free(host);
 }

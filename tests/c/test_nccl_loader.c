@@ -32,7 +32,6 @@
 
 #include "test_check.h"
 
-
 static const char* find(const char* text, const char* part) {
   const char* at = strstr(text, part);
   return at != NULL ? at : text + strlen(text) + 1;
@@ -100,8 +99,9 @@ static void test_variable_is_the_only_candidate(void) {
   status = baracuda_nccl_get_unique_id(&id);
   message = baracuda_last_error_message();
   CHECK(status == BARACUDA_STATUS_LIBRARY_NOT_LOADED, "wrapper: status %d", (int)status);
-  CHECK(starts_with(message, "nccl_get_unique_id: cannot load NCCL (got BARACUDA_NCCL_LIBRARY "
-                             "'/nonexistent/baracuda-env/libnccl.so.2': ") &&
+  CHECK(starts_with(message,
+                    "nccl_get_unique_id: cannot load NCCL (got BARACUDA_NCCL_LIBRARY "
+                    "'/nonexistent/baracuda-env/libnccl.so.2': ") &&
             strstr(message, "already loaded") == NULL && strstr(message, "system") == NULL,
         "wrapper message: %s", message);
 
@@ -560,7 +560,8 @@ static void scenario_wait(void) {
   baracuda_nccl_comm comm = NULL;
   CHECK(baracuda_nccl_get_unique_id(&id) == BARACUDA_STATUS_SUCCESS, "unique id");
   CHECK(baracuda_nccl_comm_init_rank(&comm, kOneRankWorld, &id, kRankZero) ==
-            BARACUDA_STATUS_SUCCESS && comm != NULL,
+                BARACUDA_STATUS_SUCCESS &&
+            comm != NULL,
         "stand-in communicator: %s", baracuda_last_error_message());
 
   static const double kBadTimeouts[] = {NAN, -INFINITY};
@@ -570,8 +571,7 @@ static void scenario_wait(void) {
              "nccl_comm_wait: timeout_seconds is not a duration (got %g, expected seconds: > 0 "
              "and finite for a limit, +inf or <= 0 for none)",
              kBadTimeouts[n]);
-    CHECK(baracuda_nccl_comm_wait(comm, NULL, kBadTimeouts[n]) ==
-              BARACUDA_STATUS_INVALID_PROBLEM,
+    CHECK(baracuda_nccl_comm_wait(comm, NULL, kBadTimeouts[n]) == BARACUDA_STATUS_INVALID_PROBLEM,
           "timeout %g refused", kBadTimeouts[n]);
     CHECK(strcmp(baracuda_last_error_message(), expected) == 0, "message: %s",
           baracuda_last_error_message());
@@ -639,8 +639,8 @@ static void scenario_refusals(void) {
 /* A real NCCL named by BARACUDA_TEST_NCCL_LIBRARY (else the one the search order finds). */
 static void scenario_real_nccl(void) {
   const char* library = getenv("BARACUDA_TEST_NCCL_LIBRARY");
-  baracuda_status status = library != NULL && *library != '\0' ? baracuda_nccl_load(library)
-                                                               : baracuda_nccl_load(NULL);
+  baracuda_status status =
+      library != NULL && *library != '\0' ? baracuda_nccl_load(library) : baracuda_nccl_load(NULL);
   if (status != BARACUDA_STATUS_SUCCESS) {
     CHECK(library == NULL || *library == '\0', "explicit %s: %s", library,
           baracuda_last_error_message());

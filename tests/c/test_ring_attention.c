@@ -96,7 +96,9 @@ static int64_t expected_accumulator_bytes(const baracuda_ring_attention_descript
 
 /* Leaves a known, non-empty message and zero sizes, so that each check below sees what the call
  * under test wrote. */
-static void poison_last_error(void) { baracuda_ring_attention_plan_select(NULL, NULL, NULL); }
+static void poison_last_error(void) {
+  baracuda_ring_attention_plan_select(NULL, NULL, NULL);
+}
 
 /* ------------------------------------------------------------------ expectations */
 
@@ -112,8 +114,8 @@ static void expect_sizes(int line, int64_t expected_needed, int64_t expected_got
 
 static void expect_message(int line, const char* expected) {
   const char* message = baracuda_last_error_message();
-  CHECK(strcmp(message, expected) == 0, "line %d: message\n    got      \"%s\"\n    expected \"%s\"",
-        line, message, expected);
+  CHECK(strcmp(message, expected) == 0,
+        "line %d: message\n    got      \"%s\"\n    expected \"%s\"", line, message, expected);
 }
 
 /* The message starts with prefix and ends with suffix (either may be ""): for messages that hold
@@ -146,8 +148,10 @@ static void select_refuses(int line, const baracuda_ring_attention_descriptor* d
   baracuda_ring_attention_plan plan = NOT_A_PLAN;
   const baracuda_status status = baracuda_ring_attention_plan_select(desc, preference, &plan);
   expect_status(line, status, expected, "plan_select");
-  if (exact) expect_message(line, message);
-  else expect_message_parts(line, message, "");
+  if (exact)
+    expect_message(line, message);
+  else
+    expect_message_parts(line, message, "");
   CHECK(plan == NULL, "line %d: plan_select sets *plan to NULL when it refuses", line);
   expect_sizes(line, 0, 0);
   if (plan != NULL && plan != NOT_A_PLAN) baracuda_ring_attention_plan_destroy(plan);
@@ -213,8 +217,8 @@ static void test_layout_and_schedule_strings(void) {
 
 static void test_descriptor_init_defaults(void) {
   enum { kB = 3, kH = 8, kSq = 17, kSk = 19, kD = 64 };
-  const double kScaleOfD64 = 0.125;  /* 1 / sqrt(64) */
-  const double kScaleOfD16 = 0.25;   /* 1 / sqrt(16) */
+  const double kScaleOfD64 = 0.125; /* 1 / sqrt(64) */
+  const double kScaleOfD16 = 0.25;  /* 1 / sqrt(16) */
   const double kScaleTolerance = 1e-15;
   enum { kFillByte = 0xA5, kD16 = 16, kD128 = 128 };
 
@@ -236,8 +240,7 @@ static void test_descriptor_init_defaults(void) {
         desc.window_size_right);
   CHECK(desc.softcap == 0.0, "init softcap %g", desc.softcap);
   CHECK(desc.layout == BARACUDA_RING_LAYOUT_CONTIGUOUS, "init layout %d", (int)desc.layout);
-  CHECK(desc.schedule == BARACUDA_RING_SCHEDULE_OVERLAPPED, "init schedule %d",
-        (int)desc.schedule);
+  CHECK(desc.schedule == BARACUDA_RING_SCHEDULE_OVERLAPPED, "init schedule %d", (int)desc.schedule);
 
   baracuda_ring_attention_descriptor_init(&desc, 1, 1, 1, 1, kD16, BARACUDA_ELEMENT_F32);
   CHECK(desc.scale == kScaleOfD16, "init scale of head_dim 16: %.17g", desc.scale);
@@ -345,8 +348,9 @@ static void test_select_refuses_bad_softcap(void) {
     desc.softcap = cases[n].value;
     char expected[kMessageCapacity];
     snprintf(expected, sizeof expected,
-             SELECT "softcap must be finite and non-negative (got %s, expected 0 to disable or a "
-                    "finite value > 0)",
+             SELECT
+             "softcap must be finite and non-negative (got %s, expected 0 to disable or a "
+             "finite value > 0)",
              cases[n].text);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
@@ -358,8 +362,8 @@ static void test_select_refuses_bad_is_causal(void) {
     baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
     desc.is_causal = values[n];
     char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected,
-             SELECT "is_causal must be 0 or 1 (got %d, expected 0 or 1)", (int)values[n]);
+    snprintf(expected, sizeof expected, SELECT "is_causal must be 0 or 1 (got %d, expected 0 or 1)",
+             (int)values[n]);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
 }
@@ -371,16 +375,18 @@ static void test_select_refuses_bad_window_bounds(void) {
     baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
     desc.window_size_left = values[n];
     snprintf(expected, sizeof expected,
-             SELECT "window_size_left must be a bound >= 0 or unbounded (got %d, expected >= 0 "
-                    "or BARACUDA_WINDOW_UNBOUNDED = -1)",
+             SELECT
+             "window_size_left must be a bound >= 0 or unbounded (got %d, expected >= 0 "
+             "or BARACUDA_WINDOW_UNBOUNDED = -1)",
              (int)values[n]);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
 
     desc = make_descriptor(BARACUDA_ELEMENT_F32);
     desc.window_size_right = values[n];
     snprintf(expected, sizeof expected,
-             SELECT "window_size_right must be a bound >= 0 or unbounded (got %d, expected >= 0 "
-                    "or BARACUDA_WINDOW_UNBOUNDED = -1)",
+             SELECT
+             "window_size_right must be a bound >= 0 or unbounded (got %d, expected >= 0 "
+             "or BARACUDA_WINDOW_UNBOUNDED = -1)",
              (int)values[n]);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
@@ -393,16 +399,18 @@ static void test_select_refuses_bad_layout_and_schedule(void) {
     baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
     desc.layout = (baracuda_ring_layout)values[n];
     snprintf(expected, sizeof expected,
-             SELECT "layout is not a ring layout (got %d, expected BARACUDA_RING_LAYOUT_CONTIGUOUS "
-                    "or BARACUDA_RING_LAYOUT_ZIGZAG)",
+             SELECT
+             "layout is not a ring layout (got %d, expected BARACUDA_RING_LAYOUT_CONTIGUOUS "
+             "or BARACUDA_RING_LAYOUT_ZIGZAG)",
              values[n]);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
 
     desc = make_descriptor(BARACUDA_ELEMENT_F32);
     desc.schedule = (baracuda_ring_schedule)values[n];
     snprintf(expected, sizeof expected,
-             SELECT "schedule is not a ring schedule (got %d, expected "
-                    "BARACUDA_RING_SCHEDULE_OVERLAPPED or BARACUDA_RING_SCHEDULE_SERIAL)",
+             SELECT
+             "schedule is not a ring schedule (got %d, expected "
+             "BARACUDA_RING_SCHEDULE_OVERLAPPED or BARACUDA_RING_SCHEDULE_SERIAL)",
              values[n]);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
@@ -415,8 +423,9 @@ static void test_select_refuses_bad_preference(void) {
     const baracuda_plan_preference preference = {(baracuda_backend)values[n]};
     char expected[kMessageCapacity];
     snprintf(expected, sizeof expected,
-             SELECT "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO, "
-                    "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
+             SELECT
+             "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO, "
+             "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
              values[n]);
     EXPECT_SELECT_REFUSES(&desc, &preference, BARACUDA_STATUS_INVALID_PROBLEM, expected);
   }
@@ -465,8 +474,9 @@ static void test_select_zigzag_lengths(void) {
 
   desc.query_len = kOdd;
   snprintf(expected, sizeof expected,
-           SELECT "query_len must be even for the zigzag layout, which holds two chunks of "
-                  "query_len / 2 per rank (got %d, expected an even number)",
+           SELECT
+           "query_len must be even for the zigzag layout, which holds two chunks of "
+           "query_len / 2 per rank (got %d, expected an even number)",
            kOdd);
   EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
 
@@ -474,8 +484,9 @@ static void test_select_zigzag_lengths(void) {
   desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
   desc.key_len = kOdd;
   snprintf(expected, sizeof expected,
-           SELECT "key_len must be even for the zigzag layout, which holds two chunks of "
-                  "key_len / 2 per rank (got %d, expected an even number)",
+           SELECT
+           "key_len must be even for the zigzag layout, which holds two chunks of "
+           "key_len / 2 per rank (got %d, expected an even number)",
            kOdd);
   EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
 
@@ -498,8 +509,9 @@ static void test_select_refuses_unsupported_head_dims(void) {
     baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
     desc.head_dim = values[n];
     snprintf(expected, sizeof expected,
-             SELECT "head_dim is not a supported head dim (got %d, expected a multiple of %d in "
-                    "[%d, %d])",
+             SELECT
+             "head_dim is not a supported head dim (got %d, expected a multiple of %d in "
+             "[%d, %d])",
              (int)values[n], kHeadDimStep, kMinHeadDim, kMaxHeadDim);
     EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
   }
@@ -515,8 +527,9 @@ static void test_select_grid_limit(void) {
   desc.num_heads_k = 1;
   desc.query_len = kOverTile;
   snprintf(expected, sizeof expected,
-           SELECT "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x 1 "
-                  "x %d rows, expected <= %lld blocks)",
+           SELECT
+           "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x 1 "
+           "x %d rows, expected <= %lld blocks)",
            kPortableBlockRows, INT32_MAX, kOverTile, (long long)kMaxGridBlocks);
   EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
 
@@ -529,8 +542,9 @@ static void test_select_grid_limit(void) {
   desc.num_heads_k = 1;
   desc.query_len = INT32_MAX;
   snprintf(expected, sizeof expected,
-           SELECT "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x "
-                  "%d x %d rows",
+           SELECT
+           "batch_size x num_heads x query tiles of %d rows exceeds one launch (got %d x "
+           "%d x %d rows",
            kPortableBlockRows, INT32_MAX, INT32_MAX, INT32_MAX);
   EXPECT_SELECT_REFUSES_PREFIX(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
 }
@@ -548,9 +562,10 @@ static void test_select_scratch_size_limit(void) {
   desc.key_len = INT32_MAX;
   desc.head_dim = kHeadDim;
   snprintf(expected, sizeof expected,
-           SELECT "kv_scratch bytes (2 x batch_size x num_heads_k x key_len x head_dim x element "
-                  "size) does not fit in 64 bits (got %d x %d x 1 x %d x %d x %d, expected a "
-                  "product below 2^63)",
+           SELECT
+           "kv_scratch bytes (2 x batch_size x num_heads_k x key_len x head_dim x element "
+           "size) does not fit in 64 bits (got %d x %d x 1 x %d x %d x %d, expected a "
+           "product below 2^63)",
            kChunksPerScratch, INT32_MAX, INT32_MAX, kHeadDim, kF32Bytes);
   EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
 
@@ -610,8 +625,8 @@ static void test_select_check_order(void) {
       {NULL, BARACUDA_STATUS_INVALID_PROBLEM, SELECT "query_len must be even"},
   };
   for (size_t n = 0; n < sizeof d / sizeof d[0]; ++n) {
-    select_refuses(__LINE__, &d[n], expected[n].preference, expected[n].status,
-                   expected[n].prefix, 0);
+    select_refuses(__LINE__, &d[n], expected[n].preference, expected[n].status, expected[n].prefix,
+                   0);
   }
 
   /* The head dim comes before the grid. */
@@ -709,8 +724,8 @@ static void test_select_head_dim_buckets(void) {
         snprintf(prefix, sizeof prefix,
                  SELECT "no portable %s instance covers head dim %d in this build (got buckets [",
                  baracuda_element_string(element), head_dim);
-        snprintf(suffix, sizeof suffix,
-                 "], expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)", head_dim);
+        snprintf(suffix, sizeof suffix, "], expected one >= %d; see BARACUDA_HEAD_DIM_BUCKETS)",
+                 head_dim);
         expect_message_parts(__LINE__, prefix, suffix);
         CHECK(plan == NULL, "%s d%d: a bucket refusal sets *plan to NULL",
               baracuda_element_string(element), head_dim);
@@ -721,7 +736,8 @@ static void test_select_head_dim_buckets(void) {
       CHECK(!refused_below, "%s d%d is accepted although a smaller head dim was refused",
             baracuda_element_string(element), head_dim);
       if (g_device_present) {
-        expect_status(__LINE__, status, BARACUDA_STATUS_SUCCESS, "plan_select of a covered head dim");
+        expect_status(__LINE__, status, BARACUDA_STATUS_SUCCESS,
+                      "plan_select of a covered head dim");
         if (status == BARACUDA_STATUS_SUCCESS) {
           baracuda_kernel_sku sku;
           memset(&sku, 0, sizeof sku);
@@ -988,8 +1004,10 @@ static void args_refused(int line, baracuda_ring_attention_plan plan,
     const char* worded = message_for(call, message, buffer, sizeof buffer);
     poison_last_error();
     expect_status(line, check_args_with(call, plan, args), expected, "can_implement");
-    if (suffix == NULL) expect_message(line, worded);
-    else expect_message_parts(line, worded, suffix);
+    if (suffix == NULL)
+      expect_message(line, worded);
+    else
+      expect_message_parts(line, worded, suffix);
     expect_sizes(line, needed, got);
   }
 }
@@ -1001,7 +1019,7 @@ static void args_refused(int line, baracuda_ring_attention_plan plan,
   args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, (prefix), (suffix), 0, 0)
 #define EXPECT_UNSUPPORTED(plan, args, message) \
   args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_UNSUPPORTED, (message), NULL, 0, 0)
-#define EXPECT_BUFFER_TOO_SMALL(plan, args, message, needed, got)                             \
+#define EXPECT_BUFFER_TOO_SMALL(plan, args, message, needed, got)                           \
   args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_BUFFER_TOO_SMALL, (message), NULL, \
                (needed), (got))
 
@@ -1134,13 +1152,15 @@ static void test_args_tensors(baracuda_ring_attention_plan plan,
   args = valid;
   memset(&args.v, 0, sizeof args.v);
   EXPECT_INVALID(plan, &args,
-                 CI "k and v go together (got k present and v absent, expected both, to be staged "
-                    "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
+                 CI
+                 "k and v go together (got k present and v absent, expected both, to be staged "
+                 "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
   args = valid;
   memset(&args.k, 0, sizeof args.k);
   EXPECT_INVALID(plan, &args,
-                 CI "k and v go together (got k absent and v present, expected both, to be staged "
-                    "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
+                 CI
+                 "k and v go together (got k absent and v present, expected both, to be staged "
+                 "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
 
   args = valid;
   args.q.rank = 3;
@@ -1177,8 +1197,8 @@ static void test_args_tensors(baracuda_ring_attention_plan plan,
   args = valid;
   args.q.shape[1] = kHeadsK;
   snprintf(expected, sizeof expected,
-           CI "q shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch,
-           kHeadsK, kQueryLen, kHeadDim, kBatch, kHeads, kQueryLen, kHeadDim);
+           CI "q shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeadsK,
+           kQueryLen, kHeadDim, kBatch, kHeads, kQueryLen, kHeadDim);
   EXPECT_INVALID(plan, &args, expected);
   args = valid;
   args.k.shape[1] = kHeads;
@@ -1189,8 +1209,8 @@ static void test_args_tensors(baracuda_ring_attention_plan plan,
   args = valid;
   args.v.shape[2] = kQueryLen;
   snprintf(expected, sizeof expected,
-           CI "v shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch,
-           kHeadsK, kQueryLen, kHeadDim, kBatch, kHeadsK, kKeyLen, kHeadDim);
+           CI "v shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeadsK,
+           kQueryLen, kHeadDim, kBatch, kHeadsK, kKeyLen, kHeadDim);
   EXPECT_INVALID(plan, &args, expected);
   args = valid;
   args.y.shape[3] = kHeadDim / 2;
@@ -1200,8 +1220,9 @@ static void test_args_tensors(baracuda_ring_attention_plan plan,
   EXPECT_INVALID(plan, &args, expected);
   args = valid;
   args.lse.shape[2] = kKeyLen;
-  snprintf(expected, sizeof expected, CI "lse shape mismatch (got [%d, %d, %d], expected [%d, %d, %d])",
-           kBatch, kHeads, kKeyLen, kBatch, kHeads, kQueryLen);
+  snprintf(expected, sizeof expected,
+           CI "lse shape mismatch (got [%d, %d, %d], expected [%d, %d, %d])", kBatch, kHeads,
+           kKeyLen, kBatch, kHeads, kQueryLen);
   EXPECT_INVALID(plan, &args, expected);
 
   /* Q and Y have a contiguous last axis; written Y and LSE cannot broadcast. */
@@ -1358,8 +1379,9 @@ static void test_args_kv_scratch(baracuda_ring_attention_plan plan,
 
     /* Too few elements, by the view's extent or by the buffer. */
     snprintf(expected, sizeof expected,
-             CI "%s holds too few elements for K then V (got %lld, expected at least %lld = "
-                "kv_scratch_elements)",
+             CI
+             "%s holds too few elements for K then V (got %lld, expected at least %lld = "
+             "kv_scratch_elements)",
              name, (long long)(needed - 1), (long long)needed);
     args = valid;
     scratch->shape[0] = needed - 1;
@@ -1506,8 +1528,9 @@ static void test_check_args_descriptor(void) {
   poison_last_error();
   expect_status(__LINE__, baracuda_ring_attention_check_args(NULL, &args),
                 BARACUDA_STATUS_INVALID_PROBLEM, "check_args without a descriptor");
-  expect_message(__LINE__, "ring_attention_check_args: desc is NULL (got NULL, expected a "
-                           "descriptor)");
+  expect_message(__LINE__,
+                 "ring_attention_check_args: desc is NULL (got NULL, expected a "
+                 "descriptor)");
   poison_last_error();
   expect_status(__LINE__, baracuda_ring_attention_check_args(&desc, NULL),
                 BARACUDA_STATUS_INVALID_PROBLEM, "check_args without args");
@@ -1516,9 +1539,10 @@ static void test_check_args_descriptor(void) {
   poison_last_error();
   expect_status(__LINE__, baracuda_ring_attention_check_args(&desc, &args),
                 BARACUDA_STATUS_INVALID_PROBLEM, "check_args with a bad layout");
-  expect_message(__LINE__, "ring_attention_check_args: layout is not a ring layout (got 7, "
-                           "expected BARACUDA_RING_LAYOUT_CONTIGUOUS or "
-                           "BARACUDA_RING_LAYOUT_ZIGZAG)");
+  expect_message(__LINE__,
+                 "ring_attention_check_args: layout is not a ring layout (got 7, "
+                 "expected BARACUDA_RING_LAYOUT_CONTIGUOUS or "
+                 "BARACUDA_RING_LAYOUT_ZIGZAG)");
 }
 
 /* LSE and the scratch buffers follow the element: LSE and accumulators f64 for f64, f32
@@ -1558,11 +1582,13 @@ static void test_args_per_element(void) {
       wrong = args;
       wrong.accumulator_scratch_bytes = (size_t)f32_bytes;
       char prefix[kMessageCapacity];
-      snprintf(prefix, sizeof prefix, CI "accumulator_scratch too small (got %lld bytes, "
+      snprintf(prefix, sizeof prefix,
+               CI
+               "accumulator_scratch too small (got %lld bytes, "
                "expected at least %lld bytes = accumulator_scratch_bytes)",
                (long long)f32_bytes, (long long)needed);
-      args_refused(__LINE__, plan, &wrong, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, "",
-                   needed, f32_bytes);
+      args_refused(__LINE__, plan, &wrong, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, "", needed,
+                   f32_bytes);
     }
     release_plan(plan);
   }
@@ -1594,8 +1620,9 @@ static void test_run_checks(baracuda_ring_attention_plan plan,
   expect_status(__LINE__, baracuda_ring_attention_run(plan, &args, NULL, NULL),
                 BARACUDA_STATUS_BUFFER_TOO_SMALL, "run with a small kv_scratch_b");
   snprintf(expected, sizeof expected,
-           RUN "kv_scratch_b holds too few elements for K then V (got %lld, expected at least "
-               "%lld = kv_scratch_elements)",
+           RUN
+           "kv_scratch_b holds too few elements for K then V (got %lld, expected at least "
+           "%lld = kv_scratch_elements)",
            (long long)(kv_needed - 1), (long long)kv_needed);
   expect_message(__LINE__, expected);
   expect_sizes(__LINE__, kv_needed, kv_needed - 1);
@@ -1714,9 +1741,10 @@ int main(void) {
 
   test_argument_checks();
   if (!g_device_present) {
-    printf("skipped: can_implement, run, the scratch sizes, SKU and precision guarantee (they "
-           "need a plan, and a plan needs a CUDA device); the argument checks ran through "
-           "check_args\n");
+    printf(
+        "skipped: can_implement, run, the scratch sizes, SKU and precision guarantee (they "
+        "need a plan, and a plan needs a CUDA device); the argument checks ran through "
+        "check_args\n");
   }
   return test_summary();
 }

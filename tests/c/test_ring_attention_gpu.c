@@ -135,8 +135,8 @@ static baracuda_tensor view4(void* data, baracuda_element element, int bshd, int
   return view(data, element, 4, shape, strides, batch * heads * len * dim);
 }
 
-static baracuda_tensor lse_view(void* data, baracuda_element element, int64_t batch,
-                                int64_t heads, int64_t len) {
+static baracuda_tensor lse_view(void* data, baracuda_element element, int64_t batch, int64_t heads,
+                                int64_t len) {
   const int64_t shape[3] = {batch, heads, len};
   const int64_t strides[3] = {heads * len, len, 1};
   return view(data, element, 3, shape, strides, batch * heads * len);
@@ -299,9 +299,9 @@ static void ring_case(const RingCase* c) {
   int64_t kv_elements = 0;
   size_t accumulator_bytes = 0;
   if (status == BARACUDA_STATUS_SUCCESS) {
-    CHECK(baracuda_ring_attention_kv_scratch_elements(plan, &kv_elements) ==
-              BARACUDA_STATUS_SUCCESS,
-          "%s: kv_scratch_elements: %s", c->name, baracuda_last_error_message());
+    CHECK(
+        baracuda_ring_attention_kv_scratch_elements(plan, &kv_elements) == BARACUDA_STATUS_SUCCESS,
+        "%s: kv_scratch_elements: %s", c->name, baracuda_last_error_message());
     CHECK(baracuda_ring_attention_accumulator_scratch_bytes(plan, &accumulator_bytes) ==
               BARACUDA_STATUS_SUCCESS,
           "%s: accumulator_scratch_bytes: %s", c->name, baracuda_last_error_message());
@@ -394,8 +394,8 @@ static void ring_case(const RingCase* c) {
   free(q_stored);
   free(k_stored);
   free(v_stored);
-  void* buffers[] = {dq,        dk,        dv,        dy_flash,     dlse_flash, dy_ring,
-                     dy_again,  dlse_ring, dslopes,   scratch_a,    scratch_b,  accumulators};
+  void* buffers[] = {dq,       dk,        dv,      dy_flash,  dlse_flash, dy_ring,
+                     dy_again, dlse_ring, dslopes, scratch_a, scratch_b,  accumulators};
   for (size_t n = 0; n < sizeof buffers / sizeof buffers[0]; ++n) cudaFree(buffers[n]);
 }
 
@@ -417,8 +417,8 @@ static double seed_tolerance(baracuda_element element) {
   }
 }
 
-static baracuda_status seed_init(baracuda_element element, void* o, void* m, void* l,
-                                 int64_t o_len, int64_t ml_len) {
+static baracuda_status seed_init(baracuda_element element, void* o, void* m, void* l, int64_t o_len,
+                                 int64_t ml_len) {
   if (element == BARACUDA_ELEMENT_F64) {
     return baracuda_kernels_ring_attention_f64_init_run(o, m, l, o_len, ml_len, NULL);
   }
@@ -430,20 +430,17 @@ static baracuda_status seed_step(baracuda_element element, const SeedCase* c, in
                                  const void* v, void* o, void* m, void* l) {
   switch (element) {
     case BARACUDA_ELEMENT_F64:
-      return baracuda_kernels_ring_attention_f64_step_run(c->batch, c->heads, c->query_len,
-                                                          c->chunk_len, c->head_dim, q_base,
-                                                          k_base, scale, c->is_causal, q, k, v,
-                                                          o, m, l, NULL);
+      return baracuda_kernels_ring_attention_f64_step_run(
+          c->batch, c->heads, c->query_len, c->chunk_len, c->head_dim, q_base, k_base, scale,
+          c->is_causal, q, k, v, o, m, l, NULL);
     case BARACUDA_ELEMENT_BF16:
-      return baracuda_kernels_ring_attention_bf16_step_run(c->batch, c->heads, c->query_len,
-                                                           c->chunk_len, c->head_dim, q_base,
-                                                           k_base, scale, c->is_causal, q, k, v,
-                                                           o, m, l, NULL);
+      return baracuda_kernels_ring_attention_bf16_step_run(
+          c->batch, c->heads, c->query_len, c->chunk_len, c->head_dim, q_base, k_base, scale,
+          c->is_causal, q, k, v, o, m, l, NULL);
     default:
-      return baracuda_kernels_ring_attention_f32_step_run(c->batch, c->heads, c->query_len,
-                                                          c->chunk_len, c->head_dim, q_base,
-                                                          k_base, scale, c->is_causal, q, k, v,
-                                                          o, m, l, NULL);
+      return baracuda_kernels_ring_attention_f32_step_run(
+          c->batch, c->heads, c->query_len, c->chunk_len, c->head_dim, q_base, k_base, scale,
+          c->is_causal, q, k, v, o, m, l, NULL);
   }
 }
 
@@ -523,8 +520,8 @@ static void seed_case(const SeedCase* c) {
   baracuda_status status = seed_init(element, o, m, l, q_count, rows);
   CHECK(status == BARACUDA_STATUS_SUCCESS, "%s: init: %s", c->name, baracuda_last_error_message());
   for (int chunk = 0; chunk < c->chunks && status == BARACUDA_STATUS_SUCCESS; ++chunk) {
-    status = seed_step(element, c, q_global_base, chunk * c->chunk_len, scale, dq,
-                       dk_chunks[chunk], dv_chunks[chunk], o, m, l);
+    status = seed_step(element, c, q_global_base, chunk * c->chunk_len, scale, dq, dk_chunks[chunk],
+                       dv_chunks[chunk], o, m, l);
     CHECK(status == BARACUDA_STATUS_SUCCESS, "%s: step %d: %s", c->name, chunk,
           baracuda_last_error_message());
   }
@@ -582,24 +579,24 @@ int main(void) {
   /* name, element, B, H, Hk, Sq, Sk, D, causal, left, right, softcap, alibi, layout, schedule,
    * stage_kv, with_lse, bshd */
   const RingCase ring_cases[] = {
-      {"ring f32 tiny", F32, 1, 1, 1, 1, 1, 8, 0, U, U, 0.0, kNoAlibi, CONTIGUOUS, OVERLAPPED, 1,
-       1, 0},
+      {"ring f32 tiny", F32, 1, 1, 1, 1, 1, 8, 0, U, U, 0.0, kNoAlibi, CONTIGUOUS, OVERLAPPED, 1, 1,
+       0},
       {"ring f32 mha", F32, 2, 4, 4, 37, 53, 64, 0, U, U, 0.0, kNoAlibi, CONTIGUOUS, OVERLAPPED, 1,
        1, 0},
       {"ring f32 gqa causal", F32, 2, 8, 2, 40, 40, 64, 1, U, U, 0.0, kNoAlibi, CONTIGUOUS,
        OVERLAPPED, 1, 1, 0},
       {"ring f32 causal Sq<Sk", F32, 1, 2, 2, 17, 40, 32, 1, U, U, 0.0, kNoAlibi, CONTIGUOUS,
        OVERLAPPED, 1, 1, 0},
-      {"ring f32 window softcap alibi[1,H]", F32, 2, 4, 4, 33, 45, 64, 0, 7, 3, 5.0,
-       kAlibiPerHead, CONTIGUOUS, OVERLAPPED, 1, 1, 0},
+      {"ring f32 window softcap alibi[1,H]", F32, 2, 4, 4, 33, 45, 64, 0, 7, 3, 5.0, kAlibiPerHead,
+       CONTIGUOUS, OVERLAPPED, 1, 1, 0},
       {"ring f32 causal window alibi[B,H] serial", F32, 2, 4, 2, 50, 61, 64, 1, 20, U, 0.0,
        kAlibiPerBatch, CONTIGUOUS, SERIAL, 1, 1, 0},
       {"ring f32 zigzag causal", F32, 1, 4, 4, 32, 32, 64, 1, U, U, 0.0, kNoAlibi, ZIGZAG,
        OVERLAPPED, 1, 1, 0},
-      {"ring f32 caller-staged kv, no lse, bshd", F32, 2, 4, 2, 29, 31, 64, 1, U, U, 0.0,
-       kNoAlibi, CONTIGUOUS, OVERLAPPED, 0, 0, 1},
-      {"ring f32 mqa d8 bshd", F32, 1, 4, 1, 19, 70, 8, 0, U, U, 0.0, kNoAlibi, CONTIGUOUS,
-       SERIAL, 1, 1, 1},
+      {"ring f32 caller-staged kv, no lse, bshd", F32, 2, 4, 2, 29, 31, 64, 1, U, U, 0.0, kNoAlibi,
+       CONTIGUOUS, OVERLAPPED, 0, 0, 1},
+      {"ring f32 mqa d8 bshd", F32, 1, 4, 1, 19, 70, 8, 0, U, U, 0.0, kNoAlibi, CONTIGUOUS, SERIAL,
+       1, 1, 1},
       {"ring f64 gqa causal", F64, 1, 4, 2, 37, 53, 64, 1, U, U, 0.0, kNoAlibi, CONTIGUOUS,
        OVERLAPPED, 1, 1, 0},
       {"ring f64 window softcap alibi zigzag", F64, 2, 4, 4, 24, 40, 32, 0, 9, 4, 20.0,
@@ -622,8 +619,8 @@ int main(void) {
         snprintf(name, sizeof name, "seed %s %d chunk%s%s",
                  baracuda_element_string(kSeedElements[e]), kChunkCounts[n],
                  kChunkCounts[n] > 1 ? "s" : "", causal ? " causal" : "");
-        const SeedCase c = {name, kSeedElements[e], kSeedBatch, kSeedHeads, kSeedQueries,
-                            kSeedChunkLen, kChunkCounts[n], kSeedDim, causal, 0};
+        const SeedCase c = {name,          kSeedElements[e], kSeedBatch, kSeedHeads, kSeedQueries,
+                            kSeedChunkLen, kChunkCounts[n],  kSeedDim,   causal,     0};
         seed_case(&c);
       }
     }
@@ -631,8 +628,8 @@ int main(void) {
   const SeedCase extra_seed_cases[] = {
       {"seed f32 3 chunks causal bottom-right", F32, kSeedBatch, kSeedHeads, kSeedQueries,
        kSeedChunkLen, 3, kSeedDim, 1, 1},
-      {"seed f64 3 chunks causal", F64, 1, kSeedHeads, kSeedQueries, kSeedChunkLen, 3, kSeedDim,
-       1, 0},
+      {"seed f64 3 chunks causal", F64, 1, kSeedHeads, kSeedQueries, kSeedChunkLen, 3, kSeedDim, 1,
+       0},
       {"seed f64 8 chunks", F64, 1, kSeedHeads, kSeedQueries, kSeedChunkLen, 8, kSeedDim, 0, 0},
   };
   for (size_t n = 0; n < sizeof extra_seed_cases / sizeof extra_seed_cases[0]; ++n) {

@@ -21,8 +21,7 @@ void check(bool ok, const char* what) {
     ++g_passed;
   } else {
     ++g_failed;
-    std::fprintf(stderr, "FAILED: %s\n    message: \"%s\"\n", what,
-                 baracuda_last_error_message());
+    std::fprintf(stderr, "FAILED: %s\n    message: \"%s\"\n", what, baracuda_last_error_message());
   }
 }
 

@@ -13,10 +13,14 @@ from baracuda import _bench_common as common
 from baracuda.__main__ import build_parser, with_default_target
 
 FAKE_GPU = common.GpuInfo(
-    present=True, name="NVIDIA Test GPU 80GB", compute_capability="9.0",
-    l2_cache_bytes=4 * common.MIBI, device_count=1, driver_cuda_version="13.0",
+    present=True,
+    name="NVIDIA Test GPU 80GB",
+    compute_capability="9.0",
+    l2_cache_bytes=4 * common.MIBI,
+    device_count=1,
+    driver_cuda_version="13.0",
 )
-FIXED_NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+FIXED_NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
 
 def parse(*argv: str):

@@ -91,8 +91,10 @@ class RingDescriptor(ctypes.Structure):
 
 
 class RingArgs(ctypes.Structure):
-    _fields_ = [(name, Tensor) for name in ("q", "k", "v", "y", "lse", "alibi_slopes",
-                                            "kv_scratch_a", "kv_scratch_b")] + [
+    _fields_ = [
+        (name, Tensor)
+        for name in ("q", "k", "v", "y", "lse", "alibi_slopes", "kv_scratch_a", "kv_scratch_b")
+    ] + [
         ("accumulator_scratch", ctypes.c_void_p),
         ("accumulator_scratch_bytes", ctypes.c_size_t),
     ]
@@ -100,32 +102,75 @@ class RingArgs(ctypes.Structure):
 
 def _load() -> ctypes.CDLL:
     library = ctypes.CDLL(str(Path(_capi.__file__).parent / "libbaracuda.so"))
-    status, ptr, i32, i64, f32 = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64,
-                                  ctypes.c_float)
+    status, ptr, i32, i64, f32 = (
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int32,
+        ctypes.c_int64,
+        ctypes.c_float,
+    )
     prototypes = {
         "baracuda_last_error_message": (ctypes.c_char_p, []),
-        "baracuda_flash_sdpa_check_args": (status, [ctypes.POINTER(FlashDescriptor),
-                                                    ctypes.POINTER(FlashArgs)]),
-        "baracuda_ring_attention_check_args": (status, [ctypes.POINTER(RingDescriptor),
-                                                        ctypes.POINTER(RingArgs)]),
-        "baracuda_flash_sdpa_plan_select": (status, [ctypes.POINTER(FlashDescriptor), ptr,
-                                                     ctypes.POINTER(ptr)]),
+        "baracuda_flash_sdpa_check_args": (
+            status,
+            [ctypes.POINTER(FlashDescriptor), ctypes.POINTER(FlashArgs)],
+        ),
+        "baracuda_ring_attention_check_args": (
+            status,
+            [ctypes.POINTER(RingDescriptor), ctypes.POINTER(RingArgs)],
+        ),
+        "baracuda_flash_sdpa_plan_select": (
+            status,
+            [ctypes.POINTER(FlashDescriptor), ptr, ctypes.POINTER(ptr)],
+        ),
         "baracuda_flash_sdpa_plan_destroy": (None, [ptr]),
         "baracuda_kernels_ring_attention_init_run": (status, [ptr, ptr, ptr, i64, i64, ptr]),
         "baracuda_kernels_ring_attention_f64_init_run": (status, [ptr, ptr, ptr, i64, i64, ptr]),
     }
-    seed_flash = [i32, i32, i32, i32, i32, i32, f32, i32, ptr, ptr, ptr, ptr, ptr, ptr,
-                  ctypes.c_size_t, ptr]
-    seed_arbmask = [i32, i32, i32, i32, i32, i32, f32, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
-                    ctypes.c_size_t, ptr]
+    seed_flash = [
+        i32,
+        i32,
+        i32,
+        i32,
+        i32,
+        i32,
+        f32,
+        i32,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ctypes.c_size_t,
+        ptr,
+    ]
+    seed_arbmask = [
+        i32,
+        i32,
+        i32,
+        i32,
+        i32,
+        i32,
+        f32,
+        i32,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        ctypes.c_size_t,
+        ptr,
+    ]
     seed_step = [i32, i32, i32, i32, i32, i32, i32, f32, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     seed_finalize = [i32, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, ptr]
     for name in ("f32", "f16", "bf16", "f64"):
         prototypes[f"baracuda_kernels_flash_sdpa_{name}_run"] = (status, seed_flash)
         prototypes[f"baracuda_kernels_sdpa_{name}_arbmask_run"] = (status, seed_arbmask)
         prototypes[f"baracuda_kernels_ring_attention_{name}_step_run"] = (status, seed_step)
-        prototypes[f"baracuda_kernels_ring_attention_{name}_finalize_run"] = (status,
-                                                                               seed_finalize)
+        prototypes[f"baracuda_kernels_ring_attention_{name}_finalize_run"] = (status, seed_finalize)
     for name, (restype, argtypes) in prototypes.items():
         function = getattr(library, name)
         function.restype = restype
@@ -143,11 +188,11 @@ def last_error_message() -> str:
 
 def device_present() -> bool:
     """Whether select finds a CUDA device (a valid select succeeds rather than a CUDA error)."""
-    desc = FlashDescriptor(1, 1, 1, 1, 64, 64, 0.125, 0, F16, WINDOW_UNBOUNDED,
-                           WINDOW_UNBOUNDED, 0.0, 0)
+    desc = FlashDescriptor(
+        1, 1, 1, 1, 64, 64, 0.125, 0, F16, WINDOW_UNBOUNDED, WINDOW_UNBOUNDED, 0.0, 0
+    )
     plan = ctypes.c_void_p()
-    status = LIBRARY.baracuda_flash_sdpa_plan_select(ctypes.byref(desc), None,
-                                                     ctypes.byref(plan))
+    status = LIBRARY.baracuda_flash_sdpa_plan_select(ctypes.byref(desc), None, ctypes.byref(plan))
     if status == SUCCESS:
         LIBRARY.baracuda_flash_sdpa_plan_destroy(plan)
     return status != CUDA_ERROR

@@ -10,10 +10,9 @@ one line, ``ring from_env ok ...``.
 import os
 import time
 
+import baracuda
 import numpy as np
 import torch
-
-import baracuda
 from baracuda import reference
 
 BATCH, HEADS, HEADS_K, PER_RANK, HEAD_DIM = 1, 4, 2, 64, 64
@@ -35,10 +34,12 @@ def main():
         return baracuda.shard_sequence(x, world_size, rank, layout="zigzag").cuda()
 
     stream = torch.cuda.current_stream()
-    y, lse = baracuda.ring_attention(part(q), part(k), part(v), comm, causal=True,
-                                     layout="zigzag", stream=stream, timeout=120)
-    result = np.concatenate([torch.from_dlpack(y).cpu().numpy().ravel(),
-                             torch.from_dlpack(lse).cpu().numpy().ravel()])
+    y, lse = baracuda.ring_attention(
+        part(q), part(k), part(v), comm, causal=True, layout="zigzag", stream=stream, timeout=120
+    )
+    result = np.concatenate(
+        [torch.from_dlpack(y).cpu().numpy().ravel(), torch.from_dlpack(lse).cpu().numpy().ravel()]
+    )
     # Written whole, then renamed, so that rank 0 never reads a partial file.
     np.save(f"ring_from_env_rank{rank}.partial.npy", result)
     os.replace(f"ring_from_env_rank{rank}.partial.npy", f"ring_from_env_rank{rank}.npy")
@@ -52,17 +53,21 @@ def main():
     y_size = BATCH * HEADS * PER_RANK * HEAD_DIM
     parts = [np.load(path) for path in paths]
     gathered_y = baracuda.gather_sequence(
-        [p[:y_size].reshape(BATCH, HEADS, PER_RANK, HEAD_DIM) for p in parts], layout="zigzag")
+        [p[:y_size].reshape(BATCH, HEADS, PER_RANK, HEAD_DIM) for p in parts], layout="zigzag"
+    )
     gathered_lse = baracuda.gather_sequence(
-        [p[y_size:].reshape(BATCH, HEADS, PER_RANK) for p in parts], layout="zigzag")
+        [p[y_size:].reshape(BATCH, HEADS, PER_RANK) for p in parts], layout="zigzag"
+    )
     ref_y, ref_lse = reference.attention(q.numpy(), k.numpy(), v.numpy(), causal=True)
     largest = float(np.abs(ref_y).max())
     y_error = float(np.abs(gathered_y - ref_y).max())
     lse_error = float(np.abs(gathered_lse - ref_lse).max())
     assert y_error <= TOLERANCE * largest, f"y error {y_error:.3e}"
     assert lse_error <= TOLERANCE * (1 + float(np.abs(ref_lse).max())), f"lse error {lse_error}"
-    print(f"ring from_env ok world_size={world_size} y_error={y_error:.2e} "
-          f"lse_error={lse_error:.2e}", flush=True)
+    print(
+        f"ring from_env ok world_size={world_size} y_error={y_error:.2e} lse_error={lse_error:.2e}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

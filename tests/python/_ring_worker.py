@@ -31,9 +31,8 @@ import traceback
 import typing
 import zlib
 
-import numpy as np
-
 import baracuda
+import numpy as np
 from test_flash_gpu import LOW_PRECISION_EPSILON, Case, naive_attention, to_numpy, torch_dtype
 
 # Set in the parent before spawning and again in each worker before NCCL init: NVLink
@@ -101,10 +100,14 @@ class RingCase:
     @property
     def problem_id(self):
         """The id of the problem alone: twins that differ only in how they run share it."""
-        parts = [self.element, f"d{self.head_dim}",
-                 f"b{self.batch_size}h{self.num_heads}"
-                 + (f"k{self.num_heads_k}" if self.num_heads_k is not None else ""),
-                 f"s{self.seq_len_per_rank}", self.layout]
+        parts = [
+            self.element,
+            f"d{self.head_dim}",
+            f"b{self.batch_size}h{self.num_heads}"
+            + (f"k{self.num_heads_k}" if self.num_heads_k is not None else ""),
+            f"s{self.seq_len_per_rank}",
+            self.layout,
+        ]
         if self.causal:
             parts.append("causal")
         if self.window != (None, None):
@@ -139,10 +142,19 @@ class RingCase:
     def single_gpu_case(self, world_size):
         """The global problem as a ``test_flash_gpu.Case`` (what ``naive_attention`` reads)."""
         length = self.global_len(world_size)
-        return Case(self.element, batch_size=self.batch_size, num_heads=self.num_heads,
-                    num_heads_k=self.num_heads_k, query_len=length, key_len=length,
-                    d_k=self.head_dim, causal=self.causal, window=self.window,
-                    softcap=self.softcap, scale=self.scale)
+        return Case(
+            self.element,
+            batch_size=self.batch_size,
+            num_heads=self.num_heads,
+            num_heads_k=self.num_heads_k,
+            query_len=length,
+            key_len=length,
+            d_k=self.head_dim,
+            causal=self.causal,
+            window=self.window,
+            softcap=self.softcap,
+            scale=self.scale,
+        )
 
 
 @dataclasses.dataclass
@@ -227,16 +239,26 @@ def ring_call(torch, comm, case, inputs, *, timeout):
     device = torch.device("cuda", comm.device_id)
     q, k, v = (
         baracuda.shard_sequence(x, comm.world_size, comm.rank, layout=case.layout)
-        .contiguous().to(device)
+        .contiguous()
+        .to(device)
         for x in (inputs.q, inputs.k, inputs.v)
     )
     out = None
     if case.preallocated_out:
         out = torch.full(q.shape, math.nan, dtype=q.dtype, device=device)
     y, lse = baracuda.ring_attention(
-        q, k, v, comm, causal=case.causal, layout=case.layout, scale=case.scale,
-        window=case.window, softcap=case.softcap,
-        alibi_slopes=device_slopes(torch, inputs, device), schedule=case.schedule, out=out,
+        q,
+        k,
+        v,
+        comm,
+        causal=case.causal,
+        layout=case.layout,
+        scale=case.scale,
+        window=case.window,
+        softcap=case.softcap,
+        alibi_slopes=device_slopes(torch, inputs, device),
+        schedule=case.schedule,
+        out=out,
         timeout=timeout,
     )
     return (out if out is not None else torch.from_dlpack(y)), torch.from_dlpack(lse)
@@ -246,15 +268,24 @@ def add_single_gpu(torch, case, inputs, world_size, outcome):
     """Flash attention (and, for f16 / bf16, naive attention) on the whole global sequence."""
     q, k, v = (x.cuda() for x in (inputs.q, inputs.k, inputs.v))
     slopes = device_slopes(torch, inputs, q.device)
-    y, lse = baracuda.flash_attention(q, k, v, causal=case.causal, scale=case.scale,
-                                      window=case.window, softcap=case.softcap,
-                                      alibi_slopes=slopes, return_lse=True)
+    y, lse = baracuda.flash_attention(
+        q,
+        k,
+        v,
+        causal=case.causal,
+        scale=case.scale,
+        window=case.window,
+        softcap=case.softcap,
+        alibi_slopes=slopes,
+        return_lse=True,
+    )
     torch.cuda.synchronize()
     outcome.flash_y = to_numpy(torch.from_dlpack(y))
     outcome.flash_lse = to_numpy(torch.from_dlpack(lse))
     if case.element in LOW_PRECISION_EPSILON:
-        naive = naive_attention(torch, q, k, v, case.single_gpu_case(world_size),
-                                alibi_slopes=slopes)
+        naive = naive_attention(
+            torch, q, k, v, case.single_gpu_case(world_size), alibi_slopes=slopes
+        )
         outcome.naive_y = to_numpy(naive)
 
 
@@ -349,17 +380,26 @@ def run_dead_peer_worker(rank, world_size, unique_id, case, result_queue, peer_g
         result_queue.join_thread()
         os._exit(DEAD_PEER_EXIT_CODE)
     if not peer_gone.wait(PEER_GONE_WAIT_S):
-        result_queue.put(WorkerMessage(
-            ERROR, rank, case.id,
-            f"the parent did not report the peer's exit within {PEER_GONE_WAIT_S:g} s"))
+        result_queue.put(
+            WorkerMessage(
+                ERROR,
+                rank,
+                case.id,
+                f"the parent did not report the peer's exit within {PEER_GONE_WAIT_S:g} s",
+            )
+        )
         abort(comm)
         return
     start = time.monotonic()
     try:
         ring_call(torch, comm, case, inputs, timeout=DEAD_PEER_RING_TIMEOUT_S)
     except Exception as error:
-        report = DeadPeerReport(type(error).__name__, isinstance(error, baracuda.NcclError),
-                                str(error), time.monotonic() - start)
+        report = DeadPeerReport(
+            type(error).__name__,
+            isinstance(error, baracuda.NcclError),
+            str(error),
+            time.monotonic() - start,
+        )
     else:
         report = DeadPeerReport(None, False, "", time.monotonic() - start)
     result_queue.put(WorkerMessage(RESULT, rank, case.id, report))

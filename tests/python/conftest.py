@@ -90,4 +90,5 @@ def pytest_terminal_summary(terminalreporter):
     for name in sorted(name for name in counts if not name.endswith("(accepted)")):
         accepted = counts.get(f"{name} (accepted)", 0)
         terminalreporter.write_line(
-            f"{name}: {counts[name]} cases, {accepted} passed the checks and were audited")
+            f"{name}: {counts[name]} cases, {accepted} passed the checks and were audited"
+        )

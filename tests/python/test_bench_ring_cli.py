@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from baracuda import _bench_common, _bench_ring
-from baracuda.__main__ import main
 from _bench_fakes import (
     FAKE_GPU,
     FIXED_NOW,
@@ -34,6 +32,8 @@ from _bench_fakes import (
     NumpyArrays,
     parse,
 )
+from baracuda import _bench_common, _bench_ring
+from baracuda.__main__ import main
 
 KIBI = 1024
 DEFAULT_CHUNKS = (1 * KIBI, 2 * KIBI, 4 * KIBI, 8 * KIBI, 16 * KIBI, 32 * KIBI)
@@ -79,8 +79,19 @@ def test_ring_help_lists_every_option(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for option in (
-        "--chunks", "--dtypes", "--heads", "--heads-k", "--head-dim", "--world-size",
-        "--warmup", "--repeats", "--schedules", "--cases", "--no-peers", "--quick", "--out",
+        "--chunks",
+        "--dtypes",
+        "--heads",
+        "--heads-k",
+        "--head-dim",
+        "--world-size",
+        "--warmup",
+        "--repeats",
+        "--schedules",
+        "--cases",
+        "--no-peers",
+        "--quick",
+        "--out",
         "--max-seconds",
     ):
         assert option in out
@@ -117,18 +128,30 @@ def test_quick_preset_and_explicit_override():
 
 def test_every_ring_option_parses():
     config = parse_ring(
-        "--chunks", "1k,32k",
-        "--dtypes", "f16,bf16",
-        "--heads", "16",
-        "--heads-k", "4",
-        "--head-dim", "64",
-        "--world-size", "2",
-        "--cases", "causal-zigzag,noncausal,causal-zigzag",
-        "--schedules", "serial",
-        "--warmup", "0",
-        "--repeats", "7",
-        "--max-seconds", "120.5",
-        "--out", "x/ring.json",
+        "--chunks",
+        "1k,32k",
+        "--dtypes",
+        "f16,bf16",
+        "--heads",
+        "16",
+        "--heads-k",
+        "4",
+        "--head-dim",
+        "64",
+        "--world-size",
+        "2",
+        "--cases",
+        "causal-zigzag,noncausal,causal-zigzag",
+        "--schedules",
+        "serial",
+        "--warmup",
+        "0",
+        "--repeats",
+        "7",
+        "--max-seconds",
+        "120.5",
+        "--out",
+        "x/ring.json",
         "--no-peers",
     )
     assert config.chunks == (1024, 32768)
@@ -213,11 +236,9 @@ def test_world_size_beyond_the_visible_gpus(monkeypatch, capsys, tmp_path):
     ]
     assert list(tmp_path.iterdir()) == []
 
-
-# ---------------------------------------------------------------------------------
-# No GPU
-# ---------------------------------------------------------------------------------
-
+    # ---------------------------------------------------------------------------------
+    # No GPU
+    # ---------------------------------------------------------------------------------
 
     assert list(tmp_path.iterdir()) == []
 
@@ -239,14 +260,17 @@ def fake_command(monkeypatch, *, fail_after=None):
     """Run ``bench ring`` on a fake GPU; the ranks answer every item (or fail after some)."""
     monkeypatch.setattr(_bench_common, "probe_gpu", lambda: FAKE_GPU)
     real_import = _bench_common.optional_import
-    monkeypatch.setattr(_bench_common, "optional_import",
-                        lambda name: FAKE_TORCH if name == "torch" else real_import(name))
+    monkeypatch.setattr(
+        _bench_common,
+        "optional_import",
+        lambda name: FAKE_TORCH if name == "torch" else real_import(name),
+    )
     seen = {}
 
     def fake_run_ranks(world_size, target, setup, *, on_message, capacity, **kwargs):
         seen.update(world_size=world_size, target=target, setup=setup, capacity=capacity)
         run = _bench_ring.RankRun()
-        for index, item in enumerate(setup.items):
+        for index, _item in enumerate(setup.items):
             if fail_after is not None and index == fail_after:
                 run.failures.append("rank 0 failed:\nTraceback ...\nRuntimeError: boom")
                 return run
@@ -326,11 +350,15 @@ def test_default_grid_order_and_size():
         (case, schedule) for case in ALL_CASES for schedule in ("overlapped", "serial")
     ]
     assert [(item.causal, item.layout) for item in first[1:7:2]] == [
-        (False, "contiguous"), (True, "contiguous"), (True, "zigzag")
+        (False, "contiguous"),
+        (True, "contiguous"),
+        (True, "zigzag"),
     ]
     assert [(item.causal, item.peer) for item in first[7:]] == [
-        (False, "torch_cp_cudnn"), (False, "torch_cp_flash"),
-        (True, "torch_cp_cudnn"), (True, "torch_cp_flash"),
+        (False, "torch_cp_cudnn"),
+        (False, "torch_cp_flash"),
+        (True, "torch_cp_cudnn"),
+        (True, "torch_cp_flash"),
     ]
     assert [item.problem.chunk for item in items[::ITEMS_PER_CHUNK_WITH_PEERS]] == list(
         DEFAULT_CHUNKS
@@ -340,11 +368,15 @@ def test_default_grid_order_and_size():
 
 
 def test_grid_subsets_and_no_peers():
-    config = parse_ring("--chunks", "2k", "--dtypes", "f16,bf16", "--cases", "noncausal",
-                        "--schedules", "serial")
+    config = parse_ring(
+        "--chunks", "2k", "--dtypes", "f16,bf16", "--cases", "noncausal", "--schedules", "serial"
+    )
     with_peers = _bench_ring.work_items(config, torch_cp=True)
     assert [type(item).__name__ for item in with_peers] == [
-        "FlashStep", "RingCase", "TorchCpCase", "TorchCpCase",
+        "FlashStep",
+        "RingCase",
+        "TorchCpCase",
+        "TorchCpCase",
     ] * 2
     assert [item.problem.dtype for item in with_peers] == ["f16"] * 4 + ["bf16"] * 4
     measured = [item for item in with_peers if not isinstance(item, _bench_ring.FlashStep)]
@@ -372,8 +404,7 @@ def test_item_ranks_and_labels():
 
 
 def test_flop_counts():
-    problem = _bench_ring.Problem(dtype="bf16", chunk=8 * KIBI, heads=32, heads_k=8,
-                                  head_dim=128)
+    problem = _bench_ring.Problem(dtype="bf16", chunk=8 * KIBI, heads=32, heads_k=8, head_dim=128)
     world_size = 2
     full = 4 * 1 * 32 * (16 * KIBI) ** 2 * 128
     assert _bench_ring.global_seqlen(problem, world_size) == 16 * KIBI
@@ -417,8 +448,11 @@ def test_slowest_rank_samples_and_verdicts():
     assert _bench_ring.slowest_rank_samples([[1.0, 5.0, 2.0], [3.0, 1.0, 2.0]]) == [3.0, 5.0, 2.0]
     with pytest.raises(ValueError):
         _bench_ring.slowest_rank_samples([[1.0, 2.0], [1.0]])
-    ok, refused, failed = (_bench_ring.VERDICT_OK, _bench_ring.VERDICT_REFUSED,
-                           _bench_ring.VERDICT_FAILED)
+    ok, refused, failed = (
+        _bench_ring.VERDICT_OK,
+        _bench_ring.VERDICT_REFUSED,
+        _bench_ring.VERDICT_FAILED,
+    )
     assert _bench_ring.agreed_verdict([ok, ok]) == ok
     assert _bench_ring.agreed_verdict([ok, refused]) == refused
     assert _bench_ring.agreed_verdict([refused, failed]) == failed
@@ -439,7 +473,9 @@ def test_combine_rank_results():
 
     parts[1] = {"status": "unsupported", "error": "UnsupportedError: no"}
     assert _bench_ring.combine_rank_results(parts, (0, 1), 1) == {
-        "status": "unsupported", "error": "UnsupportedError: no", "rank": 1
+        "status": "unsupported",
+        "error": "UnsupportedError: no",
+        "rank": 1,
     }
 
 
@@ -477,8 +513,14 @@ def feed(collector, items, world_size, parts_of):
 
 
 def fabricated_run(tmp_path, *, peers=True):
-    config = parse_ring("--chunks", "4k,8k", "--cases", "noncausal,causal-zigzag",
-                        "--schedules", "overlapped,serial")
+    config = parse_ring(
+        "--chunks",
+        "4k,8k",
+        "--cases",
+        "noncausal,causal-zigzag",
+        "--schedules",
+        "overlapped,serial",
+    )
     world_size = 2
     items = _bench_ring.work_items(config, torch_cp=peers)
     document = fake_ring_document(config, peers_reason=None if peers else "--no-peers")
@@ -490,12 +532,17 @@ def fabricated_run(tmp_path, *, peers=True):
         writes.append(len(document["records"]))
         return _bench_common.write_json(path, document)
 
-    collector = _bench_ring.RingCollector(items, world_size, document, write=write,
-                                          progress=progress)
-    collector(_bench_ring.WorkerMessage(_bench_ring.INFO, 0, None,
-                                        {"torch_cp": {"ready": peers, "reason": None}}))
+    collector = _bench_ring.RingCollector(
+        items, world_size, document, write=write, progress=progress
+    )
+    collector(
+        _bench_ring.WorkerMessage(
+            _bench_ring.INFO, 0, None, {"torch_cp": {"ready": peers, "reason": None}}
+        )
+    )
 
     plan = {"backend": "portable", "sku": "ring.fake"}
+
     # Flash step 10 ms; ring: overlapped 12 ms at 4k and 20 ms at 8k per call (rank 1
     # slowest), serial twice that; torch: cudnn 25 ms, flash refused.
     def parts_of(item):
@@ -509,11 +556,18 @@ def fabricated_run(tmp_path, *, peers=True):
                 1: ok_part([base * scale] * 3),
             }
         if item.peer == "torch_cp_cudnn":
-            return {rank: ok_part([25.0] * 3, kv_heads=_bench_ring.KV_HEADS_NATIVE)
-                    for rank in range(world_size)}
-        return {rank: {"status": "unsupported", "error": "RuntimeError: No available kernel",
-                       "kv_heads": _bench_ring.KV_HEADS_EXPANDED}
-                for rank in range(world_size)}
+            return {
+                rank: ok_part([25.0] * 3, kv_heads=_bench_ring.KV_HEADS_NATIVE)
+                for rank in range(world_size)
+            }
+        return {
+            rank: {
+                "status": "unsupported",
+                "error": "RuntimeError: No available kernel",
+                "kv_heads": _bench_ring.KV_HEADS_EXPANDED,
+            }
+            for rank in range(world_size)
+        }
 
     feed(collector, items, world_size, parts_of)
     collector.finish(stop_reason=None)
@@ -541,7 +595,8 @@ def test_collector_builds_records_and_writes_json(tmp_path):
 
     step_4k = 4 * 32 * 4096**2 * 128
     assert [(entry["chunk"], entry["flops"]) for entry in loaded["flash_steps"]] == [
-        (4096, step_4k), (8192, 4 * step_4k)
+        (4096, step_4k),
+        (8192, 4 * step_4k),
     ]
     assert loaded["flash_steps"][0]["result"]["tflops"] == pytest.approx(step_4k / 10e-3 / 1e12)
     assert loaded["flash_steps"][0]["plan"] == {"backend": "portable", "sku": "f"}
@@ -569,7 +624,8 @@ def test_collector_builds_records_and_writes_json(tmp_path):
     assert zigzag["flops_per_gpu"] == per_gpu // 2
     assert zigzag["peers"]["torch_cp_cudnn"]["status"] == "ok"
     assert zigzag["peers"]["torch_cp_flash"] == {
-        "status": "unsupported", "error": "RuntimeError: No available kernel"
+        "status": "unsupported",
+        "error": "RuntimeError: No available kernel",
     }
     # 8k per GPU, overlapped: the target applies; non-causal keeps 2*10/20 = 100%.
     eight_k = records[4]
@@ -595,14 +651,36 @@ def test_table_from_fabricated_document(tmp_path):
     _, document, _, _, _ = fabricated_run(tmp_path)
     table = _bench_ring.format_ring_table(document).splitlines()
     assert table[0].split() == [
-        "dtype", "chunk", "S", "case", "schedule", "ring", "ms", "TF/s/GPU", "flash", "TF/s",
-        "kept", "cp", "cudnn", "TF/s/GPU", "cp", "flash", "TF/s/GPU",
+        "dtype",
+        "chunk",
+        "S",
+        "case",
+        "schedule",
+        "ring",
+        "ms",
+        "TF/s/GPU",
+        "flash",
+        "TF/s",
+        "kept",
+        "cp",
+        "cudnn",
+        "TF/s/GPU",
+        "cp",
+        "flash",
+        "TF/s/GPU",
     ]
     assert set(table[1]) == {"-", " "}
     assert len(table) == 2 + len(document["records"])
     row = table[2].split()
-    assert row[:7] == ["bf16", "4k", "8k", "noncausal", "overlapped", "12.000",
-                       f"{document['records'][0]['ring']['tflops']:.1f}"]
+    assert row[:7] == [
+        "bf16",
+        "4k",
+        "8k",
+        "noncausal",
+        "overlapped",
+        "12.000",
+        f"{document['records'][0]['ring']['tflops']:.1f}",
+    ]
     assert row[8] == f"{document['records'][0]['fraction_kept']:.0%}"
     assert row[-1] == "unsupported"
     assert table[6].split()[8] == "100%"
@@ -628,14 +706,13 @@ def test_finish_records_skipped_measurements():
     config = parse_ring("--chunks", "1k", "--cases", "noncausal", "--schedules", "overlapped")
     items = _bench_ring.work_items(config, torch_cp=False)
     document = fake_ring_document(config, world_size=1, peers_reason="--no-peers")
-    collector = _bench_ring.RingCollector(items, 1, document, write=lambda: None,
-                                          progress=io.StringIO())
+    collector = _bench_ring.RingCollector(
+        items, 1, document, write=lambda: None, progress=io.StringIO()
+    )
     collector(_bench_ring.WorkerMessage(_bench_ring.RESULT, 0, 0, ok_part([1.0])))
     collector.finish(stop_reason=_bench_ring.STOP_BUDGET)
     assert document["complete"] is False
-    assert document["skipped"] == [
-        {"item": items[1].label(), "reason": "time budget spent"}
-    ]
+    assert document["skipped"] == [{"item": items[1].label(), "reason": "time budget spent"}]
     assert document["records"] == []
     out = io.StringIO()
     _bench_ring.print_ring_table(document, out)
@@ -654,8 +731,9 @@ def test_stop_reason():
 
 
 def test_default_output_path_has_ring_suffix():
-    path = _bench_common.default_output_path("NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2),
-                                             target=_bench_ring.TARGET_NAME)
+    path = _bench_common.default_output_path(
+        "NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2), target=_bench_ring.TARGET_NAME
+    )
     assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-ring.json")
 
 
@@ -665,8 +743,9 @@ def test_default_output_path_has_ring_suffix():
 
 
 def new_sync(world_size, capacity=64, timeout_s=10.0):
-    return _bench_ring.RankSync(multiprocessing.get_context("spawn"), world_size, capacity,
-                                timeout_s=timeout_s)
+    return _bench_ring.RankSync(
+        multiprocessing.get_context("spawn"), world_size, capacity, timeout_s=timeout_s
+    )
 
 
 def run_threads(world_size, body, sync):
@@ -680,8 +759,9 @@ def run_threads(world_size, body, sync):
         except BaseException as exc:
             errors[rank] = exc
 
-    threads = [threading.Thread(target=run, args=(rank, copy.copy(sync)))
-               for rank in range(world_size)]
+    threads = [
+        threading.Thread(target=run, args=(rank, copy.copy(sync))) for rank in range(world_size)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -715,16 +795,31 @@ def test_rank_sync_gathers_by_rank_and_detects_divergence():
 
 def test_stop_request_reaches_rank_zero_decision():
     sync = new_sync(1)
-    setup = _bench_ring.WorkerSetup(world_size=1, items=(), unique_id=None, warmup=0, repeats=1,
-                                    l2_cache_bytes=0)
-    ctx = _bench_ring.RankContext(rank=0, setup=setup, sync=sync, baracuda=None, arrays=None,
-                                  timer=None)
+    setup = _bench_ring.WorkerSetup(
+        world_size=1, items=(), unique_id=None, warmup=0, repeats=1, l2_cache_bytes=0
+    )
+    ctx = _bench_ring.RankContext(
+        rank=0, setup=setup, sync=sync, baracuda=None, arrays=None, timer=None
+    )
     assert _bench_ring._may_continue(ctx)
     sync.request_stop()
     assert not _bench_ring._may_continue(ctx)
-    late = _bench_ring.RankContext(rank=0, setup=_bench_ring.WorkerSetup(
-        world_size=1, items=(), unique_id=None, warmup=0, repeats=1, l2_cache_bytes=0,
-        deadline=time.time() - 1.0), sync=new_sync(1), baracuda=None, arrays=None, timer=None)
+    late = _bench_ring.RankContext(
+        rank=0,
+        setup=_bench_ring.WorkerSetup(
+            world_size=1,
+            items=(),
+            unique_id=None,
+            warmup=0,
+            repeats=1,
+            l2_cache_bytes=0,
+            deadline=time.time() - 1.0,
+        ),
+        sync=new_sync(1),
+        baracuda=None,
+        arrays=None,
+        timer=None,
+    )
     assert not _bench_ring._may_continue(late)
 
 
@@ -830,14 +925,26 @@ class CountingArrays(NumpyArrays):
         return super().empty(shape, dtype).view(HashableArray)
 
 
-def rank_context(rank, sync, *, world_size=1, warmup=1, repeats=4, baracuda=None, clock=None,
-                 comm="comm"):
+def rank_context(
+    rank, sync, *, world_size=1, warmup=1, repeats=4, baracuda=None, clock=None, comm="comm"
+):
     clock = clock or FakeClock()
-    setup = _bench_ring.WorkerSetup(world_size=world_size, items=(), unique_id=None,
-                                    warmup=warmup, repeats=repeats, l2_cache_bytes=0)
+    setup = _bench_ring.WorkerSetup(
+        world_size=world_size,
+        items=(),
+        unique_id=None,
+        warmup=warmup,
+        repeats=repeats,
+        l2_cache_bytes=0,
+    )
     return _bench_ring.RankContext(
-        rank=rank, setup=setup, sync=sync, baracuda=baracuda or fake_baracuda(clock),
-        arrays=CountingArrays(), timer=FakeTimer(clock), comm=comm,
+        rank=rank,
+        setup=setup,
+        sync=sync,
+        baracuda=baracuda or fake_baracuda(clock),
+        arrays=CountingArrays(),
+        timer=FakeTimer(clock),
+        comm=comm,
     )
 
 
@@ -857,8 +964,13 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     ((args, kwargs), plan) = baracuda.selected[0]
     assert len(baracuda.selected) == 1
     assert args == (1, 4, 64, 64, 8)
-    assert kwargs == {"num_heads_k": 2, "is_causal": True, "element": "f32",
-                      "layout": "zigzag", "schedule": "serial"}
+    assert kwargs == {
+        "num_heads_k": 2,
+        "is_causal": True,
+        "element": "f32",
+        "layout": "zigzag",
+        "schedule": "serial",
+    }
     assert plan.closed
     sets = _bench_common.sets_to_exceed_l2((4 + 2 * 2) * 64 * 8 * 4, 0)
     # 3 random tensors per set, then y, lse, two K/V scratch buffers and the accumulators.
@@ -868,7 +980,7 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     qs = [run[0] for run in plan.runs]
     assert len({id(q) for q in qs}) == sets
     assert len({id(run[1]) for run in plan.runs}) == 1  # one y for every call
-    for q, y, kv_a, kv_b, accumulators, kwargs in plan.runs:
+    for q, _y, kv_a, kv_b, accumulators, kwargs in plan.runs:
         assert q.shape == (1, 4, 64, 8)
         assert kwargs["k"].shape == kwargs["v"].shape == (1, 2, 64, 8)
         assert kwargs["lse"].shape == (1, 4, 64) and kwargs["lse"].dtype == np.float32
@@ -888,13 +1000,16 @@ def test_ring_case_refused_on_one_rank_is_recorded_on_all():
         baracuda = fake_baracuda(clock, refuse=rank == 1)
         plans[rank] = baracuda.selected
         ctx = rank_context(rank, own, world_size=2, baracuda=baracuda, clock=clock)
-        return _bench_ring.measure_ring(ctx, _bench_ring.RingCase(small_problem(), "noncausal",
-                                                                  "overlapped"))
+        return _bench_ring.measure_ring(
+            ctx, _bench_ring.RingCase(small_problem(), "noncausal", "overlapped")
+        )
 
     results, errors = run_threads(2, body, sync)
     assert errors == {}
-    assert results[1] == {"status": "unsupported",
-                          "error": "FakeUnsupportedError: zigzag needs an even chunk"}
+    assert results[1] == {
+        "status": "unsupported",
+        "error": "FakeUnsupportedError: zigzag needs an even chunk",
+    }
     assert results[0]["status"] == "skipped"
     assert "another rank" in results[0]["error"]
     ((_, plan),) = plans[0]
@@ -910,10 +1025,12 @@ def test_ranks_agree_on_adaptive_counts(monkeypatch):
     def body(rank, own):
         clock = FakeClock()
         baracuda = fake_baracuda(clock, sleep_s=0.01 if rank == 0 else 0.0)
-        ctx = rank_context(rank, own, world_size=2, baracuda=baracuda, clock=clock,
-                           warmup=None, repeats=None)
-        payload = _bench_ring.measure_ring(ctx, _bench_ring.RingCase(small_problem(),
-                                                                     "noncausal", "overlapped"))
+        ctx = rank_context(
+            rank, own, world_size=2, baracuda=baracuda, clock=clock, warmup=None, repeats=None
+        )
+        payload = _bench_ring.measure_ring(
+            ctx, _bench_ring.RingCase(small_problem(), "noncausal", "overlapped")
+        )
         plans[rank] = baracuda.selected[0][1]
         return payload
 
@@ -961,14 +1078,22 @@ class FakeContextParallel:
         self.backends = []
         self.calls = []
         self.torch = types.SimpleNamespace(
-            nn=types.SimpleNamespace(functional=types.SimpleNamespace(
-                scaled_dot_product_attention=self.sdpa))
+            nn=types.SimpleNamespace(
+                functional=types.SimpleNamespace(scaled_dot_product_attention=self.sdpa)
+            )
         )
 
     @contextlib.contextmanager
     def context_parallel(self, mesh, *, buffers, buffer_seq_dims, no_restore_buffers):
-        self.entered.append((mesh, [buffer.shape for buffer in buffers], buffer_seq_dims,
-                             len(no_restore_buffers), self.options.enable_load_balance))
+        self.entered.append(
+            (
+                mesh,
+                [buffer.shape for buffer in buffers],
+                buffer_seq_dims,
+                len(no_restore_buffers),
+                self.options.enable_load_balance,
+            )
+        )
         yield
         self.exited += 1
 
@@ -978,8 +1103,7 @@ class FakeContextParallel:
         yield
 
     def sdpa(self, q, k, v, *, is_causal, **kwargs):
-        self.calls.append((q.shape, k.shape, is_causal, kwargs,
-                           self.options.enable_load_balance))
+        self.calls.append((q.shape, k.shape, is_causal, kwargs, self.options.enable_load_balance))
         if self.refuse_gqa and kwargs.get("enable_gqa"):
             raise RuntimeError("No available kernel. Aborting execution.")
         if self.fail_with is not None:
@@ -1077,12 +1201,17 @@ def test_find_torch_cp_api_prefers_the_implementation_module():
     implementation, older, public = _bench_ring.CP_IMPLEMENTATION_MODULES[1:] + (
         _bench_ring.CP_PUBLIC_MODULE,
     )
-    api = _bench_ring.find_torch_cp_api(fake_importer({
-        _bench_ring.SDPA_KERNEL_MODULE: attention,
-        implementation: types.SimpleNamespace(context_parallel=context_parallel,
-                                              _cp_options=options),
-        older: types.SimpleNamespace(context_parallel=lambda mesh: None),
-    }))
+    api = _bench_ring.find_torch_cp_api(
+        fake_importer(
+            {
+                _bench_ring.SDPA_KERNEL_MODULE: attention,
+                implementation: types.SimpleNamespace(
+                    context_parallel=context_parallel, _cp_options=options
+                ),
+                older: types.SimpleNamespace(context_parallel=lambda mesh: None),
+            }
+        )
+    )
     assert api["context_parallel"] is context_parallel
     assert api["options"] is options
     assert api["module"] == implementation
@@ -1090,18 +1219,27 @@ def test_find_torch_cp_api_prefers_the_implementation_module():
 
     # Only the public name, as an alias object that is not itself callable.
     alias = types.SimpleNamespace(__value__=context_parallel)
-    api = _bench_ring.find_torch_cp_api(fake_importer({
-        _bench_ring.SDPA_KERNEL_MODULE: attention,
-        older: types.SimpleNamespace(context_parallel=types.ModuleType("shadowing")),
-        public: types.SimpleNamespace(context_parallel=alias),
-    }))
+    api = _bench_ring.find_torch_cp_api(
+        fake_importer(
+            {
+                _bench_ring.SDPA_KERNEL_MODULE: attention,
+                older: types.SimpleNamespace(context_parallel=types.ModuleType("shadowing")),
+                public: types.SimpleNamespace(context_parallel=alias),
+            }
+        )
+    )
     assert api["context_parallel"] is context_parallel
     assert api["options"] is None and api["module"] == public
 
     with pytest.raises(AttributeError, match="no callable context_parallel"):
-        _bench_ring.find_torch_cp_api(fake_importer({
-            _bench_ring.SDPA_KERNEL_MODULE: attention, public: types.SimpleNamespace(),
-        }))
+        _bench_ring.find_torch_cp_api(
+            fake_importer(
+                {
+                    _bench_ring.SDPA_KERNEL_MODULE: attention,
+                    public: types.SimpleNamespace(),
+                }
+            )
+        )
     with pytest.raises(ImportError):
         _bench_ring.find_torch_cp_api(fake_importer({}))
 
@@ -1112,7 +1250,8 @@ def test_torch_cp_unavailable_reasons():
     ctx.torch_cp_reason = "torch.distributed did not start: boom"
     item = _bench_ring.TorchCpCase(small_problem(), False, "torch_cp_cudnn")
     assert _bench_ring.measure_torch_cp(ctx, item) == {
-        "status": "unsupported", "error": "torch.distributed did not start: boom"
+        "status": "unsupported",
+        "error": "torch.distributed did not start: boom",
     }
     fake = FakeContextParallel(clock)
     api = dict(fake.api(), options=None)
@@ -1143,8 +1282,9 @@ def failing_rank(rank, setup, messages, sync):
         try:
             raise RuntimeError("rank one broke")
         except RuntimeError:
-            messages.put(_bench_ring.WorkerMessage(_bench_ring.ERROR, rank, None,
-                                                   traceback.format_exc()))
+            messages.put(
+                _bench_ring.WorkerMessage(_bench_ring.ERROR, rank, None, traceback.format_exc())
+            )
             return
     sync.gather(rank, 1, 0.0)
 
@@ -1159,8 +1299,15 @@ def dying_rank(rank, setup, messages, sync):
 def run_fake_ranks(target, setup=0):
     received = []
     start = time.monotonic()
-    run = _bench_ring.run_ranks(2, target, setup, on_message=received.append, capacity=4,
-                                timeouts=SPAWN_TIMEOUTS, progress=io.StringIO())
+    run = _bench_ring.run_ranks(
+        2,
+        target,
+        setup,
+        on_message=received.append,
+        capacity=4,
+        timeouts=SPAWN_TIMEOUTS,
+        progress=io.StringIO(),
+    )
     return run, received, time.monotonic() - start
 
 

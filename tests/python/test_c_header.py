@@ -11,10 +11,9 @@ import functools
 import re
 from pathlib import Path
 
-import pytest
-
 import _c_abi as abi
 import baracuda
+import pytest
 from baracuda import _capi, _errors, _flash_sdpa, _plan, _ring_attention, _tensor, nccl
 
 HEADER = Path(__file__).resolve().parents[2] / "libbaracuda/include/baracuda/baracuda.h"
@@ -79,7 +78,7 @@ def _named(enum: str) -> dict[str, int]:
     prefix = ENUM_PREFIXES[enum]
     members = header_enums()[enum]
     assert all(member.startswith(prefix) for member in members), (enum, list(members))
-    return {member[len(prefix):].lower(): value for member, value in members.items()}
+    return {member[len(prefix) :].lower(): value for member, value in members.items()}
 
 
 # ---------------------------------------------------------------- the parse itself
@@ -93,8 +92,10 @@ def test_header_declares_only_the_enums_python_knows():
 
 def test_parse_refuses_a_member_without_a_value():
     with pytest.raises(AssertionError, match="BARACUDA_STATUS_NEW"):
-        _parse_enums("typedef enum baracuda_status { BARACUDA_STATUS_SUCCESS = 0, "
-                     "BARACUDA_STATUS_NEW } baracuda_status;")
+        _parse_enums(
+            "typedef enum baracuda_status { BARACUDA_STATUS_SUCCESS = 0, "
+            "BARACUDA_STATUS_NEW } baracuda_status;"
+        )
 
 
 # ---------------------------------------------------------------- statuses
@@ -102,8 +103,11 @@ def test_parse_refuses_a_member_without_a_value():
 
 def _python_statuses() -> dict[str, int]:
     """The ``STATUS_*`` constants of ``_errors``, by the header's member name."""
-    return {f"BARACUDA_{name}": value for name, value in vars(_errors).items()
-            if name.startswith("STATUS_") and isinstance(value, int)}
+    return {
+        f"BARACUDA_{name}": value
+        for name, value in vars(_errors).items()
+        if name.startswith("STATUS_") and isinstance(value, int)
+    }
 
 
 def test_status_values_match_the_header():
@@ -168,12 +172,16 @@ def test_name_tuples_match_the_header(enum):
 # ---------------------------------------------------------------- constants
 
 
-@pytest.mark.parametrize("define,value", [
-    ("BARACUDA_MAX_RANK", _capi.MAX_RANK),
-    ("BARACUDA_WINDOW_UNBOUNDED", _capi.WINDOW_UNBOUNDED),
-    ("BARACUDA_NCCL_UNIQUE_ID_BYTES", _capi.NCCL_UNIQUE_ID_BYTES),
-    ("BARACUDA_NCCL_UNIQUE_ID_BYTES", nccl.UNIQUE_ID_BYTES),
-], ids=["MAX_RANK", "WINDOW_UNBOUNDED", "NCCL_UNIQUE_ID_BYTES", "nccl.UNIQUE_ID_BYTES"])
+@pytest.mark.parametrize(
+    "define,value",
+    [
+        ("BARACUDA_MAX_RANK", _capi.MAX_RANK),
+        ("BARACUDA_WINDOW_UNBOUNDED", _capi.WINDOW_UNBOUNDED),
+        ("BARACUDA_NCCL_UNIQUE_ID_BYTES", _capi.NCCL_UNIQUE_ID_BYTES),
+        ("BARACUDA_NCCL_UNIQUE_ID_BYTES", nccl.UNIQUE_ID_BYTES),
+    ],
+    ids=["MAX_RANK", "WINDOW_UNBOUNDED", "NCCL_UNIQUE_ID_BYTES", "nccl.UNIQUE_ID_BYTES"],
+)
 def test_constants_match_the_header(define, value):
     assert value == header_defines()[define]
 
@@ -183,13 +191,18 @@ def test_constants_match_the_header(define, value):
 
 def test_ctypes_mirror_matches_the_header():
     """``_c_abi``, which the fuzz run calls the C ABI through, numbers things as the header."""
-    statuses = {f"BARACUDA_STATUS_{name}": getattr(abi, name)
-                for name in (member[len("BARACUDA_STATUS_"):]
-                             for member in header_enums()["baracuda_status"])}
+    statuses = {
+        f"BARACUDA_STATUS_{name}": getattr(abi, name)
+        for name in (
+            member[len("BARACUDA_STATUS_") :] for member in header_enums()["baracuda_status"]
+        )
+    }
     assert statuses == header_enums()["baracuda_status"]
     assert abi.STATUSES == frozenset(header_enums()["baracuda_status"].values())
     elements = {name: getattr(abi, name.upper()) for name in _named("baracuda_element")}
     assert elements == _named("baracuda_element")
     assert (abi.MAX_RANK, abi.WINDOW_UNBOUNDED, abi.NCCL_UNIQUE_ID_BYTES) == (
-        header_defines()["BARACUDA_MAX_RANK"], header_defines()["BARACUDA_WINDOW_UNBOUNDED"],
-        header_defines()["BARACUDA_NCCL_UNIQUE_ID_BYTES"])
+        header_defines()["BARACUDA_MAX_RANK"],
+        header_defines()["BARACUDA_WINDOW_UNBOUNDED"],
+        header_defines()["BARACUDA_NCCL_UNIQUE_ID_BYTES"],
+    )

@@ -3,9 +3,8 @@ of the two *TooSmall errors), and survives pickling unchanged."""
 
 import pickle
 
-import pytest
-
 import baracuda
+import pytest
 from baracuda import _capi, _errors
 
 MESSAGE = "flash_sdpa_run: y buffer is too small (got 100 elements, expected >= 128)"

@@ -25,10 +25,9 @@ results must be bit-identical.
 import dataclasses
 import math
 
+import baracuda
 import numpy as np
 import pytest
-
-import baracuda
 from baracuda import reference
 from baracuda._errors import STATUS_INVALID_PROBLEM, STATUS_UNSUPPORTED
 
@@ -54,8 +53,12 @@ SLICE_DIM_PADDING = 8
 
 
 def torch_dtype(torch, element):
-    return {"f64": torch.float64, "f32": torch.float32, "f16": torch.float16,
-            "bf16": torch.bfloat16}[element]
+    return {
+        "f64": torch.float64,
+        "f32": torch.float32,
+        "f16": torch.float16,
+        "bf16": torch.bfloat16,
+    }[element]
 
 
 def lse_dtype(torch, element):
@@ -100,10 +103,13 @@ class Case:
 
     @property
     def id(self):
-        parts = [self.element, f"d{self.d_k}" + (f"v{self.d_v}" if self.d_v is not None else ""),
-                 f"b{self.batch_size}h{self.num_heads}"
-                 + (f"k{self.num_heads_k}" if self.num_heads_k is not None else ""),
-                 f"q{self.query_len}k{self.key_len}"]
+        parts = [
+            self.element,
+            f"d{self.d_k}" + (f"v{self.d_v}" if self.d_v is not None else ""),
+            f"b{self.batch_size}h{self.num_heads}"
+            + (f"k{self.num_heads_k}" if self.num_heads_k is not None else ""),
+            f"q{self.query_len}k{self.key_len}",
+        ]
         if self.causal:
             parts.append("causal")
         if self.causal or self.window != (None, None) or self.alibi != "none":
@@ -128,9 +134,18 @@ class Case:
     def descriptor(self):
         left, right = self.window
         return baracuda.FlashSdpaDescriptor(
-            self.batch_size, self.num_heads, self.query_len, self.key_len, self.d_k, self.d_v,
-            scale=self.scale, is_causal=self.causal, element=self.element,
-            window_size_left=left, window_size_right=right, softcap=self.softcap,
+            self.batch_size,
+            self.num_heads,
+            self.query_len,
+            self.key_len,
+            self.d_k,
+            self.d_v,
+            scale=self.scale,
+            is_causal=self.causal,
+            element=self.element,
+            window_size_left=left,
+            window_size_right=right,
+            softcap=self.softcap,
             alignment=self.alignment,
         )
 
@@ -164,13 +179,16 @@ class Inputs:
         self.case = case
         dtype = torch_dtype(torch, case.element)
         b, h, hk = case.batch_size, case.num_heads, case.heads_k
-        self.q = strided_randn(torch, (b, h, case.query_len, case.d_k), dtype, case.layout,
-                               generator)
+        self.q = strided_randn(
+            torch, (b, h, case.query_len, case.d_k), dtype, case.layout, generator
+        )
         kv_heads = 1 if case.kv_heads == "expand" else hk
-        self.k = strided_randn(torch, (b, kv_heads, case.key_len, case.d_k), dtype, case.layout,
-                               generator)
-        self.v = strided_randn(torch, (b, kv_heads, case.key_len, case.value_dim), dtype,
-                               case.layout, generator)
+        self.k = strided_randn(
+            torch, (b, kv_heads, case.key_len, case.d_k), dtype, case.layout, generator
+        )
+        self.v = strided_randn(
+            torch, (b, kv_heads, case.key_len, case.value_dim), dtype, case.layout, generator
+        )
         if case.kv_heads == "expand":
             self.k = self.k.expand(b, h, case.key_len, case.d_k)
             self.v = self.v.expand(b, h, case.key_len, case.value_dim)
@@ -198,10 +216,16 @@ class Inputs:
     def reference(self):
         case = self.case
         return reference.attention(
-            to_numpy(self.q), to_numpy(self.k), to_numpy(self.v), causal=case.causal,
-            scale=case.scale, window=case.window, softcap=case.softcap,
+            to_numpy(self.q),
+            to_numpy(self.k),
+            to_numpy(self.v),
+            causal=case.causal,
+            scale=case.scale,
+            window=case.window,
+            softcap=case.softcap,
             alibi_slopes=None if self.alibi_slopes is None else to_numpy(self.alibi_slopes),
-            mask=None if self.mask is None else to_numpy(self.mask), alignment=case.alignment,
+            mask=None if self.mask is None else to_numpy(self.mask),
+            alignment=case.alignment,
         )
 
 
@@ -211,11 +235,16 @@ def strided_randn(torch, shape, dtype, layout, generator):
     if layout == "bhsd":
         return torch.randn(shape, dtype=dtype, device="cuda", generator=generator)
     if layout == "bshd":
-        return torch.randn((b, s, h, d), dtype=dtype, device="cuda",
-                           generator=generator).transpose(1, 2)
+        return torch.randn((b, s, h, d), dtype=dtype, device="cuda", generator=generator).transpose(
+            1, 2
+        )
     if layout == "sliced":
-        base = torch.randn((2 * b, h, s + SLICE_ROW_PADDING, d + SLICE_DIM_PADDING), dtype=dtype,
-                           device="cuda", generator=generator)
+        base = torch.randn(
+            (2 * b, h, s + SLICE_ROW_PADDING, d + SLICE_DIM_PADDING),
+            dtype=dtype,
+            device="cuda",
+            generator=generator,
+        )
         return base[::2, :, 1 : s + 1, :d]
     if layout == "odd":
         base = torch.randn((b, h, s, d + 1), dtype=dtype, device="cuda", generator=generator)
@@ -235,14 +264,22 @@ def poisoned_output(torch, shape, dtype, layout):
     if layout == "odd":
         base = torch.full((b, h, s, d + 1), math.nan, dtype=dtype, device="cuda")
         return base[..., :d], base
-    base = torch.full((2 * b, h, s + SLICE_ROW_PADDING, d + SLICE_DIM_PADDING), math.nan,
-                      dtype=dtype, device="cuda")
+    base = torch.full(
+        (2 * b, h, s + SLICE_ROW_PADDING, d + SLICE_DIM_PADDING),
+        math.nan,
+        dtype=dtype,
+        device="cuda",
+    )
     return base[::2, :, 1 : s + 1, :d], base
 
 
 def poisoned_lse(torch, case):
-    return torch.full((case.batch_size, case.num_heads, case.query_len), math.nan,
-                      dtype=lse_dtype(torch, case.element), device="cuda")
+    return torch.full(
+        (case.batch_size, case.num_heads, case.query_len),
+        math.nan,
+        dtype=lse_dtype(torch, case.element),
+        device="cuda",
+    )
 
 
 def make_alibi_slopes(torch, case, generator):
@@ -254,8 +291,9 @@ def make_alibi_slopes(torch, case, generator):
     slopes = torch.pow(2.0, -8.0 * heads / h)
     shape = ALIBI_SHAPES[case.alibi](case.batch_size, h)
     if len(shape) == 2:
-        factor = torch.rand((shape[0], 1), dtype=torch.float32, device="cuda",
-                            generator=generator) + 0.5
+        factor = (
+            torch.rand((shape[0], 1), dtype=torch.float32, device="cuda", generator=generator) + 0.5
+        )
         slopes = slopes[None] * factor
     return slopes.reshape(shape).contiguous()
 
@@ -322,12 +360,14 @@ def assert_matches_reference(torch, element, y, lse, ref_y, ref_lse, naive_y=Non
     assert not np.isnan(lse64).any(), f"{np.isnan(lse64).sum()} elements of lse were not written"
 
     empty = np.isneginf(ref_lse)
-    np.testing.assert_array_equal(np.isneginf(lse64), empty,
-                                  err_msg="lse is -inf exactly on rows with no visible key")
+    np.testing.assert_array_equal(
+        np.isneginf(lse64), empty, err_msg="lse is -inf exactly on rows with no visible key"
+    )
     assert np.isfinite(lse64[~empty]).all()
     lse_tolerance = LSE_TOLERANCE[element]
-    np.testing.assert_allclose(lse64[~empty], ref_lse[~empty], rtol=lse_tolerance,
-                               atol=lse_tolerance)
+    np.testing.assert_allclose(
+        lse64[~empty], ref_lse[~empty], rtol=lse_tolerance, atol=lse_tolerance
+    )
     assert np.all(y64[empty] == 0.0), "rows with no visible key are 0"
 
     largest = float(np.max(np.abs(ref_y), initial=0.0))
@@ -364,9 +404,17 @@ def run_plan(torch, plan, inputs, y, lse, *, stream=None):
     workspace = None
     if plan.workspace_size > 0:
         workspace = torch.empty(plan.workspace_size, dtype=torch.uint8, device="cuda")
-    plan.run(inputs.q, inputs.k, inputs.v, y, lse, mask=inputs.plan_mask(),
-             alibi_slopes=inputs.plan_alibi_slopes(), workspace=workspace,
-             stream=torch.cuda.current_stream() if stream is None else stream)
+    plan.run(
+        inputs.q,
+        inputs.k,
+        inputs.v,
+        y,
+        lse,
+        mask=inputs.plan_mask(),
+        alibi_slopes=inputs.plan_alibi_slopes(),
+        workspace=workspace,
+        stream=torch.cuda.current_stream() if stream is None else stream,
+    )
 
 
 def check_case(torch, case, seed, backend="auto"):
@@ -376,17 +424,28 @@ def check_case(torch, case, seed, backend="auto"):
     ref_y, ref_lse = inputs.reference()
     naive_y = None
     if case.element in LOW_PRECISION_EPSILON:
-        naive_y = naive_attention(torch, inputs.q, inputs.k, inputs.v, case,
-                                  inputs.alibi_slopes, inputs.mask)
+        naive_y = naive_attention(
+            torch, inputs.q, inputs.k, inputs.v, case, inputs.alibi_slopes, inputs.mask
+        )
 
     y_shape = (case.batch_size, case.num_heads, case.query_len, case.value_dim)
     dtype = torch_dtype(torch, case.element)
 
     y_out, y_base = poisoned_output(torch, y_shape, dtype, case.layout)
     _, lse = baracuda.flash_attention(
-        inputs.q, inputs.k, inputs.v, causal=case.causal, scale=case.scale, window=case.window,
-        softcap=case.softcap, alibi_slopes=inputs.alibi_slopes, mask=inputs.mask,
-        alignment=case.alignment, return_lse=True, out=y_out, backend=backend,
+        inputs.q,
+        inputs.k,
+        inputs.v,
+        causal=case.causal,
+        scale=case.scale,
+        window=case.window,
+        softcap=case.softcap,
+        alibi_slopes=inputs.alibi_slopes,
+        mask=inputs.mask,
+        alignment=case.alignment,
+        return_lse=True,
+        out=y_out,
+        backend=backend,
     )
     torch.cuda.synchronize()
     lse = torch.from_dlpack(lse)
@@ -417,13 +476,28 @@ def _matrix():
         # Causal x alignment x (Sq < Sk, Sq > Sk, Sq = Sk); Sq > Sk bottom-right has empty rows.
         for alignment in ALIGNMENTS:
             for query_len, key_len in ((17, 100), (100, 17), (64, 64)):
-                cases.append(Case(element, query_len=query_len, key_len=key_len, causal=True,
-                                  alignment=alignment))
+                cases.append(
+                    Case(
+                        element,
+                        query_len=query_len,
+                        key_len=key_len,
+                        causal=True,
+                        alignment=alignment,
+                    )
+                )
         # Window: left only, right only, both, zero-width; alone and with causal.
         for n, window in enumerate(((16, None), (None, 8), (16, 8), (0, 0))):
             for causal in (False, True):
-                cases.append(Case(element, query_len=50, key_len=90, window=window, causal=causal,
-                                  alignment=ALIGNMENTS[(n + causal) % 2]))
+                cases.append(
+                    Case(
+                        element,
+                        query_len=50,
+                        key_len=90,
+                        window=window,
+                        causal=causal,
+                        alignment=ALIGNMENTS[(n + causal) % 2],
+                    )
+                )
         # Softcap: unscaled (sharp) scores where the cap bites, and with causal.
         cases.append(Case(element, softcap=5.0, scale=1.0))
         cases.append(Case(element, softcap=30.0, causal=True, d_k=128))
@@ -432,14 +506,25 @@ def _matrix():
         # ALiBi: [H], [1, H], [B, H]; with both alignments and causal.
         cases.append(Case(element, alibi="h"))
         cases.append(Case(element, alibi="1h", causal=True))
-        cases.append(Case(element, alibi="bh", causal=True, alignment="bottom_right",
-                          query_len=40, key_len=100))
+        cases.append(
+            Case(
+                element,
+                alibi="bh",
+                causal=True,
+                alignment="bottom_right",
+                query_len=40,
+                key_len=100,
+            )
+        )
         # Mask: every shape and stride variant.
         for mask in MASK_SHAPES:
             cases.append(Case(element, batch_size=2, num_heads=3, mask=mask))
         # Grouped heads (GQA, MQA, stride-0 MQA), alone and with a full mask and causal.
-        for heads in (dict(num_heads=8, num_heads_k=2), dict(num_heads=8, num_heads_k=1),
-                      dict(num_heads=8, kv_heads="expand")):
+        for heads in (
+            dict(num_heads=8, num_heads_k=2),
+            dict(num_heads=8, num_heads_k=1),
+            dict(num_heads=8, kv_heads="expand"),
+        ):
             cases.append(Case(element, **heads))
             cases.append(Case(element, mask="full", causal=True, **heads))
         # d_v != d_k, across head-dim buckets.
@@ -450,40 +535,108 @@ def _matrix():
         cases.append(Case(element, layout="sliced", causal=True))
         # Odd lengths: 1, 17, 1000 with Sq != Sk.
         cases.append(Case(element, batch_size=1, num_heads=2, query_len=1, key_len=1))
-        cases.append(Case(element, batch_size=1, num_heads=2, query_len=1, key_len=1000,
-                          causal=True, alignment="bottom_right"))
+        cases.append(
+            Case(
+                element,
+                batch_size=1,
+                num_heads=2,
+                query_len=1,
+                key_len=1000,
+                causal=True,
+                alignment="bottom_right",
+            )
+        )
         cases.append(Case(element, batch_size=1, num_heads=2, query_len=1000, key_len=1))
-        cases.append(Case(element, batch_size=1, num_heads=2, query_len=17, key_len=1000,
-                          causal=True))
-        cases.append(Case(element, batch_size=1, num_heads=2, query_len=1000, key_len=17,
-                          causal=True, alignment="bottom_right"))
-        cases.append(Case(element, batch_size=1, num_heads=2, query_len=1000, key_len=1000,
-                          causal=True))
+        cases.append(
+            Case(element, batch_size=1, num_heads=2, query_len=17, key_len=1000, causal=True)
+        )
+        cases.append(
+            Case(
+                element,
+                batch_size=1,
+                num_heads=2,
+                query_len=1000,
+                key_len=17,
+                causal=True,
+                alignment="bottom_right",
+            )
+        )
+        cases.append(
+            Case(element, batch_size=1, num_heads=2, query_len=1000, key_len=1000, causal=True)
+        )
     # Every feature at once, at every head dim (dtypes in turn), in turn on each layout.
     layouts = ("bhsd", "bshd", "sliced")
     for n, d in enumerate(HEAD_DIMS):
-        cases.append(Case(
-            ELEMENTS[n % len(ELEMENTS)], batch_size=2, num_heads=4, num_heads_k=2, query_len=57,
-            key_len=130, d_k=d, d_v=HEAD_DIMS[-1 - n], causal=True,
-            alignment=ALIGNMENTS[n % 2], window=(40, None), softcap=8.0,
-            alibi=("h", "1h", "bh")[n % 3], mask=("b11k", "full", "expand", "rank2-qk")[n % 4],
-            layout=layouts[n % len(layouts)],
-        ))
+        cases.append(
+            Case(
+                ELEMENTS[n % len(ELEMENTS)],
+                batch_size=2,
+                num_heads=4,
+                num_heads_k=2,
+                query_len=57,
+                key_len=130,
+                d_k=d,
+                d_v=HEAD_DIMS[-1 - n],
+                causal=True,
+                alignment=ALIGNMENTS[n % 2],
+                window=(40, None),
+                softcap=8.0,
+                alibi=("h", "1h", "bh")[n % 3],
+                mask=("b11k", "full", "expand", "rank2-qk")[n % 4],
+                layout=layouts[n % len(layouts)],
+            )
+        )
     for element in ELEMENTS:
-        cases.append(Case(
-            element, num_heads=6, kv_heads="expand", query_len=90, key_len=45, d_k=96, d_v=64,
-            window=(7, 5), softcap=3.0, alibi="bh", mask="transposed", layout="bshd",
-        ))
+        cases.append(
+            Case(
+                element,
+                num_heads=6,
+                kv_heads="expand",
+                query_len=90,
+                key_len=45,
+                d_k=96,
+                d_v=64,
+                window=(7, 5),
+                softcap=3.0,
+                alibi="bh",
+                mask="transposed",
+                layout="bshd",
+            )
+        )
     # Tensor-core sizes: several query tiles and key tiles per head, so that the hopper
     # kernel's K / V pipeline wraps around its stages, at every bucket of the 16-bit elements.
     for element in ("f16", "bf16"):
         for d in (64, 128, 192, 256):
-            cases.append(Case(element, batch_size=2, num_heads=2, query_len=300, key_len=700,
-                              d_k=d))
-            cases.append(Case(element, batch_size=1, num_heads=4, num_heads_k=2, query_len=700,
-                              key_len=500, d_k=d, causal=True, alignment="bottom_right"))
-        cases.append(Case(element, batch_size=1, num_heads=2, query_len=600, key_len=600,
-                          d_k=128, window=(200, 50), softcap=20.0, alibi="bh", mask="full"))
+            cases.append(
+                Case(element, batch_size=2, num_heads=2, query_len=300, key_len=700, d_k=d)
+            )
+            cases.append(
+                Case(
+                    element,
+                    batch_size=1,
+                    num_heads=4,
+                    num_heads_k=2,
+                    query_len=700,
+                    key_len=500,
+                    d_k=d,
+                    causal=True,
+                    alignment="bottom_right",
+                )
+            )
+        cases.append(
+            Case(
+                element,
+                batch_size=1,
+                num_heads=2,
+                query_len=600,
+                key_len=600,
+                d_k=128,
+                window=(200, 50),
+                softcap=20.0,
+                alibi="bh",
+                mask="full",
+            )
+        )
         # Rows whose stride TMA cannot describe run on the portable kernel, as the plan says.
         cases.append(Case(element, layout="odd", causal=True))
     return cases
@@ -503,14 +656,25 @@ def test_matches_reference(torch, seed, case):
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_rows_with_no_visible_key(torch, seed, element):
     """Causal bottom-right with Sq > Sk, plus a mask row of all -inf: y 0 and LSE -inf."""
-    case = Case(element, batch_size=2, num_heads=3, query_len=40, key_len=17, causal=True,
-                alignment="bottom_right")
+    case = Case(
+        element,
+        batch_size=2,
+        num_heads=3,
+        query_len=40,
+        key_len=17,
+        causal=True,
+        alignment="bottom_right",
+    )
     generator = torch.Generator(device="cuda").manual_seed(seed)
     inputs = Inputs(torch, case, generator)
     # A [B, 1, Sq, Sk] mask hiding every key of one row of batch 1 (a row that sees keys).
     hidden_row = 35
-    inputs.mask = torch.randn((case.batch_size, 1, case.query_len, case.key_len),
-                              dtype=torch.float32, device="cuda", generator=generator)
+    inputs.mask = torch.randn(
+        (case.batch_size, 1, case.query_len, case.key_len),
+        dtype=torch.float32,
+        device="cuda",
+        generator=generator,
+    )
     inputs.mask[1, 0, hidden_row, :] = -math.inf
     ref_y, ref_lse = inputs.reference()
     no_key_rows = case.query_len - case.key_len  # off = -23: rows 0..22 see no key
@@ -536,8 +700,15 @@ def test_rows_with_no_visible_key(torch, seed, element):
 def test_nan_key_propagates_as_in_the_reference(torch, seed, element):
     """A NaN in one key gives NaN y and LSE exactly in the rows that see that key (the
     reference's NaN rows); rows with no visible key stay 0 / -inf, the others finite."""
-    case = Case(element, batch_size=1, num_heads=2, query_len=40, key_len=17, causal=True,
-                alignment="bottom_right")
+    case = Case(
+        element,
+        batch_size=1,
+        num_heads=2,
+        query_len=40,
+        key_len=17,
+        causal=True,
+        alignment="bottom_right",
+    )
     inputs = Inputs(torch, case, torch.Generator(device="cuda").manual_seed(seed))
     nan_key = 9
     inputs.k[0, 1, nan_key, 3] = math.nan
@@ -595,8 +766,19 @@ def test_close_from_another_thread_while_running(torch, seed):
 
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_bit_identical_across_runs(torch, seed, element):
-    case = Case(element, num_heads=8, num_heads_k=2, query_len=300, key_len=517, d_k=128,
-                causal=True, alignment="bottom_right", softcap=10.0, alibi="bh", mask="b11k")
+    case = Case(
+        element,
+        num_heads=8,
+        num_heads_k=2,
+        query_len=300,
+        key_len=517,
+        d_k=128,
+        causal=True,
+        alignment="bottom_right",
+        softcap=10.0,
+        alibi="bh",
+        mask="b11k",
+    )
     inputs = Inputs(torch, case, torch.Generator(device="cuda").manual_seed(seed))
     y_shape = (case.batch_size, case.num_heads, case.query_len, case.value_dim)
     dtype = torch_dtype(torch, element)
@@ -618,8 +800,17 @@ def test_bit_identical_across_runs(torch, seed, element):
 
 
 def test_cuda_graph_replay_on_new_inputs(torch, seed):
-    case = Case("f16", num_heads=4, num_heads_k=2, query_len=40, key_len=75, causal=True,
-                alignment="bottom_right", alibi="bh", mask="b11k")
+    case = Case(
+        "f16",
+        num_heads=4,
+        num_heads_k=2,
+        query_len=40,
+        key_len=75,
+        causal=True,
+        alignment="bottom_right",
+        alibi="bh",
+        mask="b11k",
+    )
     generator = torch.Generator(device="cuda").manual_seed(seed)
     captured = Inputs(torch, case, generator)
     y_shape = (case.batch_size, case.num_heads, case.query_len, case.value_dim)
@@ -646,8 +837,9 @@ def test_cuda_graph_replay_on_new_inputs(torch, seed):
             graph.replay()
             torch.cuda.synchronize()
             ref_y, ref_lse = fresh.reference()
-            naive_y = naive_attention(torch, fresh.q, fresh.k, fresh.v, case,
-                                      fresh.alibi_slopes, fresh.mask)
+            naive_y = naive_attention(
+                torch, fresh.q, fresh.k, fresh.v, case, fresh.alibi_slopes, fresh.mask
+            )
             assert_matches_reference(torch, "f16", y, lse, ref_y, ref_lse, naive_y)
     finally:
         plan.close()
@@ -659,11 +851,11 @@ def test_cuda_graph_replay_on_new_inputs(torch, seed):
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_returned_arrays_through_dlpack(torch, seed, element):
     """Outputs that flash_attention allocates reach torch without a copy and to the host."""
-    case = Case(element, num_heads=4, num_heads_k=1, query_len=21, key_len=64, d_k=32, d_v=64,
-                causal=True)
+    case = Case(
+        element, num_heads=4, num_heads_k=1, query_len=21, key_len=64, d_k=32, d_v=64, causal=True
+    )
     inputs = Inputs(torch, case, torch.Generator(device="cuda").manual_seed(seed))
-    y, lse = baracuda.flash_attention(inputs.q, inputs.k, inputs.v, causal=True,
-                                      return_lse=True)
+    y, lse = baracuda.flash_attention(inputs.q, inputs.k, inputs.v, causal=True, return_lse=True)
     assert isinstance(y, baracuda.DeviceArray) and isinstance(lse, baracuda.DeviceArray)
     y_shape = (case.batch_size, case.num_heads, case.query_len, case.value_dim)
     assert tuple(y.shape) == y_shape and tuple(lse.shape) == y_shape[:3]
@@ -709,13 +901,15 @@ def test_cupy_inputs_and_outputs(seed, element):
     assert y.dtype == dtype and y.shape == (b, h, sq, d)
     assert bool((y == out).all()), "the same problem gives the same y with and without out="
 
-    ref_y, ref_lse = reference.attention(*(cupy.asnumpy(t) for t in (q, k, v)), causal=True,
-                                         mask=cupy.asnumpy(mask))
+    ref_y, ref_lse = reference.attention(
+        *(cupy.asnumpy(t) for t in (q, k, v)), causal=True, mask=cupy.asnumpy(mask)
+    )
     y64 = cupy.asnumpy(y).astype(np.float64)
     lse64 = cupy.asnumpy(lse).astype(np.float64)
     assert not np.isnan(y64).any() and not np.isnan(lse64).any()
-    np.testing.assert_allclose(lse64, ref_lse, rtol=LSE_TOLERANCE[element],
-                               atol=LSE_TOLERANCE[element])
+    np.testing.assert_allclose(
+        lse64, ref_lse, rtol=LSE_TOLERANCE[element], atol=LSE_TOLERANCE[element]
+    )
     largest = float(np.abs(ref_y).max())
     if element == "f32":
         tolerance = OUTPUT_TOLERANCE["f32"]
@@ -723,8 +917,7 @@ def test_cupy_inputs_and_outputs(seed, element):
     else:
         # The output stored in f16 is the exact result to within one rounding plus the f32
         # arithmetic: one f16 ULP at the largest output bounds both here.
-        np.testing.assert_allclose(y64, ref_y, rtol=0,
-                                   atol=LOW_PRECISION_EPSILON["f16"] * largest)
+        np.testing.assert_allclose(y64, ref_y, rtol=0, atol=LOW_PRECISION_EPSILON["f16"] * largest)
 
 
 # ---------------------------------------------------------------- plan reports
@@ -792,17 +985,28 @@ def test_tensors_of_more_than_2_31_elements(torch, seed):
     bytes_needed = 4 * elements * 2 + LARGE_HEADS * LARGE_LEN * 4
     free_bytes, _ = torch.cuda.mem_get_info()
     if free_bytes < 1.25 * bytes_needed:
-        pytest.skip(f"needs {bytes_needed / 2**30:.1f} GiB of free device memory "
-                    f"(got {free_bytes / 2**30:.1f} GiB)")
+        pytest.skip(
+            f"needs {bytes_needed / 2**30:.1f} GiB of free device memory "
+            f"(got {free_bytes / 2**30:.1f} GiB)"
+        )
 
     generator = torch.Generator(device="cuda").manual_seed(seed)
-    q, k, v = (torch.randn(shape, dtype=torch.bfloat16, device="cuda", generator=generator)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(shape, dtype=torch.bfloat16, device="cuda", generator=generator)
+        for _ in range(3)
+    )
     y = torch.full(shape, math.nan, dtype=torch.bfloat16, device="cuda")
     lse = torch.full(shape[:3], math.nan, dtype=torch.float32, device="cuda")
-    case = Case("bf16", batch_size=1, num_heads=LARGE_HEADS, query_len=LARGE_LEN,
-                key_len=LARGE_LEN, d_k=LARGE_HEAD_DIM, causal=True,
-                window=(LARGE_WINDOW_LEFT, None))
+    case = Case(
+        "bf16",
+        batch_size=1,
+        num_heads=LARGE_HEADS,
+        query_len=LARGE_LEN,
+        key_len=LARGE_LEN,
+        d_k=LARGE_HEAD_DIM,
+        causal=True,
+        window=(LARGE_WINDOW_LEFT, None),
+    )
     try:
         with baracuda.FlashSdpaPlan.select(case.descriptor()) as plan:
             plan.run(q, k, v, y, lse, stream=torch.cuda.current_stream())
@@ -811,8 +1015,14 @@ def test_tensors_of_more_than_2_31_elements(torch, seed):
         assert not torch.isnan(lse).any().item(), "some elements of lse were not written"
 
         beyond_2_31 = LARGE_LEN - (elements - 2**31) // (LARGE_HEAD_DIM)  # first such row, head 7
-        starts = [0, LARGE_WINDOW_LEFT + 3, 2**20 + 5, beyond_2_31 - LARGE_BLOCK_ROWS // 2,
-                  LARGE_LEN - 3 * LARGE_BLOCK_ROWS, LARGE_LEN - LARGE_BLOCK_ROWS]
+        starts = [
+            0,
+            LARGE_WINDOW_LEFT + 3,
+            2**20 + 5,
+            beyond_2_31 - LARGE_BLOCK_ROWS // 2,
+            LARGE_LEN - 3 * LARGE_BLOCK_ROWS,
+            LARGE_LEN - LARGE_BLOCK_ROWS,
+        ]
         for start in starts:
             check_large_block(torch, q, k, v, y, lse, start)
     finally:
@@ -828,15 +1038,30 @@ def check_large_block(torch, q, k, v, y, lse, start):
     # bottom-right alignment when the slice opens 64 keys early, top-left at the start.
     alignment = "top_left" if key_start == start else "bottom_right"
     assert key_start == start or start - key_start == LARGE_WINDOW_LEFT
-    block = Case("bf16", batch_size=1, num_heads=LARGE_HEADS, query_len=LARGE_BLOCK_ROWS,
-                 key_len=stop - key_start, d_k=LARGE_HEAD_DIM, causal=True,
-                 alignment=alignment, window=(LARGE_WINDOW_LEFT, None))
+    block = Case(
+        "bf16",
+        batch_size=1,
+        num_heads=LARGE_HEADS,
+        query_len=LARGE_BLOCK_ROWS,
+        key_len=stop - key_start,
+        d_k=LARGE_HEAD_DIM,
+        causal=True,
+        alignment=alignment,
+        window=(LARGE_WINDOW_LEFT, None),
+    )
     q_rows, k_rows, v_rows = q[:, :, start:stop], k[:, :, key_start:stop], v[:, :, key_start:stop]
-    ref_y, ref_lse = reference.attention(to_numpy(q_rows), to_numpy(k_rows), to_numpy(v_rows),
-                                         causal=True, window=block.window, alignment=alignment)
+    ref_y, ref_lse = reference.attention(
+        to_numpy(q_rows),
+        to_numpy(k_rows),
+        to_numpy(v_rows),
+        causal=True,
+        window=block.window,
+        alignment=alignment,
+    )
     naive_y = naive_attention(torch, q_rows, k_rows, v_rows, block)
-    assert_matches_reference(torch, "bf16", y[:, :, start:stop], lse[:, :, start:stop], ref_y,
-                             ref_lse, naive_y)
+    assert_matches_reference(
+        torch, "bf16", y[:, :, start:stop], lse[:, :, start:stop], ref_y, ref_lse, naive_y
+    )
 
 
 # ---------------------------------------------------------------- argument checks
@@ -860,16 +1085,20 @@ def checked_arguments(torch, case=CHECKED):
     def randn(*shape, dtype=dtype):
         return torch.randn(shape, dtype=dtype, device="cuda")
 
-    return dict(q=randn(b, h, sq, case.d_k), k=randn(b, h, sk, case.d_k),
-                v=randn(b, h, sk, case.value_dim), y=randn(b, h, sq, case.value_dim),
-                lse=randn(b, h, sq, dtype=lse_dtype(torch, case.element)),
-                mask=None, alibi_slopes=None)
+    return dict(
+        q=randn(b, h, sq, case.d_k),
+        k=randn(b, h, sk, case.d_k),
+        v=randn(b, h, sk, case.value_dim),
+        y=randn(b, h, sq, case.value_dim),
+        lse=randn(b, h, sq, dtype=lse_dtype(torch, case.element)),
+        mask=None,
+        alibi_slopes=None,
+    )
 
 
 def _every_other_column(torch, shape, dtype=None):
     """A view of `shape` whose last axis has stride 2."""
-    base = torch.randn(shape[:-1] + (2 * shape[-1],), dtype=dtype or torch.float32,
-                       device="cuda")
+    base = torch.randn(shape[:-1] + (2 * shape[-1],), dtype=dtype or torch.float32, device="cuda")
     return base[..., ::2]
 
 
@@ -879,106 +1108,295 @@ def _zeros(torch, *shape, dtype=None):
 
 # (id, replacements from torch, error type name, status, message after "<op>: ").
 ARGUMENT_CHECKS = [
-    ("k-rank", lambda t: dict(k=_zeros(t, 8, 100, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "k rank mismatch (got 3, expected 4)"),
-    ("heads-k-divides", lambda t: dict(k=_zeros(t, 2, 3, 100, 64), v=_zeros(t, 2, 3, 100, 32)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "k shape[1] (num_heads_k) must divide num_heads (got 3, expected a divisor of 8)"),
-    ("heads-k-zero", lambda t: dict(k=_zeros(t, 2, 0, 100, 64), v=_zeros(t, 2, 0, 100, 32)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "k shape[1] (num_heads_k) must divide num_heads (got 0, expected a divisor of 8)"),
-    ("kv-broadcast-k-expanded",
-     lambda t: dict(k=_zeros(t, 2, 1, 100, 64).expand(2, 8, 100, 64), v=_zeros(t, 2, 2, 100, 32)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "k and v disagree on the head-broadcast convention (got k heads 8 with stride 0 and v heads "
-     "2 with stride 3200, expected the same heads: both [B, 8] with stride 0, or both [B, Hk])"),
-    ("kv-broadcast-v-expanded",
-     lambda t: dict(k=_zeros(t, 2, 2, 100, 64), v=_zeros(t, 2, 1, 100, 32).expand(2, 8, 100, 32)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "k and v disagree on the head-broadcast convention (got k heads 2 with stride 6400 and v "
-     "heads 8 with stride 0, expected the same heads: both [B, 8] with stride 0, or both [B, Hk])"),
-    ("q-rank", lambda t: dict(q=_zeros(t, 8, 64, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "q rank mismatch (got 3, expected 4)"),
-    ("q-element", lambda t: dict(q=_zeros(t, 2, 8, 64, 64, dtype=t.float16)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM, "q element mismatch (got f16, expected f32)"),
-    ("k-element", lambda t: dict(k=_zeros(t, 2, 8, 100, 64, dtype=t.bfloat16)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM, "k element mismatch (got bf16, expected f32)"),
-    ("v-element", lambda t: dict(v=_zeros(t, 2, 8, 100, 32, dtype=t.float64)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM, "v element mismatch (got f64, expected f32)"),
-    ("y-element", lambda t: dict(y=_zeros(t, 2, 8, 64, 32, dtype=t.float16)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM, "y element mismatch (got f16, expected f32)"),
-    ("q-batch", lambda t: dict(q=_zeros(t, 1, 8, 64, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "q shape mismatch (got [1, 8, 64, 64], expected [2, 8, 64, 64])"),
-    ("q-heads", lambda t: dict(q=_zeros(t, 2, 4, 64, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "q shape mismatch (got [2, 4, 64, 64], expected [2, 8, 64, 64])"),
-    ("q-query-len", lambda t: dict(q=_zeros(t, 2, 8, 65, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "q shape mismatch (got [2, 8, 65, 64], expected [2, 8, 64, 64])"),
-    ("q-d-k", lambda t: dict(q=_zeros(t, 2, 8, 64, 32)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "q shape mismatch (got [2, 8, 64, 32], expected [2, 8, 64, 64])"),
-    ("k-batch", lambda t: dict(k=_zeros(t, 1, 8, 100, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "k shape mismatch (got [1, 8, 100, 64], expected [2, 8, 100, 64])"),
-    ("k-key-len", lambda t: dict(k=_zeros(t, 2, 8, 99, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "k shape mismatch (got [2, 8, 99, 64], expected [2, 8, 100, 64])"),
-    ("k-d-k", lambda t: dict(k=_zeros(t, 2, 8, 100, 32)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "k shape mismatch (got [2, 8, 100, 32], expected [2, 8, 100, 64])"),
-    ("v-heads", lambda t: dict(v=_zeros(t, 2, 4, 100, 32)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "v shape mismatch (got [2, 4, 100, 32], expected [2, 8, 100, 32])"),
-    ("v-key-len", lambda t: dict(v=_zeros(t, 2, 8, 99, 32)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "v shape mismatch (got [2, 8, 99, 32], expected [2, 8, 100, 32])"),
-    ("v-d-v", lambda t: dict(v=_zeros(t, 2, 8, 100, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "v shape mismatch (got [2, 8, 100, 64], expected [2, 8, 100, 32])"),
-    ("y-query-len", lambda t: dict(y=_zeros(t, 2, 8, 63, 32)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "y shape mismatch (got [2, 8, 63, 32], expected [2, 8, 64, 32])"),
-    ("y-d-v", lambda t: dict(y=_zeros(t, 2, 8, 64, 64)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "y shape mismatch (got [2, 8, 64, 64], expected [2, 8, 64, 32])"),
-    ("y-broadcast-write", lambda t: dict(y=_zeros(t, 2, 1, 64, 32).expand(2, 8, 64, 32)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "y is written, so axis 1 (extent 8) cannot broadcast (got stride 0, expected > 0)"),
-    ("lse-element", lambda t: dict(lse=_zeros(t, 2, 8, 64, dtype=t.float64)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM, "lse element mismatch (got f64, expected f32)"),
-    ("lse-rank", lambda t: dict(lse=_zeros(t, 2, 8, 64, 1)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "lse rank mismatch (got 4, expected 3)"),
-    ("lse-shape", lambda t: dict(lse=_zeros(t, 2, 8, 65)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "lse shape mismatch (got [2, 8, 65], expected [2, 8, 64])"),
-    ("lse-broadcast-write", lambda t: dict(lse=_zeros(t, 2, 8, 1).expand(2, 8, 64)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "lse is written, so axis 2 (extent 64) cannot broadcast (got stride 0, expected > 0)"),
-    ("q-last-stride", lambda t: dict(q=_every_other_column(t, (2, 8, 64, 64))),
-     "UnsupportedError", STATUS_UNSUPPORTED, "q last-axis stride must be 1 (got 2, expected 1)"),
-    ("k-last-stride", lambda t: dict(k=_every_other_column(t, (2, 8, 100, 64))),
-     "UnsupportedError", STATUS_UNSUPPORTED, "k last-axis stride must be 1 (got 2, expected 1)"),
-    ("v-last-stride", lambda t: dict(v=_every_other_column(t, (2, 8, 100, 32))),
-     "UnsupportedError", STATUS_UNSUPPORTED, "v last-axis stride must be 1 (got 2, expected 1)"),
-    ("y-last-stride", lambda t: dict(y=_every_other_column(t, (2, 8, 64, 32))),
-     "UnsupportedError", STATUS_UNSUPPORTED, "y last-axis stride must be 1 (got 2, expected 1)"),
-    ("mask-key-len", lambda t: dict(mask=_zeros(t, 2, 8, 64, 99)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM,
-     "mask shape mismatch (got [2, 8, 64, 99], expected [2|1, 8|1, 64|1, 100|1])"),
-    ("mask-batch", lambda t: dict(mask=_zeros(t, 3, 1, 1, 100)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM,
-     "mask shape mismatch (got [3, 1, 1, 100], expected [2|1, 8|1, 64|1, 100|1])"),
-    ("mask-heads", lambda t: dict(mask=_zeros(t, 1, 4, 64, 100)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM,
-     "mask shape mismatch (got [1, 4, 64, 100], expected [2|1, 8|1, 64|1, 100|1])"),
-    ("mask-element", lambda t: dict(mask=_zeros(t, 2, 8, 64, 100, dtype=t.float16)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "mask element mismatch (got f16, expected f32)"),
-    ("alibi-heads", lambda t: dict(alibi_slopes=_zeros(t, 2, 9)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "alibi_slopes shape mismatch (got [2, 9], expected [1, 8] or [2, 8])"),
-    ("alibi-batch", lambda t: dict(alibi_slopes=_zeros(t, 3, 8)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "alibi_slopes shape mismatch (got [3, 8], expected [1, 8] or [2, 8])"),
-    ("alibi-rank", lambda t: dict(alibi_slopes=_zeros(t, 1, 2, 8)), "InvalidProblemError",
-     STATUS_INVALID_PROBLEM, "alibi_slopes rank mismatch (got 3, expected 2)"),
-    ("alibi-element", lambda t: dict(alibi_slopes=_zeros(t, 2, 8, dtype=t.float64)),
-     "InvalidProblemError", STATUS_INVALID_PROBLEM,
-     "alibi_slopes element mismatch (got f64, expected f32)"),
+    (
+        "k-rank",
+        lambda t: dict(k=_zeros(t, 8, 100, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k rank mismatch (got 3, expected 4)",
+    ),
+    (
+        "heads-k-divides",
+        lambda t: dict(k=_zeros(t, 2, 3, 100, 64), v=_zeros(t, 2, 3, 100, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k shape[1] (num_heads_k) must divide num_heads (got 3, expected a divisor of 8)",
+    ),
+    (
+        "heads-k-zero",
+        lambda t: dict(k=_zeros(t, 2, 0, 100, 64), v=_zeros(t, 2, 0, 100, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k shape[1] (num_heads_k) must divide num_heads (got 0, expected a divisor of 8)",
+    ),
+    (
+        "kv-broadcast-k-expanded",
+        lambda t: dict(
+            k=_zeros(t, 2, 1, 100, 64).expand(2, 8, 100, 64), v=_zeros(t, 2, 2, 100, 32)
+        ),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k and v disagree on the head-broadcast convention (got k heads 8 with stride 0 and v "
+        "heads 2 with stride 3200, expected the same heads: both [B, 8] with stride 0, or both "
+        "[B, Hk])",
+    ),
+    (
+        "kv-broadcast-v-expanded",
+        lambda t: dict(
+            k=_zeros(t, 2, 2, 100, 64), v=_zeros(t, 2, 1, 100, 32).expand(2, 8, 100, 32)
+        ),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k and v disagree on the head-broadcast convention (got k heads 2 with stride 6400 and v "
+        "heads 8 with stride 0, expected the same heads: both [B, 8] with stride 0, or both "
+        "[B, Hk])",
+    ),
+    (
+        "q-rank",
+        lambda t: dict(q=_zeros(t, 8, 64, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "q rank mismatch (got 3, expected 4)",
+    ),
+    (
+        "q-element",
+        lambda t: dict(q=_zeros(t, 2, 8, 64, 64, dtype=t.float16)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "q element mismatch (got f16, expected f32)",
+    ),
+    (
+        "k-element",
+        lambda t: dict(k=_zeros(t, 2, 8, 100, 64, dtype=t.bfloat16)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k element mismatch (got bf16, expected f32)",
+    ),
+    (
+        "v-element",
+        lambda t: dict(v=_zeros(t, 2, 8, 100, 32, dtype=t.float64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "v element mismatch (got f64, expected f32)",
+    ),
+    (
+        "y-element",
+        lambda t: dict(y=_zeros(t, 2, 8, 64, 32, dtype=t.float16)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "y element mismatch (got f16, expected f32)",
+    ),
+    (
+        "q-batch",
+        lambda t: dict(q=_zeros(t, 1, 8, 64, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "q shape mismatch (got [1, 8, 64, 64], expected [2, 8, 64, 64])",
+    ),
+    (
+        "q-heads",
+        lambda t: dict(q=_zeros(t, 2, 4, 64, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "q shape mismatch (got [2, 4, 64, 64], expected [2, 8, 64, 64])",
+    ),
+    (
+        "q-query-len",
+        lambda t: dict(q=_zeros(t, 2, 8, 65, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "q shape mismatch (got [2, 8, 65, 64], expected [2, 8, 64, 64])",
+    ),
+    (
+        "q-d-k",
+        lambda t: dict(q=_zeros(t, 2, 8, 64, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "q shape mismatch (got [2, 8, 64, 32], expected [2, 8, 64, 64])",
+    ),
+    (
+        "k-batch",
+        lambda t: dict(k=_zeros(t, 1, 8, 100, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k shape mismatch (got [1, 8, 100, 64], expected [2, 8, 100, 64])",
+    ),
+    (
+        "k-key-len",
+        lambda t: dict(k=_zeros(t, 2, 8, 99, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k shape mismatch (got [2, 8, 99, 64], expected [2, 8, 100, 64])",
+    ),
+    (
+        "k-d-k",
+        lambda t: dict(k=_zeros(t, 2, 8, 100, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "k shape mismatch (got [2, 8, 100, 32], expected [2, 8, 100, 64])",
+    ),
+    (
+        "v-heads",
+        lambda t: dict(v=_zeros(t, 2, 4, 100, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "v shape mismatch (got [2, 4, 100, 32], expected [2, 8, 100, 32])",
+    ),
+    (
+        "v-key-len",
+        lambda t: dict(v=_zeros(t, 2, 8, 99, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "v shape mismatch (got [2, 8, 99, 32], expected [2, 8, 100, 32])",
+    ),
+    (
+        "v-d-v",
+        lambda t: dict(v=_zeros(t, 2, 8, 100, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "v shape mismatch (got [2, 8, 100, 64], expected [2, 8, 100, 32])",
+    ),
+    (
+        "y-query-len",
+        lambda t: dict(y=_zeros(t, 2, 8, 63, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "y shape mismatch (got [2, 8, 63, 32], expected [2, 8, 64, 32])",
+    ),
+    (
+        "y-d-v",
+        lambda t: dict(y=_zeros(t, 2, 8, 64, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "y shape mismatch (got [2, 8, 64, 64], expected [2, 8, 64, 32])",
+    ),
+    (
+        "y-broadcast-write",
+        lambda t: dict(y=_zeros(t, 2, 1, 64, 32).expand(2, 8, 64, 32)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "y is written, so axis 1 (extent 8) cannot broadcast (got stride 0, expected > 0)",
+    ),
+    (
+        "lse-element",
+        lambda t: dict(lse=_zeros(t, 2, 8, 64, dtype=t.float64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "lse element mismatch (got f64, expected f32)",
+    ),
+    (
+        "lse-rank",
+        lambda t: dict(lse=_zeros(t, 2, 8, 64, 1)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "lse rank mismatch (got 4, expected 3)",
+    ),
+    (
+        "lse-shape",
+        lambda t: dict(lse=_zeros(t, 2, 8, 65)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "lse shape mismatch (got [2, 8, 65], expected [2, 8, 64])",
+    ),
+    (
+        "lse-broadcast-write",
+        lambda t: dict(lse=_zeros(t, 2, 8, 1).expand(2, 8, 64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "lse is written, so axis 2 (extent 64) cannot broadcast (got stride 0, expected > 0)",
+    ),
+    (
+        "q-last-stride",
+        lambda t: dict(q=_every_other_column(t, (2, 8, 64, 64))),
+        "UnsupportedError",
+        STATUS_UNSUPPORTED,
+        "q last-axis stride must be 1 (got 2, expected 1)",
+    ),
+    (
+        "k-last-stride",
+        lambda t: dict(k=_every_other_column(t, (2, 8, 100, 64))),
+        "UnsupportedError",
+        STATUS_UNSUPPORTED,
+        "k last-axis stride must be 1 (got 2, expected 1)",
+    ),
+    (
+        "v-last-stride",
+        lambda t: dict(v=_every_other_column(t, (2, 8, 100, 32))),
+        "UnsupportedError",
+        STATUS_UNSUPPORTED,
+        "v last-axis stride must be 1 (got 2, expected 1)",
+    ),
+    (
+        "y-last-stride",
+        lambda t: dict(y=_every_other_column(t, (2, 8, 64, 32))),
+        "UnsupportedError",
+        STATUS_UNSUPPORTED,
+        "y last-axis stride must be 1 (got 2, expected 1)",
+    ),
+    (
+        "mask-key-len",
+        lambda t: dict(mask=_zeros(t, 2, 8, 64, 99)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "mask shape mismatch (got [2, 8, 64, 99], expected [2|1, 8|1, 64|1, 100|1])",
+    ),
+    (
+        "mask-batch",
+        lambda t: dict(mask=_zeros(t, 3, 1, 1, 100)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "mask shape mismatch (got [3, 1, 1, 100], expected [2|1, 8|1, 64|1, 100|1])",
+    ),
+    (
+        "mask-heads",
+        lambda t: dict(mask=_zeros(t, 1, 4, 64, 100)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "mask shape mismatch (got [1, 4, 64, 100], expected [2|1, 8|1, 64|1, 100|1])",
+    ),
+    (
+        "mask-element",
+        lambda t: dict(mask=_zeros(t, 2, 8, 64, 100, dtype=t.float16)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "mask element mismatch (got f16, expected f32)",
+    ),
+    (
+        "alibi-heads",
+        lambda t: dict(alibi_slopes=_zeros(t, 2, 9)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "alibi_slopes shape mismatch (got [2, 9], expected [1, 8] or [2, 8])",
+    ),
+    (
+        "alibi-batch",
+        lambda t: dict(alibi_slopes=_zeros(t, 3, 8)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "alibi_slopes shape mismatch (got [3, 8], expected [1, 8] or [2, 8])",
+    ),
+    (
+        "alibi-rank",
+        lambda t: dict(alibi_slopes=_zeros(t, 1, 2, 8)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "alibi_slopes rank mismatch (got 3, expected 2)",
+    ),
+    (
+        "alibi-element",
+        lambda t: dict(alibi_slopes=_zeros(t, 2, 8, dtype=t.float64)),
+        "InvalidProblemError",
+        STATUS_INVALID_PROBLEM,
+        "alibi_slopes element mismatch (got f64, expected f32)",
+    ),
 ]
 
 
 def _call(method, arguments):
     args = dict(arguments)
-    return method(args.pop("q"), args.pop("k"), args.pop("v"), args.pop("y"), args.pop("lse"),
-                  **args)
+    return method(
+        args.pop("q"), args.pop("k"), args.pop("v"), args.pop("y"), args.pop("lse"), **args
+    )
 
 
 def test_valid_arguments_are_accepted(torch):
@@ -994,9 +1412,11 @@ def test_valid_arguments_are_accepted(torch):
         _call(plan.can_implement, arguments)
 
 
-@pytest.mark.parametrize("replace,error_name,status,reason",
-                         [check[1:] for check in ARGUMENT_CHECKS],
-                         ids=[check[0] for check in ARGUMENT_CHECKS])
+@pytest.mark.parametrize(
+    "replace,error_name,status,reason",
+    [check[1:] for check in ARGUMENT_CHECKS],
+    ids=[check[0] for check in ARGUMENT_CHECKS],
+)
 def test_argument_check(torch, replace, error_name, status, reason):
     error_type = getattr(baracuda, error_name)
     arguments = checked_arguments(torch)

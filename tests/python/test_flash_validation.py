@@ -10,10 +10,9 @@ import math
 import pickle
 import re
 
+import baracuda
 import numpy as np
 import pytest
-
-import baracuda
 from baracuda._errors import STATUS_CUDA_ERROR, STATUS_INVALID_PROBLEM, STATUS_UNSUPPORTED
 
 SELECT = "flash_sdpa_plan_select"
@@ -51,7 +50,9 @@ def assert_select_refuses(desc, error_type, status, message):
 @pytest.mark.parametrize("field", list(VALID))
 def test_negative_extent(field):
     error = assert_select_refuses(
-        descriptor(**{field: -1}), baracuda.InvalidProblemError, STATUS_INVALID_PROBLEM,
+        descriptor(**{field: -1}),
+        baracuda.InvalidProblemError,
+        STATUS_INVALID_PROBLEM,
         f"{SELECT}: {field} must be non-negative (got -1, expected >= 0)",
     )
     assert isinstance(error, ValueError)
@@ -61,7 +62,9 @@ def test_negative_extent(field):
 @pytest.mark.parametrize("scale,text", [(math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf")])
 def test_scale_not_finite(scale, text):
     assert_select_refuses(
-        descriptor(scale=scale), baracuda.InvalidProblemError, STATUS_INVALID_PROBLEM,
+        descriptor(scale=scale),
+        baracuda.InvalidProblemError,
+        STATUS_INVALID_PROBLEM,
         f"{SELECT}: scale must be finite (got {text}, expected a finite number)",
     )
 
@@ -71,7 +74,9 @@ def test_scale_not_finite(scale, text):
 )
 def test_softcap_negative_or_not_finite(softcap, text):
     assert_select_refuses(
-        descriptor(softcap=softcap), baracuda.InvalidProblemError, STATUS_INVALID_PROBLEM,
+        descriptor(softcap=softcap),
+        baracuda.InvalidProblemError,
+        STATUS_INVALID_PROBLEM,
         f"{SELECT}: softcap must be finite and non-negative (got {text}, expected 0 to disable "
         "or a finite value > 0)",
     )
@@ -91,12 +96,22 @@ def test_window_bound_negative(field, bound):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("d_k", 0), ("d_k", 4), ("d_k", 12), ("d_k", 264), ("d_k", 512),
-     ("d_v", 0), ("d_v", 20), ("d_v", 257)],
+    [
+        ("d_k", 0),
+        ("d_k", 4),
+        ("d_k", 12),
+        ("d_k", 264),
+        ("d_k", 512),
+        ("d_v", 0),
+        ("d_v", 20),
+        ("d_v", 257),
+    ],
 )
 def test_head_dim_not_supported(field, value):
     assert_select_refuses(
-        descriptor(**{field: value}), baracuda.UnsupportedError, STATUS_UNSUPPORTED,
+        descriptor(**{field: value}),
+        baracuda.UnsupportedError,
+        STATUS_UNSUPPORTED,
         f"{SELECT}: {field} is not a supported head dim (got {value}, {HEAD_DIM_RULE})",
     )
 
@@ -111,7 +126,8 @@ def test_grid_larger_than_one_launch(batch_size, num_heads, query_len):
     assert batch_size * num_heads * -(-query_len // 16) > INT_MAX
     assert_select_refuses(
         descriptor(batch_size=batch_size, num_heads=num_heads, query_len=query_len),
-        baracuda.UnsupportedError, STATUS_UNSUPPORTED,
+        baracuda.UnsupportedError,
+        STATUS_UNSUPPORTED,
         f"{SELECT}: batch_size x num_heads x query tiles of 16 rows exceeds one launch "
         f"(got {batch_size} x {num_heads} x {query_len} rows, expected <= {INT_MAX} blocks)",
     )
@@ -120,11 +136,14 @@ def test_grid_larger_than_one_launch(batch_size, num_heads, query_len):
 def test_first_failing_check_is_reported():
     """Extents are checked before the scale, the scale before head dims."""
     assert_select_refuses(
-        descriptor(query_len=-3, scale=math.nan, d_k=12), baracuda.InvalidProblemError,
-        STATUS_INVALID_PROBLEM, f"{SELECT}: query_len must be non-negative (got -3, expected >= 0)",
+        descriptor(query_len=-3, scale=math.nan, d_k=12),
+        baracuda.InvalidProblemError,
+        STATUS_INVALID_PROBLEM,
+        f"{SELECT}: query_len must be non-negative (got -3, expected >= 0)",
     )
     assert_select_refuses(
-        descriptor(scale=math.nan, d_k=12), baracuda.InvalidProblemError,
+        descriptor(scale=math.nan, d_k=12),
+        baracuda.InvalidProblemError,
         STATUS_INVALID_PROBLEM,
         f"{SELECT}: scale must be finite (got nan, expected a finite number)",
     )
@@ -180,8 +199,9 @@ NO_DEVICE_MESSAGE = re.compile(
 def test_valid_descriptor_without_a_device(element):
     count = _cuda_device_count()
     if count is None:
-        pytest.skip("neither cuda.bindings nor torch is installed to tell whether a device is "
-                    "present")
+        pytest.skip(
+            "neither cuda.bindings nor torch is installed to tell whether a device is present"
+        )
     if count > 0:
         pytest.skip("a CUDA device is present")
     error = select_error(descriptor(element=element), baracuda.CudaError)
@@ -192,11 +212,26 @@ def test_valid_descriptor_without_a_device(element):
 
 # ---------------------------------------------------------------- strict coercion of fields
 
-BOOL_REFUSED = [("False", "str 'False'"), ("True", "str 'True'"), ("", "str ''"),
-                (0.0, "float 0.0"), (1.0, "float 1.0"), (2, "int 2"), (-1, "int -1"),
-                (None, "NoneType None"), ([0], "list [0]")]
-BOOL_ACCEPTED = [(True, True), (False, False), (0, False), (1, True), (np.bool_(True), True),
-                 (np.int64(1), True), (np.uint8(0), False)]
+BOOL_REFUSED = [
+    ("False", "str 'False'"),
+    ("True", "str 'True'"),
+    ("", "str ''"),
+    (0.0, "float 0.0"),
+    (1.0, "float 1.0"),
+    (2, "int 2"),
+    (-1, "int -1"),
+    (None, "NoneType None"),
+    ([0], "list [0]"),
+]
+BOOL_ACCEPTED = [
+    (True, True),
+    (False, False),
+    (0, False),
+    (1, True),
+    (np.bool_(True), True),
+    (np.int64(1), True),
+    (np.uint8(0), False),
+]
 
 
 @pytest.mark.parametrize("value,got", BOOL_REFUSED, ids=[got for _, got in BOOL_REFUSED])
@@ -204,8 +239,9 @@ def test_descriptor_bool_field_is_strict(value, got):
     """is_causal takes a bool or an integer 0 / 1; "False" is not read as truthy."""
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         descriptor(is_causal=value)
-    assert caught.value.message == (f"FlashSdpaDescriptor: is_causal is not a bool (got {got}, "
-                                    "expected True, False, 0 or 1)")
+    assert caught.value.message == (
+        f"FlashSdpaDescriptor: is_causal is not a bool (got {got}, expected True, False, 0 or 1)"
+    )
 
 
 @pytest.mark.parametrize("value,expected", BOOL_ACCEPTED)
@@ -214,40 +250,70 @@ def test_descriptor_bool_field_accepts_bools_and_0_1(value, expected):
     assert desc.is_causal is expected
 
 
-INT_REFUSED = [(2.0, "float 2.0"), ("2", "str '2'"), (True, "bool True"), (None, "NoneType None"),
-               (np.float32(2), f"float32 {np.float32(2)!r}"),
-               (np.bool_(False), f"bool {np.bool_(False)!r}")]
+INT_REFUSED = [
+    (2.0, "float 2.0"),
+    ("2", "str '2'"),
+    (True, "bool True"),
+    (None, "NoneType None"),
+    (np.float32(2), f"float32 {np.float32(2)!r}"),
+    (np.bool_(False), f"bool {np.bool_(False)!r}"),
+]
 
 
-@pytest.mark.parametrize("field", ["batch_size", "num_heads", "query_len", "key_len", "d_k", "d_v",
-                                   "window_size_left", "window_size_right"])
-@pytest.mark.parametrize("value,got", [case for case in INT_REFUSED if case[0] is not None],
-                         ids=[got for value, got in INT_REFUSED if value is not None])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "batch_size",
+        "num_heads",
+        "query_len",
+        "key_len",
+        "d_k",
+        "d_v",
+        "window_size_left",
+        "window_size_right",
+    ],
+)
+@pytest.mark.parametrize(
+    "value,got",
+    [case for case in INT_REFUSED if case[0] is not None],
+    ids=[got for value, got in INT_REFUSED if value is not None],
+)
 def test_descriptor_integer_fields_are_strict(field, value, got):
     """Integer fields take what operator.index takes: no float truncation, no bools."""
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         descriptor(**{field: value})
-    assert caught.value.message == (f"FlashSdpaDescriptor: {field} is not an integer (got {got}, "
-                                    "expected an int)")
+    assert caught.value.message == (
+        f"FlashSdpaDescriptor: {field} is not an integer (got {got}, expected an int)"
+    )
 
 
 @pytest.mark.parametrize("field", ["batch_size", "d_k"])
 def test_descriptor_extent_none_is_refused(field):
-    with pytest.raises(baracuda.InvalidProblemError, match=f"{field} is not an integer "
-                       r"\(got NoneType None, expected an int\)"):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=f"{field} is not an integer "
+        r"\(got NoneType None, expected an int\)",
+    ):
         descriptor(**{field: None})
 
 
-@pytest.mark.parametrize("field,value,got", [
-    ("scale", "0.5", "str '0.5'"), ("scale", True, "bool True"), ("scale", 1j, "complex 1j"),
-    ("softcap", "1", "str '1'"), ("softcap", None, "NoneType None"),
-    ("softcap", b"1", "bytes b'1'"),
-])
+@pytest.mark.parametrize(
+    "field,value,got",
+    [
+        ("scale", "0.5", "str '0.5'"),
+        ("scale", True, "bool True"),
+        ("scale", 1j, "complex 1j"),
+        ("softcap", "1", "str '1'"),
+        ("softcap", None, "NoneType None"),
+        ("softcap", b"1", "bytes b'1'"),
+    ],
+)
 def test_descriptor_real_fields_are_strict(field, value, got):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         descriptor(**{field: value})
-    assert caught.value.message == (f"FlashSdpaDescriptor: {field} is not a real number "
-                                    f"(got {got}, expected a float or an int)")
+    assert caught.value.message == (
+        f"FlashSdpaDescriptor: {field} is not a real number (got {got}, expected a float or an int)"
+    )
 
 
 def test_descriptor_real_fields_accept_numbers():
@@ -257,8 +323,9 @@ def test_descriptor_real_fields_accept_numbers():
 
 
 def test_descriptor_names_must_be_strings():
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"unknown alignment \(got \['top_left'\]"):
+    with pytest.raises(
+        baracuda.InvalidProblemError, match=r"unknown alignment \(got \['top_left'\]"
+    ):
         descriptor(alignment=["top_left"])
 
 
@@ -270,23 +337,52 @@ class _NeverRead:
         pytest.fail("a tensor was read before the options were checked")
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"causal": "False"}, "causal is not a bool (got str 'False', expected True, False, 0 or 1)"),
-    ({"causal": 0.0}, "causal is not a bool (got float 0.0, expected True, False, 0 or 1)"),
-    ({"return_lse": "yes"},
-     "return_lse is not a bool (got str 'yes', expected True, False, 0 or 1)"),
-    ({"window": (1.5, None)},
-     "window_size_left is not an integer (got float 1.5, expected an int)"),
-    ({"window": (None, -1)},
-     "window_size_right must be >= 0 or None (got -1, expected >= 0, or None for unbounded)"),
-    ({"scale": "0.5"}, "scale is not a real number (got str '0.5', expected a float or an int)"),
-    ({"softcap": None},
-     "softcap is not a real number (got NoneType None, expected a float or an int)"),
-    ({"alignment": ["top_left"]},
-     "unknown alignment (got ['top_left'], expected 'top_left' or 'bottom_right')"),
-    ({"backend": {}}, "unknown backend (got {}, expected 'auto' or 'portable' or 'hopper')"),
-], ids=["causal-str", "causal-float", "return_lse", "window-float", "window-negative",
-        "scale-str", "softcap-none", "alignment-list", "backend-dict"])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (
+            {"causal": "False"},
+            "causal is not a bool (got str 'False', expected True, False, 0 or 1)",
+        ),
+        ({"causal": 0.0}, "causal is not a bool (got float 0.0, expected True, False, 0 or 1)"),
+        (
+            {"return_lse": "yes"},
+            "return_lse is not a bool (got str 'yes', expected True, False, 0 or 1)",
+        ),
+        (
+            {"window": (1.5, None)},
+            "window_size_left is not an integer (got float 1.5, expected an int)",
+        ),
+        (
+            {"window": (None, -1)},
+            "window_size_right must be >= 0 or None (got -1, expected >= 0, or None for unbounded)",
+        ),
+        (
+            {"scale": "0.5"},
+            "scale is not a real number (got str '0.5', expected a float or an int)",
+        ),
+        (
+            {"softcap": None},
+            "softcap is not a real number (got NoneType None, expected a float or an int)",
+        ),
+        (
+            {"alignment": ["top_left"]},
+            "unknown alignment (got ['top_left'], expected 'top_left' or 'bottom_right')",
+        ),
+        ({"backend": {}}, "unknown backend (got {}, expected 'auto' or 'portable' or 'hopper')"),
+    ],
+    ids=[
+        "causal-str",
+        "causal-float",
+        "return_lse",
+        "window-float",
+        "window-negative",
+        "scale-str",
+        "softcap-none",
+        "alignment-list",
+        "backend-dict",
+    ],
+)
 def test_flash_attention_options_are_strict(options, message):
     tensor = _NeverRead()
     with pytest.raises(baracuda.InvalidProblemError) as caught:

@@ -24,15 +24,19 @@ import itertools
 import math
 import os
 
+import _c_abi as abi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _c_abi as abi
-
 EXAMPLES = int(os.environ.get("BARACUDA_FUZZ_EXAMPLES", "1500"))
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-                         suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 # Cases run per property, printed by conftest's terminal summary; accepted ones counted apart.
 CASE_COUNTS: collections.Counter = collections.Counter()
@@ -64,10 +68,12 @@ elements = st.sampled_from(ELEMENTS)
 hostile_elements = st.sampled_from((0, 5, -1) + ELEMENTS)
 scales = st.floats(-4.0, 4.0)
 hostile_scales = st.sampled_from(
-    (math.nan, math.inf, -math.inf, 1e300, -1e300, 1e39, 2.3e38, 1e-300, 0.0))
+    (math.nan, math.inf, -math.inf, 1e300, -1e300, 1e39, 2.3e38, 1e-300, 0.0)
+)
 softcaps = st.one_of(st.just(0.0), st.floats(0.5, 60.0))
 hostile_softcaps = st.sampled_from(
-    (-1.0, math.nan, math.inf, 1e-300, 1e-40, 1.2e-38, 1e39, 1e300, -0.0))
+    (-1.0, math.nan, math.inf, 1e-300, 1e-40, 1.2e-38, 1e39, 1e300, -0.0)
+)
 flags = st.sampled_from((0, 1))
 hostile_flags = st.sampled_from((2, -1, 7))
 windows = st.one_of(st.just(abi.WINDOW_UNBOUNDED), st.integers(0, 50))
@@ -113,7 +119,7 @@ def span_of(shape, strides):
     """Elements from element 0 to the last addressed, inclusive; 0 for an empty view."""
     if any(extent == 0 for extent in shape):
         return 0
-    return 1 + sum((extent - 1) * stride for extent, stride in zip(shape, strides))
+    return 1 + sum((extent - 1) * stride for extent, stride in zip(shape, strides, strict=True))
 
 
 def draw_view(draw, hostile, name, shape, element, *, broadcast_axes=()):
@@ -136,8 +142,7 @@ def draw_view(draw, hostile, name, shape, element, *, broadcast_axes=()):
         strides[axis] = draw(hostile_strides)
     if hostile(f"{name}.shape"):
         axis = draw(st.integers(0, rank - 1))
-        shape[axis] = draw(st.sampled_from((0, 1, shape[axis] + 1, max(shape[axis] - 1, 0),
-                                            2**31)))
+        shape[axis] = draw(st.sampled_from((0, 1, shape[axis] + 1, max(shape[axis] - 1, 0), 2**31)))
     if hostile(f"{name}.rank"):
         rank = draw(st.integers(0, abi.MAX_RANK))
         shape, strides = (shape + [1] * 4)[:rank], (strides + [1] * 4)[:rank]
@@ -217,12 +222,15 @@ class View:
 def distinct_addresses(shape, strides) -> bool:
     """Whether every element of the view has its own offset."""
     if math.prod(shape) <= ENUMERATED_ELEMENTS:
-        offsets = [sum(i * s for i, s in zip(index, strides))
-                   for index in itertools.product(*(range(extent) for extent in shape))]
+        offsets = [
+            sum(i * s for i, s in zip(index, strides, strict=True))
+            for index in itertools.product(*(range(extent) for extent in shape))
+        ]
         return len(offsets) == len(set(offsets))
     reach = 0
-    for extent, stride in sorted(((e, s) for e, s in zip(shape, strides) if e > 1),
-                                 key=lambda axis: axis[1]):
+    for extent, stride in sorted(
+        ((e, s) for e, s in zip(shape, strides, strict=True) if e > 1), key=lambda axis: axis[1]
+    ):
         if stride <= reach:
             return False
         reach += (extent - 1) * stride
@@ -235,10 +243,11 @@ def audit_ranges(written, read):
     for name, begin, size in ranges:
         assert size == 0 or begin + size <= ADDRESS_SPACE, f"{name} runs past 2^64"
     for n, (name, begin, size) in enumerate(written):
-        for other, other_begin, other_size in written[n + 1:] + read:
+        for other, other_begin, other_size in written[n + 1 :] + read:
             if size and other_size:
                 assert begin + size <= other_begin or other_begin + other_size <= begin, (
-                    f"{name} shares bytes with {other}")
+                    f"{name} shares bytes with {other}"
+                )
 
 
 def audit_view(view: View):
@@ -283,9 +292,22 @@ def count(name, accepted):
 # ---------------------------------------------------------------- flash attention
 
 
-FLASH_FIELDS = ("batch_size", "num_heads", "query_len", "key_len", "d_k", "d_v", "scale",
-                "is_causal", "element", "window_size_left", "window_size_right", "softcap",
-                "alignment", "num_heads_k")
+FLASH_FIELDS = (
+    "batch_size",
+    "num_heads",
+    "query_len",
+    "key_len",
+    "d_k",
+    "d_v",
+    "scale",
+    "is_causal",
+    "element",
+    "window_size_left",
+    "window_size_right",
+    "softcap",
+    "alignment",
+    "num_heads_k",
+)
 FLASH_TENSORS = ("q", "k", "v", "y", "lse", "mask", "alibi_slopes")
 
 
@@ -300,17 +322,20 @@ def flash_cases(draw):
     desc = abi.FlashDescriptor(
         field("batch_size", small_extents, hostile_extents),
         field("num_heads", small_extents, hostile_extents),
-        field("query_len", lengths, hostile_extents), field("key_len", lengths, hostile_extents),
-        field("d_k", head_dims, hostile_head_dims), field("d_v", head_dims, hostile_head_dims),
-        field("scale", scales, hostile_scales), field("is_causal", flags, hostile_flags),
+        field("query_len", lengths, hostile_extents),
+        field("key_len", lengths, hostile_extents),
+        field("d_k", head_dims, hostile_head_dims),
+        field("d_v", head_dims, hostile_head_dims),
+        field("scale", scales, hostile_scales),
+        field("is_causal", flags, hostile_flags),
         field("element", elements, hostile_elements),
         field("window_size_left", windows, hostile_windows),
         field("window_size_right", windows, hostile_windows),
         field("softcap", softcaps, hostile_softcaps),
-        field("alignment", flags, hostile_flags))
+        field("alignment", flags, hostile_flags),
+    )
     b, h, sq, sk = desc.batch_size, desc.num_heads, desc.query_len, desc.key_len
-    hk = field("num_heads_k", st.sampled_from(heads_k_choices(h)),
-               st.sampled_from((0, 3, h + 1)))
+    hk = field("num_heads_k", st.sampled_from(heads_k_choices(h)), st.sampled_from((0, 3, h + 1)))
     element = desc.element
     address = draw_addresses(draw, hostile, FLASH_TENSORS)
     shapes = {
@@ -342,52 +367,88 @@ def test_flash_check_args(case):
     if status != abi.SUCCESS:
         return
     assert desc.element in abi.ELEMENT_BYTES
-    audit_views([View(name, getattr(args, name), written=name in ("y", "lse"))
-                 for name in FLASH_TENSORS])
+    audit_views(
+        [View(name, getattr(args, name), written=name in ("y", "lse")) for name in FLASH_TENSORS]
+    )
 
 
 # ---------------------------------------------------------------- ring attention
 
 
-RING_FIELDS = ("batch_size", "num_heads", "num_heads_k", "query_len", "key_len", "head_dim",
-               "scale", "is_causal", "element", "window_size_left", "window_size_right",
-               "softcap", "layout", "schedule", "accumulator_scratch_bytes", "presence")
+RING_FIELDS = (
+    "batch_size",
+    "num_heads",
+    "num_heads_k",
+    "query_len",
+    "key_len",
+    "head_dim",
+    "scale",
+    "is_causal",
+    "element",
+    "window_size_left",
+    "window_size_right",
+    "softcap",
+    "layout",
+    "schedule",
+    "accumulator_scratch_bytes",
+    "presence",
+)
 RING_TENSORS = ("q", "k", "v", "y", "lse", "alibi_slopes", "kv_scratch_a", "kv_scratch_b")
 
 
 @st.composite
 def ring_cases(draw):
-    hostile = Hostility(draw, set(RING_FIELDS) | tensor_sites(RING_TENSORS)
-                        | {"accumulator_scratch.address"})
+    hostile = Hostility(
+        draw, set(RING_FIELDS) | tensor_sites(RING_TENSORS) | {"accumulator_scratch.address"}
+    )
     field = functools.partial(hostile.field, draw)
     h = field("num_heads", small_extents, hostile_extents)
     layout = field("layout", flags, st.sampled_from((2, -1)))
     even_lengths = st.integers(0, 20).map(lambda n: 2 * n)
     length = even_lengths if layout == 1 else lengths
     desc = abi.RingDescriptor(
-        field("batch_size", small_extents, hostile_extents), h,
+        field("batch_size", small_extents, hostile_extents),
+        h,
         field("num_heads_k", st.sampled_from(heads_k_choices(h)), st.sampled_from((0, 3, -1))),
-        field("query_len", length, hostile_extents), field("key_len", length, hostile_extents),
-        field("head_dim", head_dims, hostile_head_dims), field("scale", scales, hostile_scales),
-        field("is_causal", flags, hostile_flags), field("element", elements, hostile_elements),
+        field("query_len", length, hostile_extents),
+        field("key_len", length, hostile_extents),
+        field("head_dim", head_dims, hostile_head_dims),
+        field("scale", scales, hostile_scales),
+        field("is_causal", flags, hostile_flags),
+        field("element", elements, hostile_elements),
         field("window_size_left", windows, hostile_windows),
         field("window_size_right", windows, hostile_windows),
-        field("softcap", softcaps, hostile_softcaps), layout,
-        field("schedule", flags, st.sampled_from((2, 5))))
-    b, hk, sq, sk, d = (desc.batch_size, desc.num_heads_k, desc.query_len, desc.key_len,
-                        desc.head_dim)
+        field("softcap", softcaps, hostile_softcaps),
+        layout,
+        field("schedule", flags, st.sampled_from((2, 5))),
+    )
+    b, hk, sq, sk, d = (
+        desc.batch_size,
+        desc.num_heads_k,
+        desc.query_len,
+        desc.key_len,
+        desc.head_dim,
+    )
     element = desc.element
     address = draw_addresses(draw, hostile, RING_TENSORS + ("accumulator_scratch",))
     kv_elements = 2 * max(b, 0) * max(hk, 0) * max(sk, 0) * max(d, 0)
     shapes = {
-        "q": ([b, h, sq, d], element), "k": ([b, hk, sk, d], element),
-        "v": ([b, hk, sk, d], element), "y": ([b, h, sq, d], element),
-        "lse": ([b, h, sq], abi.accumulator_element(element)), "alibi_slopes": ([b, h], abi.F32),
-        "kv_scratch_a": ([kv_elements], element), "kv_scratch_b": ([kv_elements], element),
+        "q": ([b, h, sq, d], element),
+        "k": ([b, hk, sk, d], element),
+        "v": ([b, hk, sk, d], element),
+        "y": ([b, h, sq, d], element),
+        "lse": ([b, h, sq], abi.accumulator_element(element)),
+        "alibi_slopes": ([b, h], abi.F32),
+        "kv_scratch_a": ([kv_elements], element),
+        "kv_scratch_b": ([kv_elements], element),
     }
     with_kv = draw(st.booleans())
-    present = {"k": with_kv, "v": with_kv != hostile("presence"),
-               "lse": draw(st.integers(0, 3)) != 0, "alibi_slopes": draw(st.integers(0, 2)) == 0}
+    present = {
+        "k": with_kv,
+        "v": with_kv != hostile("presence"),
+        "lse": draw(st.integers(0, 3)) != 0,
+        "alibi_slopes": draw(st.integers(0, 2)) == 0,
+    }
     args = abi.RingArgs()
     for name, (shape, tensor_element) in shapes.items():
         if not present.get(name, True):
@@ -406,8 +467,7 @@ def ring_cases(draw):
 @given(ring_cases())
 def test_ring_check_args(case):
     desc, args = case
-    status = abi.LIBRARY.baracuda_ring_attention_check_args(ctypes.byref(desc),
-                                                            ctypes.byref(args))
+    status = abi.LIBRARY.baracuda_ring_attention_check_args(ctypes.byref(desc), ctypes.byref(args))
     check_status(status, "ring_attention_check_args")
     count("ring_attention_check_args", status == abi.SUCCESS)
     if status != abi.SUCCESS:
@@ -433,16 +493,19 @@ def test_ring_check_args(case):
         assert accumulator and accumulator % ACCUMULATOR_ALIGNMENT == 0
     scratch.append(("accumulator_scratch", accumulator, accumulator_bytes))
     names = ("q", "k", "v", "y", "lse", "alibi_slopes")
-    audit_views([View(name, getattr(args, name), written=name in ("y", "lse"))
-                 for name in names], extra_written=scratch)
+    audit_views(
+        [View(name, getattr(args, name), written=name in ("y", "lse")) for name in names],
+        extra_written=scratch,
+    )
 
 
 # ---------------------------------------------------------------- seed entry points
 
 NO_DEVICE = not abi.device_present()
 needs_no_device = pytest.mark.skipif(
-    not NO_DEVICE, reason="with a device, a seed call that passes its checks would launch on "
-                          "made-up pointers")
+    not NO_DEVICE,
+    reason="with a device, a seed call that passes its checks would launch on made-up pointers",
+)
 SEED_NAMES = {abi.F32: "f32", abi.F16: "f16", abi.BF16: "bf16", abi.F64: "f64"}
 # Statuses of a seed call that passed every check: the device is missing (or, for an empty
 # problem, nothing to do).
@@ -459,11 +522,21 @@ seed_flags = st.one_of(flags, flags, hostile_flags)
 
 @needs_no_device
 @FUZZ_SETTINGS
-@given(element=st.sampled_from(ELEMENTS), masked=st.booleans(),
-       extents_=st.tuples(seed_extents(), seed_extents(), seed_extents(), seed_extents(),
-                          seed_head_dims, seed_head_dims),
-       scale=st.floats(allow_nan=True, allow_infinity=True, width=32), causal=seed_flags,
-       data=st.data())
+@given(
+    element=st.sampled_from(ELEMENTS),
+    masked=st.booleans(),
+    extents_=st.tuples(
+        seed_extents(),
+        seed_extents(),
+        seed_extents(),
+        seed_extents(),
+        seed_head_dims,
+        seed_head_dims,
+    ),
+    scale=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    causal=seed_flags,
+    data=st.data(),
+)
 def test_flash_seed(element, masked, extents_, scale, causal, data):
     b, h, sq, sk, dk, dv = extents_
     names = ("q", "k", "v", "mask", "y", "lse")
@@ -471,12 +544,14 @@ def test_flash_seed(element, masked, extents_, scale, causal, data):
     name = SEED_NAMES[element]
     if masked:
         op = f"baracuda_kernels_sdpa_{name}_arbmask_run"
-        status = getattr(abi.LIBRARY, op)(b, h, sq, sk, dk, dv, scale, causal, q, k, v, mask, y,
-                                          lse, None, 0, None)
+        status = getattr(abi.LIBRARY, op)(
+            b, h, sq, sk, dk, dv, scale, causal, q, k, v, mask, y, lse, None, 0, None
+        )
     else:
         op = f"baracuda_kernels_flash_sdpa_{name}_run"
-        status = getattr(abi.LIBRARY, op)(b, h, sq, sk, dk, dv, scale, causal, q, k, v, y, lse,
-                                          None, 0, None)
+        status = getattr(abi.LIBRARY, op)(
+            b, h, sq, sk, dk, dv, scale, causal, q, k, v, y, lse, None, 0, None
+        )
     assert status in abi.STATUSES
     assert (status == abi.SUCCESS) == (abi.last_error_message() == "")
     count("seed flash_sdpa", status in PASSED_CHECKS)
@@ -484,9 +559,13 @@ def test_flash_seed(element, masked, extents_, scale, causal, data):
         return
     size = abi.ELEMENT_BYTES[element]
     lse_size = abi.ELEMENT_BYTES[abi.accumulator_element(element)]
-    buffers = {"q": (q, b * h * sq * dk * size), "k": (k, b * h * sk * dk * size),
-               "v": (v, b * h * sk * dv * size), "y": (y, b * h * sq * dv * size),
-               "lse": (lse, b * h * sq * lse_size)}
+    buffers = {
+        "q": (q, b * h * sq * dk * size),
+        "k": (k, b * h * sk * dk * size),
+        "v": (v, b * h * sk * dv * size),
+        "y": (y, b * h * sq * dv * size),
+        "lse": (lse, b * h * sq * lse_size),
+    }
     if masked and mask:  # the arbmask entry points read a NULL mask as no mask
         buffers["mask"] = (mask, b * h * sq * sk * 4)
     audit_seed(buffers, written=("y", "lse"), sizes={"lse": lse_size, "mask": 4}, default=size)
@@ -498,25 +577,32 @@ def audit_seed(buffers, *, written, sizes, default):
             assert pointer, f"{name} NULL"
             assert pointer % sizes.get(name, default) == 0, f"{name} misaligned"
     ranges = {name: (name, pointer or 0, nbytes) for name, (pointer, nbytes) in buffers.items()}
-    audit_ranges([ranges[name] for name in written if name in ranges],
-                 [ranges[name] for name in ranges if name not in written])
+    audit_ranges(
+        [ranges[name] for name in written if name in ranges],
+        [ranges[name] for name in ranges if name not in written],
+    )
 
 
 @needs_no_device
 @FUZZ_SETTINGS
-@given(element=st.sampled_from(ELEMENTS),
-       extents_=st.tuples(seed_extents(), seed_extents(), seed_extents(), seed_extents(),
-                          seed_head_dims),
-       bases=st.tuples(st.sampled_from(HOSTILE_INTS), st.sampled_from(HOSTILE_INTS)),
-       scale=st.floats(allow_nan=True, allow_infinity=True, width=32), causal=seed_flags,
-       data=st.data())
+@given(
+    element=st.sampled_from(ELEMENTS),
+    extents_=st.tuples(
+        seed_extents(), seed_extents(), seed_extents(), seed_extents(), seed_head_dims
+    ),
+    bases=st.tuples(st.sampled_from(HOSTILE_INTS), st.sampled_from(HOSTILE_INTS)),
+    scale=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    causal=seed_flags,
+    data=st.data(),
+)
 def test_ring_seed_step(element, extents_, bases, scale, causal, data):
     b, h, q_local, k_chunk, d = extents_
     names = ("q", "k", "v", "o_acc", "m_acc", "l_acc")
     q, k, v, o, m, l_acc = data.draw(seed_pointers(names))
     op = f"baracuda_kernels_ring_attention_{SEED_NAMES[element]}_step_run"
-    status = getattr(abi.LIBRARY, op)(b, h, q_local, k_chunk, d, *bases, scale, causal, q, k, v,
-                                      o, m, l_acc, None)
+    status = getattr(abi.LIBRARY, op)(
+        b, h, q_local, k_chunk, d, *bases, scale, causal, q, k, v, o, m, l_acc, None
+    )
     assert status in abi.STATUSES
     count("seed ring_attention step", status in PASSED_CHECKS)
     if status not in PASSED_CHECKS or k_chunk == 0:
@@ -524,19 +610,30 @@ def test_ring_seed_step(element, extents_, bases, scale, causal, data):
     size = abi.ELEMENT_BYTES[element]
     compute = abi.ELEMENT_BYTES[abi.accumulator_element(element)]
     rows = b * h * q_local
-    buffers = {"q": (q, rows * d * size), "k": (k, b * h * k_chunk * d * size if rows else 0),
-               "v": (v, b * h * k_chunk * d * size if rows else 0),
-               "o_acc": (o, rows * d * compute), "m_acc": (m, rows * compute),
-               "l_acc": (l_acc, rows * compute)}
-    audit_seed(buffers, written=("o_acc", "m_acc", "l_acc"),
-               sizes={"o_acc": compute, "m_acc": compute, "l_acc": compute}, default=size)
+    buffers = {
+        "q": (q, rows * d * size),
+        "k": (k, b * h * k_chunk * d * size if rows else 0),
+        "v": (v, b * h * k_chunk * d * size if rows else 0),
+        "o_acc": (o, rows * d * compute),
+        "m_acc": (m, rows * compute),
+        "l_acc": (l_acc, rows * compute),
+    }
+    audit_seed(
+        buffers,
+        written=("o_acc", "m_acc", "l_acc"),
+        sizes={"o_acc": compute, "m_acc": compute, "l_acc": compute},
+        default=size,
+    )
 
 
 @needs_no_device
 @FUZZ_SETTINGS
-@given(element=st.sampled_from(ELEMENTS),
-       extents_=st.tuples(seed_extents(), seed_extents(), seed_extents(), seed_head_dims),
-       with_lse=st.booleans(), data=st.data())
+@given(
+    element=st.sampled_from(ELEMENTS),
+    extents_=st.tuples(seed_extents(), seed_extents(), seed_extents(), seed_head_dims),
+    with_lse=st.booleans(),
+    data=st.data(),
+)
 def test_ring_seed_finalize(element, extents_, with_lse, data):
     b, h, q_local, d = extents_
     names = ("o_acc", "m_acc", "l_acc", "y", "lse")
@@ -551,29 +648,47 @@ def test_ring_seed_finalize(element, extents_, with_lse, data):
     size = abi.ELEMENT_BYTES[element]
     compute = abi.ELEMENT_BYTES[abi.accumulator_element(element)]
     rows = b * h * q_local if d > 0 else 0
-    buffers = {"o_acc": (o, b * h * q_local * d * compute), "m_acc": (m, rows * compute),
-               "l_acc": (l_acc, rows * compute), "y": (y, b * h * q_local * d * size),
-               "lse": (lse, rows * compute if lse else 0)}
-    audit_seed(buffers, written=("y", "lse"),
-               sizes={"o_acc": compute, "m_acc": compute, "l_acc": compute, "lse": compute},
-               default=size)
+    buffers = {
+        "o_acc": (o, b * h * q_local * d * compute),
+        "m_acc": (m, rows * compute),
+        "l_acc": (l_acc, rows * compute),
+        "y": (y, b * h * q_local * d * size),
+        "lse": (lse, rows * compute if lse else 0),
+    }
+    audit_seed(
+        buffers,
+        written=("y", "lse"),
+        sizes={"o_acc": compute, "m_acc": compute, "l_acc": compute, "lse": compute},
+        default=size,
+    )
 
 
 @needs_no_device
 @FUZZ_SETTINGS
-@given(f64=st.booleans(), lengths_=st.tuples(st.integers(-3, 2**40), st.integers(-3, 2**40)),
-       data=st.data())
+@given(
+    f64=st.booleans(),
+    lengths_=st.tuples(st.integers(-3, 2**40), st.integers(-3, 2**40)),
+    data=st.data(),
+)
 def test_ring_seed_init(f64, lengths_, data):
     o_len, ml_len = lengths_
     o, m, l_acc = data.draw(seed_pointers(("o_acc", "m_acc", "l_acc")))
     name = "f64_init_run" if f64 else "init_run"
-    status = getattr(abi.LIBRARY, f"baracuda_kernels_ring_attention_{name}")(o, m, l_acc, o_len,
-                                                                              ml_len, None)
+    status = getattr(abi.LIBRARY, f"baracuda_kernels_ring_attention_{name}")(
+        o, m, l_acc, o_len, ml_len, None
+    )
     assert status in abi.STATUSES
     count("seed ring_attention init", status in PASSED_CHECKS)
     if status not in PASSED_CHECKS:
         return
     compute = 8 if f64 else 4
-    audit_seed({"o_acc": (o, o_len * compute), "m_acc": (m, ml_len * compute),
-                "l_acc": (l_acc, ml_len * compute)},
-               written=("o_acc", "m_acc", "l_acc"), sizes={}, default=compute)
+    audit_seed(
+        {
+            "o_acc": (o, o_len * compute),
+            "m_acc": (m, ml_len * compute),
+            "l_acc": (l_acc, ml_len * compute),
+        },
+        written=("o_acc", "m_acc", "l_acc"),
+        sizes={},
+        default=compute,
+    )

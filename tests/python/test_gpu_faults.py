@@ -4,10 +4,9 @@ context stays usable (a valid call that follows succeeds and is right)."""
 
 from __future__ import annotations
 
+import baracuda
 import numpy as np
 import pytest
-
-import baracuda
 from baracuda import reference
 
 pytestmark = pytest.mark.gpu
@@ -21,17 +20,24 @@ class Interface:
 
     def __init__(self, address, shape, owner):
         self.owner = owner
-        strides = tuple(int(np.prod(shape[axis + 1:])) * ELEMENT_BYTES
-                        for axis in range(len(shape)))
-        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": "<f2",
-                                         "data": (address, False), "strides": strides,
-                                         "version": 3}
+        strides = tuple(
+            int(np.prod(shape[axis + 1 :])) * ELEMENT_BYTES for axis in range(len(shape))
+        )
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape),
+            "typestr": "<f2",
+            "data": (address, False),
+            "strides": strides,
+            "version": 3,
+        }
 
 
 def inputs(torch, seed):
     generator = torch.Generator(device="cuda").manual_seed(seed)
-    return [torch.randn(B, H, S, D, device="cuda", dtype=torch.float16, generator=generator)
-            for _ in range(3)]
+    return [
+        torch.randn(B, H, S, D, device="cuda", dtype=torch.float16, generator=generator)
+        for _ in range(3)
+    ]
 
 
 def expect_valid_call_succeeds(torch, q, k, v):
@@ -55,7 +61,8 @@ def test_misaligned_and_aliased_arguments_are_refused_before_launch(torch, seed)
         baracuda.flash_attention(q, k, v, out=q)
     # A written view that folds onto itself.
     folded = torch.empty(B * H * D, device="cuda", dtype=torch.float16).as_strided(
-        (B, H, S, D), (H * D, D, 0, 1))
+        (B, H, S, D), (H * D, D, 0, 1)
+    )
     with pytest.raises(baracuda.InvalidProblemError, match="y is written"):
         baracuda.flash_attention(q, k, v, out=folded)
     expect_valid_call_succeeds(torch, q, k, v)

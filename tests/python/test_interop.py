@@ -13,11 +13,10 @@ import subprocess
 import sys
 import weakref
 
+import baracuda
 import ml_dtypes
 import numpy as np
 import pytest
-
-import baracuda
 from baracuda import _capi, _cuda, _tensor
 from baracuda._device_array import DeviceArray
 from baracuda._tensor import NO_SYNC, as_tensor, as_workspace, common_device, prepend_axes
@@ -50,8 +49,13 @@ class CudaArrayInterface:
 
     def __init__(self, shape, typestr, strides=None, ptr=FAKE_PTR, stream=None, **extra):
         self.__cuda_array_interface__ = {
-            "shape": tuple(shape), "typestr": typestr, "data": (ptr, False), "version": 3,
-            "strides": strides, "stream": stream, **extra,
+            "shape": tuple(shape),
+            "typestr": typestr,
+            "data": (ptr, False),
+            "version": 3,
+            "strides": strides,
+            "stream": stream,
+            **extra,
         }
 
 
@@ -64,9 +68,15 @@ class DLDataType(ctypes.Structure):
 
 
 class DLTensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
-                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("device", DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
 
 
 class DLManagedTensor(ctypes.Structure):
@@ -74,8 +84,11 @@ class DLManagedTensor(ctypes.Structure):
 
 
 DLDeleter = ctypes.CFUNCTYPE(None, ctypes.POINTER(DLManagedTensor))
-DLManagedTensor._fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p),
-                            ("deleter", DLDeleter)]
+DLManagedTensor._fields_ = [
+    ("dl_tensor", DLTensor),
+    ("manager_ctx", ctypes.c_void_p),
+    ("deleter", DLDeleter),
+]
 
 
 class DLPackVersion(ctypes.Structure):
@@ -83,9 +96,13 @@ class DLPackVersion(ctypes.Structure):
 
 
 class DLManagedTensorVersioned(ctypes.Structure):
-    _fields_ = [("version", DLPackVersion), ("manager_ctx", ctypes.c_void_p),
-                ("deleter", ctypes.c_void_p), ("flags", ctypes.c_uint64),
-                ("dl_tensor", DLTensor)]
+    _fields_ = [
+        ("version", DLPackVersion),
+        ("manager_ctx", ctypes.c_void_p),
+        ("deleter", ctypes.c_void_p),
+        ("flags", ctypes.c_uint64),
+        ("dl_tensor", DLTensor),
+    ]
 
 
 _capsule_new = ctypes.pythonapi.PyCapsule_New
@@ -106,8 +123,9 @@ class DLPackTensor:
     """A DLPack producer of a legacy ``"dltensor"`` capsule; records the streams asked for
     and counts the deleter's calls."""
 
-    def __init__(self, shape, code, bits, strides=None, device=(KDL_CUDA, 0), ptr=FAKE_PTR,
-                 byte_offset=0):
+    def __init__(
+        self, shape, code, bits, strides=None, device=(KDL_CUDA, 0), ptr=FAKE_PTR, byte_offset=0
+    ):
         rank = len(shape)
         self.device = device
         self.streams = []
@@ -164,10 +182,12 @@ def unallocated_array(shape, element, *, ptr=FAKE_PTR, device_id=0, stream=0):
 
 def test_import_needs_no_driver():
     """Importing baracuda loads neither cuda.core nor cuda.bindings (they need a driver)."""
-    code = ("import sys, baracuda; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'cuda'))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, baracuda; print(sorted(m for m in sys.modules if m.split('.')[0] == 'cuda'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -218,16 +238,18 @@ def test_cai_bf16_needs_dlpack():
     bf16 = CudaArrayInterface((4, 4), np.dtype(ml_dtypes.bfloat16).str)
     with pytest.raises(baracuda.InvalidProblemError, match="must come through DLPack") as caught:
         as_tensor(bf16, "q", op=OP, stream=0)
-    assert caught.value.message.startswith(f"{OP}: q has a typestr with no standard element "
-                                           "(got '<V2', expected")
+    assert caught.value.message.startswith(
+        f"{OP}: q has a typestr with no standard element (got '<V2', expected"
+    )
 
 
 @pytest.mark.parametrize("typestr,name", [("<i4", "int32"), ("|u1", "uint8"), ("<c8", "complex64")])
 def test_cai_unsupported_element(typestr, name):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(CudaArrayInterface((4,), typestr), "mask", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: mask element is not supported (got {name}, "
-                                    "expected f32, f16, bf16 or f64)")
+    assert caught.value.message == (
+        f"{OP}: mask element is not supported (got {name}, expected f32, f16, bf16 or f64)"
+    )
 
 
 def test_cai_big_endian_refused():
@@ -238,8 +260,10 @@ def test_cai_big_endian_refused():
 def test_cai_stride_not_a_whole_element():
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(CudaArrayInterface((4, 4), "<f4", strides=(18, 4)), "q", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: q stride of axis 0 is not a whole number of "
-                                    "elements (got 18 bytes, expected a multiple of 4)")
+    assert caught.value.message == (
+        f"{OP}: q stride of axis 0 is not a whole number of "
+        "elements (got 18 bytes, expected a multiple of 4)"
+    )
 
 
 def test_cai_masked_array_refused():
@@ -252,21 +276,30 @@ def test_cai_producer_stream_ordering(monkeypatch):
     """The producer's stream is ordered before the consumer's, unless no sync is asked for
     or the producer has nothing pending (stream None)."""
     calls = []
-    monkeypatch.setattr(_tensor, "order_after",
-                        lambda producer, consumer, op: calls.append((producer, consumer)))
-    as_tensor(CudaArrayInterface((4,), "<f4", stream=PRODUCER_STREAM), "q", op=OP,
-              stream=CONSUMER_STREAM)
+    monkeypatch.setattr(
+        _tensor, "order_after", lambda producer, consumer, op: calls.append((producer, consumer))
+    )
+    as_tensor(
+        CudaArrayInterface((4,), "<f4", stream=PRODUCER_STREAM), "q", op=OP, stream=CONSUMER_STREAM
+    )
     assert calls == [(PRODUCER_STREAM, CONSUMER_STREAM)]
-    as_tensor(CudaArrayInterface((4,), "<f4", stream=PRODUCER_STREAM), "q", op=OP,
-              stream=NO_SYNC)
+    as_tensor(CudaArrayInterface((4,), "<f4", stream=PRODUCER_STREAM), "q", op=OP, stream=NO_SYNC)
     as_tensor(CudaArrayInterface((4,), "<f4", stream=None), "q", op=OP, stream=CONSUMER_STREAM)
     assert calls == [(PRODUCER_STREAM, CONSUMER_STREAM)]
 
 
-@pytest.mark.parametrize("first,second,same", [
-    (0, 0, True), (0, 1, True), (1, 0, True), (0, 2, False), (2, 2, True),
-    (PRODUCER_STREAM, PRODUCER_STREAM, True), (PRODUCER_STREAM, CONSUMER_STREAM, False),
-])
+@pytest.mark.parametrize(
+    "first,second,same",
+    [
+        (0, 0, True),
+        (0, 1, True),
+        (1, 0, True),
+        (0, 2, False),
+        (2, 2, True),
+        (PRODUCER_STREAM, PRODUCER_STREAM, True),
+        (PRODUCER_STREAM, CONSUMER_STREAM, False),
+    ],
+)
 def test_same_stream(first, second, same):
     assert _cuda.same_stream(first, second) is same
 
@@ -315,8 +348,13 @@ def test_producer_stream_without_a_device_raises_and_never_blocks():
     A subprocess with a timeout turns a hang into a failure."""
     if _device_count() > 0:
         pytest.skip("a CUDA device is present")
-    result = subprocess.run([sys.executable, "-c", NO_DEVICE_CALLS], capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_DEVICE_CALLS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     (first, second, third) = json.loads(result.stdout)
     assert first[0] == "CudaError", first
@@ -333,14 +371,17 @@ def test_device_probe_runs_once(monkeypatch):
     # Both restored afterwards: the process's own probe is kept for the other tests.
     monkeypatch.setattr(_cuda, "_probed", False)
     monkeypatch.setattr(_cuda, "_absence", None)
-    monkeypatch.setattr(_cuda, "_probe_device",
-                        lambda: probes.append(1) or "cuInit returned CUDA_ERROR_NO_DEVICE")
+    monkeypatch.setattr(
+        _cuda, "_probe_device", lambda: probes.append(1) or "cuInit returned CUDA_ERROR_NO_DEVICE"
+    )
     for _ in range(3):
         with pytest.raises(baracuda.CudaError) as caught:
             _cuda.require_device(OP)
-        assert caught.value.message == (f"{OP}: no usable CUDA device (got cuInit returned "
-                                        "CUDA_ERROR_NO_DEVICE, expected a CUDA driver and at "
-                                        "least one device)")
+        assert caught.value.message == (
+            f"{OP}: no usable CUDA device (got cuInit returned "
+            "CUDA_ERROR_NO_DEVICE, expected a CUDA driver and at "
+            "least one device)"
+        )
     assert probes == [1]
     with pytest.raises(baracuda.CudaError, match=f"{OP}: no usable CUDA device"):
         _cuda.order_after(PRODUCER_STREAM, CONSUMER_STREAM, OP)
@@ -368,12 +409,15 @@ def test_cuda_core_failures_are_cuda_errors(monkeypatch):
         _cuda.order_after(PRODUCER_STREAM, CONSUMER_STREAM, OP)
     assert caught.value.message == (
         f"{OP}: Stream.wait failed (got RuntimeError: CUDA_ERROR_INVALID_HANDLE, expected "
-        f"stream {CONSUMER_STREAM:#x} ordered after stream {PRODUCER_STREAM:#x})")
+        f"stream {CONSUMER_STREAM:#x} ordered after stream {PRODUCER_STREAM:#x})"
+    )
     assert isinstance(caught.value.__cause__, RuntimeError)
     with pytest.raises(baracuda.CudaError) as caught:
         _cuda.allocate(256, CONSUMER_STREAM, _FailingDevice(), OP)
-    assert caught.value.message == (f"{OP}: allocating 256 bytes failed (got MemoryError: out "
-                                    "of memory, expected 256 bytes of device memory)")
+    assert caught.value.message == (
+        f"{OP}: allocating 256 bytes failed (got MemoryError: out "
+        "of memory, expected 256 bytes of device memory)"
+    )
 
 
 # ---------------------------------------------------------------- ranks and protocols
@@ -396,8 +440,10 @@ def test_rank_the_caller_needs():
 def test_not_a_tensor():
     with pytest.raises(TypeError) as caught:
         as_tensor([1.0, 2.0], "v", op=OP, stream=0)
-    assert str(caught.value) == (f"{OP}: v is not a device tensor (got list, expected an object "
-                                 "with __dlpack__ or __cuda_array_interface__)")
+    assert str(caught.value) == (
+        f"{OP}: v is not a device tensor (got list, expected an object "
+        "with __dlpack__ or __cuda_array_interface__)"
+    )
 
 
 def test_dlpack_preferred_over_cai():
@@ -431,9 +477,14 @@ def test_dlpack_strides_zero_strides_and_byte_offset():
     assert view.buffer_elements == 1 + 12800 + 99 * 128 + 63
 
 
-@pytest.mark.parametrize("consumer,asked", [
-    (0, DLPACK_LEGACY_DEFAULT_STREAM), (CONSUMER_STREAM, CONSUMER_STREAM), (NO_SYNC, -1),
-])
+@pytest.mark.parametrize(
+    "consumer,asked",
+    [
+        (0, DLPACK_LEGACY_DEFAULT_STREAM),
+        (CONSUMER_STREAM, CONSUMER_STREAM),
+        (NO_SYNC, -1),
+    ],
+)
 def test_dlpack_consumer_stream(consumer, asked):
     """The producer is told the consumer's stream (legacy default as 1, DLPack's spelling)."""
     producer = dlpack_of("f32", (4, 4))
@@ -450,15 +501,21 @@ def test_dlpack_tensor_released_with_the_view():
     assert producer.deleted == 1
 
 
-@pytest.mark.parametrize("device,name", [
-    ((KDL_CPU, 0), "kDLCPU"), ((KDL_CUDA_HOST, 0), "kDLCUDAHost"), ((99, 0), "device type 99"),
-])
+@pytest.mark.parametrize(
+    "device,name",
+    [
+        ((KDL_CPU, 0), "kDLCPU"),
+        ((KDL_CUDA_HOST, 0), "kDLCUDAHost"),
+        ((99, 0), "device type 99"),
+    ],
+)
 def test_dlpack_not_in_device_memory(device, name):
     producer = dlpack_of("f32", (4, 4), device=device)
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(producer, "q", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: q is not in CUDA device memory (got {name}, "
-                                    "expected kDLCUDA or kDLCUDAManaged)")
+    assert caught.value.message == (
+        f"{OP}: q is not in CUDA device memory (got {name}, expected kDLCUDA or kDLCUDAManaged)"
+    )
     assert producer.streams == [], "refused before asking for an export"
 
 
@@ -467,13 +524,15 @@ def test_dlpack_managed_memory_accepted():
     assert view.device_id == 1
 
 
-@pytest.mark.parametrize("code,bits,name", [(KDL_INT, 8, "int8"), (KDL_UINT, 16, "uint16"),
-                                            (KDL_INT, 64, "int64")])
+@pytest.mark.parametrize(
+    "code,bits,name", [(KDL_INT, 8, "int8"), (KDL_UINT, 16, "uint16"), (KDL_INT, 64, "int64")]
+)
 def test_dlpack_unsupported_element(code, bits, name):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(DLPackTensor((4,), code, bits), "v", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: v element is not supported (got {name}, expected "
-                                    "f32, f16, bf16 or f64)")
+    assert caught.value.message == (
+        f"{OP}: v element is not supported (got {name}, expected f32, f16, bf16 or f64)"
+    )
 
 
 # ---------------------------------------------------------------- malformed producers
@@ -491,81 +550,154 @@ class RawInterface:
 
 def interface_with(**fields):
     """A valid f32 [2, 4] interface with `fields` replaced (a value of ... removes the key)."""
-    interface = {"shape": (2, 4), "typestr": "<f4", "data": (FAKE_PTR, False), "version": 3,
-                 "strides": None, "stream": None}
+    interface = {
+        "shape": (2, 4),
+        "typestr": "<f4",
+        "data": (FAKE_PTR, False),
+        "version": 3,
+        "strides": None,
+        "stream": None,
+    }
     interface.update(fields)
     return {key: value for key, value in interface.items() if value is not ...}
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"data": ...}, f"{CAI} has no 'data' (got keys ['shape', 'stream', 'strides', 'typestr', "
-                    "'version'], expected 'shape', 'typestr' and 'data')"),
-    ({"shape": ...}, f"{CAI} has no 'shape' (got keys ['data', 'stream', 'strides', 'typestr', "
-                     "'version'], expected 'shape', 'typestr' and 'data')"),
-    ({"typestr": ...}, f"{CAI} has no 'typestr' (got keys ['data', 'shape', 'stream', 'strides', "
-                       "'version'], expected 'shape', 'typestr' and 'data')"),
-    ({"data": FAKE_PTR}, f"{CAI} data is not a (pointer, read_only) pair (got int {FAKE_PTR}, "
-                         "expected a 2-tuple of int and bool)"),
-    ({"data": (FAKE_PTR, False, 0)},
-     f"{CAI} data is not a (pointer, read_only) pair (got tuple ({FAKE_PTR}, False, 0), "
-     "expected a 2-tuple of int and bool)"),
-    ({"data": ("0x10", False)},
-     f"{CAI} data pointer is not an integer (got str '0x10', expected an int)"),
-    ({"data": (1.5, False)},
-     f"{CAI} data pointer is not an integer (got float 1.5, expected an int)"),
-    ({"data": (None, False)},
-     f"{CAI} data pointer is not an integer (got NoneType None, expected an int)"),
-    ({"data": (True, False)},
-     f"{CAI} data pointer is not an integer (got bool True, expected an int)"),
-    ({"data": (-16, False)},
-     f"{CAI} data pointer is not an address (got -16, expected 0 to 0xffffffffffffffff)"),
-    ({"data": (2**64, False)},
-     f"{CAI} data pointer is not an address (got {2**64}, expected 0 to 0xffffffffffffffff)"),
-    ({"data": (FAKE_PTR, "no")},
-     f"{CAI} data read_only flag is not a bool (got str 'no', {BOOL_RULE})"),
-    ({"shape": 4},
-     f"{CAI} shape is not a sequence of extents (got int 4, expected a tuple of int)"),
-    ({"shape": "24"},
-     f"{CAI} shape is not a sequence of extents (got str '24', expected a tuple of int)"),
-    ({"shape": (2, 4.0)}, f"{CAI} shape[1] is not an integer (got float 4.0, expected an int)"),
-    ({"shape": (2, -4)}, f"{CAI} shape[1] is negative (got -4, expected >= 0)"),
-    ({"strides": (16,)}, f"{CAI} strides do not match the shape (got tuple (16,), expected None "
-                         "or 2 byte strides, one per axis)"),
-    ({"strides": 16}, f"{CAI} strides do not match the shape (got int 16, expected None or 2 "
-                      "byte strides, one per axis)"),
-    ({"strides": (16.0, 4)},
-     f"{CAI} strides[0] is not an integer (got float 16.0, expected an int)"),
-    ({"typestr": ""},
-     f"{CAI} typestr is not a type string (got str '', expected a string such as '<f4')"),
-    ({"typestr": 4}, f"{CAI} typestr is not a type string (got int 4, expected a string such as "
-                     "'<f4')"),
-    ({"typestr": "<f"}, "q typestr has no item size (got '<f', expected a byte order, a kind and "
-                        "a size in bytes, such as '<f4')"),
-    ({"typestr": "<"}, "q typestr has no item size (got '<', expected a byte order, a kind and "
-                       "a size in bytes, such as '<f4')"),
-    ({"typestr": "<fx"}, "q typestr has no item size (got '<fx', expected a byte order, a kind "
-                         "and a size in bytes, such as '<f4')"),
-    ({"typestr": "<4f"}, "q typestr has no item size (got '<4f', expected a byte order, a kind "
-                         "and a size in bytes, such as '<f4')"),
-    ({"typestr": "<f0", "strides": (16, 4)},
-     "q typestr has item size 0 (got '<f0', expected a size of at least 1 byte)"),
-    ({"stream": "1"}, f"{CAI} stream is not an integer (got str '1', expected an int)"),
-    ({"stream": 1.0}, f"{CAI} stream is not an integer (got float 1.0, expected an int)"),
-    ({"stream": -3}, f"{CAI} stream is negative (got -3, expected a stream handle >= 0, or None)"),
-], ids=lambda value: None if isinstance(value, str) else str(value)[:48])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        (
+            {"data": ...},
+            f"{CAI} has no 'data' (got keys ['shape', 'stream', 'strides', 'typestr', "
+            "'version'], expected 'shape', 'typestr' and 'data')",
+        ),
+        (
+            {"shape": ...},
+            f"{CAI} has no 'shape' (got keys ['data', 'stream', 'strides', 'typestr', "
+            "'version'], expected 'shape', 'typestr' and 'data')",
+        ),
+        (
+            {"typestr": ...},
+            f"{CAI} has no 'typestr' (got keys ['data', 'shape', 'stream', 'strides', "
+            "'version'], expected 'shape', 'typestr' and 'data')",
+        ),
+        (
+            {"data": FAKE_PTR},
+            f"{CAI} data is not a (pointer, read_only) pair (got int {FAKE_PTR}, "
+            "expected a 2-tuple of int and bool)",
+        ),
+        (
+            {"data": (FAKE_PTR, False, 0)},
+            f"{CAI} data is not a (pointer, read_only) pair (got tuple ({FAKE_PTR}, False, 0), "
+            "expected a 2-tuple of int and bool)",
+        ),
+        (
+            {"data": ("0x10", False)},
+            f"{CAI} data pointer is not an integer (got str '0x10', expected an int)",
+        ),
+        (
+            {"data": (1.5, False)},
+            f"{CAI} data pointer is not an integer (got float 1.5, expected an int)",
+        ),
+        (
+            {"data": (None, False)},
+            f"{CAI} data pointer is not an integer (got NoneType None, expected an int)",
+        ),
+        (
+            {"data": (True, False)},
+            f"{CAI} data pointer is not an integer (got bool True, expected an int)",
+        ),
+        (
+            {"data": (-16, False)},
+            f"{CAI} data pointer is not an address (got -16, expected 0 to 0xffffffffffffffff)",
+        ),
+        (
+            {"data": (2**64, False)},
+            f"{CAI} data pointer is not an address (got {2**64}, expected 0 to 0xffffffffffffffff)",
+        ),
+        (
+            {"data": (FAKE_PTR, "no")},
+            f"{CAI} data read_only flag is not a bool (got str 'no', {BOOL_RULE})",
+        ),
+        (
+            {"shape": 4},
+            f"{CAI} shape is not a sequence of extents (got int 4, expected a tuple of int)",
+        ),
+        (
+            {"shape": "24"},
+            f"{CAI} shape is not a sequence of extents (got str '24', expected a tuple of int)",
+        ),
+        ({"shape": (2, 4.0)}, f"{CAI} shape[1] is not an integer (got float 4.0, expected an int)"),
+        ({"shape": (2, -4)}, f"{CAI} shape[1] is negative (got -4, expected >= 0)"),
+        (
+            {"strides": (16,)},
+            f"{CAI} strides do not match the shape (got tuple (16,), expected None "
+            "or 2 byte strides, one per axis)",
+        ),
+        (
+            {"strides": 16},
+            f"{CAI} strides do not match the shape (got int 16, expected None or 2 "
+            "byte strides, one per axis)",
+        ),
+        (
+            {"strides": (16.0, 4)},
+            f"{CAI} strides[0] is not an integer (got float 16.0, expected an int)",
+        ),
+        (
+            {"typestr": ""},
+            f"{CAI} typestr is not a type string (got str '', expected a string such as '<f4')",
+        ),
+        (
+            {"typestr": 4},
+            f"{CAI} typestr is not a type string (got int 4, expected a string such as '<f4')",
+        ),
+        (
+            {"typestr": "<f"},
+            "q typestr has no item size (got '<f', expected a byte order, a kind and "
+            "a size in bytes, such as '<f4')",
+        ),
+        (
+            {"typestr": "<"},
+            "q typestr has no item size (got '<', expected a byte order, a kind and "
+            "a size in bytes, such as '<f4')",
+        ),
+        (
+            {"typestr": "<fx"},
+            "q typestr has no item size (got '<fx', expected a byte order, a kind "
+            "and a size in bytes, such as '<f4')",
+        ),
+        (
+            {"typestr": "<4f"},
+            "q typestr has no item size (got '<4f', expected a byte order, a kind "
+            "and a size in bytes, such as '<f4')",
+        ),
+        (
+            {"typestr": "<f0", "strides": (16, 4)},
+            "q typestr has item size 0 (got '<f0', expected a size of at least 1 byte)",
+        ),
+        ({"stream": "1"}, f"{CAI} stream is not an integer (got str '1', expected an int)"),
+        ({"stream": 1.0}, f"{CAI} stream is not an integer (got float 1.0, expected an int)"),
+        (
+            {"stream": -3},
+            f"{CAI} stream is negative (got -3, expected a stream handle >= 0, or None)",
+        ),
+    ],
+    ids=lambda value: None if isinstance(value, str) else str(value)[:48],
+)
 def test_cai_malformed_interface(fields, message):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(RawInterface(interface_with(**fields)), "q", op=OP, stream=CONSUMER_STREAM)
     assert caught.value.message == f"{OP}: {message}"
 
 
-@pytest.mark.parametrize("interface,got", [([1], "list [1]"), (None, "NoneType None"),
-                                           ("shape", "str 'shape'")])
+@pytest.mark.parametrize(
+    "interface,got", [([1], "list [1]"), (None, "NoneType None"), ("shape", "str 'shape'")]
+)
 def test_cai_interface_not_a_dict(interface, got):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(RawInterface(interface), "q", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: {CAI} is not a dict (got {got}, expected a dict "
-                                    "with 'shape', 'typestr' and 'data')")
+    assert caught.value.message == (
+        f"{OP}: {CAI} is not a dict (got {got}, expected a dict with 'shape', 'typestr' and 'data')"
+    )
 
 
 def test_cai_interface_that_raises():
@@ -576,8 +708,9 @@ def test_cai_interface_that_raises():
 
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(Raising(), "q", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: {CAI} failed (got RuntimeError: device lost, "
-                                    "expected a dict)")
+    assert caught.value.message == (
+        f"{OP}: {CAI} failed (got RuntimeError: device lost, expected a dict)"
+    )
 
 
 def test_cai_optional_keys_may_be_absent():
@@ -585,8 +718,12 @@ def test_cai_optional_keys_may_be_absent():
     minimal = {"shape": [2, 4], "typestr": "<f4", "data": [FAKE_PTR, 1]}
     view = as_tensor(RawInterface(minimal), "q", op=OP, stream=CONSUMER_STREAM)
     assert (view.ptr, view.shape, view.strides) == (FAKE_PTR, (2, 4), (4, 1))
-    view = as_tensor(RawInterface(interface_with(shape=(np.int64(3),), data=(np.uint64(64), 0))),
-                     "q", op=OP, stream=0)
+    view = as_tensor(
+        RawInterface(interface_with(shape=(np.int64(3),), data=(np.uint64(64), 0))),
+        "q",
+        op=OP,
+        stream=0,
+    )
     assert (view.ptr, view.shape, type(view.shape[0])) == (64, (3,), int)
 
 
@@ -594,8 +731,9 @@ def test_flash_attention_refuses_a_malformed_interface():
     q = RawInterface(interface_with(shape=(1, 8, 64, 64), typestr="<f0"))
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         baracuda.flash_attention(q, q, q)
-    assert caught.value.message == ("flash_attention: q typestr has item size 0 (got '<f0', "
-                                    "expected a size of at least 1 byte)")
+    assert caught.value.message == (
+        "flash_attention: q typestr has item size 0 (got '<f0', expected a size of at least 1 byte)"
+    )
 
 
 class ClaimingProducer:
@@ -630,23 +768,45 @@ def exported_by(element, shape, device):
     return owner.__dlpack__
 
 
-@pytest.mark.parametrize("device,message", [
-    (RuntimeError("no device"),
-     "q __dlpack_device__() failed (got RuntimeError: no device, expected (device_type, "
-     "device_id))"),
-    ("cuda", f"q __dlpack_device__() is not a (device_type, device_id) pair (got str 'cuda', "
-             f"{DEVICE_RULE})"),
-    ((KDL_CUDA,), f"q __dlpack_device__() is not a (device_type, device_id) pair (got tuple "
-                  f"(2,), {DEVICE_RULE})"),
-    ((KDL_CUDA, 0, 0), f"q __dlpack_device__() is not a (device_type, device_id) pair (got "
-                       f"tuple (2, 0, 0), {DEVICE_RULE})"),
-    (("2", 0), "q __dlpack_device__() device_type is not an integer (got str '2', expected an "
-               "int)"),
-    ((KDL_CUDA, 0.0), "q __dlpack_device__() device_id is not an integer (got float 0.0, "
-                      "expected an int)"),
-    ((KDL_CUDA, -1), "q __dlpack_device__() device_id is negative (got -1, expected a CUDA "
-                     "device ordinal >= 0)"),
-], ids=["raises", "str", "one", "three", "type-str", "id-float", "id-negative"])
+@pytest.mark.parametrize(
+    "device,message",
+    [
+        (
+            RuntimeError("no device"),
+            "q __dlpack_device__() failed (got RuntimeError: no device, expected (device_type, "
+            "device_id))",
+        ),
+        (
+            "cuda",
+            f"q __dlpack_device__() is not a (device_type, device_id) pair (got str 'cuda', "
+            f"{DEVICE_RULE})",
+        ),
+        (
+            (KDL_CUDA,),
+            f"q __dlpack_device__() is not a (device_type, device_id) pair (got tuple "
+            f"(2,), {DEVICE_RULE})",
+        ),
+        (
+            (KDL_CUDA, 0, 0),
+            f"q __dlpack_device__() is not a (device_type, device_id) pair (got "
+            f"tuple (2, 0, 0), {DEVICE_RULE})",
+        ),
+        (
+            ("2", 0),
+            "q __dlpack_device__() device_type is not an integer (got str '2', expected an int)",
+        ),
+        (
+            (KDL_CUDA, 0.0),
+            "q __dlpack_device__() device_id is not an integer (got float 0.0, expected an int)",
+        ),
+        (
+            (KDL_CUDA, -1),
+            "q __dlpack_device__() device_id is negative (got -1, expected a CUDA "
+            "device ordinal >= 0)",
+        ),
+    ],
+    ids=["raises", "str", "one", "three", "type-str", "id-float", "id-negative"],
+)
 def test_dlpack_malformed_device(device, message):
     producer = ClaimingProducer(device, lambda: pytest.fail("exported before the device check"))
     with pytest.raises(baracuda.InvalidProblemError) as caught:
@@ -654,8 +814,11 @@ def test_dlpack_malformed_device(device, message):
     assert caught.value.message == f"{OP}: {message}"
 
 
-@pytest.mark.parametrize("export", [BufferError("cannot export"), 42, None, "capsule"],
-                         ids=["raises", "int", "none", "str"])
+@pytest.mark.parametrize(
+    "export",
+    [BufferError("cannot export"), 42, None, "capsule"],
+    ids=["raises", "int", "none", "str"],
+)
 def test_dlpack_export_that_is_not_a_tensor(export):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(ClaimingProducer((KDL_CUDA, 0), export), "q", op=OP, stream=0)
@@ -682,13 +845,17 @@ def test_dlpack_host_capsule_claiming_cuda_is_refused(claim):
     claimed = "kDLCUDA" if claim[0] == KDL_CUDA else "kDLCUDAManaged"
     assert caught.value.message == (
         f"{OP}: q is not in CUDA device memory (got a kDLCPU tensor from __dlpack__() where "
-        f"__dlpack_device__() says {claimed}, expected kDLCUDA or kDLCUDAManaged)")
+        f"__dlpack_device__() says {claimed}, expected kDLCUDA or kDLCUDAManaged)"
+    )
 
 
 def test_dlpack_pinned_host_capsule_claiming_cuda_is_refused():
     producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA_HOST, 0)))
-    with pytest.raises(baracuda.InvalidProblemError, match=r"got a kDLCUDAHost tensor from "
-                       r"__dlpack__\(\) where __dlpack_device__\(\) says kDLCUDA,"):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=r"got a kDLCUDAHost tensor from "
+        r"__dlpack__\(\) where __dlpack_device__\(\) says kDLCUDA,",
+    ):
         as_tensor(producer, "q", op=OP, stream=0)
 
 
@@ -696,16 +863,21 @@ def test_dlpack_capsule_on_another_device_is_refused():
     producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA, 3)))
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         as_tensor(producer, "q", op=OP, stream=0)
-    assert caught.value.message == (f"{OP}: q __dlpack__() exports a tensor on another device "
-                                    "than __dlpack_device__() says (got kDLCUDA:3, expected "
-                                    "kDLCUDA:0)")
+    assert caught.value.message == (
+        f"{OP}: q __dlpack__() exports a tensor on another device "
+        "than __dlpack_device__() says (got kDLCUDA:3, expected "
+        "kDLCUDA:0)"
+    )
 
 
 def test_dlpack_managed_capsule_claiming_device_memory_is_refused():
     producer = ClaimingProducer((KDL_CUDA, 0), exported_by("f32", (4, 4), (KDL_CUDA_MANAGED, 0)))
-    with pytest.raises(baracuda.InvalidProblemError, match=r"exports a tensor on another device "
-                       r"than __dlpack_device__\(\) says \(got kDLCUDAManaged:\d+, expected "
-                       r"kDLCUDA:0\)"):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=r"exports a tensor on another device "
+        r"than __dlpack_device__\(\) says \(got kDLCUDAManaged:\d+, expected "
+        r"kDLCUDA:0\)",
+    ):
         as_tensor(producer, "q", op=OP, stream=0)
 
 
@@ -727,21 +899,26 @@ def test_inconsistent_devices():
     assert common_device([("v", unknown)], OP) is None
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         common_device([("q", on_0), ("v", unknown), ("k", on_1)], OP)
-    assert caught.value.message == (f"{OP}: k is on another device than q "
-                                    "(got device 1, expected device 0)")
+    assert caught.value.message == (
+        f"{OP}: k is on another device than q (got device 1, expected device 0)"
+    )
 
 
-@pytest.mark.parametrize("shape,strides,rank,expanded_shape,expanded_strides", [
-    ((64, 100), (100, 1), 4, (1, 1, 64, 100), (0, 0, 100, 1)),
-    ((1, 100), (100, 1), 4, (1, 1, 1, 100), (0, 0, 100, 1)),
-    ((8, 1, 100), (100, 100, 1), 4, (1, 8, 1, 100), (0, 100, 100, 1)),
-    ((2, 8, 64, 100), (51200, 6400, 100, 1), 4, (2, 8, 64, 100), (51200, 6400, 100, 1)),
-    ((8,), (1,), 2, (1, 8), (0, 1)),
-])
+@pytest.mark.parametrize(
+    "shape,strides,rank,expanded_shape,expanded_strides",
+    [
+        ((64, 100), (100, 1), 4, (1, 1, 64, 100), (0, 0, 100, 1)),
+        ((1, 100), (100, 1), 4, (1, 1, 1, 100), (0, 0, 100, 1)),
+        ((8, 1, 100), (100, 100, 1), 4, (1, 8, 1, 100), (0, 100, 100, 1)),
+        ((2, 8, 64, 100), (51200, 6400, 100, 1), 4, (2, 8, 64, 100), (51200, 6400, 100, 1)),
+        ((8,), (1,), 2, (1, 8), (0, 1)),
+    ],
+)
 def test_prepend_axes(shape, strides, rank, expanded_shape, expanded_strides):
     byte_strides = tuple(4 * s for s in strides)
-    view = as_tensor(CudaArrayInterface(shape, "<f4", strides=byte_strides), "mask", op=OP,
-                     stream=0)
+    view = as_tensor(
+        CudaArrayInterface(shape, "<f4", strides=byte_strides), "mask", op=OP, stream=0
+    )
     expanded = prepend_axes(view, rank)
     assert (expanded.shape, expanded.strides) == (expanded_shape, expanded_strides)
     assert expanded.buffer_elements == view.buffer_elements
@@ -758,10 +935,17 @@ class CudaStream:
         return self._protocol
 
 
-@pytest.mark.parametrize("stream,handle", [
-    (None, 0), (0, 0), (CONSUMER_STREAM, CONSUMER_STREAM), (np.uint64(7), 7),
-    (CudaStream(0, PRODUCER_STREAM), PRODUCER_STREAM), (CudaStream(0, 0), 0),
-])
+@pytest.mark.parametrize(
+    "stream,handle",
+    [
+        (None, 0),
+        (0, 0),
+        (CONSUMER_STREAM, CONSUMER_STREAM),
+        (np.uint64(7), 7),
+        (CudaStream(0, PRODUCER_STREAM), PRODUCER_STREAM),
+        (CudaStream(0, 0), 0),
+    ],
+)
 def test_stream_handles(stream, handle):
     assert _cuda.stream_handle(stream, OP) == handle
 
@@ -769,8 +953,9 @@ def test_stream_handles(stream, handle):
 def test_stream_protocol_version_checked():
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         _cuda.stream_handle(CudaStream(3, PRODUCER_STREAM), OP)
-    assert caught.value.message == (f"{OP}: stream speaks an unknown __cuda_stream__ protocol "
-                                    "version (got 3, expected 0)")
+    assert caught.value.message == (
+        f"{OP}: stream speaks an unknown __cuda_stream__ protocol version (got 3, expected 0)"
+    )
 
 
 def test_negative_stream_handle():
@@ -787,55 +972,83 @@ def test_not_a_stream(stream):
 # ---------------------------------------------------------------- element names
 
 
-@pytest.mark.parametrize("value,element", [
-    ("f32", "f32"), ("bf16", "bf16"), (np.float16, "f16"), (np.dtype("float64"), "f64"),
-    (np.float32, "f32"), (ml_dtypes.bfloat16, "bf16"), (np.dtype(ml_dtypes.bfloat16), "bf16"),
-])
+@pytest.mark.parametrize(
+    "value,element",
+    [
+        ("f32", "f32"),
+        ("bf16", "bf16"),
+        (np.float16, "f16"),
+        (np.dtype("float64"), "f64"),
+        (np.float32, "f32"),
+        (ml_dtypes.bfloat16, "bf16"),
+        (np.dtype(ml_dtypes.bfloat16), "bf16"),
+    ],
+)
 def test_element_names(value, element):
     assert _tensor.element_name(value, OP) == element
     assert baracuda.FlashSdpaDescriptor(1, 2, 3, 4, 64, element=value).element == element
 
 
-@pytest.mark.parametrize("value,got", [("f8", "'f8'"), ("float32", "'float32'"),
-                                       (np.int8, "int8"), (np.complex64, "complex64")])
+@pytest.mark.parametrize(
+    "value,got",
+    [("f8", "'f8'"), ("float32", "'float32'"), (np.int8, "int8"), (np.complex64, "complex64")],
+)
 def test_element_names_refused(value, got):
     with pytest.raises(baracuda.InvalidProblemError, match="f32, f16, bf16 or f64") as caught:
         _tensor.element_name(value, OP)
     assert f"(got {got}," in caught.value.message
 
 
-@pytest.mark.parametrize("dtype,element", [
-    (np.float32, "f32"), (np.float16, "f16"), (ml_dtypes.bfloat16, "bf16"), (np.float64, "f64"),
-    (np.int32, None), (np.complex128, None),
-])
+@pytest.mark.parametrize(
+    "dtype,element",
+    [
+        (np.float32, "f32"),
+        (np.float16, "f16"),
+        (ml_dtypes.bfloat16, "bf16"),
+        (np.float64, "f64"),
+        (np.int32, None),
+        (np.complex128, None),
+    ],
+)
 def test_element_of_dtype(dtype, element):
     assert _tensor.element_of_dtype(np.dtype(dtype)) == element
 
 
-@pytest.mark.parametrize("element,compute", [
-    ("f32", "f32"), ("f16", "f32"), ("bf16", "f32"), ("f64", "f64"), (None, "f32"),
-])
+@pytest.mark.parametrize(
+    "element,compute",
+    [
+        ("f32", "f32"),
+        ("f16", "f32"),
+        ("bf16", "f32"),
+        ("f64", "f64"),
+        (None, "f32"),
+    ],
+)
 def test_accumulator_element(element, compute):
     """f64 inputs compute, accumulate and return the LSE in f64; the others in f32."""
     assert _tensor.accumulator_element(element) == compute
 
 
 def test_descriptor_normalises_fields():
-    desc = baracuda.FlashSdpaDescriptor(np.int64(2), 8, 128, 256, np.int32(64), scale=1,
-                                        is_causal=1, window_size_left=np.int16(4))
+    desc = baracuda.FlashSdpaDescriptor(
+        np.int64(2), 8, 128, 256, np.int32(64), scale=1, is_causal=1, window_size_left=np.int16(4)
+    )
     assert desc.d_v == 64
     assert (type(desc.batch_size), type(desc.d_k), type(desc.window_size_left)) == (int, int, int)
     assert desc.scale == 1.0 and isinstance(desc.scale, float)
     assert desc.is_causal is True
-    assert desc == baracuda.FlashSdpaDescriptor(2, 8, 128, 256, 64, 64, scale=1.0,
-                                                is_causal=True, window_size_left=4)
+    assert desc == baracuda.FlashSdpaDescriptor(
+        2, 8, 128, 256, 64, 64, scale=1.0, is_causal=True, window_size_left=4
+    )
 
 
 def test_descriptor_extent_beyond_int32():
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         baracuda.FlashSdpaDescriptor(1, 1, 2**31, 1, 64)
-    assert caught.value.message == ("FlashSdpaDescriptor: query_len does not fit in int32 "
-                                    f"(got {2**31}, expected {-2**31} to {2**31 - 1})")
+    assert caught.value.message == (
+        "FlashSdpaDescriptor: query_len does not fit in int32 "
+        f"(got {2**31}, expected {-(2**31)} to {2**31 - 1})"
+    )
 
 
 # ---------------------------------------------------------------- DLPack export
@@ -902,8 +1115,12 @@ def test_device_array_through_strided_memory_view(element):
     array = unallocated_array((2, 3, 5), element, device_id=0)
     alive = weakref.ref(array)
     view = as_tensor(array, "y", op=OP, stream=NO_SYNC)
-    assert (view.ptr, view.element, view.shape, view.strides) == (FAKE_PTR, element, (2, 3, 5),
-                                                                   (15, 5, 1))
+    assert (view.ptr, view.element, view.shape, view.strides) == (
+        FAKE_PTR,
+        element,
+        (2, 3, 5),
+        (15, 5, 1),
+    )
     assert (view.buffer_elements, view.device_id) == (30, 0)
     del array
     gc.collect()
@@ -924,11 +1141,20 @@ def test_device_array_attributes():
 @pytest.mark.parametrize("stream,reported", [(0, 1), (2, 2), (PRODUCER_STREAM, PRODUCER_STREAM)])
 def test_device_array_cuda_array_interface(stream, reported):
     interface = unallocated_array((3, 4), "f16", stream=stream).__cuda_array_interface__
-    assert interface == {"shape": (3, 4), "typestr": "<f2", "data": (FAKE_PTR, False),
-                         "version": 3, "strides": None, "stream": reported}
-    view = as_tensor(CudaArrayInterface(**{key: interface[key] for key in
-                                           ("shape", "typestr", "strides")}),
-                     "y", op=OP, stream=0)
+    assert interface == {
+        "shape": (3, 4),
+        "typestr": "<f2",
+        "data": (FAKE_PTR, False),
+        "version": 3,
+        "strides": None,
+        "stream": reported,
+    }
+    view = as_tensor(
+        CudaArrayInterface(**{key: interface[key] for key in ("shape", "typestr", "strides")}),
+        "y",
+        op=OP,
+        stream=0,
+    )
     assert view.strides == (4, 1)
 
 
@@ -970,17 +1196,31 @@ def test_flash_attention_window_is_a_pair():
     q = k = v = CudaArrayInterface((1, 8, 64, 64), "<f4")
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         baracuda.flash_attention(q, k, v, window=(1, 2, 3))
-    assert caught.value.message == ("flash_attention: window is not a pair (got (1, 2, 3), "
-                                    "expected (left, right) of int or None)")
+    assert caught.value.message == (
+        "flash_attention: window is not a pair (got (1, 2, 3), "
+        "expected (left, right) of int or None)"
+    )
 
 
-@pytest.mark.parametrize("shape,message", [
-    ((4, 2.0), "DeviceArray: extent of axis 1 is not an integer (got float 2.0, expected an int)"),
-    ((True,), "DeviceArray: extent of axis 0 is not an integer (got bool True, expected an int)"),
-    (4, "DeviceArray: shape is not a sequence of extents (got int, expected a tuple of int)"),
-    ("44", "DeviceArray: shape is not a sequence of extents (got str, expected a tuple of int)"),
-    ((4, -1), "DeviceArray: extent of axis 1 is negative (got -1, expected >= 0)"),
-])
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        (
+            (4, 2.0),
+            "DeviceArray: extent of axis 1 is not an integer (got float 2.0, expected an int)",
+        ),
+        (
+            (True,),
+            "DeviceArray: extent of axis 0 is not an integer (got bool True, expected an int)",
+        ),
+        (4, "DeviceArray: shape is not a sequence of extents (got int, expected a tuple of int)"),
+        (
+            "44",
+            "DeviceArray: shape is not a sequence of extents (got str, expected a tuple of int)",
+        ),
+        ((4, -1), "DeviceArray: extent of axis 1 is negative (got -1, expected >= 0)"),
+    ],
+)
 def test_device_array_shape_is_checked_before_any_device_call(shape, message):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         DeviceArray(shape, "f32")
@@ -991,25 +1231,44 @@ def test_device_array_dlpack_copy_flag_is_strict():
     array = unallocated_array((3,), "f32", device_id=0)
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         array.__dlpack__(stream=-1, copy="no")
-    assert caught.value.message == ("DeviceArray.__dlpack__: copy is not a bool (got str 'no', "
-                                    "expected True, False, 0 or 1)")
+    assert caught.value.message == (
+        "DeviceArray.__dlpack__: copy is not a bool (got str 'no', expected True, False, 0 or 1)"
+    )
     assert _capsule_is_valid(array.__dlpack__(stream=-1, copy=False), b"dltensor")
 
 
-@pytest.mark.parametrize("reported,message", [
-    ((0,), "stream.__cuda_stream__() is not a (version, handle) pair (got tuple (0,), expected "
-           "a 2-tuple of int)"),
-    (7, "stream.__cuda_stream__() is not a (version, handle) pair (got int 7, expected a 2-tuple "
-        "of int)"),
-    ((0, 1.5), "stream handle is not an integer (got float 1.5, expected a cudaStream_t as an "
-               "int)"),
-    ((0, None), "stream handle is not an integer (got NoneType None, expected a cudaStream_t as "
-                "an int)"),
-])
+@pytest.mark.parametrize(
+    "reported,message",
+    [
+        (
+            (0,),
+            "stream.__cuda_stream__() is not a (version, handle) pair (got tuple (0,), expected "
+            "a 2-tuple of int)",
+        ),
+        (
+            7,
+            "stream.__cuda_stream__() is not a (version, handle) pair (got int 7, expected a "
+            "2-tuple of int)",
+        ),
+        (
+            (0, 1.5),
+            "stream handle is not an integer (got float 1.5, expected a cudaStream_t as an int)",
+        ),
+        (
+            (0, None),
+            "stream handle is not an integer (got NoneType None, expected a cudaStream_t as "
+            "an int)",
+        ),
+    ],
+)
 def test_malformed_stream_protocol(reported, message):
     with pytest.raises(baracuda.InvalidProblemError) as caught:
-        _cuda.stream_handle(CudaStream(*reported) if isinstance(reported, tuple) and
-                            len(reported) == 2 else _RawStream(reported), OP)
+        _cuda.stream_handle(
+            CudaStream(*reported)
+            if isinstance(reported, tuple) and len(reported) == 2
+            else _RawStream(reported),
+            OP,
+        )
     assert caught.value.message == f"{OP}: {message}"
 
 
@@ -1026,8 +1285,10 @@ class _RawStream:
 def test_stream_protocol_that_raises():
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         _cuda.stream_handle(_RawStream(RuntimeError("stream destroyed")), OP)
-    assert caught.value.message == (f"{OP}: stream.__cuda_stream__() failed (got RuntimeError: "
-                                    "stream destroyed, expected (version, handle))")
+    assert caught.value.message == (
+        f"{OP}: stream.__cuda_stream__() failed (got RuntimeError: "
+        "stream destroyed, expected (version, handle))"
+    )
 
 
 @pytest.mark.parametrize("value", [[("a",)], "not a dtype name"])

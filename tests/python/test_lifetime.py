@@ -9,9 +9,8 @@ import copy
 import pickle
 import threading
 
-import pytest
-
 import baracuda
+import pytest
 from baracuda import _capi
 from baracuda._device_array import DeviceArray
 from baracuda._lifetime import InFlight
@@ -43,17 +42,29 @@ def unallocated_array():
 OWNERS = {
     "FlashSdpaPlanHandle": (lambda: _capi.FlashSdpaPlanHandle(), PLAN_RESOURCE),
     "RingAttentionPlanHandle": (lambda: _capi.RingAttentionPlanHandle(), PLAN_RESOURCE),
-    "FlashSdpaPlan": (lambda: unselected_plan(
-        baracuda.FlashSdpaPlan, _capi.FlashSdpaPlanHandle,
-        baracuda.FlashSdpaDescriptor(1, 1, 16, 16, 64)), PLAN_RESOURCE),
-    "RingAttentionPlan": (lambda: unselected_plan(
-        baracuda.RingAttentionPlan, _capi.RingAttentionPlanHandle,
-        baracuda.RingAttentionDescriptor(1, 1, 16, 16, 64)), PLAN_RESOURCE),
+    "FlashSdpaPlan": (
+        lambda: unselected_plan(
+            baracuda.FlashSdpaPlan,
+            _capi.FlashSdpaPlanHandle,
+            baracuda.FlashSdpaDescriptor(1, 1, 16, 16, 64),
+        ),
+        PLAN_RESOURCE,
+    ),
+    "RingAttentionPlan": (
+        lambda: unselected_plan(
+            baracuda.RingAttentionPlan,
+            _capi.RingAttentionPlanHandle,
+            baracuda.RingAttentionDescriptor(1, 1, 16, 16, 64),
+        ),
+        PLAN_RESOURCE,
+    ),
     "DeviceArray": (unallocated_array, "device memory"),
 }
 COPIES = {
-    **{f"pickle-{protocol}": (lambda obj, protocol=protocol: pickle.dumps(obj, protocol))
-       for protocol in range(pickle.HIGHEST_PROTOCOL + 1)},
+    **{
+        f"pickle-{protocol}": (lambda obj, protocol=protocol: pickle.dumps(obj, protocol))
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1)
+    },
     "copy": copy.copy,
     "deepcopy": copy.deepcopy,
 }
@@ -68,7 +79,8 @@ def test_owning_objects_refuse_pickle_and_copy(owner, how):
     assert str(caught.value) == (
         f"{owner}: cannot be pickled or copied, it owns {resource} (got a copy or pickle of a "
         f"{owner}, expected the object itself to be shared, or a new one made where it is "
-        "needed)")
+        "needed)"
+    )
 
 
 def test_descriptors_still_pickle_and_copy():
@@ -111,8 +123,9 @@ def test_close_waits_for_the_call_in_flight():
     assert guard.closed and guard.calls == 1
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         guard.enter("late_op")
-    assert caught.value.message == ("late_op: the plan is closed (got a closed plan, expected "
-                                    "an open one)")
+    assert caught.value.message == (
+        "late_op: the plan is closed (got a closed plan, expected an open one)"
+    )
     release.set()
     caller.join(JOIN_SECONDS)
     closer.join(JOIN_SECONDS)
@@ -159,12 +172,16 @@ def ring_can_implement(handle, view):
     handle.can_implement(view, None, None, None, None, None, None, None, 0, 0)
 
 
-@pytest.mark.parametrize("handle_type,call,op", [
-    (_capi.FlashSdpaPlanHandle, flash_run, "FlashSdpaPlan.run"),
-    (_capi.FlashSdpaPlanHandle, flash_can_implement, "FlashSdpaPlan.can_implement"),
-    (_capi.RingAttentionPlanHandle, ring_run, "RingAttentionPlan.run"),
-    (_capi.RingAttentionPlanHandle, ring_can_implement, "RingAttentionPlan.can_implement"),
-], ids=["flash-run", "flash-can_implement", "ring-run", "ring-can_implement"])
+@pytest.mark.parametrize(
+    "handle_type,call,op",
+    [
+        (_capi.FlashSdpaPlanHandle, flash_run, "FlashSdpaPlan.run"),
+        (_capi.FlashSdpaPlanHandle, flash_can_implement, "FlashSdpaPlan.can_implement"),
+        (_capi.RingAttentionPlanHandle, ring_run, "RingAttentionPlan.run"),
+        (_capi.RingAttentionPlanHandle, ring_can_implement, "RingAttentionPlan.can_implement"),
+    ],
+    ids=["flash-run", "flash-can_implement", "ring-run", "ring-can_implement"],
+)
 def test_handle_close_from_another_thread_waits_for_the_call(handle_type, call, op):
     handle = handle_type()
     view = BlockingView()
@@ -190,13 +207,18 @@ def test_handle_close_from_another_thread_waits_for_the_call(handle_type, call, 
     assert errors == [f"{op}: the plan is closed (got a closed plan, expected an open one)"]
     with pytest.raises(baracuda.InvalidProblemError) as caught:
         call(handle, BlockingView())
-    assert caught.value.message == (f"{op}: the plan is closed (got a closed plan, expected "
-                                    "an open one)")
+    assert caught.value.message == (
+        f"{op}: the plan is closed (got a closed plan, expected an open one)"
+    )
 
 
-@pytest.mark.parametrize("handle_type,prefix", [(_capi.FlashSdpaPlanHandle, "FlashSdpaPlan"),
-                                                (_capi.RingAttentionPlanHandle,
-                                                 "RingAttentionPlan")])
+@pytest.mark.parametrize(
+    "handle_type,prefix",
+    [
+        (_capi.FlashSdpaPlanHandle, "FlashSdpaPlan"),
+        (_capi.RingAttentionPlanHandle, "RingAttentionPlan"),
+    ],
+)
 def test_closed_handle_refuses_every_call(handle_type, prefix):
     handle = handle_type()
     handle.close()
@@ -204,5 +226,6 @@ def test_closed_handle_refuses_every_call(handle_type, prefix):
     for method in ("backend", "sku", "precision_guarantee"):
         with pytest.raises(baracuda.InvalidProblemError) as caught:
             getattr(handle, method)()
-        assert caught.value.message == (f"{prefix}.{method}: the plan is closed (got a closed "
-                                        "plan, expected an open one)")
+        assert caught.value.message == (
+            f"{prefix}.{method}: the plan is closed (got a closed plan, expected an open one)"
+        )

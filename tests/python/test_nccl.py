@@ -18,9 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import baracuda
+import pytest
 from baracuda import _capi, _ring_attention, nccl
 
 FAKE_HANDLE = 0x1000
@@ -38,21 +37,29 @@ PATH_COMPONENT_BYTES = 100
 def _run_python(code, **environment):
     """Run code in a fresh interpreter; its stdout (stripped)."""
     env = dict(os.environ, **environment)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
 def _error_of(call):
     """Python code that prints type and message of the error `call` raises, or 'no error'."""
-    return ("import baracuda, pathlib\n"
-            "try:\n"
-            f"    {call}\n"
-            "except Exception as error:\n"
-            "    print(type(error).__name__, error)\n"
-            "else:\n"
-            "    print('no error')\n")
+    return (
+        "import baracuda, pathlib\n"
+        "try:\n"
+        f"    {call}\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
+        "else:\n"
+        "    print('no error')\n"
+    )
 
 
 def _wheel_nccl():
@@ -73,8 +80,10 @@ def _wheel_nccl():
 
 def test_load_refuses_an_empty_path():
     out = _run_python(_error_of("baracuda.nccl.load('')"))
-    assert out == ("InvalidProblemError nccl_load: path is empty (got \"\", expected the path "
-                   "of libnccl.so.2, or NULL for the search order)")
+    assert out == (
+        'InvalidProblemError nccl_load: path is empty (got "", expected the path '
+        "of libnccl.so.2, or NULL for the search order)"
+    )
 
 
 @pytest.mark.parametrize("path", ["/tmp/lib\0nccl.so.2", b"/tmp/lib\0nccl.so.2"])
@@ -83,15 +92,20 @@ def test_load_refuses_a_nul_byte(path):
         nccl.load(path)
 
 
-@pytest.mark.parametrize("spelling", [
-    "'/nonexistent/café/libnccl.so.2'",
-    "'/nonexistent/café/libnccl.so.2'.encode()",
-    "pathlib.Path('/nonexistent/café/libnccl.so.2')",
-])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "'/nonexistent/café/libnccl.so.2'",
+        "'/nonexistent/café/libnccl.so.2'.encode()",
+        "pathlib.Path('/nonexistent/café/libnccl.so.2')",
+    ],
+)
 def test_load_encodes_str_bytes_and_paths_alike(spelling):
     out = _run_python(_error_of(f"baracuda.nccl.load({spelling})"))
-    assert out.startswith("LibraryNotLoadedError nccl_load: cannot load NCCL (got explicit path "
-                          "'/nonexistent/café/libnccl.so.2': ")
+    assert out.startswith(
+        "LibraryNotLoadedError nccl_load: cannot load NCCL (got explicit path "
+        "'/nonexistent/café/libnccl.so.2': "
+    )
 
 
 def test_load_rejects_a_non_path():
@@ -102,26 +116,35 @@ def test_load_rejects_a_non_path():
 def test_a_long_refusal_comes_back_whole():
     path = "/nonexistent" + "".join(
         "/" if n % PATH_COMPONENT_BYTES == 0 else "p"
-        for n in range(len("/nonexistent"), LONG_PATH_BYTES))
+        for n in range(len("/nonexistent"), LONG_PATH_BYTES)
+    )
     assert len(path) == LONG_PATH_BYTES
     out = _run_python(_error_of(f"baracuda.nccl.load({path!r})"))
-    assert out.startswith(f"LibraryNotLoadedError nccl_load: cannot load NCCL (got explicit "
-                          f"path '{path}': ")
+    assert out.startswith(
+        f"LibraryNotLoadedError nccl_load: cannot load NCCL (got explicit path '{path}': "
+    )
     assert out.endswith(", expected that path to be libnccl.so.2)")
 
 
-@pytest.mark.parametrize("value, reason", [
-    ("/nonexistent/baracuda-env/libnccl.so.2",
-     "/nonexistent/baracuda-env/libnccl.so.2: cannot open shared object file: No such file or "
-     "directory"),
-    ("libm.so.6", "no symbol ncclGetVersion (not an NCCL 2.13+ library)"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (
+            "/nonexistent/baracuda-env/libnccl.so.2",
+            "/nonexistent/baracuda-env/libnccl.so.2: cannot open shared object file: No such file "
+            "or directory",
+        ),
+        ("libm.so.6", "no symbol ncclGetVersion (not an NCCL 2.13+ library)"),
+    ],
+)
 def test_the_variable_is_the_only_place_tried(value, reason):
     """Even where an NCCL is loadable by the search order (the wheel), it is not used."""
     out = _run_python(_error_of("baracuda.nccl.get_unique_id()"), BARACUDA_NCCL_LIBRARY=value)
-    assert out == (f"LibraryNotLoadedError nccl_get_unique_id: cannot load NCCL (got "
-                   f"BARACUDA_NCCL_LIBRARY '{value}': {reason}, expected BARACUDA_NCCL_LIBRARY "
-                   "to name libnccl.so.2, the only place tried while it is set)")
+    assert out == (
+        f"LibraryNotLoadedError nccl_get_unique_id: cannot load NCCL (got "
+        f"BARACUDA_NCCL_LIBRARY '{value}': {reason}, expected BARACUDA_NCCL_LIBRARY "
+        "to name libnccl.so.2, the only place tried while it is set)"
+    )
 
 
 def test_a_second_load_of_another_file_is_refused(tmp_path):
@@ -135,12 +158,15 @@ def test_a_second_load_of_another_file_is_refused(tmp_path):
         f"baracuda.nccl.load(pathlib.Path({str(link)!r}))\n"
         "baracuda.nccl.load()\n"
         "print(baracuda.nccl.library_path())\n"
-        + _error_of("baracuda.nccl.load('libm.so.6')").split("\n", 1)[1])
+        + _error_of("baracuda.nccl.load('libm.so.6')").split("\n", 1)[1]
+    )
     loaded, refusal = out.split("\n")
     assert Path(loaded).resolve() == library.resolve()
-    assert refusal == (f"InvalidProblemError nccl_load: another NCCL is loaded already (got "
-                       f"path 'libm.so.6', expected '{loaded}', the library loaded first: a "
-                       "loaded NCCL stays loaded for the life of the process)")
+    assert refusal == (
+        f"InvalidProblemError nccl_load: another NCCL is loaded already (got "
+        f"path 'libm.so.6', expected '{loaded}', the library loaded first: a "
+        "loaded NCCL stays loaded for the life of the process)"
+    )
 
 
 def test_the_variable_opens_no_second_copy(tmp_path):
@@ -150,15 +176,19 @@ def test_the_variable_opens_no_second_copy(tmp_path):
     link = tmp_path / "libnccl.so.2"
     link.symlink_to(library)
     preload = f"import ctypes\nctypes.CDLL({str(library)!r}, mode=ctypes.RTLD_GLOBAL)\n"
-    out = _run_python(preload + _error_of("baracuda.nccl.load()"),
-                      BARACUDA_NCCL_LIBRARY="libm.so.6")
-    assert out.startswith("LibraryNotLoadedError nccl_load: cannot load NCCL (got "
-                          "BARACUDA_NCCL_LIBRARY 'libm.so.6': another libnccl.so.2 is loaded "
-                          "in this process already, from '")
+    out = _run_python(
+        preload + _error_of("baracuda.nccl.load()"), BARACUDA_NCCL_LIBRARY="libm.so.6"
+    )
+    assert out.startswith(
+        "LibraryNotLoadedError nccl_load: cannot load NCCL (got "
+        "BARACUDA_NCCL_LIBRARY 'libm.so.6': another libnccl.so.2 is loaded "
+        "in this process already, from '"
+    )
     assert "a second NCCL copy beside it is not opened" in out
-    out = _run_python(preload + "import baracuda\nbaracuda.nccl.load()\n"
-                      "print(baracuda.nccl.library_path())\n",
-                      BARACUDA_NCCL_LIBRARY=str(link))
+    out = _run_python(
+        preload + "import baracuda\nbaracuda.nccl.load()\nprint(baracuda.nccl.library_path())\n",
+        BARACUDA_NCCL_LIBRARY=str(link),
+    )
     assert Path(out).resolve() == library.resolve()
 
 
@@ -176,10 +206,12 @@ class FakeNccl:
         monkeypatch.setattr(_capi, "nccl_comm_world_size", lambda handle: 1)
         monkeypatch.setattr(_capi, "nccl_comm_rank", lambda handle: 0)
         monkeypatch.setattr(_capi, "nccl_comm_device", lambda handle: 0)
-        monkeypatch.setattr(_capi, "nccl_comm_destroy",
-                            lambda handle: self.calls.append(("destroy", handle)))
-        monkeypatch.setattr(_capi, "nccl_comm_abort",
-                            lambda handle: self.calls.append(("abort", handle)))
+        monkeypatch.setattr(
+            _capi, "nccl_comm_destroy", lambda handle: self.calls.append(("destroy", handle))
+        )
+        monkeypatch.setattr(
+            _capi, "nccl_comm_abort", lambda handle: self.calls.append(("abort", handle))
+        )
         monkeypatch.setattr(_capi, "nccl_comm_wait", self.wait)
 
     def wait(self, handle, stream, seconds, abort):
@@ -215,12 +247,15 @@ def _hold_lease(comm, op="a ring run"):
     return thread, release
 
 
-@pytest.mark.parametrize("duplicate, what", [
-    (lambda comm: pickle.dumps(comm), "cannot be pickled"),
-    (lambda comm: pickle.dumps(comm, protocol=0), "cannot be pickled"),
-    (copy.copy, "cannot be copied"),
-    (copy.deepcopy, "cannot be deep-copied"),
-])
+@pytest.mark.parametrize(
+    "duplicate, what",
+    [
+        (lambda comm: pickle.dumps(comm), "cannot be pickled"),
+        (lambda comm: pickle.dumps(comm, protocol=0), "cannot be pickled"),
+        (copy.copy, "cannot be copied"),
+        (copy.deepcopy, "cannot be deep-copied"),
+    ],
+)
 def test_a_communicator_has_one_owner(fake, duplicate, what):
     comm = nccl.Communicator.from_handle(FAKE_HANDLE, owned=True)
     with pytest.raises(TypeError, match=f"Communicator {what}"):
@@ -234,8 +269,10 @@ def test_ending_is_refused_while_a_run_holds_the_handle(fake, end):
     comm = nccl.Communicator.from_handle(FAKE_HANDLE, owned=True)
     thread, release = _hold_lease(comm)
     try:
-        with pytest.raises(baracuda.InvalidProblemError,
-                           match=rf"Communicator.{end}: the communicator is in use \(got 1 "):
+        with pytest.raises(
+            baracuda.InvalidProblemError,
+            match=rf"Communicator.{end}: the communicator is in use \(got 1 ",
+        ):
             getattr(comm, end)()
         assert not comm.closed and fake.ends() == []
     finally:
@@ -266,8 +303,9 @@ def test_a_lease_of_a_closed_communicator_is_refused(fake):
     comm = nccl.Communicator.from_handle(FAKE_HANDLE, owned=True)
     lease = _ring_attention._comm_lease(comm, "a ring run")
     comm.destroy()
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"a ring run: the communicator is closed"):
+    with pytest.raises(
+        baracuda.InvalidProblemError, match=r"a ring run: the communicator is closed"
+    ):
         lease.__enter__()
     with pytest.raises(baracuda.InvalidProblemError, match="the communicator is closed"):
         _ring_attention._comm_lease(comm, "a ring run")
@@ -278,8 +316,9 @@ def test_a_lease_of_a_closed_communicator_is_refused(fake):
 @pytest.mark.parametrize("timeout", [math.nan, -math.inf, 0.0, -1.0])
 def test_wait_refuses_a_timeout_that_is_not_a_duration(fake, timeout):
     comm = nccl.Communicator.from_handle(FAKE_HANDLE, owned=True)
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"Communicator.wait: timeout must be positive seconds"):
+    with pytest.raises(
+        baracuda.InvalidProblemError, match=r"Communicator.wait: timeout must be positive seconds"
+    ):
         comm.wait(timeout=timeout)
     assert fake.calls == [] and not comm.closed
 
@@ -303,8 +342,9 @@ def test_a_cuda_error_of_wait_leaves_the_communicator(fake, owned):
 def test_an_nccl_error_of_wait_aborts_an_owned_communicator(fake):
     comm = nccl.Communicator.from_handle(FAKE_HANDLE, owned=True)
     fake.wait_error = baracuda.NcclError("nccl_comm_wait_no_abort: peer gone")
-    with pytest.raises(baracuda.NcclError,
-                       match="peer gone; Communicator.wait aborted the communicator"):
+    with pytest.raises(
+        baracuda.NcclError, match="peer gone; Communicator.wait aborted the communicator"
+    ):
         comm.wait(timeout=1.0)
     assert comm.closed and fake.ends() == [("abort", FAKE_HANDLE)]
     comm.destroy()
@@ -365,11 +405,16 @@ def _read_in_thread(path, **options):
 
 def test_no_pickle_in_nccl():
     tree = ast.parse(Path(nccl.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names} | {
-        node.module.split(".")[0] for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert "pickle" not in imported and "pickle" not in vars(nccl)
 
 
@@ -388,14 +433,14 @@ def test_rank_zero_hands_its_id_to_a_waiting_rank(tmp_path, unique_ids):
 
 
 @pytest.mark.parametrize("stale_run, stale_count", [("an-earlier-run", 1), (RUN_ID, 0)])
-def test_a_file_of_another_run_or_call_is_not_read(tmp_path, unique_ids, stale_run,
-                                                    stale_count):
+def test_a_file_of_another_run_or_call_is_not_read(tmp_path, unique_ids, stale_run, stale_count):
     path = tmp_path / "rendezvous"
-    nccl._write_rendezvous(path,
-                           nccl._rendezvous_record(stale_run, stale_count, OTHER_UNIQUE_ID))
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=rf"rank 0 did not write the rendezvous file in time \(got only the "
-                             rf"file of run '{stale_run}', call {stale_count} at "):
+    nccl._write_rendezvous(path, nccl._rendezvous_record(stale_run, stale_count, OTHER_UNIQUE_ID))
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=rf"rank 0 did not write the rendezvous file in time \(got only the "
+        rf"file of run '{stale_run}', call {stale_count} at ",
+    ):
         _share(path, 1, timeout=SHORT_TIMEOUT)
     thread, results = _read_in_thread(path)
     time.sleep(SETTLE_SECONDS)
@@ -411,7 +456,7 @@ def _tamper(record):
         "another header": b"X" + record[1:],
         "truncated": record[:-1],
         "one byte more": record + b"\0",
-        "a run id length past the end": record[:magic] + b"\xff\xff" + record[magic + 2:],
+        "a run id length past the end": record[:magic] + b"\xff\xff" + record[magic + 2 :],
         "empty": b"",
     }
 
@@ -422,8 +467,10 @@ def test_a_tampered_file_is_refused_at_once(tmp_path, kind):
     record = nccl._rendezvous_record(RUN_ID, 1, FAKE_UNIQUE_ID)
     nccl._write_rendezvous(path, _tamper(record)[kind])
     start = time.monotonic()
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"rendezvous: .* is not a baracuda rendezvous file \(got "):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=r"rendezvous: .* is not a baracuda rendezvous file \(got ",
+    ):
         _share(path, 1)
     assert time.monotonic() - start < WAIT_SECONDS / 2
 
@@ -432,8 +479,10 @@ def test_a_file_others_can_write_is_refused(tmp_path):
     path = tmp_path / "rendezvous"
     nccl._write_rendezvous(path, nccl._rendezvous_record(RUN_ID, 1, FAKE_UNIQUE_ID))
     path.chmod(0o620)
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"could come from another user \(got owner \d+ and mode 620"):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=r"could come from another user \(got owner \d+ and mode 620",
+    ):
         _share(path, 1)
 
 
@@ -442,19 +491,33 @@ def test_a_link_is_refused(tmp_path):
     nccl._write_rendezvous(target, nccl._rendezvous_record(RUN_ID, 1, FAKE_UNIQUE_ID))
     path = tmp_path / "rendezvous"
     path.symlink_to(target)
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"cannot open the rendezvous file .* expected a regular file, not "
-                             r"a link"):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=r"cannot open the rendezvous file .* expected a regular file, not "
+        r"a link",
+    ):
         _share(path, 1)
 
 
 @pytest.fixture
 def launched_rank_one(monkeypatch):
     """A process that looks like rank 1 of 2 under a launcher without MPI or a torch store."""
-    for name in ("RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-                 "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "MASTER_ADDR",
-                 "MASTER_PORT", "LOCAL_RANK", nccl.RUN_ID_VARIABLE, "TORCHELASTIC_RUN_ID",
-                 "TORCHELASTIC_RESTART_COUNT"):
+    for name in (
+        "RANK",
+        "WORLD_SIZE",
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_RANK",
+        "PMI_SIZE",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "LOCAL_RANK",
+        nccl.RUN_ID_VARIABLE,
+        "TORCHELASTIC_RUN_ID",
+        "TORCHELASTIC_RESTART_COUNT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -464,29 +527,36 @@ def launched_rank_one(monkeypatch):
 def test_the_file_rendezvous_needs_a_run_id(tmp_path, monkeypatch, launched_rank_one, elastic):
     if elastic is not None:
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", elastic)
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=r"Communicator.from_env: the file rendezvous needs a run id \(got "
-                             r"no run_id argument, no \$BARACUDA_RUN_ID"):
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=r"Communicator.from_env: the file rendezvous needs a run id \(got "
+        r"no run_id argument, no \$BARACUDA_RUN_ID",
+    ):
         nccl.Communicator.from_env(rendezvous_file=tmp_path / "id", timeout=SHORT_TIMEOUT)
     assert not (tmp_path / "id").exists()
 
 
-@pytest.mark.parametrize("setting, expected", [
-    ({"run_id": "explicit"}, "explicit"),
-    ({"BARACUDA_RUN_ID": "from-variable"}, "from-variable"),
-    ({"TORCHELASTIC_RUN_ID": "job7", "TORCHELASTIC_RESTART_COUNT": "2"}, "job7/restart-2"),
-    ({"TORCHELASTIC_RUN_ID": "job7"}, "job7/restart-0"),
-])
-def test_where_the_run_id_comes_from(tmp_path, monkeypatch, launched_rank_one, setting,
-                                     expected):
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ({"run_id": "explicit"}, "explicit"),
+        ({"BARACUDA_RUN_ID": "from-variable"}, "from-variable"),
+        ({"TORCHELASTIC_RUN_ID": "job7", "TORCHELASTIC_RESTART_COUNT": "2"}, "job7/restart-2"),
+        ({"TORCHELASTIC_RUN_ID": "job7"}, "job7/restart-0"),
+    ],
+)
+def test_where_the_run_id_comes_from(tmp_path, monkeypatch, launched_rank_one, setting, expected):
     argument = setting.pop("run_id", None)
     for name, value in setting.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match=rf"rank 0 did not write the rendezvous file in time \(got no file "
-                             rf"at .* expected run '{expected}', call \d+"):
-        nccl.Communicator.from_env(rendezvous_file=tmp_path / "id", run_id=argument,
-                                   timeout=SHORT_TIMEOUT)
+    with pytest.raises(
+        baracuda.InvalidProblemError,
+        match=rf"rank 0 did not write the rendezvous file in time \(got no file "
+        rf"at .* expected run '{expected}', call \d+",
+    ):
+        nccl.Communicator.from_env(
+            rendezvous_file=tmp_path / "id", run_id=argument, timeout=SHORT_TIMEOUT
+        )
 
 
 def test_mpi_broadcasts_the_raw_bytes(monkeypatch):

@@ -7,12 +7,10 @@ vectorisation with the reference it checks.
 
 import math
 
+import baracuda
 import numpy as np
 import pytest
-
-import baracuda
-from baracuda import reference
-from baracuda import InvalidProblemError, UnsupportedError
+from baracuda import InvalidProblemError, UnsupportedError, reference
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -22,12 +20,25 @@ ATOL = 1e-12
 
 def _broadcast_index(shape, index):
     """Index into an array of `shape` (right-aligned, numpy rules) at a 4-axis `index`."""
-    trailing = index[len(index) - len(shape):]
-    return tuple(0 if extent == 1 else position for extent, position in zip(shape, trailing))
+    trailing = index[len(index) - len(shape) :]
+    return tuple(
+        0 if extent == 1 else position for extent, position in zip(shape, trailing, strict=True)
+    )
 
 
-def direct_attention(q, k, v, *, causal=False, scale=None, window=(None, None), softcap=0.0,
-                     alibi_slopes=None, mask=None, alignment="top_left"):
+def direct_attention(
+    q,
+    k,
+    v,
+    *,
+    causal=False,
+    scale=None,
+    window=(None, None),
+    softcap=0.0,
+    alibi_slopes=None,
+    mask=None,
+    alignment="top_left",
+):
     """Attention evaluated one score at a time from the definition."""
     q, k, v = (np.asarray(t).astype(np.float64) for t in (q, k, v))
     batch_size, num_heads, query_len, d_k = q.shape
@@ -56,7 +67,11 @@ def direct_attention(q, k, v, *, causal=False, scale=None, window=(None, None), 
                     if softcap > 0.0:
                         s = softcap * math.tanh(s / softcap)
                     if slopes is not None:
-                        slope = slopes[h] if slopes.ndim == 1 else slopes[_broadcast_index(slopes.shape, (b, h))]
+                        slope = (
+                            slopes[h]
+                            if slopes.ndim == 1
+                            else slopes[_broadcast_index(slopes.shape, (b, h))]
+                        )
                         s -= slope * abs(i - j + offset)
                     if mask is not None:
                         s += mask[_broadcast_index(mask.shape, (b, h, i, j))]
@@ -71,13 +86,14 @@ def direct_attention(q, k, v, *, causal=False, scale=None, window=(None, None), 
                 lse[b, h, i] = row_max + math.log(total)
                 for d in range(d_v):
                     y[b, h, i, d] = math.fsum(
-                        w / total * v[b, kv_head, j, d] for w, j in zip(weights, keys)
+                        w / total * v[b, kv_head, j, d] for w, j in zip(weights, keys, strict=True)
                     )
     return y, lse
 
 
-def random_problem(rng, batch_size=2, num_heads=3, num_heads_k=None, query_len=5, key_len=7,
-                   d_k=8, d_v=None):
+def random_problem(
+    rng, batch_size=2, num_heads=3, num_heads_k=None, query_len=5, key_len=7, d_k=8, d_v=None
+):
     num_heads_k = num_heads if num_heads_k is None else num_heads_k
     d_v = d_k if d_v is None else d_v
     q = rng.standard_normal((batch_size, num_heads, query_len, d_k))
@@ -116,12 +132,14 @@ def test_explicit_scale(rng):
 
 @pytest.mark.parametrize("alignment", ["top_left", "bottom_right"])
 @pytest.mark.parametrize(
-    "query_len,key_len", [(5, 9), (9, 4), (6, 6), (1, 9), (9, 1)],
+    "query_len,key_len",
+    [(5, 9), (9, 4), (6, 6), (1, 9), (9, 1)],
     ids=["sq<sk", "sq>sk", "sq=sk", "sq1", "sk1"],
 )
 def test_causal(rng, alignment, query_len, key_len):
-    assert_matches_direct(*random_problem(rng, query_len=query_len, key_len=key_len),
-                          causal=True, alignment=alignment)
+    assert_matches_direct(
+        *random_problem(rng, query_len=query_len, key_len=key_len), causal=True, alignment=alignment
+    )
 
 
 def test_causal_alignment_visible_keys():
@@ -142,12 +160,17 @@ def test_causal_alignment_visible_keys():
 @pytest.mark.parametrize("causal", [False, True], ids=["noncausal", "causal"])
 @pytest.mark.parametrize("alignment", ["top_left", "bottom_right"])
 @pytest.mark.parametrize(
-    "window", [(2, None), (None, 1), (2, 1), (0, 0), (3, 3)],
+    "window",
+    [(2, None), (None, 1), (2, 1), (0, 0), (3, 3)],
     ids=["left2", "right1", "left2-right1", "left0-right0", "left3-right3"],
 )
 def test_window(rng, window, alignment, causal):
-    assert_matches_direct(*random_problem(rng, query_len=7, key_len=9), window=window,
-                          alignment=alignment, causal=causal)
+    assert_matches_direct(
+        *random_problem(rng, query_len=7, key_len=9),
+        window=window,
+        alignment=alignment,
+        causal=causal,
+    )
 
 
 @pytest.mark.parametrize("softcap", [0.5, 3.0, 50.0])
@@ -161,8 +184,11 @@ def test_alibi(rng, slopes_shape, alignment):
     batch_size, num_heads = 2, 3
     shape = {"h": (num_heads,), "1h": (1, num_heads), "bh": (batch_size, num_heads)}[slopes_shape]
     slopes = rng.uniform(0.05, 1.0, size=shape).astype(np.float32)
-    assert_matches_direct(*random_problem(rng, batch_size, num_heads, query_len=6, key_len=9),
-                          alibi_slopes=slopes, alignment=alignment)
+    assert_matches_direct(
+        *random_problem(rng, batch_size, num_heads, query_len=6, key_len=9),
+        alibi_slopes=slopes,
+        alignment=alignment,
+    )
 
 
 MASK_SHAPES = {
@@ -182,20 +208,23 @@ def test_mask(rng, mask_shape):
     shape = MASK_SHAPES[mask_shape](batch_size, num_heads, query_len, key_len)
     mask = rng.standard_normal(shape).astype(np.float32)
     mask[rng.random(shape) < 0.2] = -np.inf
-    assert_matches_direct(*random_problem(rng, batch_size, num_heads, query_len=query_len,
-                                          key_len=key_len), mask=mask)
+    assert_matches_direct(
+        *random_problem(rng, batch_size, num_heads, query_len=query_len, key_len=key_len), mask=mask
+    )
 
 
 def test_mask_zero_stride_view(rng):
     batch_size, num_heads, query_len, key_len = 2, 3, 5, 8
     row = rng.standard_normal((1, 1, query_len, key_len)).astype(np.float32)
     mask = np.broadcast_to(row, (batch_size, num_heads, query_len, key_len))
-    assert_matches_direct(*random_problem(rng, batch_size, num_heads, query_len=query_len,
-                                          key_len=key_len), mask=mask)
+    assert_matches_direct(
+        *random_problem(rng, batch_size, num_heads, query_len=query_len, key_len=key_len), mask=mask
+    )
 
 
-@pytest.mark.parametrize("num_heads,num_heads_k", [(4, 2), (4, 1), (3, 1)],
-                         ids=["gqa-4-2", "mqa-4-1", "mqa-3-1"])
+@pytest.mark.parametrize(
+    "num_heads,num_heads_k", [(4, 2), (4, 1), (3, 1)], ids=["gqa-4-2", "mqa-4-1", "mqa-3-1"]
+)
 def test_grouped_heads(rng, num_heads, num_heads_k):
     q, k, v = random_problem(rng, num_heads=num_heads, num_heads_k=num_heads_k)
     y, _ = assert_matches_direct(q, k, v)
@@ -270,13 +299,24 @@ def test_no_keys_at_all(rng):
 @pytest.mark.parametrize("query_len,key_len", [(6, 9), (9, 6)], ids=["sq<sk", "sq>sk"])
 def test_every_feature_together(rng, query_len, key_len, alignment):
     batch_size, num_heads, num_heads_k = 2, 4, 2
-    q, k, v = random_problem(rng, batch_size, num_heads, num_heads_k, query_len, key_len,
-                             d_k=16, d_v=8)
+    q, k, v = random_problem(
+        rng, batch_size, num_heads, num_heads_k, query_len, key_len, d_k=16, d_v=8
+    )
     slopes = rng.uniform(0.05, 0.5, size=(batch_size, num_heads)).astype(np.float32)
     mask = rng.standard_normal((batch_size, 1, 1, key_len)).astype(np.float32)
     mask[0, 0, 0, 1] = -np.inf
-    assert_matches_direct(q, k, v, causal=True, scale=0.8, window=(3, 2), softcap=2.5,
-                          alibi_slopes=slopes, mask=mask, alignment=alignment)
+    assert_matches_direct(
+        q,
+        k,
+        v,
+        causal=True,
+        scale=0.8,
+        window=(3, 2),
+        softcap=2.5,
+        alibi_slopes=slopes,
+        mask=mask,
+        alignment=alignment,
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "bfloat16"])
@@ -286,8 +326,9 @@ def test_low_precision_inputs_are_upcast(rng, dtype):
         dtype = ml_dtypes.bfloat16
     q, k, v = (t.astype(dtype) for t in random_problem(rng))
     y, lse = assert_matches_direct(q, k, v, causal=True)
-    y_upcast, lse_upcast = reference.attention(*(t.astype(np.float64) for t in (q, k, v)),
-                                               causal=True)
+    y_upcast, lse_upcast = reference.attention(
+        *(t.astype(np.float64) for t in (q, k, v)), causal=True
+    )
     np.testing.assert_array_equal(y, y_upcast)
     np.testing.assert_array_equal(lse, lse_upcast)
 
@@ -335,9 +376,9 @@ def test_nan_key_makes_the_rows_that_see_it_nan(rng):
     # off = Sk - Sq = -5: query i sees keys j <= i - 5, so rows 0..4 see none and key 2 is
     # seen by rows 7 and 8.
     sees_nan = np.zeros(lse.shape, dtype=bool)
-    sees_nan[1, 0, nan_key + query_len - key_len:] = True
+    sees_nan[1, 0, nan_key + query_len - key_len :] = True
     empty = np.zeros(lse.shape, dtype=bool)
-    empty[:, :, :query_len - key_len] = True
+    empty[:, :, : query_len - key_len] = True
     np.testing.assert_array_equal(np.isnan(lse), sees_nan)
     np.testing.assert_array_equal(np.isnan(y).all(axis=-1), sees_nan)
     np.testing.assert_array_equal(np.isnan(y).any(axis=-1), sees_nan)
@@ -390,31 +431,81 @@ def test_row_masked_out_beside_a_nan_row_stays_empty(rng):
 OP = "reference.attention"
 
 
-@pytest.mark.parametrize("options,error_type,message", [
-    ({"scale": math.nan}, InvalidProblemError, "scale must be finite (got nan, expected a finite "
-                                               "number)"),
-    ({"scale": -math.inf}, InvalidProblemError, "scale must be finite (got -inf, expected a "
-                                                "finite number)"),
-    ({"scale": "0.5"}, InvalidProblemError, "scale is not a real number (got str '0.5', "
-                                            "expected a float or an int)"),
-    ({"softcap": -0.5}, InvalidProblemError, "softcap must be finite and non-negative (got "
-                                             "-0.5, expected 0 to disable or a finite value > 0)"),
-    ({"softcap": math.inf}, InvalidProblemError, "softcap must be finite and non-negative (got "
-                                                 "inf, expected 0 to disable or a finite value > 0)"),
-    ({"causal": "False"}, InvalidProblemError, "causal is not a bool (got str 'False', expected "
-                                               "True, False, 0 or 1)"),
-    ({"causal": 2}, InvalidProblemError, "causal is not a bool (got int 2, expected True, False, "
-                                         "0 or 1)"),
-    ({"window": (-1, None)}, InvalidProblemError, "window_size_left must be >= 0 or None (got -1, "
-                                                  "expected >= 0, or None for unbounded)"),
-    ({"window": (None, 1.5)}, InvalidProblemError, "window_size_right is not an integer (got "
-                                                   "float 1.5, expected an int)"),
-    ({"window": 3}, InvalidProblemError, "window is not a pair (got 3, expected (left, right) of "
-                                         "int or None)"),
-    ({"alignment": "middle"}, InvalidProblemError, "unknown alignment (got 'middle', expected "
-                                                   "'top_left' or 'bottom_right')"),
-], ids=["scale-nan", "scale-inf", "scale-str", "softcap-negative", "softcap-inf", "causal-str",
-        "causal-2", "window-negative", "window-float", "window-not-a-pair", "alignment"])
+@pytest.mark.parametrize(
+    "options,error_type,message",
+    [
+        (
+            {"scale": math.nan},
+            InvalidProblemError,
+            "scale must be finite (got nan, expected a finite number)",
+        ),
+        (
+            {"scale": -math.inf},
+            InvalidProblemError,
+            "scale must be finite (got -inf, expected a finite number)",
+        ),
+        (
+            {"scale": "0.5"},
+            InvalidProblemError,
+            "scale is not a real number (got str '0.5', expected a float or an int)",
+        ),
+        (
+            {"softcap": -0.5},
+            InvalidProblemError,
+            "softcap must be finite and non-negative (got "
+            "-0.5, expected 0 to disable or a finite value > 0)",
+        ),
+        (
+            {"softcap": math.inf},
+            InvalidProblemError,
+            "softcap must be finite and non-negative (got "
+            "inf, expected 0 to disable or a finite value > 0)",
+        ),
+        (
+            {"causal": "False"},
+            InvalidProblemError,
+            "causal is not a bool (got str 'False', expected True, False, 0 or 1)",
+        ),
+        (
+            {"causal": 2},
+            InvalidProblemError,
+            "causal is not a bool (got int 2, expected True, False, 0 or 1)",
+        ),
+        (
+            {"window": (-1, None)},
+            InvalidProblemError,
+            "window_size_left must be >= 0 or None (got -1, expected >= 0, or None for unbounded)",
+        ),
+        (
+            {"window": (None, 1.5)},
+            InvalidProblemError,
+            "window_size_right is not an integer (got float 1.5, expected an int)",
+        ),
+        (
+            {"window": 3},
+            InvalidProblemError,
+            "window is not a pair (got 3, expected (left, right) of int or None)",
+        ),
+        (
+            {"alignment": "middle"},
+            InvalidProblemError,
+            "unknown alignment (got 'middle', expected 'top_left' or 'bottom_right')",
+        ),
+    ],
+    ids=[
+        "scale-nan",
+        "scale-inf",
+        "scale-str",
+        "softcap-negative",
+        "softcap-inf",
+        "causal-str",
+        "causal-2",
+        "window-negative",
+        "window-float",
+        "window-not-a-pair",
+        "alignment",
+    ],
+)
 def test_refuses_options_as_c_does(rng, options, error_type, message):
     with pytest.raises(error_type) as caught:
         reference.attention(*random_problem(rng), **options)
@@ -422,20 +513,42 @@ def test_refuses_options_as_c_does(rng, options, error_type, message):
     assert caught.value.message == f"{OP}: {message}"
 
 
-@pytest.mark.parametrize("shapes,error_type,message", [
-    (dict(d_k=12), UnsupportedError,
-     "d_k is not a supported head dim (got 12, expected a multiple of 8 in [8, 256])"),
-    (dict(d_k=264), UnsupportedError,
-     "d_k is not a supported head dim (got 264, expected a multiple of 8 in [8, 256])"),
-    (dict(d_v=4), UnsupportedError,
-     "d_v is not a supported head dim (got 4, expected a multiple of 8 in [8, 256])"),
-    (dict(num_heads=3, num_heads_k=2), InvalidProblemError,
-     "k shape[1] (num_heads_k) must divide num_heads (got 2, expected a divisor of 3)"),
-    (dict(num_heads=3, num_heads_k=0), InvalidProblemError,
-     "k shape[1] (num_heads_k) must divide num_heads (got 0, expected a divisor of 3)"),
-    (dict(num_heads=0, num_heads_k=2), InvalidProblemError,
-     "k shape[1] (num_heads_k) must be 0 when num_heads is 0 (got 2, expected 0)"),
-], ids=["dk-12", "dk-264", "dv-4", "heads-3-2", "heads-3-0", "heads-0-2"])
+@pytest.mark.parametrize(
+    "shapes,error_type,message",
+    [
+        (
+            dict(d_k=12),
+            UnsupportedError,
+            "d_k is not a supported head dim (got 12, expected a multiple of 8 in [8, 256])",
+        ),
+        (
+            dict(d_k=264),
+            UnsupportedError,
+            "d_k is not a supported head dim (got 264, expected a multiple of 8 in [8, 256])",
+        ),
+        (
+            dict(d_v=4),
+            UnsupportedError,
+            "d_v is not a supported head dim (got 4, expected a multiple of 8 in [8, 256])",
+        ),
+        (
+            dict(num_heads=3, num_heads_k=2),
+            InvalidProblemError,
+            "k shape[1] (num_heads_k) must divide num_heads (got 2, expected a divisor of 3)",
+        ),
+        (
+            dict(num_heads=3, num_heads_k=0),
+            InvalidProblemError,
+            "k shape[1] (num_heads_k) must divide num_heads (got 0, expected a divisor of 3)",
+        ),
+        (
+            dict(num_heads=0, num_heads_k=2),
+            InvalidProblemError,
+            "k shape[1] (num_heads_k) must be 0 when num_heads is 0 (got 2, expected 0)",
+        ),
+    ],
+    ids=["dk-12", "dk-264", "dv-4", "heads-3-2", "heads-3-0", "heads-0-2"],
+)
 def test_refuses_shapes_as_c_does(rng, shapes, error_type, message):
     with pytest.raises(error_type) as caught:
         reference.attention(*random_problem(rng, **shapes))
@@ -447,12 +560,14 @@ def test_refuses_shape_mismatches(rng):
     q, k, v = random_problem(rng)
     with pytest.raises(InvalidProblemError) as caught:
         reference.attention(q, k[:1], v)
-    assert caught.value.message == (f"{OP}: k shape mismatch (got [1, 3, 7, 8], expected "
-                                    "[2, 3, 7, 8])")
+    assert caught.value.message == (
+        f"{OP}: k shape mismatch (got [1, 3, 7, 8], expected [2, 3, 7, 8])"
+    )
     with pytest.raises(InvalidProblemError) as caught:
         reference.attention(q, k, v[:, :, :5])
-    assert caught.value.message == (f"{OP}: v shape mismatch (got [2, 3, 5, 8], expected "
-                                    "[2, 3, 7, 8])")
+    assert caught.value.message == (
+        f"{OP}: v shape mismatch (got [2, 3, 5, 8], expected [2, 3, 7, 8])"
+    )
     with pytest.raises(InvalidProblemError) as caught:
         reference.attention(q[0], k, v)
     assert caught.value.message == f"{OP}: q rank mismatch (got 3, expected 4)"
@@ -475,11 +590,15 @@ def _c_reason(**fields):
     return type(caught.value), caught.value.message.split(": ", 1)[1]
 
 
-@pytest.mark.parametrize("options,fields", [
-    ({"scale": math.inf}, {"scale": math.inf}),
-    ({"softcap": -2.0}, {"softcap": -2.0}),
-    ({"softcap": math.nan}, {"softcap": math.nan}),
-], ids=["scale", "softcap-negative", "softcap-nan"])
+@pytest.mark.parametrize(
+    "options,fields",
+    [
+        ({"scale": math.inf}, {"scale": math.inf}),
+        ({"softcap": -2.0}, {"softcap": -2.0}),
+        ({"softcap": math.nan}, {"softcap": math.nan}),
+    ],
+    ids=["scale", "softcap-negative", "softcap-nan"],
+)
 def test_option_messages_are_the_c_messages(rng, options, fields):
     with pytest.raises(baracuda.BaracudaError) as caught:
         reference.attention(*random_problem(rng), **options)
@@ -491,16 +610,21 @@ def test_head_dim_messages_are_the_c_messages(rng, d_k, d_v):
     with pytest.raises(baracuda.BaracudaError) as caught:
         reference.attention(*random_problem(rng, d_k=d_k, d_v=d_v), scale=0.5)
     assert (type(caught.value), caught.value.message.split(": ", 1)[1]) == _c_reason(
-        d_k=d_k, d_v=d_v, scale=0.5)
+        d_k=d_k, d_v=d_v, scale=0.5
+    )
 
 
-@pytest.mark.parametrize("element,options", [
-    ("f32", {"scale": 1e300}),
-    ("f32", {"softcap": 1e-300}),
-    ("f32", {"softcap": 1e39}),
-    ("f32", {"scale": 1e20, "softcap": 1e-20}),
-    ("f64", {"softcap": 1e-310}),
-], ids=["f32-scale-huge", "f32-softcap-tiny", "f32-softcap-huge", "f32-quotient", "f64-subnormal"])
+@pytest.mark.parametrize(
+    "element,options",
+    [
+        ("f32", {"scale": 1e300}),
+        ("f32", {"softcap": 1e-300}),
+        ("f32", {"softcap": 1e39}),
+        ("f32", {"scale": 1e20, "softcap": 1e-20}),
+        ("f64", {"softcap": 1e-310}),
+    ],
+    ids=["f32-scale-huge", "f32-softcap-tiny", "f32-softcap-huge", "f32-quotient", "f64-subnormal"],
+)
 def test_compute_range_messages_are_the_c_messages(rng, element, options):
     """Options beyond the compute type's range (f32 for f32 inputs, f64 for f64 ones) are
     refused with C's reason."""
@@ -509,7 +633,8 @@ def test_compute_range_messages_are_the_c_messages(rng, element, options):
     with pytest.raises(baracuda.BaracudaError) as caught:
         reference.attention(q, k, v, **options)
     assert (type(caught.value), caught.value.message.split(": ", 1)[1]) == _c_reason(
-        element=element, **options)
+        element=element, **options
+    )
 
 
 def test_compute_range_follows_the_inputs(rng):

@@ -13,10 +13,9 @@ import ctypes
 import math
 from pathlib import Path
 
+import baracuda
 import numpy as np
 import pytest
-
-import baracuda
 from baracuda import _capi, reference
 from test_flash_gpu import (
     LOW_PRECISION_EPSILON,
@@ -38,11 +37,11 @@ CHUNK_KEYS = 32
 
 def randn(torch, shape, element, generator):
     return torch.randn(shape, generator=generator, device="cuda", dtype=torch.float64).to(
-        torch_dtype(torch, element))
+        torch_dtype(torch, element)
+    )
 
 
-def naive_attention(torch, q, k, v, *, causal, window=(None, None), softcap=0.0,
-                    alibi_slopes=None):
+def naive_attention(torch, q, k, v, *, causal, window=(None, None), softcap=0.0, alibi_slopes=None):
     """Attention as a user writes it in q's dtype, top-left aligned (the ring's positions)."""
     group = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(group, dim=1)
@@ -65,8 +64,15 @@ def naive_attention(torch, q, k, v, *, causal, window=(None, None), softcap=0.0,
 
 def reference_of(q, k, v, *, causal, window=(None, None), softcap=0.0, alibi_slopes=None):
     slopes = None if alibi_slopes is None else to_numpy(alibi_slopes)
-    return reference.attention(to_numpy(q), to_numpy(k), to_numpy(v), causal=causal,
-                               window=window, softcap=softcap, alibi_slopes=slopes)
+    return reference.attention(
+        to_numpy(q),
+        to_numpy(k),
+        to_numpy(v),
+        causal=causal,
+        window=window,
+        softcap=softcap,
+        alibi_slopes=slopes,
+    )
 
 
 # ---------------------------------------------------------------- one rank against flash
@@ -96,8 +102,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("options", CASES, ids=lambda options: "-".join(
-    f"{name}={value}" for name, value in options.items()))
+@pytest.mark.parametrize(
+    "options",
+    CASES,
+    ids=lambda options: "-".join(f"{name}={value}" for name, value in options.items()),
+)
 @pytest.mark.parametrize("layout", ["contiguous", "zigzag"])
 @pytest.mark.parametrize("element", ELEMENTS)
 def test_one_rank_matches_reference(torch, seed, element, layout, options):
@@ -112,18 +121,29 @@ def test_one_rank_matches_reference(torch, seed, element, layout, options):
     if options.get("alibi"):
         slopes = torch.rand(4, generator=generator, device="cuda", dtype=torch.float32)
     out = torch.full(q.shape, NAN, dtype=q.dtype, device="cuda")
-    y, lse = baracuda.ring_attention(q, k, v, causal=causal, layout=layout, window=window,
-                                     softcap=softcap, alibi_slopes=slopes, out=out)
+    y, lse = baracuda.ring_attention(
+        q,
+        k,
+        v,
+        causal=causal,
+        layout=layout,
+        window=window,
+        softcap=softcap,
+        alibi_slopes=slopes,
+        out=out,
+    )
     torch.cuda.synchronize()
     assert y is out
     lse = torch.from_dlpack(lse)
     assert lse.dtype == lse_dtype(torch, element) and tuple(lse.shape) == (2, 4, 66)
-    ref_y, ref_lse = reference_of(q, k, v, causal=causal, window=window, softcap=softcap,
-                                  alibi_slopes=slopes)
+    ref_y, ref_lse = reference_of(
+        q, k, v, causal=causal, window=window, softcap=softcap, alibi_slopes=slopes
+    )
     naive_y = None
     if element in LOW_PRECISION_EPSILON:
-        naive_y = naive_attention(torch, q, k, v, causal=causal, window=window, softcap=softcap,
-                                  alibi_slopes=slopes)
+        naive_y = naive_attention(
+            torch, q, k, v, causal=causal, window=window, softcap=softcap, alibi_slopes=slopes
+        )
     assert_matches_reference(torch, element, out, lse, ref_y, ref_lse, naive_y)
 
 
@@ -140,12 +160,14 @@ def test_one_rank_communicator(torch, seed, element, schedule):
     with baracuda.nccl.Communicator(1, 0, baracuda.nccl.get_unique_id()) as comm:
         assert (comm.rank, comm.world_size) == (0, 1)
         assert comm.device_id == torch.cuda.current_device()
-        y, lse = baracuda.ring_attention(q, k, v, comm, causal=True, layout="zigzag",
-                                         schedule=schedule, timeout=60)
+        y, lse = baracuda.ring_attention(
+            q, k, v, comm, causal=True, layout="zigzag", schedule=schedule, timeout=60
+        )
         comm.check()
     assert comm.closed
-    alone_y, alone_lse = baracuda.ring_attention(q, k, v, causal=True, layout="zigzag",
-                                                 schedule=schedule)
+    alone_y, alone_lse = baracuda.ring_attention(
+        q, k, v, causal=True, layout="zigzag", schedule=schedule
+    )
     torch.cuda.synchronize()
     assert_bit_identical(torch, torch.from_dlpack(y), torch.from_dlpack(alone_y), "y")
     assert_bit_identical(torch, torch.from_dlpack(lse), torch.from_dlpack(alone_lse), "lse")
@@ -161,8 +183,9 @@ def test_plan_prestaged_scratch_equals_staged_k_v(torch, seed):
     # K / V as B, S, H, D tensors viewed as B, H, S, D: staging copies the strides.
     k = randn(torch, (1, 40, 2, 64), "bf16", generator).transpose(1, 2)
     v = randn(torch, (1, 40, 2, 64), "bf16", generator).transpose(1, 2)
-    descriptor = baracuda.RingAttentionDescriptor(1, 4, 40, 40, 64, num_heads_k=2,
-                                                  element="bf16", is_causal=True)
+    descriptor = baracuda.RingAttentionDescriptor(
+        1, 4, 40, 40, 64, num_heads_k=2, element="bf16", is_causal=True
+    )
     with baracuda.RingAttentionPlan.select(descriptor) as plan:
         assert plan.kv_scratch_elements == 2 * 1 * 2 * 40 * 64
         assert plan.accumulator_scratch_bytes == 1 * 4 * 40 * (64 + 2) * 4
@@ -176,14 +199,23 @@ def test_plan_prestaged_scratch_equals_staged_k_v(torch, seed):
             scratch_b = torch.full_like(scratch_a, NAN)
             if not staged_by_run:
                 scratch_a.copy_(torch.cat([k.contiguous().flatten(), v.contiguous().flatten()]))
-            accumulators = torch.full((plan.accumulator_scratch_bytes // 4,), NAN,
-                                      dtype=torch.float32, device="cuda")
+            accumulators = torch.full(
+                (plan.accumulator_scratch_bytes // 4,), NAN, dtype=torch.float32, device="cuda"
+            )
             y = torch.full(q.shape, NAN, dtype=q.dtype, device="cuda")
             lse = torch.full(q.shape[:3], NAN, dtype=torch.float32, device="cuda")
             extra = dict(k=k, v=v) if staged_by_run else {}
             plan.can_implement(q, y, scratch_a, scratch_b, accumulators, lse=lse, **extra)
-            plan.run(q, y, scratch_a, scratch_b, accumulators, lse=lse,
-                     stream=torch.cuda.current_stream(), **extra)
+            plan.run(
+                q,
+                y,
+                scratch_a,
+                scratch_b,
+                accumulators,
+                lse=lse,
+                stream=torch.cuda.current_stream(),
+                **extra,
+            )
             results.append((y, lse))
         torch.cuda.synchronize()
     assert_bit_identical(torch, results[0][0], results[1][0], "y")
@@ -213,8 +245,9 @@ def test_plan_argument_checks(torch):
         plan.can_implement(q, y, scratch_a, scratch_b, accumulators[:-1])
     assert small.value.needed == plan.accumulator_scratch_bytes
 
-    with pytest.raises(baracuda.InvalidProblemError,
-                       match="kv_scratch_a and kv_scratch_b share memory"):
+    with pytest.raises(
+        baracuda.InvalidProblemError, match="kv_scratch_a and kv_scratch_b share memory"
+    ):
         plan.can_implement(q, y, scratch_a, scratch_a, accumulators)
 
     with pytest.raises(baracuda.InvalidProblemError, match="k and v go together"):
@@ -239,8 +272,10 @@ def test_plan_argument_checks(torch):
 def _library():
     library = ctypes.CDLL(str(Path(_capi.__file__).parent / "libbaracuda.so"))
     pointer, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
-    for name in ("baracuda_kernels_ring_attention_init_run",
-                 "baracuda_kernels_ring_attention_f64_init_run"):
+    for name in (
+        "baracuda_kernels_ring_attention_init_run",
+        "baracuda_kernels_ring_attention_f64_init_run",
+    ):
         getattr(library, name).argtypes = [pointer, pointer, pointer, i64, i64, pointer]
     for element in ELEMENTS:
         step = getattr(library, f"baracuda_kernels_ring_attention_{element}_step_run")
@@ -278,21 +313,59 @@ def test_seed_steps_over_chunks(torch, seed, element, chunks, causal):
     y = torch.full(q.shape, NAN, dtype=q.dtype, device="cuda")
     lse = torch.full(q.shape[:3], NAN, dtype=compute, device="cuda")
     stream = torch.cuda.current_stream().cuda_stream
-    init = ("baracuda_kernels_ring_attention_f64_init_run" if element == "f64"
-            else "baracuda_kernels_ring_attention_init_run")
-    _call(library, init, o_acc.data_ptr(), m_acc.data_ptr(), l_acc.data_ptr(), o_acc.numel(),
-          rows, stream)
+    init = (
+        "baracuda_kernels_ring_attention_f64_init_run"
+        if element == "f64"
+        else "baracuda_kernels_ring_attention_init_run"
+    )
+    _call(
+        library,
+        init,
+        o_acc.data_ptr(),
+        m_acc.data_ptr(),
+        l_acc.data_ptr(),
+        o_acc.numel(),
+        rows,
+        stream,
+    )
     scale = 1.0 / math.sqrt(head_dim)
     for chunk in range(chunks):
-        k_chunk = k[:, :, chunk * CHUNK_KEYS:(chunk + 1) * CHUNK_KEYS].contiguous()
-        v_chunk = v[:, :, chunk * CHUNK_KEYS:(chunk + 1) * CHUNK_KEYS].contiguous()
-        _call(library, f"baracuda_kernels_ring_attention_{element}_step_run", batch, heads,
-              query_len, CHUNK_KEYS, head_dim, 0, chunk * CHUNK_KEYS, scale, int(causal),
-              q.data_ptr(), k_chunk.data_ptr(), v_chunk.data_ptr(), o_acc.data_ptr(),
-              m_acc.data_ptr(), l_acc.data_ptr(), stream)
-    _call(library, f"baracuda_kernels_ring_attention_{element}_finalize_run", batch, heads,
-          query_len, head_dim, o_acc.data_ptr(), m_acc.data_ptr(), l_acc.data_ptr(),
-          y.data_ptr(), lse.data_ptr(), stream)
+        k_chunk = k[:, :, chunk * CHUNK_KEYS : (chunk + 1) * CHUNK_KEYS].contiguous()
+        v_chunk = v[:, :, chunk * CHUNK_KEYS : (chunk + 1) * CHUNK_KEYS].contiguous()
+        _call(
+            library,
+            f"baracuda_kernels_ring_attention_{element}_step_run",
+            batch,
+            heads,
+            query_len,
+            CHUNK_KEYS,
+            head_dim,
+            0,
+            chunk * CHUNK_KEYS,
+            scale,
+            int(causal),
+            q.data_ptr(),
+            k_chunk.data_ptr(),
+            v_chunk.data_ptr(),
+            o_acc.data_ptr(),
+            m_acc.data_ptr(),
+            l_acc.data_ptr(),
+            stream,
+        )
+    _call(
+        library,
+        f"baracuda_kernels_ring_attention_{element}_finalize_run",
+        batch,
+        heads,
+        query_len,
+        head_dim,
+        o_acc.data_ptr(),
+        m_acc.data_ptr(),
+        l_acc.data_ptr(),
+        y.data_ptr(),
+        lse.data_ptr(),
+        stream,
+    )
     torch.cuda.synchronize()
     ref_y, ref_lse = reference_of(q, k, v, causal=causal)
     naive_y = None
@@ -309,4 +382,5 @@ def test_seed_steps_over_chunks(torch, seed, element, chunks, causal):
     unit = LOW_PRECISION_EPSILON.get(element, 0.0) * largest
     relative = {"f64": 1e-13, "f32": 1e-6}.get(element, 0.0) * largest
     assert ours <= 2.0 * flash + unit + relative, (
-        f"{chunks} chunks: max error {ours:.3e} against flash's {flash:.3e} on the whole sequence")
+        f"{chunks} chunks: max error {ours:.3e} against flash's {flash:.3e} on the whole sequence"
+    )

@@ -29,10 +29,9 @@ import subprocess
 import sys
 import time
 
+import baracuda
 import numpy as np
 import pytest
-
-import baracuda
 from _ring_worker import (
     DEAD_PEER_EXIT_CODE,
     DEAD_PEER_RANK,
@@ -77,10 +76,10 @@ WORKER_EXIT_TIMEOUT_S = 30.0
 # stages: start and first call, the peer's exit, the raise, the survivor's exit.
 DEAD_PEER_WORLD_SIZE = 2
 DEAD_PEER_RAISE_BOUND_S = 60.0
-DEAD_PEER_TEST_BOUND_S = (MESSAGE_TIMEOUT_S + WORKER_EXIT_TIMEOUT_S + DEAD_PEER_RAISE_BOUND_S
-                          + WORKER_EXIT_TIMEOUT_S)
-DEAD_PEER_CASE = RingCase("bf16", causal=True, layout="zigzag", head_dim=128,
-                          seq_len_per_rank=128)
+DEAD_PEER_TEST_BOUND_S = (
+    MESSAGE_TIMEOUT_S + WORKER_EXIT_TIMEOUT_S + DEAD_PEER_RAISE_BOUND_S + WORKER_EXIT_TIMEOUT_S
+)
+DEAD_PEER_CASE = RingCase("bf16", causal=True, layout="zigzag", head_dim=128, seq_len_per_rank=128)
 # What the survivor's NcclError message must name: the timeout, or the NCCL error.
 DEAD_PEER_MESSAGE = re.compile(r"time(d)?[ -]?out|nccl", re.IGNORECASE)
 
@@ -102,34 +101,78 @@ def _cases():
 
     # Every dtype x causal x layout, MHA; head dims and per-rank lengths in turn.
     for n, (element, causal, layout) in enumerate(
-            itertools.product(ELEMENTS, (False, True), LAYOUTS)):
-        add(RingCase(element, causal=causal, layout=layout,
-                     head_dim=HEAD_DIMS[(n + n // 4) % len(HEAD_DIMS)],
-                     seq_len_per_rank=SEQ_LENS_PER_RANK[n % len(SEQ_LENS_PER_RANK)]),
-            serial_twin=(element, causal, layout) == ("f16", True, "zigzag"))
+        itertools.product(ELEMENTS, (False, True), LAYOUTS)
+    ):
+        add(
+            RingCase(
+                element,
+                causal=causal,
+                layout=layout,
+                head_dim=HEAD_DIMS[(n + n // 4) % len(HEAD_DIMS)],
+                seq_len_per_rank=SEQ_LENS_PER_RANK[n % len(SEQ_LENS_PER_RANK)],
+            ),
+            serial_twin=(element, causal, layout) == ("f16", True, "zigzag"),
+        )
     # GQA (H=8, Hk=2) and MQA (Hk=1): causal zigzag, and non-causal with y allocated.
     for element, heads_k in (("bf16", 2), ("f16", 1)):
-        add(RingCase(element, num_heads=8, num_heads_k=heads_k, causal=True, layout="zigzag",
-                     head_dim=128, seq_len_per_rank=96))
-        add(RingCase(element, num_heads=8, num_heads_k=heads_k, seq_len_per_rank=130,
-                     preallocated_out=False),
-            serial_twin=heads_k == 2)
+        add(
+            RingCase(
+                element,
+                num_heads=8,
+                num_heads_k=heads_k,
+                causal=True,
+                layout="zigzag",
+                head_dim=128,
+                seq_len_per_rank=96,
+            )
+        )
+        add(
+            RingCase(
+                element,
+                num_heads=8,
+                num_heads_k=heads_k,
+                seq_len_per_rank=130,
+                preallocated_out=False,
+            ),
+            serial_twin=heads_k == 2,
+        )
     # Sliding windows on global positions, both layouts: causal left 37, non-causal 20 / 5.
     for layout in LAYOUTS:
-        add(RingCase("f16", causal=True, window=(37, 0), layout=layout, seq_len_per_rank=96),
-            serial_twin=layout == "contiguous")
-        add(RingCase("f32" if layout == "contiguous" else "bf16", window=(20, 5), layout=layout,
-                     head_dim=128))
+        add(
+            RingCase("f16", causal=True, window=(37, 0), layout=layout, seq_len_per_rank=96),
+            serial_twin=layout == "contiguous",
+        )
+        add(
+            RingCase(
+                "f32" if layout == "contiguous" else "bf16",
+                window=(20, 5),
+                layout=layout,
+                head_dim=128,
+            )
+        )
     # Softcap (unscaled scores, where the cap bites) and ALiBi on zigzag causal.
-    add(RingCase("f16", causal=True, layout="zigzag", softcap=5.0, scale=1.0,
-                 seq_len_per_rank=130))
-    add(RingCase("f32", causal=True, layout="zigzag", alibi=True, head_dim=128,
-                 seq_len_per_rank=96))
-    add(RingCase("f64", causal=True, layout="zigzag", softcap=5.0, scale=1.0, alibi=True),
-        serial_twin=True)
+    add(RingCase("f16", causal=True, layout="zigzag", softcap=5.0, scale=1.0, seq_len_per_rank=130))
+    add(
+        RingCase("f32", causal=True, layout="zigzag", alibi=True, head_dim=128, seq_len_per_rank=96)
+    )
+    add(
+        RingCase("f64", causal=True, layout="zigzag", softcap=5.0, scale=1.0, alibi=True),
+        serial_twin=True,
+    )
     # Every feature at once, at head dim 256.
-    add(RingCase("bf16", num_heads=8, num_heads_k=2, causal=True, layout="zigzag",
-                 window=(50, 0), softcap=8.0, alibi=True, head_dim=256))
+    add(
+        RingCase(
+            "bf16",
+            num_heads=8,
+            num_heads_k=2,
+            causal=True,
+            layout="zigzag",
+            window=(50, 0),
+            softcap=8.0,
+            alibi=True,
+            head_dim=256,
+        )
+    )
     return cases, pairs
 
 
@@ -171,8 +214,10 @@ class RingRun:
         per_rank = self.results.get(case.id, {})
         missing = [rank for rank in range(self.world_size) if rank not in per_rank]
         if missing:
-            pytest.fail(f"case {case.id}: no result from rank(s) {missing}\n{self.problems()}",
-                        pytrace=False)
+            pytest.fail(
+                f"case {case.id}: no result from rank(s) {missing}\n{self.problems()}",
+                pytrace=False,
+            )
         return [per_rank[rank] for rank in range(self.world_size)]
 
 
@@ -200,11 +245,13 @@ def collect_messages(result_queue, processes, ranks, final_kinds, timeout):
                 if exit_code is None:
                     continue
                 if now - exited_at.setdefault(rank, now) >= EXIT_DRAIN_S:
-                    return messages, (f"rank {rank} exited with code {exit_code} before its "
-                                      f"final message")
+                    return messages, (
+                        f"rank {rank} exited with code {exit_code} before its final message"
+                    )
             if now >= deadline:
-                return messages, (f"no message from rank(s) {sorted(waiting)} for {timeout:g} s: "
-                                  "a worker hangs")
+                return messages, (
+                    f"no message from rank(s) {sorted(waiting)} for {timeout:g} s: a worker hangs"
+                )
             continue
         messages.append(message)
         deadline = time.monotonic() + timeout
@@ -227,9 +274,12 @@ def start_workers(context, target, world_size, *args):
         unique_id = nccl.get_unique_id()
         try:
             for rank in range(world_size):
-                process = context.Process(target=target,
-                                          args=(rank, world_size, unique_id, *args),
-                                          name=f"ring-rank-{rank}", daemon=True)
+                process = context.Process(
+                    target=target,
+                    args=(rank, world_size, unique_id, *args),
+                    name=f"ring-rank-{rank}",
+                    daemon=True,
+                )
                 process.start()
                 processes.append(process)
         except BaseException:
@@ -256,8 +306,10 @@ def world_size():
     torch = pytest.importorskip("torch")
     count = torch.cuda.device_count()
     if count < MIN_WORLD_SIZE:
-        pytest.skip(f"ring attention tests need at least {MIN_WORLD_SIZE} GPUs "
-                    f"(torch.cuda.device_count() is {count})")
+        pytest.skip(
+            f"ring attention tests need at least {MIN_WORLD_SIZE} GPUs "
+            f"(torch.cuda.device_count() is {count})"
+        )
     from baracuda import nccl
 
     try:
@@ -268,12 +320,12 @@ def world_size():
     if requested is None:
         return count
     if not requested.isdigit():
-        pytest.fail(f"{WORLD_SIZE_VARIABLE} must be a whole number (got {requested!r})",
-                    pytrace=False)
+        pytest.fail(
+            f"{WORLD_SIZE_VARIABLE} must be a whole number (got {requested!r})", pytrace=False
+        )
     size = min(count, int(requested))
     if size < MIN_WORLD_SIZE:
-        pytest.skip(f"{WORLD_SIZE_VARIABLE}={requested} asks for fewer than {MIN_WORLD_SIZE} "
-                    "ranks")
+        pytest.skip(f"{WORLD_SIZE_VARIABLE}={requested} asks for fewer than {MIN_WORLD_SIZE} ranks")
     return size
 
 
@@ -285,8 +337,9 @@ def ring_run(world_size):
     processes = []
     try:
         processes = start_workers(context, run_worker, world_size, CASES, result_queue)
-        messages, failure = collect_messages(result_queue, processes, range(world_size),
-                                             (DONE, ERROR), MESSAGE_TIMEOUT_S)
+        messages, failure = collect_messages(
+            result_queue, processes, range(world_size), (DONE, ERROR), MESSAGE_TIMEOUT_S
+        )
     finally:
         stop_workers(processes)
         result_queue.close()
@@ -315,8 +368,13 @@ def gathered(torch, case, outcomes, world_size):
 def global_reference(torch, case, world_size):
     inputs = global_inputs(torch, case, world_size)
     return reference.attention(
-        to_numpy(inputs.q), to_numpy(inputs.k), to_numpy(inputs.v), causal=case.causal,
-        scale=case.scale, window=case.window, softcap=case.softcap,
+        to_numpy(inputs.q),
+        to_numpy(inputs.k),
+        to_numpy(inputs.v),
+        causal=case.causal,
+        scale=case.scale,
+        window=case.window,
+        softcap=case.softcap,
         alibi_slopes=inputs.alibi_slopes,
     )
 
@@ -334,20 +392,22 @@ def test_matches_reference_and_flash(torch, ring_run, case):
 
     ref_y, ref_lse = global_reference(torch, case, ring_run.world_size)
     assert_matches_reference(torch, case.element, y, lse, ref_y, ref_lse, naive_y)
-    assert_matches_reference(torch, case.element, y, lse, single.flash_y, single.flash_lse,
-                             naive_y)
+    assert_matches_reference(torch, case.element, y, lse, single.flash_y, single.flash_lse, naive_y)
 
 
-@pytest.mark.parametrize("overlapped,serial", SCHEDULE_PAIRS,
-                         ids=[case.id for case, _ in SCHEDULE_PAIRS])
+@pytest.mark.parametrize(
+    "overlapped,serial", SCHEDULE_PAIRS, ids=[case.id for case, _ in SCHEDULE_PAIRS]
+)
 def test_serial_schedule_is_bit_identical(ring_run, overlapped, serial):
     """The serial and overlapped schedules give the same bits on every rank."""
-    for rank, (first, second) in enumerate(zip(ring_run.outcomes(overlapped),
-                                               ring_run.outcomes(serial))):
+    for rank, (first, second) in enumerate(
+        zip(ring_run.outcomes(overlapped), ring_run.outcomes(serial), strict=True)
+    ):
         # The float64 copies are exact, so equal bits there are equal bits of the outputs.
         for name in ("y", "lse"):
             np.testing.assert_array_equal(
-                getattr(first, name).view(np.uint64), getattr(second, name).view(np.uint64),
+                getattr(first, name).view(np.uint64),
+                getattr(second, name).view(np.uint64),
                 err_msg=f"rank {rank} {name}: serial and overlapped schedules differ",
             )
 
@@ -371,10 +431,17 @@ def test_dead_peer_raises_nccl_error(world_size):
     peer_gone = context.Event()
     processes = []
     try:
-        processes = start_workers(context, run_dead_peer_worker, DEAD_PEER_WORLD_SIZE,
-                                  DEAD_PEER_CASE, result_queue, peer_gone)
-        first, failure = collect_messages(result_queue, processes, range(DEAD_PEER_WORLD_SIZE),
-                                          (RESULT, ERROR), MESSAGE_TIMEOUT_S)
+        processes = start_workers(
+            context,
+            run_dead_peer_worker,
+            DEAD_PEER_WORLD_SIZE,
+            DEAD_PEER_CASE,
+            result_queue,
+            peer_gone,
+        )
+        first, failure = collect_messages(
+            result_queue, processes, range(DEAD_PEER_WORLD_SIZE), (RESULT, ERROR), MESSAGE_TIMEOUT_S
+        )
         errors = "\n".join(f"rank {m.rank}:\n{m.payload}" for m in first if m.kind == ERROR)
         assert failure is None and not errors, (
             f"the first ring attention call failed: {failure or ''}\n{errors}"
@@ -389,8 +456,9 @@ def test_dead_peer_raises_nccl_error(world_size):
         peer_gone.set()
 
         survivor = 1 - DEAD_PEER_RANK
-        second, failure = collect_messages(result_queue, processes, (survivor,), (RESULT, ERROR),
-                                           DEAD_PEER_RAISE_BOUND_S)
+        second, failure = collect_messages(
+            result_queue, processes, (survivor,), (RESULT, ERROR), DEAD_PEER_RAISE_BOUND_S
+        )
         assert failure is None, (
             f"rank {survivor} did not report within {DEAD_PEER_RAISE_BOUND_S:g} s of its peer's "
             f"death: {failure}"
@@ -406,8 +474,7 @@ def test_dead_peer_raises_nccl_error(world_size):
         )
         assert report.error_type == "NcclError"
         assert DEAD_PEER_MESSAGE.search(report.message), (
-            f"the NcclError message names neither the timeout nor an NCCL error: "
-            f"{report.message!r}"
+            f"the NcclError message names neither the timeout nor an NCCL error: {report.message!r}"
         )
         assert report.elapsed_s <= DEAD_PEER_RAISE_BOUND_S, (
             f"NcclError came after {report.elapsed_s:.1f} s (timeout "
@@ -439,11 +506,23 @@ def test_torchrun_from_env(world_size, tmp_path):
     pytest.importorskip("torch.distributed.run")
     environment = dict(os.environ, **NCCL_ENVIRONMENT)
     environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [os.path.dirname(__file__), environment.get("PYTHONPATH")]))
+        filter(None, [os.path.dirname(__file__), environment.get("PYTHONPATH")])
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc-per-node={world_size}", FROM_ENV_SCRIPT],
-        cwd=tmp_path, env=environment, capture_output=True, text=True,
-        timeout=FROM_ENV_TIMEOUT_S, check=False)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={world_size}",
+            FROM_ENV_SCRIPT,
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=FROM_ENV_TIMEOUT_S,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"ring from_env ok world_size={world_size}" in result.stdout, result.stdout[-3000:]

@@ -286,8 +286,7 @@ BARACUDA_API baracuda_status baracuda_nccl_get_unique_id(baracuda_nccl_unique_id
 
 /* ncclCommInitRank on the current device: rank in [0, world_size), the same unique id on
  * every rank. Blocks until every rank has joined. */
-BARACUDA_API baracuda_status baracuda_nccl_comm_init_rank(baracuda_nccl_comm* comm,
-                                                          int world_size,
+BARACUDA_API baracuda_status baracuda_nccl_comm_init_rank(baracuda_nccl_comm* comm, int world_size,
                                                           const baracuda_nccl_unique_id* unique_id,
                                                           int rank);
 
@@ -386,9 +385,11 @@ typedef struct baracuda_ring_attention_descriptor {
 /* Fills every field: the extents and element given, num_heads_k = num_heads, scale
  * 1 / sqrt(head_dim) (1 when it is 0), not causal, unbounded window, no softcap, contiguous
  * layout, overlapped schedule. */
-BARACUDA_API void baracuda_ring_attention_descriptor_init(
-    baracuda_ring_attention_descriptor* desc, int32_t batch_size, int32_t num_heads,
-    int32_t query_len, int32_t key_len, int32_t head_dim, baracuda_element element);
+BARACUDA_API void baracuda_ring_attention_descriptor_init(baracuda_ring_attention_descriptor* desc,
+                                                          int32_t batch_size, int32_t num_heads,
+                                                          int32_t query_len, int32_t key_len,
+                                                          int32_t head_dim,
+                                                          baracuda_element element);
 
 typedef struct baracuda_ring_attention_args {
   baracuda_tensor q;            /* [B, H, Sq, D], last stride 1 */
@@ -423,12 +424,12 @@ BARACUDA_API baracuda_status baracuda_ring_attention_check_args(
     const baracuda_ring_attention_descriptor* desc, const baracuda_ring_attention_args* args);
 
 /* Elements of each K/V scratch buffer: 2 * B * Hk * Sk * D (K then V). */
-BARACUDA_API baracuda_status baracuda_ring_attention_kv_scratch_elements(
-    baracuda_ring_attention_plan plan, int64_t* elements);
+BARACUDA_API baracuda_status
+baracuda_ring_attention_kv_scratch_elements(baracuda_ring_attention_plan plan, int64_t* elements);
 
 /* Bytes of accumulator scratch: B * H * Sq * (D + 2) * 4 (8 for f64). */
-BARACUDA_API baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(
-    baracuda_ring_attention_plan plan, size_t* bytes);
+BARACUDA_API baracuda_status
+baracuda_ring_attention_accumulator_scratch_bytes(baracuda_ring_attention_plan plan, size_t* bytes);
 
 /* Re-checks args, then enqueues the whole ring on stream: stage (when args.k is given),
  * init, P steps with the K/V rotation, finalize. comm is the ring (its rank and size are read
@@ -459,18 +460,17 @@ BARACUDA_API void baracuda_ring_attention_plan_destroy(baracuda_ring_attention_p
  * checks and kernels as the plan (selected for the current device on every call) and
  * return its status. workspace may be NULL (the kernels need none).
  */
-#define BARACUDA_SEED_FLASH_SDPA_RUN(name)                                                    \
-  BARACUDA_API baracuda_status name(                                                          \
-      int32_t batch_size, int32_t num_heads, int32_t query_len, int32_t key_len, int32_t d_k, \
-      int32_t d_v, float scale, int32_t is_causal, const void* q, const void* k,              \
-      const void* v, void* y, void* lse, void* workspace, size_t workspace_bytes,             \
+#define BARACUDA_SEED_FLASH_SDPA_RUN(name)                                                      \
+  BARACUDA_API baracuda_status name(                                                            \
+      int32_t batch_size, int32_t num_heads, int32_t query_len, int32_t key_len, int32_t d_k,   \
+      int32_t d_v, float scale, int32_t is_causal, const void* q, const void* k, const void* v, \
+      void* y, void* lse, void* workspace, size_t workspace_bytes, baracuda_stream stream)
+#define BARACUDA_SEED_SDPA_ARBMASK_RUN(name)                                                    \
+  BARACUDA_API baracuda_status name(                                                            \
+      int32_t batch_size, int32_t num_heads, int32_t query_len, int32_t key_len, int32_t d_k,   \
+      int32_t d_v, float scale, int32_t is_causal, const void* q, const void* k, const void* v, \
+      const float* mask, void* y, void* lse, void* workspace, size_t workspace_bytes,           \
       baracuda_stream stream)
-#define BARACUDA_SEED_SDPA_ARBMASK_RUN(name)                                                  \
-  BARACUDA_API baracuda_status name(                                                          \
-      int32_t batch_size, int32_t num_heads, int32_t query_len, int32_t key_len, int32_t d_k, \
-      int32_t d_v, float scale, int32_t is_causal, const void* q, const void* k,              \
-      const void* v, const float* mask, void* y, void* lse, void* workspace,                  \
-      size_t workspace_bytes, baracuda_stream stream)
 
 BARACUDA_SEED_FLASH_SDPA_RUN(baracuda_kernels_flash_sdpa_f32_run);
 BARACUDA_SEED_FLASH_SDPA_RUN(baracuda_kernels_flash_sdpa_f16_run);
@@ -491,24 +491,23 @@ BARACUDA_SEED_SDPA_ARBMASK_RUN(baracuda_kernels_sdpa_f64_arbmask_run);
  * i-position); finalize writes Y = o / l and LSE = m + log(l) (0 and -inf for rows that saw no
  * key).
  */
-#define BARACUDA_SEED_RING_ATTENTION_STEP_RUN(name)                                         \
-  BARACUDA_API baracuda_status name(                                                        \
-      int32_t batch_size, int32_t num_heads, int32_t q_local, int32_t k_chunk,              \
-      int32_t head_dim, int32_t q_global_base, int32_t k_global_base, float scale,          \
-      int32_t is_causal, const void* q, const void* k, const void* v, void* o_acc,          \
-      void* m_acc, void* l_acc, baracuda_stream stream)
+#define BARACUDA_SEED_RING_ATTENTION_STEP_RUN(name)                                                \
+  BARACUDA_API baracuda_status name(                                                               \
+      int32_t batch_size, int32_t num_heads, int32_t q_local, int32_t k_chunk, int32_t head_dim,   \
+      int32_t q_global_base, int32_t k_global_base, float scale, int32_t is_causal, const void* q, \
+      const void* k, const void* v, void* o_acc, void* m_acc, void* l_acc, baracuda_stream stream)
 #define BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(name)                                     \
   BARACUDA_API baracuda_status name(int32_t batch_size, int32_t num_heads, int32_t q_local, \
                                     int32_t head_dim, const void* o_acc, const void* m_acc, \
-                                    const void* l_acc, void* y, void* lse,                  \
-                                    baracuda_stream stream)
+                                    const void* l_acc, void* y, void* lse, baracuda_stream stream)
 
-BARACUDA_API baracuda_status baracuda_kernels_ring_attention_init_run(
-    float* o_acc, float* m_acc, float* l_acc, int64_t o_len, int64_t ml_len,
-    baracuda_stream stream);
-BARACUDA_API baracuda_status baracuda_kernels_ring_attention_f64_init_run(
-    double* o_acc, double* m_acc, double* l_acc, int64_t o_len, int64_t ml_len,
-    baracuda_stream stream);
+BARACUDA_API baracuda_status baracuda_kernels_ring_attention_init_run(float* o_acc, float* m_acc,
+                                                                      float* l_acc, int64_t o_len,
+                                                                      int64_t ml_len,
+                                                                      baracuda_stream stream);
+BARACUDA_API baracuda_status
+baracuda_kernels_ring_attention_f64_init_run(double* o_acc, double* m_acc, double* l_acc,
+                                             int64_t o_len, int64_t ml_len, baracuda_stream stream);
 BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_f32_step_run);
 BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_f16_step_run);
 BARACUDA_SEED_RING_ATTENTION_STEP_RUN(baracuda_kernels_ring_attention_bf16_step_run);

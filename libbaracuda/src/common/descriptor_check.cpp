@@ -36,8 +36,8 @@ baracuda_status check_score_range(const char* op, baracuda_element element, doub
   const double largest_factor = range.largest / kLog2e;
   if (std::fabs(scale) > largest_factor) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "scale overflows the %s compute type (got %g, expected |scale| <= %g)",
-                range.name, scale, largest_factor);
+                "scale overflows the %s compute type (got %g, expected |scale| <= %g)", range.name,
+                scale, largest_factor);
   }
   if (softcap == 0.0) return BARACUDA_STATUS_SUCCESS;
   if (softcap < range.smallest_normal || softcap > largest_factor) {
@@ -150,8 +150,8 @@ baracuda_status check_head_dim(const char* op, const char* field, int32_t value)
               field, value, kHeadDimStep, kMinHeadDim, kMaxHeadDim);
 }
 
-baracuda_status check_grid(const char* op, int32_t batch_size, int32_t num_heads,
-                           int32_t query_len, int tile_rows) {
+baracuda_status check_grid(const char* op, int32_t batch_size, int32_t num_heads, int32_t query_len,
+                           int tile_rows) {
   // batch x heads x tiles can exceed int64, so batch x heads is compared with limit / tiles.
   const int64_t tiles = (int64_t{query_len} + tile_rows - 1) / tile_rows;
   const int64_t heads = int64_t{batch_size} * num_heads;

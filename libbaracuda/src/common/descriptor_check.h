@@ -48,8 +48,8 @@ baracuda_status check_head_dim(const char* op, const char* field, int32_t value)
 
 // batch x heads x query tiles of tile_rows must fit one launch (at most INT_MAX blocks);
 // UNSUPPORTED otherwise.
-baracuda_status check_grid(const char* op, int32_t batch_size, int32_t num_heads,
-                           int32_t query_len, int tile_rows);
+baracuda_status check_grid(const char* op, int32_t batch_size, int32_t num_heads, int32_t query_len,
+                           int tile_rows);
 
 // f32 for f16 / bf16 / f32, f64 for f64: the element of LSE and of the accumulators.
 baracuda_element accumulator_element(baracuda_element element);

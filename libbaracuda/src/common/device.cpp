@@ -17,11 +17,13 @@ baracuda_status current_device(const char* op, DeviceInfo* info) {
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   int major = 0;
   int minor = 0;
-  status = check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, info->ordinal),
-                      op, "cudaDeviceGetAttribute(ComputeCapabilityMajor)");
+  status =
+      check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, info->ordinal),
+                 op, "cudaDeviceGetAttribute(ComputeCapabilityMajor)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, info->ordinal),
-                      op, "cudaDeviceGetAttribute(ComputeCapabilityMinor)");
+  status =
+      check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, info->ordinal),
+                 op, "cudaDeviceGetAttribute(ComputeCapabilityMinor)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   info->arch = major * 10 + minor;
   return check_cuda(cudaDeviceGetAttribute(&info->max_shared_memory_optin,
@@ -35,16 +37,15 @@ baracuda_status check_current_device(const char* op, const DeviceInfo& device) {
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (ordinal == device.ordinal) return BARACUDA_STATUS_SUCCESS;
   return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-              "the current device is not the plan's (got device %d, expected device %d)",
-              ordinal, device.ordinal);
+              "the current device is not the plan's (got device %d, expected device %d)", ordinal,
+              device.ordinal);
 }
 
 baracuda_status prepare_kernel(PreparedDevices& prepared, const DeviceInfo& device,
                                const void* kernel, size_t shared_bytes, const char* family,
                                const char* kernel_name, int head_dim_bucket, const char* op) {
   constexpr int kTrackedDevices = 64;
-  const uint64_t device_bit =
-      device.ordinal < kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
+  const uint64_t device_bit = device.ordinal < kTrackedDevices ? uint64_t{1} << device.ordinal : 0;
   if (device_bit != 0 && (prepared.load() & device_bit) != 0) return BARACUDA_STATUS_SUCCESS;
 
   if (shared_bytes > static_cast<size_t>(device.max_shared_memory_optin)) {

@@ -11,8 +11,8 @@ namespace baracuda {
 
 struct DeviceInfo {
   int ordinal = -1;
-  int arch = 0;                    // compute capability x10, e.g. 90
-  int max_shared_memory_optin = 0; // bytes of dynamic shared memory a block may opt into
+  int arch = 0;                     // compute capability x10, e.g. 90
+  int max_shared_memory_optin = 0;  // bytes of dynamic shared memory a block may opt into
 };
 
 // Fills info for the current device, or fails with BARACUDA_STATUS_CUDA_ERROR naming op

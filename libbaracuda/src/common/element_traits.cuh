@@ -41,9 +41,17 @@ struct ElementTraits<__nv_bfloat16> {
   static __device__ __forceinline__ __nv_bfloat16 store(float x) { return __float2bfloat16_rn(x); }
 };
 
-__device__ __forceinline__ float exp_of(float x) { return expf(x); }
-__device__ __forceinline__ double exp_of(double x) { return exp(x); }
-__device__ __forceinline__ float log_of(float x) { return logf(x); }
-__device__ __forceinline__ double log_of(double x) { return log(x); }
+__device__ __forceinline__ float exp_of(float x) {
+  return expf(x);
+}
+__device__ __forceinline__ double exp_of(double x) {
+  return exp(x);
+}
+__device__ __forceinline__ float log_of(float x) {
+  return logf(x);
+}
+__device__ __forceinline__ double log_of(double x) {
+  return log(x);
+}
 
 }  // namespace baracuda

@@ -9,8 +9,8 @@ KernelReport make_kernel_report(const char* family, baracuda_backend backend,
                                 baracuda_element element, int32_t head_dim_bucket, int32_t arch) {
   KernelReport report;
   report.name = std::string(family) + "." + baracuda_backend_string(backend) + "." +
-                baracuda_element_string(element) + ".d" + std::to_string(head_dim_bucket) +
-                ".sm" + std::to_string(arch);
+                baracuda_element_string(element) + ".d" + std::to_string(head_dim_bucket) + ".sm" +
+                std::to_string(arch);
   report.backend = backend;
   report.element = element;
   report.head_dim_bucket = head_dim_bucket;

@@ -64,8 +64,8 @@ baracuda_status fail(baracuda_status status, const char* op, const char* format,
   return status;
 }
 
-baracuda_status fail_with_sizes(baracuda_status status, int64_t needed, int64_t got,
-                                const char* op, const char* format, ...) noexcept {
+baracuda_status fail_with_sizes(baracuda_status status, int64_t needed, int64_t got, const char* op,
+                                const char* format, ...) noexcept {
   va_list args;
   va_start(args, format);
   record(op, format, args);
@@ -123,6 +123,8 @@ void baracuda_last_error_sizes(int64_t* needed, int64_t* got) {
   if (got) *got = error.got;
 }
 
-const char* baracuda_version(void) { return BARACUDA_VERSION_STRING; }
+const char* baracuda_version(void) {
+  return BARACUDA_VERSION_STRING;
+}
 
 }  // extern "C"

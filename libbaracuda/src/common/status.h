@@ -15,8 +15,8 @@ baracuda_status fail(baracuda_status status, const char* op, const char* format,
     __attribute__((format(printf, 3, 4)));
 
 // As fail, and records the sizes reported by baracuda_last_error_sizes.
-baracuda_status fail_with_sizes(baracuda_status status, int64_t needed, int64_t got,
-                                const char* op, const char* format, ...) noexcept
+baracuda_status fail_with_sizes(baracuda_status status, int64_t needed, int64_t got, const char* op,
+                                const char* format, ...) noexcept
     __attribute__((format(printf, 5, 6)));
 
 // Clears this thread's message; returns BARACUDA_STATUS_SUCCESS.

@@ -11,8 +11,7 @@ bool is_valid_element(baracuda_element element) {
     case BARACUDA_ELEMENT_F32:
     case BARACUDA_ELEMENT_F16:
     case BARACUDA_ELEMENT_BF16:
-    case BARACUDA_ELEMENT_F64:
-      return true;
+    case BARACUDA_ELEMENT_F64: return true;
   }
   return false;
 }
@@ -101,7 +100,9 @@ bool overlaps_itself(const baracuda_tensor& tensor) {
   return false;
 }
 
-uintptr_t address_of(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer); }
+uintptr_t address_of(const void* pointer) {
+  return reinterpret_cast<uintptr_t>(pointer);
+}
 
 }  // namespace
 
@@ -165,8 +166,7 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
   }
   if (tensor.data == nullptr) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "%s data is NULL (got NULL, expected a device pointer to %" PRId64
-                " elements)",
+                "%s data is NULL (got NULL, expected a device pointer to %" PRId64 " elements)",
                 rule.name, span);
   }
   if (address_of(tensor.data) % element_bytes != 0) {
@@ -176,8 +176,8 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
   }
   if (span > tensor.buffer_elements) {
     return fail_with_sizes(BARACUDA_STATUS_BUFFER_TOO_SMALL, span, tensor.buffer_elements, op,
-                           "%s buffer too small (got %" PRId64 " elements, expected at least %" PRId64
-                           ")",
+                           "%s buffer too small (got %" PRId64
+                           " elements, expected at least %" PRId64 ")",
                            rule.name, tensor.buffer_elements, span);
   }
   return BARACUDA_STATUS_SUCCESS;
@@ -186,8 +186,8 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
 ByteRange byte_range(const char* name, const baracuda_tensor& tensor) {
   if (!is_present(tensor)) return {name, tensor.data, 0};
   // A checked view's bytes fit in int64 (check_tensor).
-  const uint64_t bytes = static_cast<uint64_t>(physical_span(tensor)) *
-                         baracuda_element_size(tensor.element);
+  const uint64_t bytes =
+      static_cast<uint64_t>(physical_span(tensor)) * baracuda_element_size(tensor.element);
   return {name, tensor.data, static_cast<int64_t>(bytes)};
 }
 
@@ -204,7 +204,8 @@ baracuda_status check_memory_ranges(const char* op, const ByteRange* written, si
   };
   const auto refuse_overlap = [&](const ByteRange& out, const ByteRange& other) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "%s and %s share memory (got %s at %p for %" PRId64 " bytes and %s at %p for %" PRId64
+                "%s and %s share memory (got %s at %p for %" PRId64
+                " bytes and %s at %p for %" PRId64
                 " bytes, expected %s to share no byte with another argument)",
                 out.name, other.name, out.name, out.begin, out.bytes, other.name, other.begin,
                 other.bytes, out.name);
@@ -222,7 +223,8 @@ baracuda_status check_memory_ranges(const char* op, const ByteRange* written, si
   }
   for (size_t out = 0; out < written_count; ++out) {
     for (size_t other = out + 1; other < written_count; ++other) {
-      if (overlap(written[out], written[other])) return refuse_overlap(written[out], written[other]);
+      if (overlap(written[out], written[other]))
+        return refuse_overlap(written[out], written[other]);
     }
     for (size_t other = 0; other < read_count; ++other) {
       if (overlap(written[out], read[other])) return refuse_overlap(written[out], read[other]);
@@ -242,8 +244,8 @@ baracuda_status check_alibi_slopes(const char* op, const baracuda_tensor& slopes
                 format_extents(slopes.shape, slopes.rank).c_str(), num_heads, batch, num_heads);
   }
   const int64_t slopes_shape[2] = {batch, num_heads};
-  const TensorRule rule = {"alibi_slopes", BARACUDA_ELEMENT_F32, 2, slopes_shape,
-                           Broadcast::kExtentOne, Access::kRead, false};
+  const TensorRule rule = {"alibi_slopes",        BARACUDA_ELEMENT_F32, 2,    slopes_shape,
+                           Broadcast::kExtentOne, Access::kRead,        false};
   return check_tensor(op, slopes, rule);
 }
 

@@ -12,7 +12,9 @@ namespace baracuda {
 bool is_valid_element(baracuda_element element);
 
 // An optional tensor is absent when its rank is 0.
-inline bool is_present(const baracuda_tensor& tensor) { return tensor.rank != 0; }
+inline bool is_present(const baracuda_tensor& tensor) {
+  return tensor.rank != 0;
+}
 
 // Whether some axis has extent 0 (the view holds no element).
 bool is_empty(const baracuda_tensor& tensor);
@@ -28,8 +30,8 @@ int64_t physical_span(const baracuda_tensor& tensor);
 std::string format_extents(const int64_t* extents, int rank);
 
 enum class Broadcast {
-  kNone,        // the shape must equal the expected shape
-  kExtentOne,   // each axis is either the expected extent or 1 (which broadcasts)
+  kNone,       // the shape must equal the expected shape
+  kExtentOne,  // each axis is either the expected extent or 1 (which broadcasts)
 };
 
 enum class Access {
@@ -38,19 +40,18 @@ enum class Access {
 };
 
 struct TensorRule {
-  const char* name;            // "q", "mask", ...
-  baracuda_element element;    // required element
-  int rank;                    // required rank
-  const int64_t* shape;        // expected extents, `rank` of them
+  const char* name;          // "q", "mask", ...
+  baracuda_element element;  // required element
+  int rank;                  // required rank
+  const int64_t* shape;      // expected extents, `rank` of them
   Broadcast broadcast;
   Access access;
-  bool unit_last_stride;       // the last axis must be contiguous
+  bool unit_last_stride;  // the last axis must be contiguous
 };
 
 // Checks rank, element, shape, strides (a written view must not overlap itself), data pointer
 // (not NULL, aligned for the element) and buffer size, in that order.
-baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
-                             const TensorRule& rule);
+baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor, const TensorRule& rule);
 
 // The device bytes one argument of a call touches, named for messages.
 struct ByteRange {

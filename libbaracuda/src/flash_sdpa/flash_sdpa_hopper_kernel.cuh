@@ -27,10 +27,10 @@
 #include <type_traits>
 #include <utility>
 
-#include <cute/arch/copy_sm90_tma.hpp>
-#include <cute/arch/mma_sm90.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm90.hpp>
 
 #include "common/element_traits.cuh"
 #include "common/status.h"
@@ -54,10 +54,10 @@ constexpr int kWarpgroupWarps = kWarpgroupThreads / kWarpSize;
 constexpr int kConsumerWarpgroups = 2;
 constexpr int kConsumerWarps = kConsumerWarpgroups * kWarpgroupWarps;
 constexpr int kThreads = (1 + kConsumerWarpgroups) * kWarpgroupThreads;
-constexpr int kMmaRows = 64;       // M of one wgmma: the query rows of one warpgroup
-constexpr int kMmaK = 16;          // K of one 16-bit wgmma
-constexpr int kRowsPerWarp = 16;   // of a wgmma accumulator: each warp owns 16 rows
-constexpr int kQuad = 4;           // lanes that share one accumulator row
+constexpr int kMmaRows = 64;         // M of one wgmma: the query rows of one warpgroup
+constexpr int kMmaK = 16;            // K of one 16-bit wgmma
+constexpr int kRowsPerWarp = 16;     // of a wgmma accumulator: each warp owns 16 rows
+constexpr int kQuad = 4;             // lanes that share one accumulator row
 constexpr int kColumnsPerGroup = 8;  // accumulator columns of one register group of a quad
 static_assert(kConsumerWarpgroups * kMmaRows == kHopperBlockRows,
               "each consumer warpgroup owns one wgmma of rows");
@@ -66,8 +66,8 @@ static_assert(kConsumerWarpgroups * kMmaRows == kHopperBlockRows,
 constexpr int kProducerRegisters = 24;
 constexpr int kConsumerRegisters = 240;
 constexpr int kRegistersPerBlock = 65536;
-static_assert((kProducerRegisters + kConsumerWarpgroups * kConsumerRegisters) *
-                      kWarpgroupThreads <= kRegistersPerBlock,
+static_assert((kProducerRegisters + kConsumerWarpgroups * kConsumerRegisters) * kWarpgroupThreads <=
+                  kRegistersPerBlock,
               "register budgets exceed the register file");
 
 // Shared-memory tiles are stored as TMA writes them with the 128-byte swizzle: a tile of
@@ -131,16 +131,18 @@ struct MmaElement<__nv_bfloat16> {
 
 // 64 x kN x 16 wgmma with f32 accumulators: A and B in shared memory (S = Q K^T, both K-major).
 template <typename Element, int kN>
-using QkMma = decltype(gmma::ss_op_selector<
-                       typename MmaElement<Element>::type, typename MmaElement<Element>::type,
-                       float, cute::Shape<cute::Int<kMmaRows>, cute::Int<kN>, cute::Int<kMmaK>>,
-                       gmma::Major::K, gmma::Major::K>());
+using QkMma =
+    decltype(gmma::ss_op_selector<typename MmaElement<Element>::type,
+                                  typename MmaElement<Element>::type, float,
+                                  cute::Shape<cute::Int<kMmaRows>, cute::Int<kN>, cute::Int<kMmaK>>,
+                                  gmma::Major::K, gmma::Major::K>());
 // A in registers, B in shared memory, N-major (O += P V: V is [keys][head dim]).
 template <typename Element, int kN>
-using PvMma = decltype(gmma::rs_op_selector<
-                       typename MmaElement<Element>::type, typename MmaElement<Element>::type,
-                       float, cute::Shape<cute::Int<kMmaRows>, cute::Int<kN>, cute::Int<kMmaK>>,
-                       gmma::Major::K, gmma::Major::MN>());
+using PvMma =
+    decltype(gmma::rs_op_selector<typename MmaElement<Element>::type,
+                                  typename MmaElement<Element>::type, float,
+                                  cute::Shape<cute::Int<kMmaRows>, cute::Int<kN>, cute::Int<kMmaK>>,
+                                  gmma::Major::K, gmma::Major::MN>());
 
 template <typename Mma, int kRegisters, size_t... I>
 __device__ __forceinline__ void mma_smem_smem(uint64_t a, uint64_t b, float (&d)[kRegisters],
@@ -189,8 +191,7 @@ __device__ __forceinline__ uint64_t k_major_operand(const uint16_t* tile, int ti
 
 // N-major operand (V): keys [16 step, 16 step + 16) of a tile of `tile_rows` keys, all head
 // dims; consecutive chunks of 64 head dims lie tile_rows x 128 bytes apart.
-__device__ __forceinline__ uint64_t n_major_operand(const uint16_t* tile, int tile_rows,
-                                                    int step) {
+__device__ __forceinline__ uint64_t n_major_operand(const uint16_t* tile, int tile_rows, int step) {
   const unsigned char* start =
       reinterpret_cast<const unsigned char*>(tile) + step * kMmaK * kChunkRowBytes;
   return matrix_descriptor(start, tile_rows * kChunkRowBytes, kSwizzleAtomBytes);
@@ -275,10 +276,10 @@ __device__ __forceinline__ RowPlace row_place(const ScoreModifiers& modifiers, i
   const int64_t diagonal = query + modifiers.offset;
   RowPlace row;
   row.query = static_cast<int32_t>(query);
-  row.first_key = static_cast<int32_t>(
-      min(key_len, max(int64_t{0}, diagonal - modifiers.window_left)));
-  row.last_key = static_cast<int32_t>(
-      max(int64_t{-1}, min(key_len - 1, diagonal + modifiers.window_right)));
+  row.first_key =
+      static_cast<int32_t>(min(key_len, max(int64_t{0}, diagonal - modifiers.window_left)));
+  row.last_key =
+      static_cast<int32_t>(max(int64_t{-1}, min(key_len - 1, diagonal + modifiers.window_right)));
   row.in_problem = query < query_len;
   return row;
 }
@@ -372,8 +373,8 @@ __device__ __forceinline__ void online_softmax_update(SoftmaxState& state, float
     float tile_max = state.max[half];
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
-      tile_max = fmaxf(tile_max, fmaxf(t[fragment_index(g, half, 0)],
-                                       t[fragment_index(g, half, 1)]));
+      tile_max =
+          fmaxf(tile_max, fmaxf(t[fragment_index(g, half, 0)], t[fragment_index(g, half, 1)]));
     }
     tile_max = quad_max(tile_max);
     // A row that has seen no key yet keeps p = 0 with a reference of 0 instead of -inf.
@@ -419,8 +420,8 @@ __device__ __forceinline__ void store_output(const Params& params, const float (
   constexpr int kGroups = kHeadDim / kColumnsPerGroup;
   const int lane_column = 2 * (threadIdx.x % kQuad);
   Element* y = static_cast<Element*>(params.y) + b * params.y_strides[0] + h * params.y_strides[1];
-  float* lse = static_cast<float*>(params.lse) + b * params.lse_strides[0] +
-               h * params.lse_strides[1];
+  float* lse =
+      static_cast<float*>(params.lse) + b * params.lse_strides[0] + h * params.lse_strides[1];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     if (!rows[half].in_problem) continue;
@@ -463,8 +464,7 @@ __device__ __forceinline__ void merge_into_running_state(const Params& params,
         b * running.row_strides[0] + h * running.row_strides[1] + rows[half].query;
     float* max = static_cast<float*>(running.max) + row_offset;
     float* sum = static_cast<float*>(running.sum) + row_offset;
-    const float this_max =
-        state.sum[half] != 0.0f ? __fmul_rn(state.max[half], kLn2) : -INFINITY;
+    const float this_max = state.sum[half] != 0.0f ? __fmul_rn(state.max[half], kLn2) : -INFINITY;
     const float earlier_max = rows[half].in_problem ? *max : -INFINITY;
     const float merged_max = fmaxf(earlier_max, this_max);
     // Every lane of the quad has read max before its first lane overwrites it.
@@ -480,8 +480,8 @@ __device__ __forceinline__ void merge_into_running_state(const Params& params,
       if (column < params.d_v) {
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          output[column + pair] = output[column + pair] * earlier_scale +
-                                  o[fragment_index(g, half, pair)] * scale;
+          output[column + pair] =
+              output[column + pair] * earlier_scale + o[fragment_index(g, half, pair)] * scale;
         }
       }
     }
@@ -526,8 +526,10 @@ struct KeyTiles {
 template <int kBlockN>
 __device__ __forceinline__ KeyTiles key_tiles(const ScoreModifiers& modifiers,
                                               const BlockTile& tile, int64_t key_len) {
-  const int64_t first_key = max(int64_t{0}, tile.first_row + modifiers.offset - modifiers.window_left);
-  const int64_t end_key = min(key_len, tile.last_row + modifiers.offset + modifiers.window_right + 1);
+  const int64_t first_key =
+      max(int64_t{0}, tile.first_row + modifiers.offset - modifiers.window_left);
+  const int64_t end_key =
+      min(key_len, tile.last_row + modifiers.offset + modifiers.window_right + 1);
   KeyTiles tiles;
   tiles.begin = first_key / kBlockN;
   tiles.end = end_key > first_key ? (end_key + kBlockN - 1) / kBlockN : tiles.begin;
@@ -597,9 +599,9 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
   Barrier::arrive_and_expect_tx(&shared.q_full, kQBytes);
 #pragma unroll
   for (int c = 0; c < Config::kChunks; ++c) {
-    cute::SM90_TMA_LOAD_4D::copy(&hp.q_map, &shared.q_full, kEvictNormal,
-                                 shared.q + c * kQChunk, c * kTmaChunkElements,
-                                 static_cast<int32_t>(tile.first_row), q_head, q_batch);
+    cute::SM90_TMA_LOAD_4D::copy(&hp.q_map, &shared.q_full, kEvictNormal, shared.q + c * kQChunk,
+                                 c * kTmaChunkElements, static_cast<int32_t>(tile.first_row),
+                                 q_head, q_batch);
   }
 
   const int32_t k_batch = axis_coordinate(params.k_strides[0], tile.b);
@@ -804,9 +806,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Config = TileConfig<kHeadDim>;
   extern __shared__ unsigned char shared_raw[];
-  const uintptr_t aligned =
-      (reinterpret_cast<uintptr_t>(shared_raw) + kSwizzleAtomBytes - 1) &
-      ~static_cast<uintptr_t>(kSwizzleAtomBytes - 1);
+  const uintptr_t aligned = (reinterpret_cast<uintptr_t>(shared_raw) + kSwizzleAtomBytes - 1) &
+                            ~static_cast<uintptr_t>(kSwizzleAtomBytes - 1);
   SharedStorage<kHeadDim>& shared = *reinterpret_cast<SharedStorage<kHeadDim>*>(aligned);
 
   const Params& params = hp.params;
@@ -845,8 +846,8 @@ baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
   return prepare_kernel(
       prepared, device,
       reinterpret_cast<const void*>(hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>),
-      hopper::shared_bytes<kHeadDimBucket>(), "hopper", "flash_sdpa_hopper_kernel",
-      kHeadDimBucket, op);
+      hopper::shared_bytes<kHeadDimBucket>(), "hopper", "flash_sdpa_hopper_kernel", kHeadDimBucket,
+      op);
 }
 
 template <typename Element, int kHeadDimBucket>

@@ -35,10 +35,9 @@ baracuda_status select_hopper(const char* op, baracuda_element element, int head
                 kHopperArch / 10, kHopperArch % 10);
   }
   const HopperInstance* found = nullptr;
-  baracuda_status status =
-      find_instance(op, "hopper",
-                    "BARACUDA_CUDA_ARCHITECTURES (needs 90a) and BARACUDA_HEAD_DIM_BUCKETS",
-                    kHopperInstances, element, head_dim, &found);
+  baracuda_status status = find_instance(
+      op, "hopper", "BARACUDA_CUDA_ARCHITECTURES (needs 90a) and BARACUDA_HEAD_DIM_BUCKETS",
+      kHopperInstances, element, head_dim, &found);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   status = found->prepare(device, op);
   if (status != BARACUDA_STATUS_SUCCESS) return status;

@@ -1,8 +1,8 @@
 // TMA descriptors of the hopper kernel's operands, and which operands TMA can describe.
 #include "flash_sdpa/flash_sdpa_hopper_tensor_map.h"
 
-#include <cuda_runtime.h>
 #include <cudaTypedefs.h>
+#include <cuda_runtime.h>
 
 #include <cinttypes>
 
@@ -32,9 +32,9 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled_entry_point(cudaError_t* error,
   static cudaDriverEntryPointQueryResult lookup_result = cudaDriverEntryPointSuccess;
   static PFN_cuTensorMapEncodeTiled_v12000 entry_point = [] {
     void* function = nullptr;
-    lookup_error = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function,
-                                                    kEncodeTiledAbiVersion, cudaEnableDefault,
-                                                    &lookup_result);
+    lookup_error =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function,
+                                         kEncodeTiledAbiVersion, cudaEnableDefault, &lookup_result);
     return lookup_error == cudaSuccess && lookup_result == cudaDriverEntryPointSuccess
                ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function)
                : nullptr;
@@ -65,8 +65,8 @@ TmaOperands tma_operands(const Params& params) {
   const int64_t batch = params.batch_size;
   const auto operand = [&](const void* data, int64_t heads, int64_t length, int64_t head_dim,
                            const int64_t (&strides)[4]) {
-    return TmaOperand{data, {batch, heads, length, head_dim},
-                      {strides[0], strides[1], strides[2], strides[3]}};
+    return TmaOperand{
+        data, {batch, heads, length, head_dim}, {strides[0], strides[1], strides[2], strides[3]}};
   };
   return {operand(params.q, params.num_heads, params.query_len, params.d_k, params.q_strides),
           operand(params.k, params.num_heads_k, params.key_len, params.d_k, params.k_strides),
@@ -97,9 +97,9 @@ baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand,
     const bool broadcast = axis != kHeadDimAxis && operand.strides[axis] == 0;
     dims[dim] = broadcast ? 1 : static_cast<cuuint64_t>(operand.extents[axis]);
     if (dim > 0) {
-      strides[dim - 1] = broadcast ? static_cast<cuuint64_t>(kTmaAlignmentBytes)
-                                   : static_cast<cuuint64_t>(operand.strides[axis]) *
-                                         kTmaElementBytes;
+      strides[dim - 1] = broadcast
+                             ? static_cast<cuuint64_t>(kTmaAlignmentBytes)
+                             : static_cast<cuuint64_t>(operand.strides[axis]) * kTmaElementBytes;
     }
   }
   const cuuint32_t box[kAxes] = {static_cast<cuuint32_t>(kTmaChunkElements),
@@ -108,10 +108,10 @@ baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand,
   const CUtensorMapDataType type = element == BARACUDA_ELEMENT_BF16
                                        ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                        : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUresult result = encode(
-      map, type, kAxes, const_cast<void*>(operand.data), dims, strides, box, element_strides,
-      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult result =
+      encode(map, type, kAxes, const_cast<void*>(operand.data), dims, strides, box, element_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS) {
     return fail(BARACUDA_STATUS_CUDA_ERROR, op,
                 "cuTensorMapEncodeTiled(%s) failed (got CUresult %d for extents [%" PRId64

@@ -40,9 +40,9 @@ TmaOperands tma_operands(const Params& params);
 bool tma_can_describe(const TmaOperand& operand);
 
 // Encodes `operand`, of f16 or bf16 `element`, as a tiled 4-d map with boxes of
-// kTmaChunkElements x box_rows, 128-byte swizzle and zero fill outside the extents. An axis of stride 0 (a broadcast) is encoded with
-// extent 1, so that coordinate 0 reads it for every index. CUDA_ERROR names the operand when
-// the driver refuses.
+// kTmaChunkElements x box_rows, 128-byte swizzle and zero fill outside the extents. An axis of
+// stride 0 (a broadcast) is encoded with extent 1, so that coordinate 0 reads it for every index.
+// CUDA_ERROR names the operand when the driver refuses.
 baracuda_status encode_tma_operand(CUtensorMap* map, const TmaOperand& operand,
                                    baracuda_element element, int box_rows, const char* op,
                                    const char* name);

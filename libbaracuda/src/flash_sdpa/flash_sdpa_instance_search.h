@@ -14,8 +14,8 @@ namespace baracuda::flash_sdpa {
 // the element's buckets in this build and the build options that set them (`options`).
 template <typename Instances, typename Instance>
 baracuda_status find_instance(const char* op, const char* family, const char* options,
-                              const Instances& instances, baracuda_element element,
-                              int head_dim, const Instance** found) {
+                              const Instances& instances, baracuda_element element, int head_dim,
+                              const Instance** found) {
   std::string buckets;
   for (const Instance& candidate : instances) {
     if (candidate.element != element) continue;

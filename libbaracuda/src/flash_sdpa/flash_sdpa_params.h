@@ -51,9 +51,9 @@ inline void set_alibi_slopes(ScoreModifiers& modifiers, const baracuda_tensor& s
 // rows' (o, m, l) into the state here instead of writing y and lse. All three are in the
 // compute type (f32, or f64 for f64), rows and dims contiguous.
 struct RunningState {
-  void* output = nullptr;  // o [B, H, Sq, Dv]: unnormalised sum of p V
-  void* max = nullptr;     // m [B, H, Sq]: running maximum score
-  void* sum = nullptr;     // l [B, H, Sq]: running sum of exp(score - m)
+  void* output = nullptr;          // o [B, H, Sq, Dv]: unnormalised sum of p V
+  void* max = nullptr;             // m [B, H, Sq]: running maximum score
+  void* sum = nullptr;             // l [B, H, Sq]: running sum of exp(score - m)
   int64_t output_strides[3] = {};  // batch, head, row
   int64_t row_strides[2] = {};     // batch, head (of m and l)
 };

@@ -13,20 +13,20 @@
 #include "common/plan_report.h"
 #include "common/status.h"
 #include "common/tensor_check.h"
-#include "flash_sdpa/flash_sdpa_params.h"
 #include "flash_sdpa/flash_sdpa_kernels.h"
+#include "flash_sdpa/flash_sdpa_params.h"
 #include "flash_sdpa/flash_sdpa_portable.h"
 
 namespace {
 
 using baracuda::Access;
 using baracuda::Broadcast;
-using baracuda::NamedExtent;
 using baracuda::DeviceInfo;
-using baracuda::TensorRule;
 using baracuda::fail;
-using baracuda::flash_sdpa::Params;
+using baracuda::NamedExtent;
+using baracuda::TensorRule;
 using baracuda::flash_sdpa::FlashKernels;
+using baracuda::flash_sdpa::Params;
 
 constexpr const char* kSelectOp = "flash_sdpa_plan_select";
 constexpr const char* kCanImplementOp = "flash_sdpa_can_implement";
@@ -49,14 +49,16 @@ baracuda_status check_descriptor(const char* op, const baracuda_flash_sdpa_descr
                                  const baracuda_plan_preference& preference) {
   baracuda_status status = baracuda::check_element(op, desc.element);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  const NamedExtent extents[] = {{"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
-                                 {"query_len", desc.query_len},   {"key_len", desc.key_len},
-                                 {"d_k", desc.d_k},               {"d_v", desc.d_v}};
+  const NamedExtent extents[] = {{"batch_size", desc.batch_size},
+                                 {"num_heads", desc.num_heads},
+                                 {"query_len", desc.query_len},
+                                 {"key_len", desc.key_len},
+                                 {"d_k", desc.d_k},
+                                 {"d_v", desc.d_v}};
   status = baracuda::check_extents(op, extents, sizeof(extents) / sizeof(extents[0]));
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_score_options(op, desc.element, desc.scale, desc.softcap,
-                                         desc.is_causal, desc.window_size_left,
-                                         desc.window_size_right);
+  status = baracuda::check_score_options(op, desc.element, desc.scale, desc.softcap, desc.is_causal,
+                                         desc.window_size_left, desc.window_size_right);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (desc.alignment != BARACUDA_ALIGN_TOP_LEFT && desc.alignment != BARACUDA_ALIGN_BOTTOM_RIGHT) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
@@ -126,7 +128,8 @@ baracuda_status check_args(const char* op, const baracuda_flash_sdpa_descriptor&
       {"k", element, 4, k_shape, Broadcast::kNone, Access::kRead, true},
       {"v", element, 4, v_shape, Broadcast::kNone, Access::kRead, true},
       {"y", element, 4, y_shape, Broadcast::kNone, Access::kWrite, true},
-      {"lse", baracuda::accumulator_element(element), 3, lse_shape, Broadcast::kNone, Access::kWrite, false},
+      {"lse", baracuda::accumulator_element(element), 3, lse_shape, Broadcast::kNone,
+       Access::kWrite, false},
   };
   const baracuda_tensor* tensors[] = {&args->q, &args->k, &args->v, &args->y, &args->lse};
   for (size_t n = 0; n < sizeof(rules) / sizeof(rules[0]); ++n) {
@@ -135,8 +138,8 @@ baracuda_status check_args(const char* op, const baracuda_flash_sdpa_descriptor&
   }
 
   if (baracuda::is_present(args->mask)) {
-    const TensorRule rule = {"mask", BARACUDA_ELEMENT_F32, 4, mask_shape, Broadcast::kExtentOne,
-                             Access::kRead, false};
+    const TensorRule rule = {
+        "mask", BARACUDA_ELEMENT_F32, 4, mask_shape, Broadcast::kExtentOne, Access::kRead, false};
     const baracuda_status status = baracuda::check_tensor(op, args->mask, rule);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
   }
@@ -356,6 +359,8 @@ baracuda_status baracuda_flash_sdpa_precision_guarantee(baracuda_flash_sdpa_plan
   });
 }
 
-void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan) { delete plan; }
+void baracuda_flash_sdpa_plan_destroy(baracuda_flash_sdpa_plan plan) {
+  delete plan;
+}
 
 }  // extern "C"

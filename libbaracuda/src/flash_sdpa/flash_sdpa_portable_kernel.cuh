@@ -39,7 +39,6 @@ constexpr int kTileRowPadding = 1;
 
 static_assert(kPortableBlockRows % kWarps == 0, "block rows must split evenly over warps");
 
-
 template <typename Compute>
 __device__ __forceinline__ Compute warp_max(Compute x) {
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
@@ -80,9 +79,8 @@ __device__ __forceinline__ void stage_rows(Compute* tile, int tile_stride, const
   for (int r = warp; r < rows; r += kWarps) {
     const int64_t row = first + r;
     for (int d = lane; d < width; d += kWarpSize) {
-      tile[r * tile_stride + d] = row < limit
-                                      ? ElementTraits<Element>::load(source[row * row_stride + d])
-                                      : Compute(0);
+      tile[r * tile_stride + d] =
+          row < limit ? ElementTraits<Element>::load(source[row * row_stride + d]) : Compute(0);
     }
   }
 }
@@ -178,8 +176,8 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
   const int64_t first_row = tile * kPortableBlockRows;
   const int64_t last_row = min(first_row + kPortableBlockRows, query_len) - 1;
 
-  const Element* q = static_cast<const Element*>(params.q) + b * params.q_strides[0] +
-                     h * params.q_strides[1];
+  const Element* q =
+      static_cast<const Element*>(params.q) + b * params.q_strides[0] + h * params.q_strides[1];
   const Element* k = static_cast<const Element*>(params.k) + b * params.k_strides[0] +
                      kv_head * params.k_strides[1];
   const Element* v = static_cast<const Element*>(params.v) + b * params.v_strides[0] +
@@ -270,8 +268,8 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
   // Normalise and write this warp's rows: y = o / l, lse = m + log(l); a row that saw no key
   // writes y = 0 and lse = -inf.
   Element* y = static_cast<Element*>(params.y) + b * params.y_strides[0] + h * params.y_strides[1];
-  Compute* lse = static_cast<Compute*>(params.lse) + b * params.lse_strides[0] +
-                 h * params.lse_strides[1];
+  Compute* lse =
+      static_cast<Compute*>(params.lse) + b * params.lse_strides[0] + h * params.lse_strides[1];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int64_t i = first_row + warp * kRowsPerWarp + r;
@@ -283,7 +281,8 @@ __global__ void __launch_bounds__(kThreads) flash_sdpa_portable_kernel(const Par
 #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) {
       const int d = lane + e * kWarpSize;
-      if (d < params.d_v) y[i * params.y_strides[2] + d] = Traits::store(rows[r].output[e] * inverse_sum);
+      if (d < params.d_v)
+        y[i * params.y_strides[2] + d] = Traits::store(rows[r].output[e] * inverse_sum);
     }
     if (lane == 0) {
       lse[i * params.lse_strides[2]] =

@@ -29,8 +29,7 @@ baracuda_status select_portable(const char* op, baracuda_element element, int he
     return fail(BARACUDA_STATUS_UNSUPPORTED, op,
                 "the portable backend needs a newer GPU (got compute capability %d.%d, expected "
                 ">= %d.%d)",
-                device->arch / 10, device->arch % 10, kPortableMinArch / 10,
-                kPortableMinArch % 10);
+                device->arch / 10, device->arch % 10, kPortableMinArch / 10, kPortableMinArch % 10);
   }
   status = found->prepare(*device, op);
   if (status != BARACUDA_STATUS_SUCCESS) return status;

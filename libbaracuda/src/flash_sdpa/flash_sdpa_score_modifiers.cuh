@@ -25,8 +25,8 @@ __device__ __forceinline__ bool key_is_visible(const ScoreModifiers& modifiers, 
 template <typename Compute>
 struct HeadModifiers {
   Compute scale;
-  Compute softcap;       // 0 disables
-  Compute alibi_slope;   // 0 when ALiBi is off
+  Compute softcap;             // 0 disables
+  Compute alibi_slope;         // 0 when ALiBi is off
   const float* mask_row_base;  // mask at (b, h, 0, 0), nullptr when there is no mask
 };
 
@@ -41,15 +41,18 @@ __device__ __forceinline__ HeadModifiers<Compute> head_modifiers(const ScoreModi
           ? Compute(0)
           : static_cast<Compute>(modifiers.alibi_slopes[b * modifiers.alibi_strides[0] +
                                                         h * modifiers.alibi_strides[1]]);
-  head.mask_row_base =
-      modifiers.mask == nullptr
-          ? nullptr
-          : modifiers.mask + b * modifiers.mask_strides[0] + h * modifiers.mask_strides[1];
+  head.mask_row_base = modifiers.mask == nullptr ? nullptr
+                                                 : modifiers.mask + b * modifiers.mask_strides[0] +
+                                                       h * modifiers.mask_strides[1];
   return head;
 }
 
-__device__ __forceinline__ float tanh_of(float x) { return tanhf(x); }
-__device__ __forceinline__ double tanh_of(double x) { return tanh(x); }
+__device__ __forceinline__ float tanh_of(float x) {
+  return tanhf(x);
+}
+__device__ __forceinline__ double tanh_of(double x) {
+  return tanh(x);
+}
 
 // s = scale * dot, then softcap, ALiBi and mask; -inf outside the causal / window limits.
 template <typename Compute>

@@ -17,8 +17,8 @@ constexpr const char* kSeedOp = "flash_sdpa_seed_run";
 // A contiguous tensor of the given extents, its buffer exactly the view (the seed's callers
 // size buffers so); INVALID_PROBLEM when its element count does not fit in int64. A negative
 // extent is left for the descriptor checks to name.
-baracuda_status contiguous(const char* name, const void* data, baracuda_element element,
-                           int rank, const int64_t* shape, baracuda_tensor* tensor) {
+baracuda_status contiguous(const char* name, const void* data, baracuda_element element, int rank,
+                           const int64_t* shape, baracuda_tensor* tensor) {
   *tensor = {};
   tensor->data = const_cast<void*>(data);
   tensor->element = element;
@@ -72,8 +72,8 @@ baracuda_status run_seed(baracuda_element element, const SeedProblem& problem, c
                  {"mask elements", mask, BARACUDA_ELEMENT_F32, 4, mask_shape, &args.mask}};
   for (const auto& tensor : tensors) {
     if (tensor.tensor == &args.mask && mask == nullptr) continue;
-    const baracuda_status status = contiguous(tensor.name, tensor.data, tensor.element,
-                                              tensor.rank, tensor.shape, tensor.tensor);
+    const baracuda_status status = contiguous(tensor.name, tensor.data, tensor.element, tensor.rank,
+                                              tensor.shape, tensor.tensor);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
   }
   // Every check first (none needs a device), then the plan for the current device.
@@ -89,23 +89,23 @@ baracuda_status run_seed(baracuda_element element, const SeedProblem& problem, c
 
 }  // namespace
 
-#define BARACUDA_DEFINE_SEED_FLASH_SDPA_RUN(name, element)                                   \
-  BARACUDA_SEED_FLASH_SDPA_RUN(name) {                                                       \
-    const SeedProblem problem = {batch_size, num_heads, query_len, key_len, d_k, d_v, scale, \
-                                 is_causal};                                                 \
-    return baracuda::guard(kSeedOp, [&] {                                                    \
-      return run_seed(element, problem, q, k, v, nullptr, y, lse, workspace,                 \
-                      workspace_bytes, stream);                                              \
-    });                                                                                      \
+#define BARACUDA_DEFINE_SEED_FLASH_SDPA_RUN(name, element)                                    \
+  BARACUDA_SEED_FLASH_SDPA_RUN(name) {                                                        \
+    const SeedProblem problem = {batch_size, num_heads, query_len, key_len,                   \
+                                 d_k,        d_v,       scale,     is_causal};                \
+    return baracuda::guard(kSeedOp, [&] {                                                     \
+      return run_seed(element, problem, q, k, v, nullptr, y, lse, workspace, workspace_bytes, \
+                      stream);                                                                \
+    });                                                                                       \
   }
-#define BARACUDA_DEFINE_SEED_SDPA_ARBMASK_RUN(name, element)                                 \
-  BARACUDA_SEED_SDPA_ARBMASK_RUN(name) {                                                     \
-    const SeedProblem problem = {batch_size, num_heads, query_len, key_len, d_k, d_v, scale, \
-                                 is_causal};                                                 \
-    return baracuda::guard(kSeedOp, [&] {                                                    \
-      return run_seed(element, problem, q, k, v, mask, y, lse, workspace, workspace_bytes,   \
-                      stream);                                                               \
-    });                                                                                      \
+#define BARACUDA_DEFINE_SEED_SDPA_ARBMASK_RUN(name, element)                               \
+  BARACUDA_SEED_SDPA_ARBMASK_RUN(name) {                                                   \
+    const SeedProblem problem = {batch_size, num_heads, query_len, key_len,                \
+                                 d_k,        d_v,       scale,     is_causal};             \
+    return baracuda::guard(kSeedOp, [&] {                                                  \
+      return run_seed(element, problem, q, k, v, mask, y, lse, workspace, workspace_bytes, \
+                      stream);                                                             \
+    });                                                                                    \
   }
 
 extern "C" {

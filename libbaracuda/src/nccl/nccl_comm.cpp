@@ -71,15 +71,13 @@ baracuda_status wait_for(baracuda_nccl_comm comm, baracuda_stream stream, double
   if (api == nullptr) return BARACUDA_STATUS_LIBRARY_NOT_LOADED;
   const char* ended = on_failure == OnFailure::kAbort ? "the communicator was aborted"
                                                       : "the communicator was left to its owner";
-  const std::string pending_work =
-      std::string("the communicator's pending work (") + ended + ")";
+  const std::string pending_work = std::string("the communicator's pending work (") + ended + ")";
   const auto start = std::chrono::steady_clock::now();
   const std::chrono::duration<double> timeout(timeout_seconds);
   for (;;) {
     ncclResult_t async_error = baracuda::nccl::ncclSuccess;
-    baracuda_status status =
-        check_nccl(*api, api->CommGetAsyncError(comm, &async_error), comm, op,
-                   "ncclCommGetAsyncError");
+    baracuda_status status = check_nccl(*api, api->CommGetAsyncError(comm, &async_error), comm, op,
+                                        "ncclCommGetAsyncError");
     if (status == BARACUDA_STATUS_SUCCESS && async_error != baracuda::nccl::ncclInProgress) {
       status = check_nccl(*api, async_error, comm, op, pending_work.c_str());
     }
@@ -114,8 +112,8 @@ baracuda_status baracuda_nccl_get_unique_id(baracuda_nccl_unique_id* unique_id) 
     const Api* api = load_api(op);
     if (api == nullptr) return BARACUDA_STATUS_LIBRARY_NOT_LOADED;
     ncclUniqueId id;
-    const baracuda_status status = check_nccl(*api, api->GetUniqueId(&id), nullptr, op,
-                                              "ncclGetUniqueId");
+    const baracuda_status status =
+        check_nccl(*api, api->GetUniqueId(&id), nullptr, op, "ncclGetUniqueId");
     if (status == BARACUDA_STATUS_SUCCESS) {
       std::memcpy(unique_id->internal, id.internal, sizeof(id));
     }
@@ -143,9 +141,8 @@ baracuda_status baracuda_nccl_comm_init_rank(baracuda_nccl_comm* comm, int world
     ncclUniqueId id;
     std::memcpy(id.internal, unique_id->internal, sizeof(id));
     ncclComm_t made = nullptr;
-    const baracuda_status status =
-        check_nccl(*api, api->CommInitRank(&made, world_size, id, rank), nullptr, op,
-                   "ncclCommInitRank");
+    const baracuda_status status = check_nccl(*api, api->CommInitRank(&made, world_size, id, rank),
+                                              nullptr, op, "ncclCommInitRank");
     if (status == BARACUDA_STATUS_SUCCESS) *comm = made;
     return finish(status);
   });
@@ -211,9 +208,8 @@ baracuda_status baracuda_nccl_comm_check(baracuda_nccl_comm comm) {
     const Api* api = load_api(op);
     if (api == nullptr) return BARACUDA_STATUS_LIBRARY_NOT_LOADED;
     ncclResult_t async_error = baracuda::nccl::ncclSuccess;
-    baracuda_status status =
-        check_nccl(*api, api->CommGetAsyncError(comm, &async_error), comm, op,
-                   "ncclCommGetAsyncError");
+    baracuda_status status = check_nccl(*api, api->CommGetAsyncError(comm, &async_error), comm, op,
+                                        "ncclCommGetAsyncError");
     if (status != BARACUDA_STATUS_SUCCESS) return status;
     return finish(check_nccl(*api, async_error, comm, op, "the communicator's pending work"));
   });
@@ -226,8 +222,7 @@ baracuda_status baracuda_nccl_comm_wait(baracuda_nccl_comm comm, baracuda_stream
       op, [&] { return wait_for(comm, stream, timeout_seconds, OnFailure::kAbort, op); });
 }
 
-baracuda_status baracuda_nccl_comm_wait_no_abort(baracuda_nccl_comm comm,
-                                                 baracuda_stream stream,
+baracuda_status baracuda_nccl_comm_wait_no_abort(baracuda_nccl_comm comm, baracuda_stream stream,
                                                  double timeout_seconds) {
   constexpr const char* op = "nccl_comm_wait_no_abort";
   return baracuda::guard(

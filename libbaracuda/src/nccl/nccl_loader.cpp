@@ -44,7 +44,8 @@ struct Candidate {
 
 std::string this_library_folder() {
   Dl_info info = {};
-  if (dladdr(reinterpret_cast<void*>(&baracuda_nccl_load), &info) == 0 || info.dli_fname == nullptr) {
+  if (dladdr(reinterpret_cast<void*>(&baracuda_nccl_load), &info) == 0 ||
+      info.dli_fname == nullptr) {
     return std::string();
   }
   std::string file = info.dli_fname;

@@ -24,12 +24,13 @@ __device__ __forceinline__ int64_t first_index() {
   return int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
 }
 
-__device__ __forceinline__ int64_t index_stride() { return int64_t{gridDim.x} * blockDim.x; }
+__device__ __forceinline__ int64_t index_stride() {
+  return int64_t{gridDim.x} * blockDim.x;
+}
 
 template <typename Compute>
-__global__ void __launch_bounds__(kThreads)
-    init_kernel(Compute* output, Compute* max, Compute* sum, int64_t output_count,
-                int64_t row_count) {
+__global__ void __launch_bounds__(kThreads) init_kernel(Compute* output, Compute* max, Compute* sum,
+                                                        int64_t output_count, int64_t row_count) {
   for (int64_t n = first_index(); n < output_count; n += index_stride()) output[n] = Compute(0);
   for (int64_t n = first_index(); n < row_count; n += index_stride()) {
     max[n] = flash_sdpa::negative_infinity<Compute>();
@@ -155,8 +156,10 @@ baracuda_status launch_finalize(baracuda_element element, const FinalizeParams& 
     case BARACUDA_ELEMENT_BF16: return launch_finalize_of<__nv_bfloat16>(params, count, stream, op);
     case BARACUDA_ELEMENT_F64: return launch_finalize_of<double>(params, count, stream, op);
   }
-  return fail(BARACUDA_STATUS_INTERNAL, op, "finalize of an unknown element (got %d, expected "
-              "f32, f16, bf16 or f64)", static_cast<int>(element));
+  return fail(BARACUDA_STATUS_INTERNAL, op,
+              "finalize of an unknown element (got %d, expected "
+              "f32, f16, bf16 or f64)",
+              static_cast<int>(element));
 }
 
 baracuda_status launch_stage(const baracuda_tensor& source, void* destination,
@@ -176,8 +179,10 @@ baracuda_status launch_stage(const baracuda_tensor& source, void* destination,
     case sizeof(uint32_t): return launch_stage_of<uint32_t>(params, count, stream, op);
     case sizeof(uint64_t): return launch_stage_of<uint64_t>(params, count, stream, op);
   }
-  return fail(BARACUDA_STATUS_INTERNAL, op, "staging of an element of unknown size (got %zu "
-              "bytes, expected 2, 4 or 8)", baracuda_element_size(source.element));
+  return fail(BARACUDA_STATUS_INTERNAL, op,
+              "staging of an element of unknown size (got %zu "
+              "bytes, expected 2, 4 or 8)",
+              baracuda_element_size(source.element));
 }
 
 }  // namespace baracuda::ring_attention

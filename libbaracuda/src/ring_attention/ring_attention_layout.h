@@ -27,8 +27,7 @@ struct SegmentList {
 // The parts of `length` local rows that `rank` of `world_size` holds:
 //   contiguous: positions [rank * length, (rank + 1) * length);
 //   zigzag: chunks rank and 2 * world_size - 1 - rank of length / 2 positions each.
-inline SegmentList segments(baracuda_ring_layout layout, int64_t length, int world_size,
-                            int rank) {
+inline SegmentList segments(baracuda_ring_layout layout, int64_t length, int world_size, int rank) {
   SegmentList list;
   if (layout == BARACUDA_RING_LAYOUT_ZIGZAG) {
     const int64_t half = length / 2;

@@ -17,8 +17,8 @@
 #include "common/plan_report.h"
 #include "common/status.h"
 #include "common/tensor_check.h"
-#include "flash_sdpa/flash_sdpa_params.h"
 #include "flash_sdpa/flash_sdpa_kernels.h"
+#include "flash_sdpa/flash_sdpa_params.h"
 #include "nccl/nccl_api.h"
 #include "ring_attention/ring_attention_kernels.h"
 #include "ring_attention/ring_attention_layout.h"
@@ -28,11 +28,11 @@ namespace {
 using baracuda::Access;
 using baracuda::Broadcast;
 using baracuda::DeviceInfo;
+using baracuda::fail;
 using baracuda::NamedExtent;
 using baracuda::TensorRule;
-using baracuda::fail;
-using baracuda::flash_sdpa::Params;
 using baracuda::flash_sdpa::FlashKernels;
+using baracuda::flash_sdpa::Params;
 using baracuda::ring_attention::Accumulators;
 using baracuda::ring_attention::Segment;
 using baracuda::ring_attention::SegmentList;
@@ -96,8 +96,8 @@ baracuda_status check_sizes(const char* op, const baracuda_ring_attention_descri
   int64_t bytes = 0;
   baracuda_status status = baracuda::checked_size(
       op, "kv_scratch bytes (2 x batch_size x num_heads_k x key_len x head_dim x element size)",
-      {kChunksPerScratch, d.batch_size, d.num_heads_k, d.key_len, d.head_dim},
-      element_size(d), &bytes);
+      {kChunksPerScratch, d.batch_size, d.num_heads_k, d.key_len, d.head_dim}, element_size(d),
+      &bytes);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   return baracuda::checked_size(
       op,
@@ -112,17 +112,16 @@ baracuda_status check_descriptor(const char* op, const baracuda_ring_attention_d
                                  const baracuda_plan_preference& preference) {
   baracuda_status status = baracuda::check_element(op, desc.element);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  const NamedExtent extents[] = {
-      {"batch_size", desc.batch_size}, {"num_heads", desc.num_heads},
-      {"num_heads_k", desc.num_heads_k}, {"query_len", desc.query_len},
-      {"key_len", desc.key_len},       {"head_dim", desc.head_dim}};
+  const NamedExtent extents[] = {{"batch_size", desc.batch_size},   {"num_heads", desc.num_heads},
+                                 {"num_heads_k", desc.num_heads_k}, {"query_len", desc.query_len},
+                                 {"key_len", desc.key_len},         {"head_dim", desc.head_dim}};
   status = baracuda::check_extents(op, extents, sizeof(extents) / sizeof(extents[0]));
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_score_options(op, desc.element, desc.scale, desc.softcap,
-                                         desc.is_causal, desc.window_size_left,
-                                         desc.window_size_right);
+  status = baracuda::check_score_options(op, desc.element, desc.scale, desc.softcap, desc.is_causal,
+                                         desc.window_size_left, desc.window_size_right);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  if (desc.layout != BARACUDA_RING_LAYOUT_CONTIGUOUS && desc.layout != BARACUDA_RING_LAYOUT_ZIGZAG) {
+  if (desc.layout != BARACUDA_RING_LAYOUT_CONTIGUOUS &&
+      desc.layout != BARACUDA_RING_LAYOUT_ZIGZAG) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
                 "layout is not a ring layout (got %d, expected BARACUDA_RING_LAYOUT_CONTIGUOUS or "
                 "BARACUDA_RING_LAYOUT_ZIGZAG)",
@@ -139,8 +138,7 @@ baracuda_status check_descriptor(const char* op, const baracuda_ring_attention_d
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (desc.num_heads == 0 && desc.num_heads_k != 0) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "num_heads_k must be 0 when num_heads is 0 (got %d, expected 0)",
-                desc.num_heads_k);
+                "num_heads_k must be 0 when num_heads is 0 (got %d, expected 0)", desc.num_heads_k);
   }
   if (desc.num_heads > 0 && (desc.num_heads_k == 0 || desc.num_heads % desc.num_heads_k != 0)) {
     return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
@@ -195,14 +193,13 @@ baracuda_status check_kv_scratch(const char* op, const char* name, const baracud
                 "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)", name,
                 baracuda_element_string(element), scratch.data, element_bytes);
   }
-  const int64_t held = scratch.shape[0] < scratch.buffer_elements ? scratch.shape[0]
-                                                                  : scratch.buffer_elements;
+  const int64_t held =
+      scratch.shape[0] < scratch.buffer_elements ? scratch.shape[0] : scratch.buffer_elements;
   if (held < needed) {
-    return baracuda::fail_with_sizes(
-        BARACUDA_STATUS_BUFFER_TOO_SMALL, needed, held, op,
-        "%s holds too few elements for K then V (got %" PRId64 ", expected at least %" PRId64
-        " = kv_scratch_elements)",
-        name, held, needed);
+    return baracuda::fail_with_sizes(BARACUDA_STATUS_BUFFER_TOO_SMALL, needed, held, op,
+                                     "%s holds too few elements for K then V (got %" PRId64
+                                     ", expected at least %" PRId64 " = kv_scratch_elements)",
+                                     name, held, needed);
   }
   return BARACUDA_STATUS_SUCCESS;
 }
@@ -262,8 +259,13 @@ baracuda_status check_args(const char* op, const baracuda_ring_attention_descrip
   status = baracuda::check_tensor(op, args->y, y_rule);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   if (baracuda::is_present(args->lse)) {
-    const TensorRule lse_rule = {"lse", baracuda::accumulator_element(element), 3, lse_shape,
-                                 Broadcast::kNone, Access::kWrite, false};
+    const TensorRule lse_rule = {"lse",
+                                 baracuda::accumulator_element(element),
+                                 3,
+                                 lse_shape,
+                                 Broadcast::kNone,
+                                 Access::kWrite,
+                                 false};
     status = baracuda::check_tensor(op, args->lse, lse_rule);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
   }
@@ -328,8 +330,8 @@ baracuda_status ring_of(baracuda_nccl_comm comm, const baracuda_ring_attention_p
   ring->comm = comm;
   const baracuda::nccl::Api& api = *ring->api;
   int comm_device = -1;
-  baracuda_status status = baracuda::nccl::check_nccl(
-      api, api.CommCount(comm, &ring->world_size), comm, kRunOp, "ncclCommCount");
+  baracuda_status status = baracuda::nccl::check_nccl(api, api.CommCount(comm, &ring->world_size),
+                                                      comm, kRunOp, "ncclCommCount");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   status = baracuda::nccl::check_nccl(api, api.CommUserRank(comm, &ring->rank), comm, kRunOp,
                                       "ncclCommUserRank");
@@ -354,13 +356,13 @@ baracuda_status exchange(const Ring& ring, const void* send, void* receive, size
   using baracuda::nccl::check_nccl;
   baracuda_status status = check_nccl(api, api.GroupStart(), ring.comm, kRunOp, "ncclGroupStart");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = check_nccl(api, api.Send(send, bytes, baracuda::nccl::ncclUint8, next, ring.comm, stream),
-                      ring.comm, kRunOp, "ncclSend of the K/V chunk to the next rank");
+  status =
+      check_nccl(api, api.Send(send, bytes, baracuda::nccl::ncclUint8, next, ring.comm, stream),
+                 ring.comm, kRunOp, "ncclSend of the K/V chunk to the next rank");
   if (status == BARACUDA_STATUS_SUCCESS) {
-    status = check_nccl(api,
-                        api.Recv(receive, bytes, baracuda::nccl::ncclUint8, previous, ring.comm,
-                                 stream),
-                        ring.comm, kRunOp, "ncclRecv of the K/V chunk from the previous rank");
+    status = check_nccl(
+        api, api.Recv(receive, bytes, baracuda::nccl::ncclUint8, previous, ring.comm, stream),
+        ring.comm, kRunOp, "ncclRecv of the K/V chunk from the previous rank");
   }
   // The group is closed even after a failure, so that NCCL's group state stays consistent.
   baracuda::nccl::ncclResult_t ended = api.GroupEnd();
@@ -372,7 +374,9 @@ baracuda_status exchange(const Ring& ring, const void* send, void* receive, size
   return check_nccl(api, ended, ring.comm, kRunOp, "ncclGroupEnd of the K/V exchange");
 }
 
-unsigned char* bytes_of(void* pointer) { return static_cast<unsigned char*>(pointer); }
+unsigned char* bytes_of(void* pointer) {
+  return static_cast<unsigned char*>(pointer);
+}
 const unsigned char* bytes_of(const void* pointer) {
   return static_cast<const unsigned char*>(pointer);
 }
@@ -430,9 +434,8 @@ Params step_params(const baracuda_ring_attention_descriptor& d,
 // Folds the chunk that `origin` started with into the accumulators: one launch per pair of
 // parts that the causal / window limits let see each other.
 baracuda_status run_step(const baracuda_ring_attention_plan_s& plan,
-                         const baracuda_ring_attention_args& args,
-                         const Accumulators& accumulators, const Ring& ring, int origin,
-                         const void* kv_chunk, cudaStream_t stream) {
+                         const baracuda_ring_attention_args& args, const Accumulators& accumulators,
+                         const Ring& ring, int origin, const void* kv_chunk, cudaStream_t stream) {
   const baracuda_ring_attention_descriptor& d = plan.desc;
   const SegmentList queries =
       baracuda::ring_attention::segments(d.layout, d.query_len, ring.world_size, ring.rank);
@@ -458,8 +461,7 @@ baracuda_status run_step(const baracuda_ring_attention_plan_s& plan,
 
 // The overlapped schedule's hand-offs: the transfer stream waits for the compute so far, the
 // compute stream for the transfer.
-baracuda_status hand_over(cudaEvent_t event, cudaStream_t from, cudaStream_t to,
-                          const char* what) {
+baracuda_status hand_over(cudaEvent_t event, cudaStream_t from, cudaStream_t to, const char* what) {
   baracuda_status status = baracuda::check_cuda(cudaEventRecord(event, from), kRunOp, what);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   return baracuda::check_cuda(cudaStreamWaitEvent(to, event, 0), kRunOp, what);
@@ -531,13 +533,13 @@ baracuda_status run_ring(const baracuda_ring_attention_plan_s& plan,
 
 // The plan's transfer stream and its two events, on the current device.
 baracuda_status make_transfer_resources(baracuda_ring_attention_plan_s* plan) {
-  baracuda_status status = baracuda::check_cuda(
-      cudaStreamCreateWithFlags(&plan->transfer_stream, cudaStreamNonBlocking), kSelectOp,
-      "cudaStreamCreateWithFlags(transfer stream)");
+  baracuda_status status =
+      baracuda::check_cuda(cudaStreamCreateWithFlags(&plan->transfer_stream, cudaStreamNonBlocking),
+                           kSelectOp, "cudaStreamCreateWithFlags(transfer stream)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  status = baracuda::check_cuda(
-      cudaEventCreateWithFlags(&plan->compute_done, cudaEventDisableTiming), kSelectOp,
-      "cudaEventCreateWithFlags(compute_done)");
+  status =
+      baracuda::check_cuda(cudaEventCreateWithFlags(&plan->compute_done, cudaEventDisableTiming),
+                           kSelectOp, "cudaEventCreateWithFlags(compute_done)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   return baracuda::check_cuda(
       cudaEventCreateWithFlags(&plan->transfer_done, cudaEventDisableTiming), kSelectOp,
@@ -619,10 +621,14 @@ baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attentio
     if (status != BARACUDA_STATUS_SUCCESS) return status;
 
     auto* selected = new (std::nothrow) baracuda_ring_attention_plan_s{
-        *desc, kernels, device,
+        *desc,
+        kernels,
+        device,
         baracuda::make_kernel_report("ring_attention", kernels.backend, desc->element,
                                      kernels.head_dim_bucket, device.arch),
-        nullptr, nullptr, nullptr};
+        nullptr,
+        nullptr,
+        nullptr};
     if (selected == nullptr) {
       return fail(BARACUDA_STATUS_INTERNAL, kSelectOp,
                   "host allocation of the plan failed (got no memory, expected %zu bytes)",
@@ -671,8 +677,8 @@ baracuda_status baracuda_ring_attention_kv_scratch_elements(baracuda_ring_attent
   });
 }
 
-baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(
-    baracuda_ring_attention_plan plan, size_t* bytes) {
+baracuda_status baracuda_ring_attention_accumulator_scratch_bytes(baracuda_ring_attention_plan plan,
+                                                                  size_t* bytes) {
   return baracuda::guard("ring_attention_accumulator_scratch_bytes", [&] {
     if (plan == nullptr || bytes == nullptr) {
       return baracuda::fail_null_plan_or("ring_attention_accumulator_scratch_bytes", "bytes");

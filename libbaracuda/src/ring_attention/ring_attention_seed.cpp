@@ -7,14 +7,14 @@
 #include "common/device.h"
 #include "common/status.h"
 #include "common/tensor_check.h"
-#include "flash_sdpa/flash_sdpa_params.h"
 #include "flash_sdpa/flash_sdpa_kernels.h"
+#include "flash_sdpa/flash_sdpa_params.h"
 #include "ring_attention/ring_attention_kernels.h"
 
 namespace {
 
-using baracuda::NamedExtent;
 using baracuda::fail;
+using baracuda::NamedExtent;
 
 constexpr const char* kInitOp = "ring_attention_init_run";
 constexpr const char* kStepOp = "ring_attention_step_run";
@@ -47,8 +47,8 @@ baracuda_status check_buffers(const char* op, const SeedBuffer* written, int wri
     for (int n = 0; n < counts[group]; ++n) {
       const SeedBuffer& buffer = groups[group][n];
       int64_t bytes = 0;
-      baracuda_status status = baracuda::checked_size(op, buffer.name, {buffer.elements},
-                                                      buffer.element_bytes, &bytes);
+      baracuda_status status =
+          baracuda::checked_size(op, buffer.name, {buffer.elements}, buffer.element_bytes, &bytes);
       if (status != BARACUDA_STATUS_SUCCESS) return status;
       if (bytes > 0 && buffer.data == nullptr) {
         return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
@@ -70,9 +70,8 @@ baracuda_status check_buffers(const char* op, const SeedBuffer* written, int wri
 // rows] row statistics; INVALID_PROBLEM when they do not fit in int64.
 baracuda_status seed_sizes(const char* op, int32_t batch_size, int32_t num_heads, int32_t rows,
                            int32_t head_dim, int64_t* elements, int64_t* row_count) {
-  baracuda_status status =
-      baracuda::checked_size(op, "batch_size x num_heads x rows", {batch_size, num_heads, rows},
-                             1, row_count);
+  baracuda_status status = baracuda::checked_size(op, "batch_size x num_heads x rows",
+                                                  {batch_size, num_heads, rows}, 1, row_count);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   return baracuda::checked_size(op, "batch_size x num_heads x rows x head_dim",
                                 {batch_size, num_heads, rows, head_dim}, 1, elements);
@@ -97,16 +96,18 @@ baracuda_status run_init(baracuda_element element, void* o_acc, void* m_acc, voi
   baracuda_status status = check_buffers(kInitOp, written, 3, nullptr, 0);
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   const baracuda::ring_attention::Accumulators accumulators = {o_acc, m_acc, l_acc};
-  status = baracuda::ring_attention::launch_init(element, accumulators, o_len, ml_len, stream,
-                                                 kInitOp);
+  status =
+      baracuda::ring_attention::launch_init(element, accumulators, o_len, ml_len, stream, kInitOp);
   return status == BARACUDA_STATUS_SUCCESS ? baracuda::succeed() : status;
 }
 
 baracuda_status run_step(baracuda_element element, const SeedStep& step, const void* q,
                          const void* k, const void* v, void* o_acc, void* m_acc, void* l_acc,
                          baracuda_stream stream) {
-  const NamedExtent extents[] = {{"batch_size", step.batch_size}, {"num_heads", step.num_heads},
-                                 {"q_local", step.q_local},       {"k_chunk", step.k_chunk},
+  const NamedExtent extents[] = {{"batch_size", step.batch_size},
+                                 {"num_heads", step.num_heads},
+                                 {"q_local", step.q_local},
+                                 {"k_chunk", step.k_chunk},
                                  {"head_dim", step.head_dim}};
   baracuda_status status =
       baracuda::check_extents(kStepOp, extents, sizeof(extents) / sizeof(extents[0]));
@@ -237,20 +238,19 @@ baracuda_status run_finalize(baracuda_element element, int32_t batch_size, int32
 
 }  // namespace
 
-#define BARACUDA_DEFINE_SEED_RING_ATTENTION_STEP_RUN(name, element)                          \
-  BARACUDA_SEED_RING_ATTENTION_STEP_RUN(name) {                                              \
-    const SeedStep step = {batch_size,    num_heads,     q_local, k_chunk,  head_dim,        \
-                           q_global_base, k_global_base, scale,   is_causal};                \
-    return baracuda::guard(kStepOp, [&] {                                                    \
-      return run_step(element, step, q, k, v, o_acc, m_acc, l_acc, stream);                  \
-    });                                                                                      \
+#define BARACUDA_DEFINE_SEED_RING_ATTENTION_STEP_RUN(name, element)                              \
+  BARACUDA_SEED_RING_ATTENTION_STEP_RUN(name) {                                                  \
+    const SeedStep step = {batch_size,    num_heads,     q_local, k_chunk,  head_dim,            \
+                           q_global_base, k_global_base, scale,   is_causal};                    \
+    return baracuda::guard(                                                                      \
+        kStepOp, [&] { return run_step(element, step, q, k, v, o_acc, m_acc, l_acc, stream); }); \
   }
-#define BARACUDA_DEFINE_SEED_RING_ATTENTION_FINALIZE_RUN(name, element)                      \
-  BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(name) {                                          \
-    return baracuda::guard(kFinalizeOp, [&] {                                                \
-      return run_finalize(element, batch_size, num_heads, q_local, head_dim, o_acc, m_acc,   \
-                          l_acc, y, lse, stream);                                            \
-    });                                                                                      \
+#define BARACUDA_DEFINE_SEED_RING_ATTENTION_FINALIZE_RUN(name, element)                           \
+  BARACUDA_SEED_RING_ATTENTION_FINALIZE_RUN(name) {                                               \
+    return baracuda::guard(kFinalizeOp, [&] {                                                     \
+      return run_finalize(element, batch_size, num_heads, q_local, head_dim, o_acc, m_acc, l_acc, \
+                          y, lse, stream);                                                        \
+    });                                                                                           \
   }
 
 extern "C" {
