@@ -24,6 +24,7 @@
 
 #include "test_backend_rule.h"
 #include "test_check.h"
+#include "test_plans.h"
 
 /* ------------------------------------------------------------------ shared values */
 
@@ -837,61 +838,34 @@ static baracuda_tensor make_slopes(int64_t b, int64_t h) {
   return contiguous_tensor(kBufferSlopes, BARACUDA_ELEMENT_F32, 2, shape);
 }
 
-/* The plans of the argument checks, with the descriptor each was selected for. Without a
- * device select cannot make a plan, so select_plan hands out a stand-in: the argument checks
- * then run through baracuda_flash_sdpa_check_args on its descriptor, which needs no device.
- * With a device every check runs through both can_implement and check_args. */
-enum { kMaxPlans = 8 };
-static struct {
-  baracuda_flash_sdpa_plan plan;
-  baracuda_flash_sdpa_descriptor desc;
-  int stand_in;
-} g_plans[kMaxPlans];
-static max_align_t g_stand_ins[kMaxPlans];
-
 static const baracuda_flash_sdpa_descriptor* descriptor_of(baracuda_flash_sdpa_plan plan) {
-  for (int n = 0; n < kMaxPlans; ++n) {
-    if (g_plans[n].plan == plan && plan != NULL) return &g_plans[n].desc;
-  }
-  return NULL;
+  return (const baracuda_flash_sdpa_descriptor*)test_plan_descriptor(plan);
 }
 
 static int is_stand_in(baracuda_flash_sdpa_plan plan) {
-  for (int n = 0; n < kMaxPlans; ++n) {
-    if (g_plans[n].plan == plan && plan != NULL) return g_plans[n].stand_in;
-  }
-  return 0;
+  return test_plan_is_stand_in(plan);
 }
 
+/* A plan for desc (test_plans.h): selected with a device, a stand-in without one. */
 static baracuda_flash_sdpa_plan select_plan(const baracuda_flash_sdpa_descriptor* desc) {
-  int slot = 0;
-  while (slot < kMaxPlans && g_plans[slot].plan != NULL) ++slot;
-  if (!CHECK(slot < kMaxPlans, "a free plan slot (of %d)", kMaxPlans)) return NULL;
   baracuda_flash_sdpa_plan plan = NULL;
-  int stand_in = 0;
   if (g_device_present) {
     const baracuda_status status = baracuda_flash_sdpa_plan_select(desc, NULL, &plan);
     if (!CHECK_INT(status, BARACUDA_STATUS_SUCCESS)) {
       fprintf(stderr, "    message: %s\n", baracuda_last_error_message());
       return NULL;
     }
-  } else {
-    plan = (baracuda_flash_sdpa_plan)(void*)&g_stand_ins[slot];
-    stand_in = 1;
   }
-  g_plans[slot].plan = plan;
-  g_plans[slot].desc = *desc;
-  g_plans[slot].stand_in = stand_in;
-  return plan;
+  void* registered = test_plan_register(plan, desc, sizeof *desc);
+  if (!CHECK(registered != NULL, "a free plan slot (of %d)", kMaxTestPlans)) {
+    baracuda_flash_sdpa_plan_destroy(plan);
+    return NULL;
+  }
+  return (baracuda_flash_sdpa_plan)registered;
 }
 
 static void release_plan(baracuda_flash_sdpa_plan plan) {
-  for (int n = 0; n < kMaxPlans; ++n) {
-    if (g_plans[n].plan == plan && plan != NULL) {
-      if (!g_plans[n].stand_in) baracuda_flash_sdpa_plan_destroy(plan);
-      g_plans[n].plan = NULL;
-    }
-  }
+  if (test_plan_forget(plan)) baracuda_flash_sdpa_plan_destroy(plan);
 }
 
 /* The prefix of can_implement's messages, and of check_args' for the same checks. */

@@ -22,6 +22,7 @@
 
 #include "test_backend_rule.h"
 #include "test_check.h"
+#include "test_plans.h"
 
 /* ------------------------------------------------------------------ shared values */
 
@@ -910,35 +911,12 @@ static baracuda_ring_attention_args make_args(const baracuda_ring_attention_desc
   return args;
 }
 
-/* The plans of the argument checks, with the descriptor each was selected for. Without a
- * device select cannot make a plan, so select_plan hands out a stand-in: the argument checks
- * then run through baracuda_ring_attention_check_args on its descriptor, which needs no
- * device. With a device every check runs through both can_implement and check_args. */
-enum { kMaxPlans = 8 };
-static struct {
-  baracuda_ring_attention_plan plan;
-  baracuda_ring_attention_descriptor desc;
-  int stand_in;
-} g_plans[kMaxPlans];
-static max_align_t g_stand_ins[kMaxPlans];
-
-static int plan_slot(baracuda_ring_attention_plan plan) {
-  for (int n = 0; n < kMaxPlans; ++n) {
-    if (g_plans[n].plan == plan && plan != NULL) return n;
-  }
-  return -1;
-}
-
 static int is_stand_in(baracuda_ring_attention_plan plan) {
-  const int slot = plan_slot(plan);
-  return slot >= 0 && g_plans[slot].stand_in;
+  return test_plan_is_stand_in(plan);
 }
 
 static void release_plan(baracuda_ring_attention_plan plan) {
-  const int slot = plan_slot(plan);
-  if (slot < 0) return;
-  if (!g_plans[slot].stand_in) baracuda_ring_attention_plan_destroy(plan);
-  g_plans[slot].plan = NULL;
+  if (test_plan_forget(plan)) baracuda_ring_attention_plan_destroy(plan);
 }
 
 /* The two calls that check args: can_implement on the plan (unless it is a stand-in), then
@@ -953,8 +931,8 @@ static int call_applies(baracuda_ring_attention_plan plan, int call) {
 static baracuda_status check_args_with(int call, baracuda_ring_attention_plan plan,
                                        const baracuda_ring_attention_args* args) {
   if (call == kCanImplementCall) return baracuda_ring_attention_can_implement(plan, args);
-  const int slot = plan_slot(plan);
-  return baracuda_ring_attention_check_args(slot >= 0 ? &g_plans[slot].desc : NULL, args);
+  return baracuda_ring_attention_check_args(
+      (const baracuda_ring_attention_descriptor*)test_plan_descriptor(plan), args);
 }
 
 /* expected, a can_implement message (or its start), as the given call words it. */
@@ -1023,26 +1001,19 @@ static void args_refused(int line, baracuda_ring_attention_plan plan,
   args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_BUFFER_TOO_SMALL, (message), NULL, \
                (needed), (got))
 
+/* A plan for desc (test_plans.h): selected with a device, a stand-in without one. */
 static baracuda_ring_attention_plan select_plan(const baracuda_ring_attention_descriptor* desc) {
-  int slot = 0;
-  while (slot < kMaxPlans && g_plans[slot].plan != NULL) ++slot;
-  CHECK(slot < kMaxPlans, "at most %d plans at once", kMaxPlans);
-  if (slot >= kMaxPlans) return NULL;
   baracuda_ring_attention_plan plan = NULL;
-  int stand_in = 0;
   if (g_device_present) {
     const baracuda_status status = baracuda_ring_attention_plan_select(desc, NULL, &plan);
     CHECK(status == BARACUDA_STATUS_SUCCESS, "select of a valid descriptor: %s",
           baracuda_last_error_message());
     if (status != BARACUDA_STATUS_SUCCESS) return NULL;
-  } else {
-    plan = (baracuda_ring_attention_plan)(void*)&g_stand_ins[slot];
-    stand_in = 1;
   }
-  g_plans[slot].plan = plan;
-  g_plans[slot].desc = *desc;
-  g_plans[slot].stand_in = stand_in;
-  return plan;
+  void* registered = test_plan_register(plan, desc, sizeof *desc);
+  CHECK(registered != NULL, "at most %d plans at once", kMaxTestPlans);
+  if (registered == NULL) baracuda_ring_attention_plan_destroy(plan);
+  return (baracuda_ring_attention_plan)registered;
 }
 
 /* Sizes and names: what a selected plan reports. */
