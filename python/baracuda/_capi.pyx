@@ -139,9 +139,9 @@ cdef class _PlanHandle:
     """What both plan handles share: no pickling or copying, and the count of the calls in
     flight that :meth:`close` waits for.
 
-    Every method that reads the C plan runs between ``_in_flight.enter`` and
-    ``_in_flight.exit``; a run releases the GIL, so ``close`` from another thread waits for
-    it instead of destroying the plan under it.
+    Every method that reads the C plan runs inside ``with self._in_flight.use(op)``; a run
+    releases the GIL, so ``close`` from another thread waits for it instead of destroying the
+    plan under it.
     """
 
     cdef object _in_flight
@@ -218,13 +218,10 @@ cdef class FlashSdpaPlanHandle(_PlanHandle):
         cdef baracuda_flash_sdpa_args args
         cdef baracuda_status status
         op = "FlashSdpaPlan.can_implement"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
             _check_open(self._plan, op)
             status = baracuda_flash_sdpa_can_implement(self._plan, &args)
-        finally:
-            self._in_flight.exit()
         check_status(status)
 
     def run(self, q, k, v, y, lse, mask, alibi_slopes, uintptr_t workspace,
@@ -233,15 +230,12 @@ cdef class FlashSdpaPlanHandle(_PlanHandle):
         cdef baracuda_flash_sdpa_args args
         cdef baracuda_status status
         op = "FlashSdpaPlan.run"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
             _check_open(self._plan, op)
             with nogil:
                 status = baracuda_flash_sdpa_run(self._plan, &args, <void*>workspace,
                                                  workspace_bytes, <baracuda_stream>stream)
-        finally:
-            self._in_flight.exit()
         check_status(status)
 
     def workspace_size(self):
@@ -249,48 +243,36 @@ cdef class FlashSdpaPlanHandle(_PlanHandle):
         cdef size_t workspace_bytes = 0
         cdef baracuda_status status
         op = "FlashSdpaPlan.workspace_size"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             status = baracuda_flash_sdpa_workspace_size(self._plan, &workspace_bytes)
-        finally:
-            self._in_flight.exit()
         check_status(status)
         return workspace_bytes
 
     def backend(self):
         """Name of the backend the plan runs."""
         op = "FlashSdpaPlan.backend"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             return _BACKEND_NAMES[baracuda_flash_sdpa_backend(self._plan)]
-        finally:
-            self._in_flight.exit()
 
     def sku(self):
         """``(name, backend, element, head_dim_bucket, arch)`` of the selected kernel."""
         cdef baracuda_kernel_sku sku
         op = "FlashSdpaPlan.sku"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             check_status(baracuda_flash_sdpa_sku(self._plan, &sku))
             # The name lives in the plan: copied before the plan may be closed.
             return _sku_tuple(&sku)
-        finally:
-            self._in_flight.exit()
 
     def precision_guarantee(self):
         """``(math_precision, accumulator, deterministic, bit_stable_on_same_hardware)``."""
         cdef baracuda_precision_guarantee guarantee
         op = "FlashSdpaPlan.precision_guarantee"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             check_status(baracuda_flash_sdpa_precision_guarantee(self._plan, &guarantee))
-        finally:
-            self._in_flight.exit()
         return _guarantee_tuple(&guarantee)
 
 
@@ -388,15 +370,12 @@ cdef class RingAttentionPlanHandle(_PlanHandle):
         cdef baracuda_ring_attention_args args
         cdef baracuda_status status
         op = "RingAttentionPlan.can_implement"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
                                      kv_scratch_b, accumulator_scratch,
                                      accumulator_scratch_bytes)
             _check_open(self._plan, op)
             status = baracuda_ring_attention_can_implement(self._plan, &args)
-        finally:
-            self._in_flight.exit()
         check_status(status)
 
     def run(self, q, k, v, y, lse, alibi_slopes, kv_scratch_a, kv_scratch_b,
@@ -407,8 +386,7 @@ cdef class RingAttentionPlanHandle(_PlanHandle):
         cdef baracuda_ring_attention_args args
         cdef baracuda_status status
         op = "RingAttentionPlan.run"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             fill_ring_attention_args(&args, q, k, v, y, lse, alibi_slopes, kv_scratch_a,
                                      kv_scratch_b, accumulator_scratch,
                                      accumulator_scratch_bytes)
@@ -417,8 +395,6 @@ cdef class RingAttentionPlanHandle(_PlanHandle):
                 status = baracuda_ring_attention_run(self._plan, &args,
                                                      <baracuda_nccl_comm>comm,
                                                      <baracuda_stream>stream)
-        finally:
-            self._in_flight.exit()
         check_status(status)
 
     def kv_scratch_elements(self):
@@ -426,12 +402,9 @@ cdef class RingAttentionPlanHandle(_PlanHandle):
         cdef int64_t elements = 0
         cdef baracuda_status status
         op = "RingAttentionPlan.kv_scratch_elements"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             status = baracuda_ring_attention_kv_scratch_elements(self._plan, &elements)
-        finally:
-            self._in_flight.exit()
         check_status(status)
         return elements
 
@@ -440,49 +413,37 @@ cdef class RingAttentionPlanHandle(_PlanHandle):
         cdef size_t scratch_bytes = 0
         cdef baracuda_status status
         op = "RingAttentionPlan.accumulator_scratch_bytes"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             status = baracuda_ring_attention_accumulator_scratch_bytes(self._plan,
                                                                        &scratch_bytes)
-        finally:
-            self._in_flight.exit()
         check_status(status)
         return scratch_bytes
 
     def backend(self):
         """Name of the backend the plan runs."""
         op = "RingAttentionPlan.backend"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             return _BACKEND_NAMES[baracuda_ring_attention_backend(self._plan)]
-        finally:
-            self._in_flight.exit()
 
     def sku(self):
         """``(name, backend, element, head_dim_bucket, arch)`` of the step kernel."""
         cdef baracuda_kernel_sku sku
         op = "RingAttentionPlan.sku"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             check_status(baracuda_ring_attention_sku(self._plan, &sku))
             # The name lives in the plan: copied before the plan may be closed.
             return _sku_tuple(&sku)
-        finally:
-            self._in_flight.exit()
 
     def precision_guarantee(self):
         """``(math_precision, accumulator, deterministic, bit_stable_on_same_hardware)``."""
         cdef baracuda_precision_guarantee guarantee
         op = "RingAttentionPlan.precision_guarantee"
-        self._in_flight.enter(op)
-        try:
+        with self._in_flight.use(op):
             _check_open(self._plan, op)
             check_status(baracuda_ring_attention_precision_guarantee(self._plan, &guarantee))
-        finally:
-            self._in_flight.exit()
         return _guarantee_tuple(&guarantee)
 
 

@@ -97,6 +97,24 @@ class InFlight:
                 )
             self._calls += 1
 
+    def use(self, op: str) -> InFlight:
+        """Count one call for a ``with`` block: :meth:`enter` now, :meth:`exit` when the block
+        ends, however it ends.
+
+        Raises
+        ------
+        InvalidProblemError
+            :meth:`close` has begun (the block does not run).
+        """
+        self.enter(op)
+        return self
+
+    def __enter__(self) -> InFlight:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.exit()
+
     def exit(self) -> None:
         """Count a call that stopped using the resource; wakes a waiting :meth:`close`."""
         with self._condition:

@@ -229,3 +229,21 @@ def test_closed_handle_refuses_every_call(handle_type, prefix):
         assert caught.value.message == (
             f"{prefix}.{method}: the plan is closed (got a closed plan, expected an open one)"
         )
+
+
+def test_use_counts_one_call_for_a_with_block_however_it_ends():
+    guard = InFlight("plan")
+    with guard.use("op"):
+        assert guard.calls == 1
+    assert guard.calls == 0
+    with pytest.raises(RuntimeError), guard.use("op"):
+        assert guard.calls == 1
+        raise RuntimeError("the body fails")
+    assert guard.calls == 0
+    assert guard.close()
+    with (
+        pytest.raises(baracuda.InvalidProblemError, match="op: the plan is closed"),
+        guard.use("op"),
+    ):
+        pytest.fail("the block of a closed resource must not run")
+    assert guard.calls == 0
