@@ -67,7 +67,7 @@ def _wheel_nccl():
     try:
         import nvidia.nccl
     except ImportError:
-        pytest.skip("needs the nvidia-nccl-cu12 wheel (the 'nccl' extra)")
+        pytest.skip("needs the nvidia-nccl-cu13 wheel (the 'nccl' extra)")
     for folder in nvidia.nccl.__path__:
         library = Path(folder) / "lib" / "libnccl.so.2"
         if library.is_file():
