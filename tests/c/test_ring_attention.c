@@ -293,143 +293,250 @@ static void test_select_null_pointers(void) {
   expect_message(__LINE__, expected);
 }
 
-static void test_select_refuses_invalid_element(void) {
-  const int values[] = {0, 5, -1};
-  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.element = (baracuda_element)values[n];
-    char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected,
-             SELECT "element is not an element type (got %d, expected f32, f16, bf16 or f64)",
-             values[n]);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+/* The statuses of the tables below. */
+#define INVALID BARACUDA_STATUS_INVALID_PROBLEM
+#define UNSUPPORTED BARACUDA_STATUS_UNSUPPORTED
+#define TOO_SMALL BARACUDA_STATUS_BUFFER_TOO_SMALL
+#define WORKSPACE_TOO_SMALL BARACUDA_STATUS_WORKSPACE_TOO_SMALL
+
+/* The descriptor fields a select case sets, and the preference's backend. */
+typedef enum DescriptorField {
+  kFieldNone, /* the end of a case's edits */
+  kFieldElement,
+  kFieldBatchSize,
+  kFieldNumHeads,
+  kFieldNumHeadsK,
+  kFieldQueryLen,
+  kFieldKeyLen,
+  kFieldHeadDim,
+  kFieldScale,
+  kFieldSoftcap,
+  kFieldIsCausal,
+  kFieldWindowLeft,
+  kFieldWindowRight,
+  kFieldLayout,
+  kFieldSchedule,
+  kFieldPreferenceBackend
+} DescriptorField;
+
+/* One field set to one value; integer fields take it converted, and every value here is exact
+ * in double. */
+typedef struct DescriptorEdit {
+  DescriptorField field;
+  double value;
+} DescriptorEdit;
+
+enum { kMaxDescriptorEdits = 2 };
+
+/* A valid descriptor spoilt by its edits, applied in order, and select's refusal of it: the
+ * status and the exact message. */
+typedef struct SelectCase {
+  int line; /* of the case in its table, where a failing check is reported */
+  const char* name;
+  baracuda_status status;
+  const char* message;
+  DescriptorEdit edits[kMaxDescriptorEdits];
+} SelectCase;
+
+static void set_descriptor_field(baracuda_ring_attention_descriptor* desc,
+                                 baracuda_plan_preference* preference, DescriptorField field,
+                                 double value) {
+  switch (field) {
+    case kFieldNone: break;
+    case kFieldElement: desc->element = (baracuda_element)(int)value; break;
+    case kFieldBatchSize: desc->batch_size = (int32_t)value; break;
+    case kFieldNumHeads: desc->num_heads = (int32_t)value; break;
+    case kFieldNumHeadsK: desc->num_heads_k = (int32_t)value; break;
+    case kFieldQueryLen: desc->query_len = (int32_t)value; break;
+    case kFieldKeyLen: desc->key_len = (int32_t)value; break;
+    case kFieldHeadDim: desc->head_dim = (int32_t)value; break;
+    case kFieldScale: desc->scale = value; break;
+    case kFieldSoftcap: desc->softcap = value; break;
+    case kFieldIsCausal: desc->is_causal = (int32_t)value; break;
+    case kFieldWindowLeft: desc->window_size_left = (int32_t)value; break;
+    case kFieldWindowRight: desc->window_size_right = (int32_t)value; break;
+    case kFieldLayout: desc->layout = (baracuda_ring_layout)(int)value; break;
+    case kFieldSchedule: desc->schedule = (baracuda_ring_schedule)(int)value; break;
+    case kFieldPreferenceBackend: preference->backend = (baracuda_backend)(int)value; break;
   }
 }
 
-static void test_select_refuses_negative_extents(void) {
-  static const char* const kFields[] = {"batch_size", "num_heads", "num_heads_k",
-                                        "query_len",  "key_len",   "head_dim"};
-  const int32_t values[] = {-1, INT32_MIN};
-  for (size_t field = 0; field < sizeof kFields / sizeof kFields[0]; ++field) {
-    for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-      baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-      int32_t* const extents[] = {&desc.batch_size, &desc.num_heads, &desc.num_heads_k,
-                                  &desc.query_len,  &desc.key_len,   &desc.head_dim};
-      *extents[field] = values[n];
-      char expected[kMessageCapacity];
-      snprintf(expected, sizeof expected, SELECT "%s must be non-negative (got %d, expected >= 0)",
-               kFields[field], (int)values[n]);
-      EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+/* Each case on an f32 descriptor, with no preference unless the case sets one; a failing case's
+ * name follows the messages of its failed checks. */
+static void expect_select_cases(const SelectCase* cases, size_t count) {
+  for (size_t n = 0; n < count; ++n) {
+    const SelectCase* c = &cases[n];
+    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
+    baracuda_plan_preference preference = {BARACUDA_BACKEND_AUTO};
+    int has_preference = 0;
+    for (int e = 0; e < kMaxDescriptorEdits; ++e) {
+      set_descriptor_field(&desc, &preference, c->edits[e].field, c->edits[e].value);
+      if (c->edits[e].field == kFieldPreferenceBackend) has_preference = 1;
     }
+    const int failures = g_failures;
+    select_refuses(c->line, &desc, has_preference ? &preference : NULL, c->status, c->message, 1);
+    if (g_failures != failures) fprintf(stderr, "    in select case \"%s\"\n", c->name);
   }
 }
 
-static void test_select_refuses_non_finite_scale(void) {
-  const struct {
-    double value;
-    const char* text;
-  } cases[] = {{NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}};
-  for (size_t n = 0; n < sizeof cases / sizeof cases[0]; ++n) {
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.scale = cases[n].value;
-    char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected,
-             SELECT "scale must be finite (got %s, expected a finite number)", cases[n].text);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
-}
+#define EXPECT_SELECT_CASES(cases) expect_select_cases((cases), sizeof(cases) / sizeof((cases)[0]))
 
-static void test_select_refuses_bad_softcap(void) {
-  const struct {
-    double value;
-    const char* text;
-  } cases[] = {{-1.0, "-1"}, {-0.5, "-0.5"}, {NAN, "nan"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}};
-  for (size_t n = 0; n < sizeof cases / sizeof cases[0]; ++n) {
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.softcap = cases[n].value;
-    char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "softcap must be finite and non-negative (got %s, expected 0 to disable or a "
-             "finite value > 0)",
-             cases[n].text);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
-}
+/* Every descriptor field outside what select accepts, one at a time: the element, negative
+ * extents, a non-finite scale, a negative or non-finite softcap, is_causal, the window bounds,
+ * the layout, the schedule and the preference's backend outside their enums (all
+ * INVALID_PROBLEM), and head dims that no backend supports (UNSUPPORTED). */
+static void test_select_refuses_bad_descriptors(void) {
+  static const SelectCase kCases[] = {
+      {__LINE__, "element 0", INVALID,
+       SELECT "element is not an element type (got 0, expected f32, f16, bf16 or f64)",
+       .edits = {{kFieldElement, 0}}},
+      {__LINE__, "element 5", INVALID,
+       SELECT "element is not an element type (got 5, expected f32, f16, bf16 or f64)",
+       .edits = {{kFieldElement, 5}}},
+      {__LINE__, "element -1", INVALID,
+       SELECT "element is not an element type (got -1, expected f32, f16, bf16 or f64)",
+       .edits = {{kFieldElement, -1}}},
 
-static void test_select_refuses_bad_is_causal(void) {
-  const int32_t values[] = {2, -1};
-  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.is_causal = values[n];
-    char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected, SELECT "is_causal must be 0 or 1 (got %d, expected 0 or 1)",
-             (int)values[n]);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
-}
+      {__LINE__, "batch_size -1", INVALID,
+       SELECT "batch_size must be non-negative (got -1, expected >= 0)",
+       .edits = {{kFieldBatchSize, -1}}},
+      {__LINE__, "batch_size INT32_MIN", INVALID,
+       SELECT "batch_size must be non-negative (got -2147483648, expected >= 0)",
+       .edits = {{kFieldBatchSize, INT32_MIN}}},
+      {__LINE__, "num_heads -1", INVALID,
+       SELECT "num_heads must be non-negative (got -1, expected >= 0)",
+       .edits = {{kFieldNumHeads, -1}}},
+      {__LINE__, "num_heads INT32_MIN", INVALID,
+       SELECT "num_heads must be non-negative (got -2147483648, expected >= 0)",
+       .edits = {{kFieldNumHeads, INT32_MIN}}},
+      {__LINE__, "num_heads_k -1", INVALID,
+       SELECT "num_heads_k must be non-negative (got -1, expected >= 0)",
+       .edits = {{kFieldNumHeadsK, -1}}},
+      {__LINE__, "num_heads_k INT32_MIN", INVALID,
+       SELECT "num_heads_k must be non-negative (got -2147483648, expected >= 0)",
+       .edits = {{kFieldNumHeadsK, INT32_MIN}}},
+      {__LINE__, "query_len -1", INVALID,
+       SELECT "query_len must be non-negative (got -1, expected >= 0)",
+       .edits = {{kFieldQueryLen, -1}}},
+      {__LINE__, "query_len INT32_MIN", INVALID,
+       SELECT "query_len must be non-negative (got -2147483648, expected >= 0)",
+       .edits = {{kFieldQueryLen, INT32_MIN}}},
+      {__LINE__, "key_len -1", INVALID,
+       SELECT "key_len must be non-negative (got -1, expected >= 0)",
+       .edits = {{kFieldKeyLen, -1}}},
+      {__LINE__, "key_len INT32_MIN", INVALID,
+       SELECT "key_len must be non-negative (got -2147483648, expected >= 0)",
+       .edits = {{kFieldKeyLen, INT32_MIN}}},
+      {__LINE__, "head_dim -1", INVALID,
+       SELECT "head_dim must be non-negative (got -1, expected >= 0)",
+       .edits = {{kFieldHeadDim, -1}}},
+      {__LINE__, "head_dim INT32_MIN", INVALID,
+       SELECT "head_dim must be non-negative (got -2147483648, expected >= 0)",
+       .edits = {{kFieldHeadDim, INT32_MIN}}},
 
-static void test_select_refuses_bad_window_bounds(void) {
-  const int32_t values[] = {-2, INT32_MIN};
-  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-    char expected[kMessageCapacity];
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.window_size_left = values[n];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "window_size_left must be a bound >= 0 or unbounded (got %d, expected >= 0 "
-             "or BARACUDA_WINDOW_UNBOUNDED = -1)",
-             (int)values[n]);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+      {__LINE__, "scale nan", INVALID,
+       SELECT "scale must be finite (got nan, expected a finite number)",
+       .edits = {{kFieldScale, NAN}}},
+      {__LINE__, "scale inf", INVALID,
+       SELECT "scale must be finite (got inf, expected a finite number)",
+       .edits = {{kFieldScale, INFINITY}}},
+      {__LINE__, "scale -inf", INVALID,
+       SELECT "scale must be finite (got -inf, expected a finite number)",
+       .edits = {{kFieldScale, -INFINITY}}},
 
-    desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.window_size_right = values[n];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "window_size_right must be a bound >= 0 or unbounded (got %d, expected >= 0 "
-             "or BARACUDA_WINDOW_UNBOUNDED = -1)",
-             (int)values[n]);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
-}
+      {__LINE__, "softcap -1", INVALID,
+       SELECT "softcap must be finite and non-negative (got -1, expected 0 to disable or a "
+              "finite value > 0)",
+       .edits = {{kFieldSoftcap, -1.0}}},
+      {__LINE__, "softcap -0.5", INVALID,
+       SELECT "softcap must be finite and non-negative (got -0.5, expected 0 to disable or a "
+              "finite value > 0)",
+       .edits = {{kFieldSoftcap, -0.5}}},
+      {__LINE__, "softcap nan", INVALID,
+       SELECT "softcap must be finite and non-negative (got nan, expected 0 to disable or a "
+              "finite value > 0)",
+       .edits = {{kFieldSoftcap, NAN}}},
+      {__LINE__, "softcap inf", INVALID,
+       SELECT "softcap must be finite and non-negative (got inf, expected 0 to disable or a "
+              "finite value > 0)",
+       .edits = {{kFieldSoftcap, INFINITY}}},
+      {__LINE__, "softcap -inf", INVALID,
+       SELECT "softcap must be finite and non-negative (got -inf, expected 0 to disable or a "
+              "finite value > 0)",
+       .edits = {{kFieldSoftcap, -INFINITY}}},
 
-static void test_select_refuses_bad_layout_and_schedule(void) {
-  const int values[] = {2, -1};
-  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-    char expected[kMessageCapacity];
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.layout = (baracuda_ring_layout)values[n];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "layout is not a ring layout (got %d, expected BARACUDA_RING_LAYOUT_CONTIGUOUS "
-             "or BARACUDA_RING_LAYOUT_ZIGZAG)",
-             values[n]);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+      {__LINE__, "is_causal 2", INVALID, SELECT "is_causal must be 0 or 1 (got 2, expected 0 or 1)",
+       .edits = {{kFieldIsCausal, 2}}},
+      {__LINE__, "is_causal -1", INVALID,
+       SELECT "is_causal must be 0 or 1 (got -1, expected 0 or 1)",
+       .edits = {{kFieldIsCausal, -1}}},
 
-    desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.schedule = (baracuda_ring_schedule)values[n];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "schedule is not a ring schedule (got %d, expected "
-             "BARACUDA_RING_SCHEDULE_OVERLAPPED or BARACUDA_RING_SCHEDULE_SERIAL)",
-             values[n]);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
-}
+      {__LINE__, "window_size_left -2", INVALID,
+       SELECT "window_size_left must be a bound >= 0 or unbounded (got -2, expected >= 0 or "
+              "BARACUDA_WINDOW_UNBOUNDED = -1)",
+       .edits = {{kFieldWindowLeft, -2}}},
+      {__LINE__, "window_size_right -2", INVALID,
+       SELECT "window_size_right must be a bound >= 0 or unbounded (got -2, expected >= 0 or "
+              "BARACUDA_WINDOW_UNBOUNDED = -1)",
+       .edits = {{kFieldWindowRight, -2}}},
+      {__LINE__, "window_size_left INT32_MIN", INVALID,
+       SELECT "window_size_left must be a bound >= 0 or unbounded (got -2147483648, expected "
+              ">= 0 or BARACUDA_WINDOW_UNBOUNDED = -1)",
+       .edits = {{kFieldWindowLeft, INT32_MIN}}},
+      {__LINE__, "window_size_right INT32_MIN", INVALID,
+       SELECT "window_size_right must be a bound >= 0 or unbounded (got -2147483648, expected "
+              ">= 0 or BARACUDA_WINDOW_UNBOUNDED = -1)",
+       .edits = {{kFieldWindowRight, INT32_MIN}}},
 
-static void test_select_refuses_bad_preference(void) {
-  const int values[] = {3, -1};
-  const baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-    const baracuda_plan_preference preference = {(baracuda_backend)values[n]};
-    char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "preference backend is not a backend (got %d, expected BARACUDA_BACKEND_AUTO, "
-             "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
-             values[n]);
-    EXPECT_SELECT_REFUSES(&desc, &preference, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
+      {__LINE__, "layout 2", INVALID,
+       SELECT "layout is not a ring layout (got 2, expected BARACUDA_RING_LAYOUT_CONTIGUOUS or "
+              "BARACUDA_RING_LAYOUT_ZIGZAG)",
+       .edits = {{kFieldLayout, 2}}},
+      {__LINE__, "schedule 2", INVALID,
+       SELECT "schedule is not a ring schedule (got 2, expected BARACUDA_RING_SCHEDULE_OVERLAPPED "
+              "or BARACUDA_RING_SCHEDULE_SERIAL)",
+       .edits = {{kFieldSchedule, 2}}},
+      {__LINE__, "layout -1", INVALID,
+       SELECT "layout is not a ring layout (got -1, expected BARACUDA_RING_LAYOUT_CONTIGUOUS or "
+              "BARACUDA_RING_LAYOUT_ZIGZAG)",
+       .edits = {{kFieldLayout, -1}}},
+      {__LINE__, "schedule -1", INVALID,
+       SELECT "schedule is not a ring schedule (got -1, expected "
+              "BARACUDA_RING_SCHEDULE_OVERLAPPED or BARACUDA_RING_SCHEDULE_SERIAL)",
+       .edits = {{kFieldSchedule, -1}}},
+
+      {__LINE__, "preference backend 3", INVALID,
+       SELECT "preference backend is not a backend (got 3, expected BARACUDA_BACKEND_AUTO, "
+              "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
+       .edits = {{kFieldPreferenceBackend, 3}}},
+      {__LINE__, "preference backend -1", INVALID,
+       SELECT "preference backend is not a backend (got -1, expected BARACUDA_BACKEND_AUTO, "
+              "BARACUDA_BACKEND_PORTABLE or BARACUDA_BACKEND_HOPPER)",
+       .edits = {{kFieldPreferenceBackend, -1}}},
+
+      /* Below the smallest, off the step of 8, above the largest. */
+      {__LINE__, "head_dim 0", UNSUPPORTED,
+       SELECT "head_dim is not a supported head dim (got 0, expected a multiple of 8 in [8, 256])",
+       .edits = {{kFieldHeadDim, 0}}},
+      {__LINE__, "head_dim 4", UNSUPPORTED,
+       SELECT "head_dim is not a supported head dim (got 4, expected a multiple of 8 in [8, 256])",
+       .edits = {{kFieldHeadDim, 4}}},
+      {__LINE__, "head_dim 7", UNSUPPORTED,
+       SELECT "head_dim is not a supported head dim (got 7, expected a multiple of 8 in [8, 256])",
+       .edits = {{kFieldHeadDim, 7}}},
+      {__LINE__, "head_dim 12", UNSUPPORTED,
+       SELECT "head_dim is not a supported head dim (got 12, expected a multiple of 8 in [8, 256])",
+       .edits = {{kFieldHeadDim, 12}}},
+      {__LINE__, "head_dim 260", UNSUPPORTED,
+       SELECT "head_dim is not a supported head dim (got 260, expected a multiple of 8 in "
+              "[8, 256])",
+       .edits = {{kFieldHeadDim, 260}}},
+      {__LINE__, "head_dim 264", UNSUPPORTED,
+       SELECT "head_dim is not a supported head dim (got 264, expected a multiple of 8 in "
+              "[8, 256])",
+       .edits = {{kFieldHeadDim, 264}}},
+  };
+  EXPECT_SELECT_CASES(kCases);
 }
 
 static void test_select_num_heads_k(void) {
@@ -440,16 +547,19 @@ static void test_select_num_heads_k(void) {
     desc.num_heads_k = divisors[n];
     EXPECT_SELECT_ACCEPTS(&desc, NULL);
   }
-  const int32_t refused[] = {3, 2 * kHeads, 0};
-  for (size_t n = 0; n < sizeof refused / sizeof refused[0]; ++n) {
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.num_heads_k = refused[n];
-    char expected[kMessageCapacity];
-    snprintf(expected, sizeof expected,
-             SELECT "num_heads_k must divide num_heads (got %d, expected a divisor of %d)",
-             (int)refused[n], kHeads);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-  }
+  /* K/V heads that do not divide the 4 query heads: not a divisor, more than H, none. */
+  static const SelectCase kRefused[] = {
+      {__LINE__, "num_heads_k 3", INVALID,
+       SELECT "num_heads_k must divide num_heads (got 3, expected a divisor of 4)",
+       .edits = {{kFieldNumHeadsK, 3}}},
+      {__LINE__, "num_heads_k 2 x num_heads", INVALID,
+       SELECT "num_heads_k must divide num_heads (got 8, expected a divisor of 4)",
+       .edits = {{kFieldNumHeadsK, 2 * kHeads}}},
+      {__LINE__, "num_heads_k 0", INVALID,
+       SELECT "num_heads_k must divide num_heads (got 0, expected a divisor of 4)",
+       .edits = {{kFieldNumHeadsK, 0}}},
+  };
+  EXPECT_SELECT_CASES(kRefused);
 
   /* No query heads: no K/V heads either. */
   baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
@@ -468,28 +578,22 @@ static void test_select_num_heads_k(void) {
 
 static void test_select_zigzag_lengths(void) {
   enum { kOdd = 7 };
-  char expected[kMessageCapacity];
   baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
   desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
   EXPECT_SELECT_ACCEPTS(&desc, NULL);
 
-  desc.query_len = kOdd;
-  snprintf(expected, sizeof expected,
-           SELECT
-           "query_len must be even for the zigzag layout, which holds two chunks of "
-           "query_len / 2 per rank (got %d, expected an even number)",
-           kOdd);
-  EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
-
-  desc = make_descriptor(BARACUDA_ELEMENT_F32);
-  desc.layout = BARACUDA_RING_LAYOUT_ZIGZAG;
-  desc.key_len = kOdd;
-  snprintf(expected, sizeof expected,
-           SELECT
-           "key_len must be even for the zigzag layout, which holds two chunks of "
-           "key_len / 2 per rank (got %d, expected an even number)",
-           kOdd);
-  EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_INVALID_PROBLEM, expected);
+  /* The zigzag layout with an odd query or key length. */
+  static const SelectCase kRefused[] = {
+      {__LINE__, "zigzag query_len 7", INVALID,
+       SELECT "query_len must be even for the zigzag layout, which holds two chunks of "
+              "query_len / 2 per rank (got 7, expected an even number)",
+       .edits = {{kFieldLayout, BARACUDA_RING_LAYOUT_ZIGZAG}, {kFieldQueryLen, kOdd}}},
+      {__LINE__, "zigzag key_len 7", INVALID,
+       SELECT "key_len must be even for the zigzag layout, which holds two chunks of "
+              "key_len / 2 per rank (got 7, expected an even number)",
+       .edits = {{kFieldLayout, BARACUDA_RING_LAYOUT_ZIGZAG}, {kFieldKeyLen, kOdd}}},
+  };
+  EXPECT_SELECT_CASES(kRefused);
 
   /* Odd lengths are fine for the contiguous layout; empty ones for zigzag. */
   desc = make_descriptor(BARACUDA_ELEMENT_F32);
@@ -501,21 +605,6 @@ static void test_select_zigzag_lengths(void) {
   desc.query_len = 0;
   desc.key_len = 0;
   EXPECT_SELECT_ACCEPTS(&desc, NULL);
-}
-
-static void test_select_refuses_unsupported_head_dims(void) {
-  const int32_t values[] = {0, 4, 7, 12, 260, 264};
-  for (size_t n = 0; n < sizeof values / sizeof values[0]; ++n) {
-    char expected[kMessageCapacity];
-    baracuda_ring_attention_descriptor desc = make_descriptor(BARACUDA_ELEMENT_F32);
-    desc.head_dim = values[n];
-    snprintf(expected, sizeof expected,
-             SELECT
-             "head_dim is not a supported head dim (got %d, expected a multiple of %d in "
-             "[%d, %d])",
-             (int)values[n], kHeadDimStep, kMinHeadDim, kMaxHeadDim);
-    EXPECT_SELECT_REFUSES(&desc, NULL, BARACUDA_STATUS_UNSUPPORTED, expected);
-  }
 }
 
 static void test_select_grid_limit(void) {
@@ -1692,18 +1781,10 @@ int main(void) {
 
   detect_device();
   test_select_null_pointers();
-  test_select_refuses_invalid_element();
-  test_select_refuses_negative_extents();
-  test_select_refuses_non_finite_scale();
-  test_select_refuses_bad_softcap();
+  test_select_refuses_bad_descriptors();
   test_select_scratch_size_limit();
-  test_select_refuses_bad_is_causal();
-  test_select_refuses_bad_window_bounds();
-  test_select_refuses_bad_layout_and_schedule();
-  test_select_refuses_bad_preference();
   test_select_num_heads_k();
   test_select_zigzag_lengths();
-  test_select_refuses_unsupported_head_dims();
   test_select_grid_limit();
   test_select_check_order();
   test_select_accepts_valid_descriptors();
