@@ -1191,14 +1191,131 @@ static void test_plan_queries(void) {
   }
 }
 
-/* Q, K, V, Y and LSE: present or absent, rank, element, shape, strides, data, buffers. */
+/* ------------------------------------------------------------------ argument cases */
+
+/* The element counts and accumulator bytes of make_args for the f16 problem of the argument
+ * checks, as the tables below state them. */
+enum {
+  kQElements = kBatch * kHeads * kQueryLen * kHeadDim, /* Q and Y: 1536 */
+  kKvElements = kBatch * kHeadsK * kKeyLen * kHeadDim, /* K and V: 1280 */
+  kLseElements = kBatch * kHeads * kQueryLen,          /* 48 */
+  kSlopeElements = kBatch * kHeads,                    /* ALiBi [B, H]: 8 */
+  kKvScratchElements = kKvTensors * kKvElements,       /* each K/V scratch buffer: 2560 */
+  kAccumulatorElementBytes = 4,                        /* the accumulators of f16 are f32 */
+  /* o, m and l of every query row: 6528 */
+  kAccumulatorBytes = kBatch * kHeads * kQueryLen * (kHeadDim + kAccumulatorRowExtras) *
+      kAccumulatorElementBytes
+};
+
+/* The tensors of the args, as the cases name them. */
+typedef enum TensorName { kQ, kK, kV, kY, kLse, kSlopes, kScratchA, kScratchB } TensorName;
+
+/* One change to the args: to one tensor, or to the accumulator scratch's byte count. */
+typedef enum EditKind {
+  kNoEdit, /* the end of a case's edits */
+  kClear,  /* the tensor absent: all zero */
+  kSetRank,
+  kSetElement,
+  kSetShape,  /* of the axis */
+  kSetStride, /* of the axis */
+  kSetNullData,
+  kAddBuffer, /* buffer_elements += value */
+  kSetBuffer, /* buffer_elements = value */
+  kSetAccumulatorBytes
+} EditKind;
+
+typedef struct ArgsEdit {
+  EditKind kind;
+  TensorName tensor;
+  int axis;
+  int64_t value;
+} ArgsEdit;
+
+#define CLEAR(tensor) {kClear, (tensor), 0, 0}
+#define RANK(tensor, rank) {kSetRank, (tensor), 0, (rank)}
+#define ELEMENT(tensor, element) {kSetElement, (tensor), 0, (element)}
+#define SHAPE(tensor, axis, extent) {kSetShape, (tensor), (axis), (extent)}
+#define STRIDE(tensor, axis, stride) {kSetStride, (tensor), (axis), (stride)}
+#define NULL_DATA(tensor) {kSetNullData, (tensor), 0, 0}
+#define ADD_BUFFER(tensor, elements) {kAddBuffer, (tensor), 0, (elements)}
+#define SET_BUFFER(tensor, elements) {kSetBuffer, (tensor), 0, (elements)}
+#define ACCUMULATOR_BYTES(bytes) {kSetAccumulatorBytes, kQ, 0, (bytes)}
+
+enum { kMaxEdits = 3 };
+
+/* Valid args spoilt in one way, and the refusal of can_implement and check_args: the status, the
+ * message (exact, or, when suffix is set, its start, with suffix its end) and the sizes left
+ * (needed / got; 0 / 0 unless the status is a size's). A case starts from the valid args, with
+ * contiguous ALiBi slopes of the given shape when it is not [0, 0], then applies its edits in
+ * order. */
+typedef struct ArgsCase {
+  int line; /* of the case in its table, where a failing check is reported */
+  const char* name;
+  baracuda_status status;
+  const char* message;
+  ArgsEdit edits[kMaxEdits];
+  const char* suffix;
+  int64_t slopes[2];
+  int64_t needed;
+  int64_t got;
+} ArgsCase;
+
+static baracuda_tensor* tensor_of(baracuda_ring_attention_args* args, TensorName name) {
+  switch (name) {
+    case kQ: return &args->q;
+    case kK: return &args->k;
+    case kV: return &args->v;
+    case kY: return &args->y;
+    case kLse: return &args->lse;
+    case kSlopes: return &args->alibi_slopes;
+    case kScratchA: return &args->kv_scratch_a;
+    case kScratchB: return &args->kv_scratch_b;
+  }
+  return NULL;
+}
+
+static void apply_edit(baracuda_ring_attention_args* args, const ArgsEdit* edit) {
+  baracuda_tensor* const tensor = tensor_of(args, edit->tensor);
+  switch (edit->kind) {
+    case kNoEdit: break;
+    case kClear: memset(tensor, 0, sizeof *tensor); break;
+    case kSetRank: tensor->rank = (int32_t)edit->value; break;
+    case kSetElement: tensor->element = (baracuda_element)edit->value; break;
+    case kSetShape: tensor->shape[edit->axis] = edit->value; break;
+    case kSetStride: tensor->strides[edit->axis] = edit->value; break;
+    case kSetNullData: tensor->data = NULL; break;
+    case kAddBuffer: tensor->buffer_elements += edit->value; break;
+    case kSetBuffer: tensor->buffer_elements = edit->value; break;
+    case kSetAccumulatorBytes: args->accumulator_scratch_bytes = (size_t)edit->value; break;
+  }
+}
+
+/* Each case on `valid`, through args_refused; a failing case's name follows the messages of its
+ * failed checks. */
+static void expect_args_cases(baracuda_ring_attention_plan plan,
+                              const baracuda_ring_attention_args* valid, const ArgsCase* cases,
+                              size_t count) {
+  for (size_t n = 0; n < count; ++n) {
+    const ArgsCase* c = &cases[n];
+    baracuda_ring_attention_args args = *valid;
+    if (c->slopes[0] != 0 || c->slopes[1] != 0) {
+      args.alibi_slopes = make_slopes(c->slopes[0], c->slopes[1]);
+    }
+    for (int e = 0; e < kMaxEdits; ++e) apply_edit(&args, &c->edits[e]);
+    const int failures = g_failures;
+    args_refused(c->line, plan, &args, c->status, c->message, c->suffix, c->needed, c->got);
+    if (g_failures != failures) fprintf(stderr, "    in args case \"%s\"\n", c->name);
+  }
+}
+
+#define EXPECT_ARGS_CASES(plan, valid, cases) \
+  expect_args_cases((plan), (valid), (cases), sizeof(cases) / sizeof((cases)[0]))
+
+/* Q, K, V, Y and LSE: present or absent, rank, element, shape, strides, data, buffers. Q, Y
+ * [2, 4, 6, 32], K, V [2, 2, 10, 32], LSE [2, 4, 6]. */
 static void test_args_tensors(baracuda_ring_attention_plan plan,
                               const baracuda_ring_attention_descriptor* desc) {
   const baracuda_ring_attention_args valid = make_args(desc);
-  const int64_t q_elements = element_count(4, valid.q.shape);
-  const int64_t kv_elements = element_count(4, valid.k.shape);
-  const int64_t lse_elements = element_count(3, valid.lse.shape);
-  char expected[kMessageCapacity];
   baracuda_ring_attention_args args = valid;
   EXPECT_ACCEPTED(plan, &args);
 
@@ -1209,106 +1326,6 @@ static void test_args_tensors(baracuda_ring_attention_plan plan,
   args = valid;
   memset(&args.lse, 0, sizeof args.lse);
   EXPECT_ACCEPTED(plan, &args);
-  args = valid;
-  memset(&args.v, 0, sizeof args.v);
-  EXPECT_INVALID(plan, &args,
-                 CI
-                 "k and v go together (got k present and v absent, expected both, to be staged "
-                 "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
-  args = valid;
-  memset(&args.k, 0, sizeof args.k);
-  EXPECT_INVALID(plan, &args,
-                 CI
-                 "k and v go together (got k absent and v present, expected both, to be staged "
-                 "into kv_scratch_a, or neither, when kv_scratch_a holds them already)");
-
-  args = valid;
-  args.q.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "q rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.k.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "k rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.v.rank = 2;
-  EXPECT_INVALID(plan, &args, CI "v rank mismatch (got 2, expected 4)");
-  args = valid;
-  args.y.rank = 3;
-  EXPECT_INVALID(plan, &args, CI "y rank mismatch (got 3, expected 4)");
-  args = valid;
-  args.lse.rank = 4;
-  EXPECT_INVALID(plan, &args, CI "lse rank mismatch (got 4, expected 3)");
-
-  args = valid;
-  args.q.element = BARACUDA_ELEMENT_F32;
-  EXPECT_INVALID(plan, &args, CI "q element mismatch (got f32, expected f16)");
-  args = valid;
-  args.k.element = BARACUDA_ELEMENT_BF16;
-  EXPECT_INVALID(plan, &args, CI "k element mismatch (got bf16, expected f16)");
-  args = valid;
-  args.v.element = BARACUDA_ELEMENT_F64;
-  EXPECT_INVALID(plan, &args, CI "v element mismatch (got f64, expected f16)");
-  args = valid;
-  args.y.element = (baracuda_element)0;
-  EXPECT_INVALID(plan, &args, CI "y element mismatch (got invalid, expected f16)");
-  args = valid;
-  args.lse.element = BARACUDA_ELEMENT_F16;
-  EXPECT_INVALID(plan, &args, CI "lse element mismatch (got f16, expected f32)");
-
-  args = valid;
-  args.q.shape[1] = kHeadsK;
-  snprintf(expected, sizeof expected,
-           CI "q shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeadsK,
-           kQueryLen, kHeadDim, kBatch, kHeads, kQueryLen, kHeadDim);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.k.shape[1] = kHeads;
-  snprintf(expected, sizeof expected,
-           CI "k shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeads,
-           kKeyLen, kHeadDim, kBatch, kHeadsK, kKeyLen, kHeadDim);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.v.shape[2] = kQueryLen;
-  snprintf(expected, sizeof expected,
-           CI "v shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeadsK,
-           kQueryLen, kHeadDim, kBatch, kHeadsK, kKeyLen, kHeadDim);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.y.shape[3] = kHeadDim / 2;
-  snprintf(expected, sizeof expected,
-           CI "y shape mismatch (got [%d, %d, %d, %d], expected [%d, %d, %d, %d])", kBatch, kHeads,
-           kQueryLen, kHeadDim / 2, kBatch, kHeads, kQueryLen, kHeadDim);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.lse.shape[2] = kKeyLen;
-  snprintf(expected, sizeof expected,
-           CI "lse shape mismatch (got [%d, %d, %d], expected [%d, %d, %d])", kBatch, kHeads,
-           kKeyLen, kBatch, kHeads, kQueryLen);
-  EXPECT_INVALID(plan, &args, expected);
-
-  /* Q and Y have a contiguous last axis; written Y and LSE cannot broadcast. */
-  args = valid;
-  args.q.strides[3] = 2;
-  args.q.buffer_elements *= 2;
-  EXPECT_UNSUPPORTED(plan, &args, CI "q last-axis stride must be 1 (got 2, expected 1)");
-  args = valid;
-  args.y.strides[3] = 2;
-  args.y.buffer_elements *= 2;
-  EXPECT_UNSUPPORTED(plan, &args, CI "y last-axis stride must be 1 (got 2, expected 1)");
-  args = valid;
-  args.q.strides[0] = -1;
-  EXPECT_INVALID(plan, &args, CI "q stride of axis 0 is negative (got -1, expected >= 0)");
-  args = valid;
-  args.y.strides[1] = 0;
-  snprintf(expected, sizeof expected,
-           CI "y is written, so axis 1 (extent %d) cannot broadcast (got stride 0, expected > 0)",
-           kHeads);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.lse.strides[2] = 0;
-  snprintf(expected, sizeof expected,
-           CI "lse is written, so axis 2 (extent %d) cannot broadcast (got stride 0, expected > 0)",
-           kQueryLen);
-  EXPECT_INVALID(plan, &args, expected);
 
   /* B, S, H, D layouts passed as strided views, K and V included (staging copies them). */
   args = valid;
@@ -1324,79 +1341,129 @@ static void test_args_tensors(baracuda_ring_attention_plan plan,
   }
   EXPECT_ACCEPTED(plan, &args);
 
-  args = valid;
-  args.q.data = NULL;
-  snprintf(expected, sizeof expected,
-           CI "q data is NULL (got NULL, expected a device pointer to %lld elements)",
-           (long long)q_elements);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.k.data = NULL;
-  snprintf(expected, sizeof expected,
-           CI "k data is NULL (got NULL, expected a device pointer to %lld elements)",
-           (long long)kv_elements);
-  EXPECT_INVALID(plan, &args, expected);
-  args = valid;
-  args.y.data = NULL;
-  snprintf(expected, sizeof expected,
-           CI "y data is NULL (got NULL, expected a device pointer to %lld elements)",
-           (long long)q_elements);
-  EXPECT_INVALID(plan, &args, expected);
+  /* One of K and V; each tensor's rank, element and one extent against the descriptor; Q and Y
+   * with a strided last axis (UNSUPPORTED), a negative stride, written Y and LSE broadcast; NULL
+   * data; each buffer one element short of its view (BUFFER_TOO_SMALL, with the sizes). */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "v absent", INVALID,
+       CI "k and v go together (got k present and v absent, expected both, to be staged into "
+          "kv_scratch_a, or neither, when kv_scratch_a holds them already)",
+       .edits = {CLEAR(kV)}},
+      {__LINE__, "k absent", INVALID,
+       CI "k and v go together (got k absent and v present, expected both, to be staged into "
+          "kv_scratch_a, or neither, when kv_scratch_a holds them already)",
+       .edits = {CLEAR(kK)}},
 
-  const struct {
-    baracuda_tensor* tensor;
-    const char* name;
-    int64_t elements;
-  } buffers[] = {{&args.q, "q", q_elements},
-                 {&args.k, "k", kv_elements},
-                 {&args.v, "v", kv_elements},
-                 {&args.y, "y", q_elements},
-                 {&args.lse, "lse", lse_elements}};
-  for (size_t n = 0; n < sizeof buffers / sizeof buffers[0]; ++n) {
-    args = valid;
-    buffers[n].tensor->buffer_elements = buffers[n].elements - 1;
-    snprintf(expected, sizeof expected,
-             CI "%s buffer too small (got %lld elements, expected at least %lld)", buffers[n].name,
-             (long long)(buffers[n].elements - 1), (long long)buffers[n].elements);
-    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, buffers[n].elements, buffers[n].elements - 1);
-  }
+      {__LINE__, "q rank 3", INVALID, CI "q rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kQ, 3)}},
+      {__LINE__, "k rank 3", INVALID, CI "k rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kK, 3)}},
+      {__LINE__, "v rank 2", INVALID, CI "v rank mismatch (got 2, expected 4)",
+       .edits = {RANK(kV, 2)}},
+      {__LINE__, "y rank 3", INVALID, CI "y rank mismatch (got 3, expected 4)",
+       .edits = {RANK(kY, 3)}},
+      {__LINE__, "lse rank 4", INVALID, CI "lse rank mismatch (got 4, expected 3)",
+       .edits = {RANK(kLse, 4)}},
+
+      {__LINE__, "q f32", INVALID, CI "q element mismatch (got f32, expected f16)",
+       .edits = {ELEMENT(kQ, BARACUDA_ELEMENT_F32)}},
+      {__LINE__, "k bf16", INVALID, CI "k element mismatch (got bf16, expected f16)",
+       .edits = {ELEMENT(kK, BARACUDA_ELEMENT_BF16)}},
+      {__LINE__, "v f64", INVALID, CI "v element mismatch (got f64, expected f16)",
+       .edits = {ELEMENT(kV, BARACUDA_ELEMENT_F64)}},
+      {__LINE__, "y element 0", INVALID, CI "y element mismatch (got invalid, expected f16)",
+       .edits = {ELEMENT(kY, 0)}},
+      {__LINE__, "lse f16", INVALID, CI "lse element mismatch (got f16, expected f32)",
+       .edits = {ELEMENT(kLse, BARACUDA_ELEMENT_F16)}},
+
+      {__LINE__, "q heads Hk", INVALID,
+       CI "q shape mismatch (got [2, 2, 6, 32], expected [2, 4, 6, 32])",
+       .edits = {SHAPE(kQ, 1, kHeadsK)}},
+      {__LINE__, "k heads H", INVALID,
+       CI "k shape mismatch (got [2, 4, 10, 32], expected [2, 2, 10, 32])",
+       .edits = {SHAPE(kK, 1, kHeads)}},
+      {__LINE__, "v rows Sq", INVALID,
+       CI "v shape mismatch (got [2, 2, 6, 32], expected [2, 2, 10, 32])",
+       .edits = {SHAPE(kV, 2, kQueryLen)}},
+      {__LINE__, "y head dim D / 2", INVALID,
+       CI "y shape mismatch (got [2, 4, 6, 16], expected [2, 4, 6, 32])",
+       .edits = {SHAPE(kY, 3, kHeadDim / 2)}},
+      {__LINE__, "lse rows Sk", INVALID,
+       CI "lse shape mismatch (got [2, 4, 10], expected [2, 4, 6])",
+       .edits = {SHAPE(kLse, 2, kKeyLen)}},
+
+      {__LINE__, "q last-axis stride 2", UNSUPPORTED,
+       CI "q last-axis stride must be 1 (got 2, expected 1)",
+       .edits = {STRIDE(kQ, 3, 2), SET_BUFFER(kQ, 2 * kQElements)}},
+      {__LINE__, "y last-axis stride 2", UNSUPPORTED,
+       CI "y last-axis stride must be 1 (got 2, expected 1)",
+       .edits = {STRIDE(kY, 3, 2), SET_BUFFER(kY, 2 * kQElements)}},
+      {__LINE__, "q stride -1", INVALID,
+       CI "q stride of axis 0 is negative (got -1, expected >= 0)", .edits = {STRIDE(kQ, 0, -1)}},
+      {__LINE__, "y broadcast", INVALID,
+       CI "y is written, so axis 1 (extent 4) cannot broadcast (got stride 0, expected > 0)",
+       .edits = {STRIDE(kY, 1, 0)}},
+      {__LINE__, "lse broadcast", INVALID,
+       CI "lse is written, so axis 2 (extent 6) cannot broadcast (got stride 0, expected > 0)",
+       .edits = {STRIDE(kLse, 2, 0)}},
+
+      {__LINE__, "q NULL", INVALID,
+       CI "q data is NULL (got NULL, expected a device pointer to 1536 elements)",
+       .edits = {NULL_DATA(kQ)}},
+      {__LINE__, "k NULL", INVALID,
+       CI "k data is NULL (got NULL, expected a device pointer to 1280 elements)",
+       .edits = {NULL_DATA(kK)}},
+      {__LINE__, "y NULL", INVALID,
+       CI "y data is NULL (got NULL, expected a device pointer to 1536 elements)",
+       .edits = {NULL_DATA(kY)}},
+
+      {__LINE__, "q buffer short", TOO_SMALL,
+       CI "q buffer too small (got 1535 elements, expected at least 1536)",
+       .edits = {ADD_BUFFER(kQ, -1)}, .needed = kQElements, .got = kQElements - 1},
+      {__LINE__, "k buffer short", TOO_SMALL,
+       CI "k buffer too small (got 1279 elements, expected at least 1280)",
+       .edits = {ADD_BUFFER(kK, -1)}, .needed = kKvElements, .got = kKvElements - 1},
+      {__LINE__, "v buffer short", TOO_SMALL,
+       CI "v buffer too small (got 1279 elements, expected at least 1280)",
+       .edits = {ADD_BUFFER(kV, -1)}, .needed = kKvElements, .got = kKvElements - 1},
+      {__LINE__, "y buffer short", TOO_SMALL,
+       CI "y buffer too small (got 1535 elements, expected at least 1536)",
+       .edits = {ADD_BUFFER(kY, -1)}, .needed = kQElements, .got = kQElements - 1},
+      {__LINE__, "lse buffer short", TOO_SMALL,
+       CI "lse buffer too small (got 47 elements, expected at least 48)",
+       .edits = {ADD_BUFFER(kLse, -1)}, .needed = kLseElements, .got = kLseElements - 1},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 }
 
+/* ALiBi slopes: f32, rank 2, [1, H] or [B, H], a buffer to match. */
 static void test_args_alibi(baracuda_ring_attention_plan plan,
                             const baracuda_ring_attention_descriptor* desc) {
   const baracuda_ring_attention_args valid = make_args(desc);
-  char expected[kMessageCapacity];
   baracuda_ring_attention_args args = valid;
   args.alibi_slopes = make_slopes(1, kHeads);
   EXPECT_ACCEPTED(plan, &args);
   args.alibi_slopes = make_slopes(kBatch, kHeads);
   EXPECT_ACCEPTED(plan, &args);
 
-  args.alibi_slopes = make_slopes(kBatch, kHeads + 1);
-  snprintf(expected, sizeof expected,
-           CI "alibi_slopes shape mismatch (got [%d, %d], expected [1, %d] or [%d, %d])", kBatch,
-           kHeads + 1, kHeads, kBatch, kHeads);
-  EXPECT_INVALID(plan, &args, expected);
-  args.alibi_slopes = make_slopes(kBatch + 1, kHeads);
-  snprintf(expected, sizeof expected,
-           CI "alibi_slopes shape mismatch (got [%d, %d], expected [1, %d] or [%d, %d])",
-           kBatch + 1, kHeads, kHeads, kBatch, kHeads);
-  EXPECT_INVALID(plan, &args, expected);
-  args.alibi_slopes = make_slopes(kBatch, kHeads);
-  args.alibi_slopes.element = desc->element;
-  snprintf(expected, sizeof expected, CI "alibi_slopes element mismatch (got %s, expected f32)",
-           baracuda_element_string(desc->element));
-  EXPECT_INVALID(plan, &args, expected);
-  args.alibi_slopes = make_slopes(1, kHeads);
-  args.alibi_slopes.rank = 1;
-  args.alibi_slopes.shape[0] = kHeads;
-  EXPECT_INVALID(plan, &args, CI "alibi_slopes rank mismatch (got 1, expected 2)");
-  args.alibi_slopes = make_slopes(kBatch, kHeads);
-  args.alibi_slopes.buffer_elements -= 1;
-  snprintf(expected, sizeof expected,
-           CI "alibi_slopes buffer too small (got %d elements, expected at least %d)",
-           kBatch * kHeads - 1, kBatch * kHeads);
-  EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, kBatch * kHeads, kBatch * kHeads - 1);
+  /* One head or one batch too many, the plan's element, rank 1, one element short. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "slopes [B, H + 1]", INVALID,
+       CI "alibi_slopes shape mismatch (got [2, 5], expected [1, 4] or [2, 4])",
+       .slopes = {kBatch, kHeads + 1}},
+      {__LINE__, "slopes [B + 1, H]", INVALID,
+       CI "alibi_slopes shape mismatch (got [3, 4], expected [1, 4] or [2, 4])",
+       .slopes = {kBatch + 1, kHeads}},
+      {__LINE__, "slopes f16", INVALID, CI "alibi_slopes element mismatch (got f16, expected f32)",
+       .edits = {ELEMENT(kSlopes, BARACUDA_ELEMENT_F16)}, .slopes = {kBatch, kHeads}},
+      {__LINE__, "slopes rank 1", INVALID, CI "alibi_slopes rank mismatch (got 1, expected 2)",
+       .edits = {RANK(kSlopes, 1), SHAPE(kSlopes, 0, kHeads)}, .slopes = {1, kHeads}},
+      {__LINE__, "slopes buffer short", TOO_SMALL,
+       CI "alibi_slopes buffer too small (got 7 elements, expected at least 8)",
+       .edits = {ADD_BUFFER(kSlopes, -1)}, .slopes = {kBatch, kHeads}, .needed = kSlopeElements,
+       .got = kSlopeElements - 1},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 }
 
 /* The two K/V scratch buffers: rank 1 of the element, contiguous, large enough, distinct. */
@@ -1406,61 +1473,79 @@ static void test_args_kv_scratch(baracuda_ring_attention_plan plan,
   const int64_t needed = expected_kv_scratch_elements(desc);
   const int64_t needed_bytes = needed * (int64_t)baracuda_element_size(desc->element);
   char expected[kMessageCapacity];
-  const char* const names[] = {"kv_scratch_a", "kv_scratch_b"};
+
+  /* Larger than needed is fine. */
   for (int which = 0; which < 2; ++which) {
-    const char* name = names[which];
     baracuda_ring_attention_args args = valid;
     baracuda_tensor* scratch = which == 0 ? &args.kv_scratch_a : &args.kv_scratch_b;
-
-    /* Larger than needed is fine. */
     scratch->shape[0] = needed + 1;
     scratch->buffer_elements = needed + 1;
     EXPECT_ACCEPTED(plan, &args);
-
-    args = valid;
-    scratch->rank = 2;
-    scratch->shape[1] = 1;
-    scratch->strides[1] = 1;
-    snprintf(expected, sizeof expected, CI "%s rank mismatch (got 2, expected 1)", name);
-    EXPECT_INVALID(plan, &args, expected);
-
-    args = valid;
-    scratch->element = BARACUDA_ELEMENT_F32;
-    snprintf(expected, sizeof expected, CI "%s element mismatch (got f32, expected %s)", name,
-             baracuda_element_string(desc->element));
-    EXPECT_INVALID(plan, &args, expected);
-
-    args = valid;
-    scratch->strides[0] = 2;
-    scratch->buffer_elements = 2 * needed;
-    snprintf(expected, sizeof expected, CI "%s must be contiguous (got stride 2, expected 1)",
-             name);
-    EXPECT_INVALID(plan, &args, expected);
-
-    /* Too few elements, by the view's extent or by the buffer. */
-    snprintf(expected, sizeof expected,
-             CI
-             "%s holds too few elements for K then V (got %lld, expected at least %lld = "
-             "kv_scratch_elements)",
-             name, (long long)(needed - 1), (long long)needed);
-    args = valid;
-    scratch->shape[0] = needed - 1;
-    scratch->buffer_elements = needed - 1;
-    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, needed, needed - 1);
-    args = valid;
-    scratch->buffer_elements = needed - 1;
-    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, needed, needed - 1);
-    args = valid;
-    scratch->shape[0] = needed - 1;
-    EXPECT_BUFFER_TOO_SMALL(plan, &args, expected, needed, needed - 1);
-
-    args = valid;
-    scratch->data = NULL;
-    snprintf(expected, sizeof expected, CI "%s data is NULL (got NULL", name);
-    args_refused(__LINE__, plan, &args, BARACUDA_STATUS_INVALID_PROBLEM, expected, ")", 0, 0);
   }
 
-  /* The same buffer twice, partly overlapping buffers, and adjacent ones (accepted). */
+  /* Each buffer of rank 2, of f32, strided, too few elements (by the view's extent, by the
+   * buffer, by both; BUFFER_TOO_SMALL with the sizes), without data. */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "kv_scratch_a rank 2", INVALID,
+       CI "kv_scratch_a rank mismatch (got 2, expected 1)",
+       .edits = {RANK(kScratchA, 2), SHAPE(kScratchA, 1, 1), STRIDE(kScratchA, 1, 1)}},
+      {__LINE__, "kv_scratch_a f32", INVALID,
+       CI "kv_scratch_a element mismatch (got f32, expected f16)",
+       .edits = {ELEMENT(kScratchA, BARACUDA_ELEMENT_F32)}},
+      {__LINE__, "kv_scratch_a stride 2", INVALID,
+       CI "kv_scratch_a must be contiguous (got stride 2, expected 1)",
+       .edits = {STRIDE(kScratchA, 0, 2), SET_BUFFER(kScratchA, 2 * kKvScratchElements)}},
+      {__LINE__, "kv_scratch_a short view and buffer", TOO_SMALL,
+       CI "kv_scratch_a holds too few elements for K then V (got 2559, expected at least 2560 = "
+          "kv_scratch_elements)",
+       .edits = {SHAPE(kScratchA, 0, kKvScratchElements - 1),
+                 SET_BUFFER(kScratchA, kKvScratchElements - 1)},
+       .needed = kKvScratchElements, .got = kKvScratchElements - 1},
+      {__LINE__, "kv_scratch_a short buffer", TOO_SMALL,
+       CI "kv_scratch_a holds too few elements for K then V (got 2559, expected at least 2560 = "
+          "kv_scratch_elements)",
+       .edits = {SET_BUFFER(kScratchA, kKvScratchElements - 1)}, .needed = kKvScratchElements,
+       .got = kKvScratchElements - 1},
+      {__LINE__, "kv_scratch_a short view", TOO_SMALL,
+       CI "kv_scratch_a holds too few elements for K then V (got 2559, expected at least 2560 = "
+          "kv_scratch_elements)",
+       .edits = {SHAPE(kScratchA, 0, kKvScratchElements - 1)}, .needed = kKvScratchElements,
+       .got = kKvScratchElements - 1},
+      {__LINE__, "kv_scratch_a NULL", INVALID, CI "kv_scratch_a data is NULL (got NULL",
+       .edits = {NULL_DATA(kScratchA)}, .suffix = ")"},
+
+      {__LINE__, "kv_scratch_b rank 2", INVALID,
+       CI "kv_scratch_b rank mismatch (got 2, expected 1)",
+       .edits = {RANK(kScratchB, 2), SHAPE(kScratchB, 1, 1), STRIDE(kScratchB, 1, 1)}},
+      {__LINE__, "kv_scratch_b f32", INVALID,
+       CI "kv_scratch_b element mismatch (got f32, expected f16)",
+       .edits = {ELEMENT(kScratchB, BARACUDA_ELEMENT_F32)}},
+      {__LINE__, "kv_scratch_b stride 2", INVALID,
+       CI "kv_scratch_b must be contiguous (got stride 2, expected 1)",
+       .edits = {STRIDE(kScratchB, 0, 2), SET_BUFFER(kScratchB, 2 * kKvScratchElements)}},
+      {__LINE__, "kv_scratch_b short view and buffer", TOO_SMALL,
+       CI "kv_scratch_b holds too few elements for K then V (got 2559, expected at least 2560 = "
+          "kv_scratch_elements)",
+       .edits = {SHAPE(kScratchB, 0, kKvScratchElements - 1),
+                 SET_BUFFER(kScratchB, kKvScratchElements - 1)},
+       .needed = kKvScratchElements, .got = kKvScratchElements - 1},
+      {__LINE__, "kv_scratch_b short buffer", TOO_SMALL,
+       CI "kv_scratch_b holds too few elements for K then V (got 2559, expected at least 2560 = "
+          "kv_scratch_elements)",
+       .edits = {SET_BUFFER(kScratchB, kKvScratchElements - 1)}, .needed = kKvScratchElements,
+       .got = kKvScratchElements - 1},
+      {__LINE__, "kv_scratch_b short view", TOO_SMALL,
+       CI "kv_scratch_b holds too few elements for K then V (got 2559, expected at least 2560 = "
+          "kv_scratch_elements)",
+       .edits = {SHAPE(kScratchB, 0, kKvScratchElements - 1)}, .needed = kKvScratchElements,
+       .got = kKvScratchElements - 1},
+      {__LINE__, "kv_scratch_b NULL", INVALID, CI "kv_scratch_b data is NULL (got NULL",
+       .edits = {NULL_DATA(kScratchB)}, .suffix = ")"},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
+
+  /* The same buffer twice, partly overlapping buffers, and adjacent ones (accepted); the
+   * messages hold the pointers. */
   baracuda_ring_attention_args args = valid;
   args.kv_scratch_b.data = args.kv_scratch_a.data;
   snprintf(expected, sizeof expected,
@@ -1484,25 +1569,25 @@ static void test_args_accumulator_scratch(baracuda_ring_attention_plan plan,
                                           const baracuda_ring_attention_descriptor* desc) {
   const baracuda_ring_attention_args valid = make_args(desc);
   const int64_t needed = expected_accumulator_bytes(desc);
-  char prefix[kMessageCapacity];
   char suffix[kMessageCapacity];
   baracuda_ring_attention_args args = valid;
 
   args.accumulator_scratch_bytes = (size_t)needed + kAccumulatorAlignment;
   EXPECT_ACCEPTED(plan, &args);
 
-  args = valid;
-  args.accumulator_scratch_bytes = (size_t)needed - 1;
-  snprintf(prefix, sizeof prefix, CI "accumulator_scratch too small (got %lld bytes",
-           (long long)(needed - 1));
-  snprintf(suffix, sizeof suffix, ", expected at least %lld bytes = accumulator_scratch_bytes)",
-           (long long)needed);
-  args_refused(__LINE__, plan, &args, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, suffix, needed,
-               needed - 1);
-  args.accumulator_scratch_bytes = 0;
-  snprintf(prefix, sizeof prefix, CI "accumulator_scratch too small (got 0 bytes");
-  args_refused(__LINE__, plan, &args, BARACUDA_STATUS_WORKSPACE_TOO_SMALL, prefix, suffix, needed,
-               0);
+  /* One byte short, and none (WORKSPACE_TOO_SMALL, with the sizes). */
+  static const ArgsCase kCases[] = {
+      {__LINE__, "accumulator_scratch one byte short", WORKSPACE_TOO_SMALL,
+       CI "accumulator_scratch too small (got 6527 bytes",
+       .edits = {ACCUMULATOR_BYTES(kAccumulatorBytes - 1)},
+       .suffix = ", expected at least 6528 bytes = accumulator_scratch_bytes)",
+       .needed = kAccumulatorBytes, .got = kAccumulatorBytes - 1},
+      {__LINE__, "accumulator_scratch 0 bytes", WORKSPACE_TOO_SMALL,
+       CI "accumulator_scratch too small (got 0 bytes", .edits = {ACCUMULATOR_BYTES(0)},
+       .suffix = ", expected at least 6528 bytes = accumulator_scratch_bytes)",
+       .needed = kAccumulatorBytes, .got = 0},
+  };
+  EXPECT_ARGS_CASES(plan, &valid, kCases);
 
   /* No scratch although enough bytes are claimed. */
   args = valid;
