@@ -1084,11 +1084,6 @@ static void args_refused(int line, baracuda_ring_attention_plan plan,
   args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, (message), NULL, 0, 0)
 #define EXPECT_INVALID_PARTS(plan, args, prefix, suffix) \
   args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_INVALID_PROBLEM, (prefix), (suffix), 0, 0)
-#define EXPECT_UNSUPPORTED(plan, args, message) \
-  args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_UNSUPPORTED, (message), NULL, 0, 0)
-#define EXPECT_BUFFER_TOO_SMALL(plan, args, message, needed, got)                           \
-  args_refused(__LINE__, (plan), (args), BARACUDA_STATUS_BUFFER_TOO_SMALL, (message), NULL, \
-               (needed), (got))
 
 /* A plan for desc (test_plans.h): selected with a device, a stand-in without one. */
 static baracuda_ring_attention_plan select_plan(const baracuda_ring_attention_descriptor* desc) {
