@@ -766,40 +766,6 @@ static void test_null_plan_functions(void) {
 
 /* ------------------------------------------------------------------ argument checks (device) */
 
-/* Addresses that stand for device buffers. can_implement never dereferences them, and no run
- * below reaches a launch with them. */
-static const uintptr_t kFakeDeviceAddress = 0x7f0000000000u;
-static const uintptr_t kFakeBufferSpacing = 0x10000000u;
-
-static void* fake_buffer(int index) {
-  return (void*)(kFakeDeviceAddress + (uintptr_t)index * kFakeBufferSpacing);
-}
-
-static int64_t element_count(int32_t rank, const int64_t* shape) {
-  int64_t count = 1;
-  for (int axis = 0; axis < rank; ++axis) count *= shape[axis];
-  return count;
-}
-
-/* A row-major view of exactly its elements; NULL data when it has none. An empty axis counts
- * as extent 1 in the strides, as PyTorch lays empty tensors out. */
-static baracuda_tensor contiguous_tensor(int buffer_index, baracuda_element element, int32_t rank,
-                                         const int64_t* shape) {
-  baracuda_tensor tensor;
-  memset(&tensor, 0, sizeof tensor);
-  tensor.element = element;
-  tensor.rank = rank;
-  int64_t stride = 1;
-  for (int axis = rank - 1; axis >= 0; --axis) {
-    tensor.shape[axis] = shape[axis];
-    tensor.strides[axis] = stride;
-    stride *= shape[axis] > 0 ? shape[axis] : 1;
-  }
-  tensor.buffer_elements = element_count(rank, shape);
-  tensor.data = tensor.buffer_elements > 0 ? fake_buffer(buffer_index) : NULL;
-  return tensor;
-}
-
 static void set_strides(baracuda_tensor* tensor, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
   const int64_t strides[BARACUDA_MAX_RANK] = {s0, s1, s2, s3};
   for (int axis = 0; axis < BARACUDA_MAX_RANK; ++axis) {
