@@ -66,6 +66,34 @@ def torch():
     return pytest.importorskip("torch")
 
 
+# The variables through which launchers (torchrun, Open MPI, MPICH, Slurm, torch elastic) and
+# baracuda's rendezvous tell a process its place; tests of Communicator.from_env start without.
+LAUNCHER_ENVIRONMENT = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_RANK",
+    "PMI_SIZE",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "BARACUDA_RUN_ID",
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+)
+
+
+@pytest.fixture
+def no_launcher_environment(monkeypatch):
+    """The test runs with none of the launcher variables set."""
+    for name in LAUNCHER_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
 @pytest.fixture
 def seed(request):
     """A seed fixed by the test's id: each case draws fresh inputs, reproducibly."""

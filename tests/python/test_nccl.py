@@ -500,25 +500,8 @@ def test_a_link_is_refused(tmp_path):
 
 
 @pytest.fixture
-def launched_rank_one(monkeypatch):
+def launched_rank_one(monkeypatch, no_launcher_environment):
     """A process that looks like rank 1 of 2 under a launcher without MPI or a torch store."""
-    for name in (
-        "RANK",
-        "WORLD_SIZE",
-        "OMPI_COMM_WORLD_RANK",
-        "OMPI_COMM_WORLD_SIZE",
-        "PMI_RANK",
-        "PMI_SIZE",
-        "SLURM_PROCID",
-        "SLURM_NTASKS",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "LOCAL_RANK",
-        nccl.RUN_ID_VARIABLE,
-        "TORCHELASTIC_RUN_ID",
-        "TORCHELASTIC_RESTART_COUNT",
-    ):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
 
