@@ -127,43 +127,10 @@ def _load() -> ctypes.CDLL:
         "baracuda_kernels_ring_attention_init_run": (status, [ptr, ptr, ptr, i64, i64, ptr]),
         "baracuda_kernels_ring_attention_f64_init_run": (status, [ptr, ptr, ptr, i64, i64, ptr]),
     }
-    seed_flash = [
-        i32,
-        i32,
-        i32,
-        i32,
-        i32,
-        i32,
-        f32,
-        i32,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ctypes.c_size_t,
-        ptr,
-    ]
-    seed_arbmask = [
-        i32,
-        i32,
-        i32,
-        i32,
-        i32,
-        i32,
-        f32,
-        i32,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ptr,
-        ctypes.c_size_t,
-        ptr,
-    ]
+    # The seed entry points of baracuda.h: extents, scale and is_causal, then the pointers.
+    seed_problem = [i32, i32, i32, i32, i32, i32, f32, i32]
+    seed_flash = [*seed_problem, *[ptr] * 6, ctypes.c_size_t, ptr]  # q k v y lse workspace
+    seed_arbmask = [*seed_problem, *[ptr] * 7, ctypes.c_size_t, ptr]  # ... with the mask
     seed_step = [i32, i32, i32, i32, i32, i32, i32, f32, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     seed_finalize = [i32, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, ptr]
     for name in ("f32", "f16", "bf16", "f64"):
