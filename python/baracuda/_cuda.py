@@ -257,19 +257,26 @@ def current_device(op: str):
     return device
 
 
+# Per thread: whether ensure_context has seen a current context there. A context, once current
+# on a thread, stays current (nothing in baracuda pops it), so each call of the hot path (one
+# per DLPack tensor) asks the driver once per thread, not once per tensor.
+_thread_context = threading.local()
+
+
 def ensure_context(device_id: int, op: str) -> None:
     """Make ``device_id``'s primary context current on this thread if no context is.
 
     A thread that has not used CUDA yet has none, and cuda.core's DLPack import orders the
     producer's stream through the driver, which needs one. Without a usable device this does
-    nothing: the caller's later steps name what is missing.
+    nothing: the caller's later steps name what is missing. The driver is asked once per
+    thread.
 
     Raises
     ------
     CudaError
         The context could not be made current.
     """
-    if _device_absence() is not None:
+    if getattr(_thread_context, "current", False) or _device_absence() is not None:
         return
     try:
         from cuda.bindings import driver
@@ -284,6 +291,7 @@ def ensure_context(device_id: int, op: str) -> None:
         raise _cuda_error(
             op, f"making device {device_id} current", error, "a current CUDA context"
         ) from error
+    _thread_context.current = True
 
 
 def allocate(nbytes: int, stream: int, device, op: str):

@@ -390,6 +390,31 @@ def test_device_probe_runs_once(monkeypatch):
     assert probes == [1]
 
 
+def test_context_is_checked_once_per_thread(monkeypatch):
+    """ensure_context, on the path of every DLPack tensor, asks the driver once per thread."""
+    import threading
+
+    from cuda.bindings import driver
+
+    asked = []
+
+    def current_context():
+        asked.append(threading.get_ident())
+        return driver.CUresult.CUDA_SUCCESS, 1  # a context is current
+
+    monkeypatch.setattr(_cuda, "_probed", True)
+    monkeypatch.setattr(_cuda, "_absence", None)
+    monkeypatch.setattr(_cuda, "_thread_context", threading.local())
+    monkeypatch.setattr(driver, "cuCtxGetCurrent", current_context)
+    for _ in range(3):
+        _cuda.ensure_context(0, OP)
+    assert asked == [threading.get_ident()]
+    worker = threading.Thread(target=_cuda.ensure_context, args=(0, OP))
+    worker.start()
+    worker.join()
+    assert len(asked) == 2 and asked[1] != asked[0]
+
+
 class _FailingStream:
     def wait(self, other):
         raise RuntimeError("CUDA_ERROR_INVALID_HANDLE")
