@@ -87,6 +87,10 @@ struct TileConfig {
   static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = 2;
   static constexpr int kChunks = kHeadDim / kTmaChunkElements;
+  // The consumer warpgroups take turns to issue their GEMMs (ping-pong) up to head dim 128;
+  // at 256 the softmax is short next to the GEMMs and the turns only cost (measured: v2 576
+  // against v3 534 TFLOP/s at d256 8k bf16, benchmarks/NOTES.md).
+  static constexpr bool kTakeTurns = kHeadDim <= 128;
 };
 
 template <int kHeadDim>
@@ -747,11 +751,15 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   // turn that never comes, so it keeps it.
   const int64_t count = tiles.end - tiles.begin;
   int64_t turns_left = count + 1;
-  const auto take_turn = [&]() { wait_for_turn(consumer); };
-  const auto end_turn = [&]() {
-    if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
+  const auto take_turn = [&]() {
+    if constexpr (Config::kTakeTurns) wait_for_turn(consumer);
   };
-  if (count > 0 && consumer == 1) pass_turn(consumer);
+  const auto end_turn = [&]() {
+    if constexpr (Config::kTakeTurns) {
+      if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
+    }
+  };
+  if (Config::kTakeTurns && count > 0 && consumer == 1) pass_turn(consumer);
 
   if (count > 0) {
     Barrier::wait(&shared.q_full, 0);
