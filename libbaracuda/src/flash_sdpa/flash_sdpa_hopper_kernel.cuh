@@ -22,6 +22,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -87,6 +88,10 @@ struct TileConfig {
   static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = 2;
   static constexpr int kChunks = kHeadDim / kTmaChunkElements;
+  // The consumer warpgroups take turns to issue their GEMMs (ping-pong) up to head dim 128;
+  // at 256 the softmax is short next to the GEMMs and the turns only cost (measured: v2 576
+  // against v3 534 TFLOP/s at d256 8k bf16, benchmarks/NOTES.md).
+  static constexpr bool kTakeTurns = kHeadDim <= 128;
 };
 
 template <int kHeadDim>
@@ -96,6 +101,7 @@ struct SharedStorage {
   alignas(kSwizzleAtomBytes) uint16_t k[Config::kStages][Config::kBlockN * kHeadDim];
   alignas(kSwizzleAtomBytes) uint16_t v[Config::kStages][Config::kBlockN * kHeadDim];
   uint64_t q_full;
+  uint64_t q_empty;  // the consumers have issued their last Q K^T of the tile
   uint64_t k_full[Config::kStages];
   uint64_t v_full[Config::kStages];
   uint64_t k_empty[Config::kStages];
@@ -494,8 +500,9 @@ __device__ __forceinline__ void merge_into_running_state(const Params& params,
 
 // ---------------------------------------------------------------- the block's work
 
-// Which (batch, head, query tile) a block owns. Tiles are ordered from the last query tile to
-// the first, heads fastest, so that under a causal mask the longest tiles start first.
+// Which (batch, head, query tile) tile `index` is. Tiles are ordered from the last query tile
+// to the first, heads fastest, so that under a causal mask the longest tiles start first; the
+// persistent blocks take them in that order, each the next one its loop reaches.
 struct BlockTile {
   int64_t b;
   int64_t h;
@@ -504,12 +511,17 @@ struct BlockTile {
   int64_t last_row;  // the tile's last row of the problem
 };
 
-__device__ __forceinline__ BlockTile block_tile(const Params& params) {
+__device__ __forceinline__ int64_t tile_count(const Params& params) {
+  const int64_t tiles = (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+  return int64_t{params.batch_size} * params.num_heads * tiles;
+}
+
+__device__ __forceinline__ BlockTile block_tile(const Params& params, int64_t index) {
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
   const int64_t tiles = (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
   BlockTile tile;
-  const int64_t head_index = blockIdx.x % heads;
-  tile.first_row = (tiles - 1 - blockIdx.x / heads) * kHopperBlockRows;
+  const int64_t head_index = index % heads;
+  tile.first_row = (tiles - 1 - index / heads) * kHopperBlockRows;
   tile.last_row = min(tile.first_row + kHopperBlockRows, int64_t{params.query_len}) - 1;
   tile.h = head_index % params.num_heads;
   tile.b = head_index / params.num_heads;
@@ -583,11 +595,14 @@ __device__ __forceinline__ void load_key_tile(const CUtensorMap* map, uint64_t* 
   }
 }
 
-// The producer thread: Q once, then K and V tiles in the order the consumers use them
-// (K0, K1, V0, K2, V1, ...), each into its own ring of stages.
+// The producer thread, for one query tile: its Q (once the consumers are done with the Q of
+// the block's previous tile), then K and V tiles in the order the consumers use them (K0, K1,
+// V0, K2, V1, ...), each into its own ring of stages. The rings run on across the block's
+// tiles: `ring_position` and `q_parity` say where (for_each_tile).
 template <int kHeadDim>
 __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kHeadDim>& shared,
-                                        const BlockTile& tile, const KeyTiles& tiles) {
+                                        const BlockTile& tile, const KeyTiles& tiles,
+                                        int32_t ring_position, int32_t q_parity) {
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
   const Params& params = hp.params;
@@ -596,6 +611,8 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
 
   const int32_t q_batch = axis_coordinate(params.q_strides[0], tile.b);
   const int32_t q_head = axis_coordinate(params.q_strides[1], tile.h);
+  // The first Q load waits on the phase before the barrier's first: it passes at once.
+  Barrier::wait(&shared.q_empty, static_cast<uint32_t>(q_parity) ^ 1u);
   Barrier::arrive_and_expect_tx(&shared.q_full, kQBytes);
 #pragma unroll
   for (int c = 0; c < Config::kChunks; ++c) {
@@ -615,11 +632,12 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
   for (int64_t iteration = 0; iteration <= count; ++iteration) {
     if (iteration < count) {
       load_key_tile<kHeadDim>(&hp.k_map, shared.k_full, shared.k_empty, &shared.k[0][0],
-                              Slot(iteration), key0(iteration), k_head, k_batch);
+                              Slot(ring_position + iteration), key0(iteration), k_head, k_batch);
     }
     if (iteration > 0) {
       load_key_tile<kHeadDim>(&hp.v_map, shared.v_full, shared.v_empty, &shared.v[0][0],
-                              Slot(iteration - 1), key0(iteration - 1), v_head, v_batch);
+                              Slot(ring_position + iteration - 1), key0(iteration - 1), v_head,
+                              v_batch);
     }
   }
 }
@@ -649,15 +667,18 @@ __device__ __forceinline__ void release_stage(uint64_t* empty) {
   if (threadIdx.x % kWarpSize == 0) Barrier::arrive(empty);
 }
 
-// A consumer warpgroup. The softmax of one tile overlaps a GEMM of the tile before: each
-// iteration issues S(n) = Q K(n)^T and O += P(n - 1) V(n - 1) together, and runs the softmax
-// of tile n while the P V GEMM of tile n - 1 is still in flight.
+// A consumer warpgroup, for one query tile. The softmax of one key tile overlaps a GEMM of the
+// key tile before: each iteration issues S(n) = Q K(n)^T and O += P(n - 1) V(n - 1) together,
+// and runs the softmax of tile n while the P V GEMM of tile n - 1 is still in flight.
+// `ring_position` and `q_parity` are the producer's (for_each_tile).
 template <typename Element, int kHeadDim>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
-                                        const BlockTile& tile, const KeyTiles& tiles,
-                                        int consumer) {
+                                        const BlockTile& tile, const KeyTiles& tiles, int consumer,
+                                        int32_t ring_position, int32_t q_parity) {
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
+  // The ring slot of this tile's key tile `iteration`.
+  const auto slot = [&](int32_t iteration) { return Slot(ring_position + iteration); };
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kSRegisters = kBlockN / 2;
   constexpr int kORegisters = kHeadDim / 2;
@@ -715,7 +736,7 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   };
   // Scores and online softmax of tile `iteration` once its S has arrived; returns O's
   // correction.
-  const auto softmax = [&](int64_t iteration, float (&correction)[2]) {
+  const auto softmax = [&](int32_t iteration, float (&correction)[2]) {
     fence_accumulators(s);
     const int64_t n = tiles.begin + iteration;
     score_tile<kBlockN>(s, scores, modifiers, rows, static_cast<int32_t>(n * kBlockN),
@@ -745,50 +766,57 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
 
   // Every warpgroup issues count + 1 times; the last turn the second one passes would open a
   // turn that never comes, so it keeps it.
-  const int64_t count = tiles.end - tiles.begin;
-  int64_t turns_left = count + 1;
-  const auto take_turn = [&]() { wait_for_turn(consumer); };
-  const auto end_turn = [&]() {
-    if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
+  // Key tiles per query tile fit in 32 bits (key_len is an int32).
+  const int32_t count = static_cast<int32_t>(tiles.end - tiles.begin);
+  int32_t turns_left = count + 1;
+  const auto take_turn = [&]() {
+    if constexpr (Config::kTakeTurns) wait_for_turn(consumer);
   };
-  if (count > 0 && consumer == 1) pass_turn(consumer);
+  const auto end_turn = [&]() {
+    if constexpr (Config::kTakeTurns) {
+      if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
+    }
+  };
+  if (Config::kTakeTurns && count > 0 && consumer == 1) pass_turn(consumer);
 
   if (count > 0) {
-    Barrier::wait(&shared.q_full, 0);
+    Barrier::wait(&shared.q_full, static_cast<uint32_t>(q_parity));
     float correction[2];
     take_turn();
-    issue_scores(Slot(0));
+    issue_scores(slot(0));
     end_turn();
     cute::warpgroup_wait<0>();
-    release_stage(&shared.k_empty[Slot(0).stage]);
-    softmax(0, correction);  // O is still 0: no rescale
+    release_stage(&shared.k_empty[slot(0).stage]);
+    if (count == 1) release_stage(&shared.q_empty);  // the tile's last read of Q
+    softmax(0, correction);                          // O is still 0: no rescale
     convert_probabilities();
   }
-  for (int64_t iteration = 1; iteration < count; ++iteration) {
+  for (int32_t iteration = 1; iteration < count; ++iteration) {
     // 1. S(n) = Q K(n)^T and O += P(n-1) V(n-1), both in flight.
     take_turn();
-    issue_scores(Slot(iteration));
-    issue_output(Slot(iteration - 1));
+    issue_scores(slot(iteration));
+    issue_output(slot(iteration - 1));
     end_turn();
     // 2. Softmax of tile n while O += P V runs; K(n) is free once S has arrived.
     cute::warpgroup_wait<1>();
-    release_stage(&shared.k_empty[Slot(iteration).stage]);
+    release_stage(&shared.k_empty[slot(iteration).stage]);
+    if (iteration == count - 1) release_stage(&shared.q_empty);  // the tile's last read of Q
     float correction[2];
     softmax(iteration, correction);
     // 3. Once P(n-1) V(n-1) is done: V(n-1) is free, O takes the correction, P(n) replaces P.
     cute::warpgroup_wait<0>();
     output_done();
-    release_stage(&shared.v_empty[Slot(iteration - 1).stage]);
+    release_stage(&shared.v_empty[slot(iteration - 1).stage]);
     rescale_output<kHeadDim>(o, correction);
     convert_probabilities();
   }
   if (count > 0) {
     take_turn();
-    issue_output(Slot(count - 1));
+    issue_output(slot(count - 1));
     end_turn();
     cute::warpgroup_wait<0>();
     output_done();
-    release_stage(&shared.v_empty[Slot(count - 1).stage]);
+    release_stage(&shared.v_empty[slot(count - 1).stage]);
   }
 
 #pragma unroll
@@ -797,6 +825,27 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     merge_into_running_state<kHeadDim>(params, o, state, rows, tile.b, tile.h);
   } else {
     store_output<Element, kHeadDim>(params, o, state, rows, tile.b, tile.h);
+  }
+}
+
+// Walks this block's tiles (blockIdx.x, blockIdx.x + gridDim.x, ...) with, for each, the key
+// tiles its rows see, where the K / V rings stand (the key tiles of the block's tiles before,
+// kept modulo the two phases of every stage: all a ring slot depends on) and the parity of the
+// Q loads before (tiles with at least one key tile).
+template <typename Config, typename Body>
+__device__ __forceinline__ void for_each_tile(const Params& params, Body&& body) {
+  constexpr int32_t kRingPeriod = 2 * Config::kStages;
+  int32_t ring_position = 0;
+  int32_t q_parity = 0;
+  // The plan's grid check bounds the tiles (B x H x query tiles) by INT_MAX.
+  const int32_t total = static_cast<int32_t>(tile_count(params));
+  for (int32_t index = blockIdx.x; index < total; index += gridDim.x) {
+    const BlockTile tile = block_tile(params, index);
+    const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
+    body(tile, tiles, ring_position, q_parity);
+    const int32_t count = static_cast<int32_t>(tiles.end - tiles.begin);
+    ring_position = (ring_position + count % kRingPeriod) % kRingPeriod;
+    q_parity ^= count > 0 ? 1 : 0;
   }
 }
 
@@ -811,11 +860,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   SharedStorage<kHeadDim>& shared = *reinterpret_cast<SharedStorage<kHeadDim>*>(aligned);
 
   const Params& params = hp.params;
-  const BlockTile tile = block_tile(params);
-  const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
 
   if (threadIdx.x == 0) {
     Barrier::init(&shared.q_full, 1);
+    Barrier::init(&shared.q_empty, kConsumerWarps);
 #pragma unroll
     for (int stage = 0; stage < Config::kStages; ++stage) {
       Barrier::init(&shared.k_full[stage], 1);
@@ -827,13 +875,27 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
+  // Persistent blocks: each takes the tiles blockIdx.x, blockIdx.x + gridDim.x, ... The
+  // producer and the consumers walk the same tiles, so they agree on the ring positions and on
+  // the Q loads; each role has its own loop, inside its register budget.
   const int warpgroup = threadIdx.x / kWarpgroupThreads;
   if (warpgroup == 0) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
-    if (threadIdx.x == 0 && tiles.end > tiles.begin) produce<kHeadDim>(hp, shared, tile, tiles);
+    if (threadIdx.x == 0) {
+      for_each_tile<Config>(params, [&](const BlockTile& tile, const KeyTiles& tiles,
+                                        int32_t ring_position, int32_t q_parity) {
+        if (tiles.end > tiles.begin) {
+          produce<kHeadDim>(hp, shared, tile, tiles, ring_position, q_parity);
+        }
+      });
+    }
   } else {
     cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
-    consume<Element, kHeadDim>(params, shared, tile, tiles, warpgroup - 1);
+    for_each_tile<Config>(params, [&](const BlockTile& tile, const KeyTiles& tiles,
+                                      int32_t ring_position, int32_t q_parity) {
+      consume<Element, kHeadDim>(params, shared, tile, tiles, warpgroup - 1, ring_position,
+                                 q_parity);
+    });
   }
 #endif
 }
@@ -871,8 +933,19 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
   status = encode_tma_operand(&hp.v_map, operands.v, element, Config::kBlockN, op, "v");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
+  // One persistent block per SM (the kernel's shared memory holds one per SM), never more
+  // blocks than tiles.
+  int device = 0;
+  int multiprocessors = 0;
+  status = check_cuda(cudaGetDevice(&device), op, "cudaGetDevice");
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status =
+      check_cuda(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device),
+                 op, "cudaDeviceGetAttribute(MultiProcessorCount)");
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  const int64_t grid = std::min<int64_t>(blocks, multiprocessors);
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
-      <<<static_cast<unsigned>(blocks), hopper::kThreads, hopper::shared_bytes<kHeadDimBucket>(),
+      <<<static_cast<unsigned>(grid), hopper::kThreads, hopper::shared_bytes<kHeadDimBucket>(),
          stream>>>(hp);
   return check_cuda(cudaGetLastError(), op, "launch of flash_sdpa_hopper_kernel");
 }
