@@ -59,6 +59,7 @@ constexpr int kMmaRows = 64;         // M of one wgmma: the query rows of one wa
 constexpr int kMmaK = 16;            // K of one 16-bit wgmma
 constexpr int kRowsPerWarp = 16;     // of a wgmma accumulator: each warp owns 16 rows
 constexpr int kQuad = 4;             // lanes that share one accumulator row
+constexpr int kHalfRows = 8;         // rows between the two accumulator rows of a lane
 constexpr int kColumnsPerGroup = 8;  // accumulator columns of one register group of a quad
 static_assert(kConsumerWarpgroups * kMmaRows == kHopperBlockRows,
               "each consumer warpgroup owns one wgmma of rows");
@@ -182,25 +183,40 @@ __device__ __forceinline__ uint64_t matrix_descriptor(const void* start, uint32_
   return descriptor.desc_;
 }
 
-// K-major operand (Q or K rows): rows [first_row, first_row + 64 or N) of a tile of
-// `tile_rows` rows, at k-step `step` (head dims 16 step .. 16 step + 15). Within a 128-byte
-// row the k-step moves the start address; the hardware applies the swizzle to it.
-__device__ __forceinline__ uint64_t k_major_operand(const uint16_t* tile, int tile_rows,
-                                                    int first_row, int step) {
-  constexpr int kStepsPerChunk = kTmaChunkElements / kMmaK;
-  const int chunk = step / kStepsPerChunk;
-  const unsigned char* start = reinterpret_cast<const unsigned char*>(tile) +
-                               (chunk * tile_rows + first_row) * kChunkRowBytes +
-                               (step % kStepsPerChunk) * kMmaKBytes;
-  return matrix_descriptor(start, kTmaAlignmentBytes, kSwizzleAtomBytes);
+// The start address is the descriptor's low field, in 16-byte units, and shared-memory addresses
+// stay below 2^18 bytes: a byte offset into the tile is one add to the descriptor, with no carry
+// into the fields above. The loops build each descriptor once and step it by compile-time offsets.
+__device__ __forceinline__ uint64_t advance_descriptor(uint64_t descriptor, uint32_t bytes) {
+  const uint32_t low = static_cast<uint32_t>(descriptor) + (bytes >> 4);
+  return (descriptor & ~uint64_t{0xffffffffu}) | low;
 }
 
-// N-major operand (V): keys [16 step, 16 step + 16) of a tile of `tile_rows` keys, all head
-// dims; consecutive chunks of 64 head dims lie tile_rows x 128 bytes apart.
-__device__ __forceinline__ uint64_t n_major_operand(const uint16_t* tile, int tile_rows, int step) {
-  const unsigned char* start =
-      reinterpret_cast<const unsigned char*>(tile) + step * kMmaK * kChunkRowBytes;
-  return matrix_descriptor(start, tile_rows * kChunkRowBytes, kSwizzleAtomBytes);
+// K-major operand (Q or K rows): the tile's rows from `first_row` on, as the descriptor of its
+// first k-step; k_major_step_bytes moves it to k-step `step` (head dims 16 step .. 16 step + 15).
+__device__ __forceinline__ uint64_t k_major_operand(const uint16_t* tile, int first_row) {
+  return matrix_descriptor(
+      reinterpret_cast<const unsigned char*>(tile) + first_row * kChunkRowBytes, kTmaAlignmentBytes,
+      kSwizzleAtomBytes);
+}
+
+// Chunks of 64 head dims lie tile_rows x 128 bytes apart; within a 128-byte row the k-step moves
+// the start address, and the hardware applies the swizzle to it.
+template <int kTileRows>
+__host__ __device__ constexpr uint32_t k_major_step_bytes(int step) {
+  constexpr int kStepsPerChunk = kTmaChunkElements / kMmaK;
+  return (step / kStepsPerChunk) * kTileRows * kChunkRowBytes +
+         (step % kStepsPerChunk) * kMmaKBytes;
+}
+
+// N-major operand (V): all head dims of the tile's keys, as the descriptor of its first k-step;
+// consecutive chunks of 64 head dims lie tile_rows x 128 bytes apart.
+__device__ __forceinline__ uint64_t n_major_operand(const uint16_t* tile, int tile_rows) {
+  return matrix_descriptor(tile, tile_rows * kChunkRowBytes, kSwizzleAtomBytes);
+}
+
+// k-step `step` of an N-major operand: keys [16 step, 16 step + 16).
+__host__ __device__ constexpr uint32_t n_major_step_bytes(int step) {
+  return step * kMmaK * kChunkRowBytes;
 }
 
 // ---------------------------------------------------------------- accumulator fragments
@@ -245,6 +261,24 @@ __device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float low, float hi
 
 // ---------------------------------------------------------------- score modifiers
 
+// How a consumer turns the GEMM's scores into softmax exponents; the kernel runs one tile loop
+// of each kind, chosen per launch (ScorePath of the parameters).
+//  - kScaled: the scale and the causal / window / length limits only, with a positive scale.
+//    The scores stay as the GEMM gives them and the softmax applies the scale in its exponent,
+//    2^(s c - m c) with c = scale log2(e), one FFMA per score (the max of s c is c times the
+//    max of s).
+//  - kModified: softcap, ALiBi or the mask as well (or a scale that is not positive):
+//    score_tile turns the scores into log2 units first.
+// The two loops are separate so that the common one holds no registers for the modifiers: with
+// both in one loop the d128 and d256 consumers spill their softmax state (benchmarks/NOTES.md).
+enum class ScorePath { kScaled, kModified };
+
+__device__ __forceinline__ ScorePath score_path(const ScoreModifiers& modifiers) {
+  const bool scaled_only = modifiers.softcap == 0.0 && modifiers.alibi_slopes == nullptr &&
+                           modifiers.mask == nullptr && modifiers.scale > 0.0;
+  return scaled_only ? ScorePath::kScaled : ScorePath::kModified;
+}
+
 // The score modifiers of one (batch, head) in log2 units: t = s log2(e), so that
 // exp(s - max s) = 2^(t - max t). Strides and the offset stay in the kernel parameters.
 struct HeadScores {
@@ -254,6 +288,13 @@ struct HeadScores {
   float alibi_log2;     // slope log2(e); 0 disables ALiBi
   const float* mask;    // the mask at (b, h, 0, 0); nullptr disables it
 };
+
+// What the softmax multiplies the scores by in its exponent: the scale on the kScaled path, 1
+// once score_tile has put them in log2 units.
+template <ScorePath kPath>
+__device__ __forceinline__ float exponent_scale(const HeadScores& scores) {
+  return kPath == ScorePath::kScaled ? scores.scale_log2 : 1.0f;
+}
 
 __device__ __forceinline__ HeadScores head_scores(const ScoreModifiers& modifiers, int64_t b,
                                                   int64_t h) {
@@ -290,26 +331,43 @@ __device__ __forceinline__ RowPlace row_place(const ScoreModifiers& modifiers, i
   return row;
 }
 
-// Scores of one key tile (first key `key0`) in log2 units, in place. Each modifier is one
-// uniform branch around its own loop, so a modifier that is off costs one test per tile.
-// Only tiles that cross a row's limits (`needs_limits`) test keys against them.
-template <int kN>
+// This thread's two accumulator rows, kHalfRows apart from `query0`. The score modifiers and the
+// epilogue compute them where they need them, so that the tile loop keeps no registers for them.
+__device__ __forceinline__ void thread_rows(const Params& params, int32_t query0,
+                                            RowPlace (&rows)[2]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    rows[half] = row_place(params.modifiers, int64_t{query0} + half * kHalfRows, params.query_len,
+                           params.key_len);
+  }
+}
+
+// Scores of one key tile (first key `key0`) in place: on the kModified path in log2 units, each
+// modifier one uniform branch around its own loop (a modifier that is off costs one test per
+// tile); on the kScaled path left as the GEMM gave them. Only tiles that cross a row's limits
+// (`needs_limits`) test keys against them.
+template <int kN, ScorePath kPath>
 __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores& scores,
-                                           const ScoreModifiers& modifiers,
-                                           const RowPlace (&rows)[2], int32_t key0,
+                                           const Params& params, int32_t query0, int32_t key0,
                                            bool needs_limits) {
+  constexpr bool kModified = kPath == ScorePath::kModified;
   constexpr int kGroups = kN / kColumnsPerGroup;
+  const ScoreModifiers& modifiers = params.modifiers;
   const int32_t lane_key0 = key0 + 2 * (threadIdx.x % kQuad);
-  if (scores.softcap_log2 > 0.0f) {
+  const bool needs_rows =
+      (kModified && (scores.alibi_log2 != 0.0f || scores.mask != nullptr)) || needs_limits;
+  RowPlace rows[2];
+  if (needs_rows) thread_rows(params, query0, rows);
+  if (kModified && scores.softcap_log2 > 0.0f) {
 #pragma unroll
     for (int r = 0; r < kN / 2; ++r) {
       s[r] = scores.softcap_log2 * tanhf(s[r] * scores.softcap_scale);
     }
-  } else {
+  } else if (kModified) {
 #pragma unroll
     for (int r = 0; r < kN / 2; ++r) s[r] *= scores.scale_log2;
   }
-  if (scores.alibi_log2 != 0.0f) {
+  if (kModified && scores.alibi_log2 != 0.0f) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t diagonal = rows[half].query + modifiers.offset;
@@ -324,7 +382,7 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
       }
     }
   }
-  if (scores.mask != nullptr) {
+  if (kModified && scores.mask != nullptr) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       if (!rows[half].in_problem) continue;
@@ -361,17 +419,20 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
 
 // ---------------------------------------------------------------- online softmax
 
-// Each of this thread's two rows: running max m (log2 units) and this thread's part of the
-// running sum l (the quad's parts are added at the end).
+// Each of this thread's two rows: running max m (in the units of the scores, log2 units once
+// the tile loop ends) and this thread's part of the running sum l (the quad's parts are added
+// at the end).
 struct SoftmaxState {
   float max[2];
   float sum[2];
 };
 
 // Folds one tile of scores into the rows: moves m to the tile's max, replaces the scores by
-// p = 2^(t - m), and returns in `correction` the factor 2^(m_old - m) that O must take.
+// p = 2^(c t - c m) (one FFMA and one exp2 each; c = `exponent_scale`, positive), and returns
+// in `correction` the factor 2^(c m_old - c m) that O must take.
 template <int kN>
 __device__ __forceinline__ void online_softmax_update(SoftmaxState& state, float (&t)[kN / 2],
+                                                      float exponent_scale,
                                                       float (&correction)[2]) {
   constexpr int kGroups = kN / kColumnsPerGroup;
 #pragma unroll
@@ -385,15 +446,16 @@ __device__ __forceinline__ void online_softmax_update(SoftmaxState& state, float
     tile_max = quad_max(tile_max);
     // A row that has seen no key yet keeps p = 0 with a reference of 0 instead of -inf.
     const float reference = tile_max == -INFINITY ? 0.0f : tile_max;
-    correction[half] = fast_exp2(state.max[half] - reference);
+    correction[half] = fast_exp2((state.max[half] - reference) * exponent_scale);
     state.max[half] = tile_max;
+    const float scaled_reference = reference * exponent_scale;
     float tile_sum = 0.0f;
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
 #pragma unroll
       for (int pair = 0; pair < 2; ++pair) {
         float& p = t[fragment_index(g, half, pair)];
-        p = fast_exp2(p - reference);
+        p = fast_exp2(fmaf(p, exponent_scale, -scaled_reference));
         tile_sum += p;
       }
     }
@@ -529,34 +591,43 @@ __device__ __forceinline__ BlockTile block_tile(const Params& params, int64_t in
   return tile;
 }
 
-// The key tiles the block's rows can see: [begin, end) in tiles of kBlockN keys.
+// The key tiles the block's rows can see, [begin, end) in tiles of kBlockN keys, and within them
+// the tiles [unlimited_begin, unlimited_end) where no row has a causal / window / length limit:
+// only the tiles outside that range test keys against the limits. Tile indices fit int32
+// (key_len does).
 struct KeyTiles {
-  int64_t begin;
-  int64_t end;
+  int32_t begin;
+  int32_t end;
+  int32_t unlimited_begin;
+  int32_t unlimited_end;
+
+  __device__ __forceinline__ bool needs_limits(int32_t n) const {
+    return n < unlimited_begin || n >= unlimited_end;
+  }
 };
 
 template <int kBlockN>
 __device__ __forceinline__ KeyTiles key_tiles(const ScoreModifiers& modifiers,
                                               const BlockTile& tile, int64_t key_len) {
+  // The keys some row sees: [first_key, end_key); the keys every row sees: [all_first,
+  // all_end).
   const int64_t first_key =
       max(int64_t{0}, tile.first_row + modifiers.offset - modifiers.window_left);
   const int64_t end_key =
       min(key_len, tile.last_row + modifiers.offset + modifiers.window_right + 1);
+  const int64_t all_first =
+      min(key_len, max(int64_t{0}, tile.last_row + modifiers.offset - modifiers.window_left));
+  const int64_t all_end =
+      max(int64_t{0}, min(key_len, tile.first_row + modifiers.offset + modifiers.window_right + 1));
   KeyTiles tiles;
-  tiles.begin = first_key / kBlockN;
-  tiles.end = end_key > first_key ? (end_key + kBlockN - 1) / kBlockN : tiles.begin;
+  tiles.begin = static_cast<int32_t>(first_key / kBlockN);
+  tiles.end =
+      end_key > first_key ? static_cast<int32_t>((end_key + kBlockN - 1) / kBlockN) : tiles.begin;
+  // Whole tiles inside [all_first, all_end): the first that starts at or after all_first, up
+  // to the last that ends at or before all_end.
+  tiles.unlimited_begin = static_cast<int32_t>((all_first + kBlockN - 1) / kBlockN);
+  tiles.unlimited_end = static_cast<int32_t>(all_end / kBlockN);
   return tiles;
-}
-
-// Whether some row of the block has a causal / window / length limit inside key tile `n`.
-template <int kBlockN>
-__device__ __forceinline__ bool tile_needs_limits(const ScoreModifiers& modifiers,
-                                                  const BlockTile& tile, int64_t key_len,
-                                                  int64_t n) {
-  const int64_t key0 = n * kBlockN;
-  const int64_t key_last = key0 + kBlockN - 1;
-  return key_last >= key_len || key0 < tile.last_row + modifiers.offset - modifiers.window_left ||
-         key_last > tile.first_row + modifiers.offset + modifiers.window_right;
 }
 
 // A TMA coordinate on a batch or head axis: a broadcast axis (stride 0) is read at 0.
@@ -671,7 +742,7 @@ __device__ __forceinline__ void release_stage(uint64_t* empty) {
 // key tile before: each iteration issues S(n) = Q K(n)^T and O += P(n - 1) V(n - 1) together,
 // and runs the softmax of tile n while the P V GEMM of tile n - 1 is still in flight.
 // `ring_position` and `q_parity` are the producer's (for_each_tile).
-template <typename Element, int kHeadDim>
+template <typename Element, int kHeadDim, ScorePath kPath>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
                                         const BlockTile& tile, const KeyTiles& tiles, int consumer,
                                         int32_t ring_position, int32_t q_parity) {
@@ -690,16 +761,10 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   const int warp_in_group = (threadIdx.x % kWarpgroupThreads) / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   const int wgmma_row0 = consumer * kMmaRows;
-  const int64_t key_len = params.key_len;
-  const ScoreModifiers& modifiers = params.modifiers;
-  RowPlace rows[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t query =
-        tile.first_row + wgmma_row0 + warp_in_group * kRowsPerWarp + lane / kQuad + half * 8;
-    rows[half] = row_place(modifiers, query, params.query_len, key_len);
-  }
-  const HeadScores scores = head_scores(modifiers, tile.b, tile.h);
+  // This thread's first accumulator row (queries fit int32).
+  const int32_t query0 = static_cast<int32_t>(tile.first_row) + wgmma_row0 +
+                         warp_in_group * kRowsPerWarp + lane / kQuad;
+  const HeadScores scores = head_scores(params.modifiers, tile.b, tile.h);
 
   float o[kORegisters];
 #pragma unroll
@@ -708,15 +773,23 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   float s[kSRegisters];
   uint32_t p[kPvSteps][4];
 
+  // Operand descriptors of the first k-step: Q's rows of this warpgroup, and stage 0 of the K
+  // and V rings (the stages lie kStageBytes apart).
+  constexpr uint32_t kStageBytes = kBlockN * kHeadDim * kTmaElementBytes;
+  const uint64_t q_operand = k_major_operand(shared.q, wgmma_row0);
+  const uint64_t k_operand = k_major_operand(shared.k[0], 0);
+  const uint64_t v_operand = n_major_operand(shared.v[0], kBlockN);
+
   // S = Q K^T of one tile, issued (asynchronous).
   const auto issue_scores = [&](Slot slot) {
     Barrier::wait(&shared.k_full[slot.stage], slot.phase);
+    const uint64_t k_stage = advance_descriptor(k_operand, slot.stage * kStageBytes);
     fence_accumulators(s);
     cute::warpgroup_arrive();
 #pragma unroll
     for (int step = 0; step < kQkSteps; ++step) {
-      mma_smem_smem<Qk>(k_major_operand(shared.q, Config::kBlockM, wgmma_row0, step),
-                        k_major_operand(shared.k[slot.stage], kBlockN, 0, step), s,
+      mma_smem_smem<Qk>(advance_descriptor(q_operand, k_major_step_bytes<Config::kBlockM>(step)),
+                        advance_descriptor(k_stage, k_major_step_bytes<kBlockN>(step)), s,
                         step == 0 ? gmma::ScaleOut::Zero : gmma::ScaleOut::One,
                         std::make_index_sequence<kSRegisters>{});
     }
@@ -725,11 +798,12 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   // O += P V of one tile, issued (asynchronous); P stays in its registers until it completes.
   const auto issue_output = [&](Slot slot) {
     Barrier::wait(&shared.v_full[slot.stage], slot.phase);
+    const uint64_t v_stage = advance_descriptor(v_operand, slot.stage * kStageBytes);
     fence_accumulators(o);
     cute::warpgroup_arrive();
 #pragma unroll
     for (int step = 0; step < kPvSteps; ++step) {
-      mma_regs_smem<Pv>(p[step], n_major_operand(shared.v[slot.stage], kBlockN, step), o,
+      mma_regs_smem<Pv>(p[step], advance_descriptor(v_stage, n_major_step_bytes(step)), o,
                         std::make_index_sequence<kORegisters>{});
     }
     cute::warpgroup_commit_batch();
@@ -738,10 +812,9 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   // correction.
   const auto softmax = [&](int32_t iteration, float (&correction)[2]) {
     fence_accumulators(s);
-    const int64_t n = tiles.begin + iteration;
-    score_tile<kBlockN>(s, scores, modifiers, rows, static_cast<int32_t>(n * kBlockN),
-                        tile_needs_limits<kBlockN>(modifiers, tile, key_len, n));
-    online_softmax_update<kBlockN>(state, s, correction);
+    const int32_t n = tiles.begin + iteration;
+    score_tile<kBlockN, kPath>(s, scores, params, query0, n * kBlockN, tiles.needs_limits(n));
+    online_softmax_update<kBlockN>(state, s, exponent_scale<kPath>(scores), correction);
   };
   // P in 16 bits: the accumulator layout of S is the register layout of wgmma's A operand,
   // two column groups per k-step.
@@ -820,7 +893,12 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   }
 
 #pragma unroll
-  for (int half = 0; half < 2; ++half) state.sum[half] = quad_sum(state.sum[half]);
+  for (int half = 0; half < 2; ++half) {
+    state.sum[half] = quad_sum(state.sum[half]);
+    state.max[half] *= exponent_scale<kPath>(scores);  // to log2 units
+  }
+  RowPlace rows[2];
+  thread_rows(params, query0, rows);
   if (params.running.output != nullptr) {
     merge_into_running_state<kHeadDim>(params, o, state, rows, tile.b, tile.h);
   } else {
@@ -878,7 +956,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Persistent blocks: each takes the tiles blockIdx.x, blockIdx.x + gridDim.x, ... The
   // producer and the consumers walk the same tiles, so they agree on the ring positions and on
   // the Q loads; each role has its own loop, inside its register budget.
-  const int warpgroup = threadIdx.x / kWarpgroupThreads;
+  // Read from lane 0, the warpgroup index is known to be warp-uniform: the compiler can keep
+  // what derives from it (the consumer's Q descriptor) in uniform registers.
+  const int warpgroup = __shfl_sync(kFullWarpMask, threadIdx.x / kWarpgroupThreads, 0);
   if (warpgroup == 0) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
     if (threadIdx.x == 0) {
@@ -891,11 +971,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
-    for_each_tile<Config>(params, [&](const BlockTile& tile, const KeyTiles& tiles,
-                                      int32_t ring_position, int32_t q_parity) {
-      consume<Element, kHeadDim>(params, shared, tile, tiles, warpgroup - 1, ring_position,
-                                 q_parity);
-    });
+    const auto consume_tiles = [&](auto path) {
+      for_each_tile<Config>(params, [&](const BlockTile& tile, const KeyTiles& tiles,
+                                        int32_t ring_position, int32_t q_parity) {
+        consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles,
+                                                          warpgroup - 1, ring_position, q_parity);
+      });
+    };
+    if (score_path(params.modifiers) == ScorePath::kScaled) {
+      consume_tiles(std::integral_constant<ScorePath, ScorePath::kScaled>{});
+    } else {
+      consume_tiles(std::integral_constant<ScorePath, ScorePath::kModified>{});
+    }
   }
 #endif
 }
