@@ -184,11 +184,22 @@ __device__ __forceinline__ uint64_t matrix_descriptor(const void* start, uint32_
 }
 
 // The start address is the descriptor's low field, in 16-byte units, and shared-memory addresses
-// stay below 2^18 bytes: a byte offset into the tile is one add to the descriptor, with no carry
-// into the fields above. The loops build each descriptor once and step it by compile-time offsets.
+// stay below 2^18 bytes: a byte offset into the tile is one 32-bit add to the descriptor's low
+// word, with no carry into the fields above. The loops build each descriptor once and step it by
+// compile-time offsets. The descriptor passes through an empty asm so that the compiler keeps it
+// as one value instead of re-deriving it from the address at every step.
+__device__ __forceinline__ uint64_t opaque_descriptor(uint64_t descriptor) {
+  asm("" : "+l"(descriptor));
+  return descriptor;
+}
+
 __device__ __forceinline__ uint64_t advance_descriptor(uint64_t descriptor, uint32_t bytes) {
-  const uint32_t low = static_cast<uint32_t>(descriptor) + (bytes >> 4);
-  return (descriptor & ~uint64_t{0xffffffffu}) | low;
+  uint32_t low;
+  uint32_t high;
+  asm("mov.b64 {%0, %1}, %2;" : "=r"(low), "=r"(high) : "l"(descriptor));
+  low += bytes >> 4;
+  asm("mov.b64 %0, {%1, %2};" : "=l"(descriptor) : "r"(low), "r"(high));
+  return descriptor;
 }
 
 // K-major operand (Q or K rows): the tile's rows from `first_row` on, as the descriptor of its
@@ -463,9 +474,13 @@ __device__ __forceinline__ void online_softmax_update(SoftmaxState& state, float
   }
 }
 
+// O takes the rows' corrections. Once the running max settles most tiles leave it where it was
+// (correction exactly 1): a warp none of whose rows moved skips the multiplies.
 template <int kN>
 __device__ __forceinline__ void rescale_output(float (&o)[kN / 2], const float (&correction)[2]) {
   constexpr int kGroups = kN / kColumnsPerGroup;
+  const bool moved = correction[0] != 1.0f || correction[1] != 1.0f;
+  if (!__any_sync(kFullWarpMask, moved)) return;
 #pragma unroll
   for (int g = 0; g < kGroups; ++g) {
 #pragma unroll
@@ -640,9 +655,9 @@ template <int kStages>
 struct PipelineSlot {
   int stage;
   uint32_t phase;
-  __device__ __forceinline__ explicit PipelineSlot(int64_t iteration)
-      : stage(static_cast<int>(iteration % kStages)),
-        phase(static_cast<uint32_t>(iteration / kStages) & 1u) {}
+  // Ring positions are never negative; unsigned, the division by kStages is a shift.
+  __device__ __forceinline__ explicit PipelineSlot(uint32_t iteration)
+      : stage(static_cast<int>(iteration % kStages)), phase((iteration / kStages) & 1u) {}
 };
 
 // One K or V tile by TMA: waits until the consumers have released the stage, then loads the
@@ -696,19 +711,20 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
   const int32_t k_head = axis_coordinate(params.k_strides[1], tile.kv_head);
   const int32_t v_batch = axis_coordinate(params.v_strides[0], tile.b);
   const int32_t v_head = axis_coordinate(params.v_strides[1], tile.kv_head);
-  const auto key0 = [&](int64_t iteration) {
-    return static_cast<int32_t>((tiles.begin + iteration) * Config::kBlockN);
+  // Key tiles per query tile fit in 32 bits (key_len is an int32).
+  const auto key0 = [&](int32_t iteration) { return (tiles.begin + iteration) * Config::kBlockN; };
+  const auto slot = [&](int32_t iteration) {
+    return Slot(static_cast<uint32_t>(ring_position + iteration));
   };
-  const int64_t count = tiles.end - tiles.begin;
-  for (int64_t iteration = 0; iteration <= count; ++iteration) {
+  const int32_t count = tiles.end - tiles.begin;
+  for (int32_t iteration = 0; iteration <= count; ++iteration) {
     if (iteration < count) {
       load_key_tile<kHeadDim>(&hp.k_map, shared.k_full, shared.k_empty, &shared.k[0][0],
-                              Slot(ring_position + iteration), key0(iteration), k_head, k_batch);
+                              slot(iteration), key0(iteration), k_head, k_batch);
     }
     if (iteration > 0) {
       load_key_tile<kHeadDim>(&hp.v_map, shared.v_full, shared.v_empty, &shared.v[0][0],
-                              Slot(ring_position + iteration - 1), key0(iteration - 1), v_head,
-                              v_batch);
+                              slot(iteration - 1), key0(iteration - 1), v_head, v_batch);
     }
   }
 }
@@ -749,7 +765,9 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
   // The ring slot of this tile's key tile `iteration`.
-  const auto slot = [&](int32_t iteration) { return Slot(ring_position + iteration); };
+  const auto slot = [&](int32_t iteration) {
+    return Slot(static_cast<uint32_t>(ring_position + iteration));
+  };
   constexpr int kBlockN = Config::kBlockN;
   constexpr int kSRegisters = kBlockN / 2;
   constexpr int kORegisters = kHeadDim / 2;
@@ -776,9 +794,9 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   // Operand descriptors of the first k-step: Q's rows of this warpgroup, and stage 0 of the K
   // and V rings (the stages lie kStageBytes apart).
   constexpr uint32_t kStageBytes = kBlockN * kHeadDim * kTmaElementBytes;
-  const uint64_t q_operand = k_major_operand(shared.q, wgmma_row0);
-  const uint64_t k_operand = k_major_operand(shared.k[0], 0);
-  const uint64_t v_operand = n_major_operand(shared.v[0], kBlockN);
+  const uint64_t q_operand = opaque_descriptor(k_major_operand(shared.q, wgmma_row0));
+  const uint64_t k_operand = opaque_descriptor(k_major_operand(shared.k[0], 0));
+  const uint64_t v_operand = opaque_descriptor(n_major_operand(shared.v[0], kBlockN));
 
   // S = Q K^T of one tile, issued (asynchronous).
   const auto issue_scores = [&](Slot slot) {
@@ -839,8 +857,7 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
 
   // Every warpgroup issues count + 1 times; the last turn the second one passes would open a
   // turn that never comes, so it keeps it.
-  // Key tiles per query tile fit in 32 bits (key_len is an int32).
-  const int32_t count = static_cast<int32_t>(tiles.end - tiles.begin);
+  const int32_t count = tiles.end - tiles.begin;
   int32_t turns_left = count + 1;
   const auto take_turn = [&]() {
     if constexpr (Config::kTakeTurns) wait_for_turn(consumer);
@@ -852,39 +869,42 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   };
   if (Config::kTakeTurns && count > 0 && consumer == 1) pass_turn(consumer);
 
+  // The correction of the last softmax: O takes it just before its next P V, while the
+  // tensor cores work on the Q K^T issued just before.
+  float correction[2];
   if (count > 0) {
     Barrier::wait(&shared.q_full, static_cast<uint32_t>(q_parity));
-    float correction[2];
     take_turn();
     issue_scores(slot(0));
     end_turn();
     cute::warpgroup_wait<0>();
     release_stage(&shared.k_empty[slot(0).stage]);
     if (count == 1) release_stage(&shared.q_empty);  // the tile's last read of Q
-    softmax(0, correction);                          // O is still 0: no rescale
+    softmax(0, correction);
     convert_probabilities();
   }
   for (int32_t iteration = 1; iteration < count; ++iteration) {
-    // 1. S(n) = Q K(n)^T and O += P(n-1) V(n-1), both in flight.
+    // 1. S(n) = Q K(n)^T in flight; O takes the correction of tile n - 1 (relative to its max
+    //    now, as P(n - 1) is), then O += P(n-1) V(n-1) in flight too.
     take_turn();
     issue_scores(slot(iteration));
+    rescale_output<kHeadDim>(o, correction);
     issue_output(slot(iteration - 1));
     end_turn();
     // 2. Softmax of tile n while O += P V runs; K(n) is free once S has arrived.
     cute::warpgroup_wait<1>();
     release_stage(&shared.k_empty[slot(iteration).stage]);
     if (iteration == count - 1) release_stage(&shared.q_empty);  // the tile's last read of Q
-    float correction[2];
     softmax(iteration, correction);
-    // 3. Once P(n-1) V(n-1) is done: V(n-1) is free, O takes the correction, P(n) replaces P.
+    // 3. Once P(n-1) V(n-1) is done: V(n-1) is free and P(n) replaces P.
     cute::warpgroup_wait<0>();
     output_done();
     release_stage(&shared.v_empty[slot(iteration - 1).stage]);
-    rescale_output<kHeadDim>(o, correction);
     convert_probabilities();
   }
   if (count > 0) {
     take_turn();
+    rescale_output<kHeadDim>(o, correction);
     issue_output(slot(count - 1));
     end_turn();
     cute::warpgroup_wait<0>();
@@ -921,7 +941,7 @@ __device__ __forceinline__ void for_each_tile(const Params& params, Body&& body)
     const BlockTile tile = block_tile(params, index);
     const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
     body(tile, tiles, ring_position, q_parity);
-    const int32_t count = static_cast<int32_t>(tiles.end - tiles.begin);
+    const int32_t count = tiles.end - tiles.begin;
     ring_position = (ring_position + count % kRingPeriod) % kRingPeriod;
     q_parity ^= count > 0 ? 1 : 0;
   }
