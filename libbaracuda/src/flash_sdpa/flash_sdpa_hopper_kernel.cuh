@@ -120,6 +120,7 @@ struct HopperParams {
   CUtensorMap q_map;
   CUtensorMap k_map;
   CUtensorMap v_map;
+  int32_t group_heads;  // heads per tile group (block_tile)
   Params params;
 };
 
@@ -577,9 +578,12 @@ __device__ __forceinline__ void merge_into_running_state(const Params& params,
 
 // ---------------------------------------------------------------- the block's work
 
-// Which (batch, head, query tile) tile `index` is. Tiles are ordered from the last query tile
-// to the first, heads fastest, so that under a causal mask the longest tiles start first; the
-// persistent blocks take them in that order, each the next one its loop reaches.
+// Which (batch, head, query tile) tile `index` is. The (batch, head) pairs come in groups of
+// `group_heads` whose K and V fit in half the L2 cache together (launch_hopper), one group after
+// the other, so that the blocks running at one time read keys the L2 holds. Within a group the
+// tiles go from the last query tile to the first, heads fastest, so that under a causal mask the
+// longest tiles start first; the persistent blocks take them in that order, each the next one
+// its loop reaches.
 struct BlockTile {
   int64_t b;
   int64_t h;
@@ -593,12 +597,17 @@ __device__ __forceinline__ int64_t tile_count(const Params& params) {
   return int64_t{params.batch_size} * params.num_heads * tiles;
 }
 
-__device__ __forceinline__ BlockTile block_tile(const Params& params, int64_t index) {
+__device__ __forceinline__ BlockTile block_tile(const Params& params, int32_t group_heads,
+                                                int64_t index) {
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
   const int64_t tiles = (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+  const int64_t group = index / (group_heads * tiles);
+  const int64_t first_head = group * group_heads;
+  const int64_t heads_in_group = min(int64_t{group_heads}, heads - first_head);
+  const int64_t in_group = index - first_head * tiles;
   BlockTile tile;
-  const int64_t head_index = index % heads;
-  tile.first_row = (tiles - 1 - index / heads) * kHopperBlockRows;
+  const int64_t head_index = first_head + in_group % heads_in_group;
+  tile.first_row = (tiles - 1 - in_group / heads_in_group) * kHopperBlockRows;
   tile.last_row = min(tile.first_row + kHopperBlockRows, int64_t{params.query_len}) - 1;
   tile.h = head_index % params.num_heads;
   tile.b = head_index / params.num_heads;
@@ -931,14 +940,15 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
 // kept modulo the two phases of every stage: all a ring slot depends on) and the parity of the
 // Q loads before (tiles with at least one key tile).
 template <typename Config, typename Body>
-__device__ __forceinline__ void for_each_tile(const Params& params, Body&& body) {
+__device__ __forceinline__ void for_each_tile(const HopperParams& hp, Body&& body) {
+  const Params& params = hp.params;
   constexpr int32_t kRingPeriod = 2 * Config::kStages;
   int32_t ring_position = 0;
   int32_t q_parity = 0;
   // The plan's grid check bounds the tiles (B x H x query tiles) by INT_MAX.
   const int32_t total = static_cast<int32_t>(tile_count(params));
   for (int32_t index = blockIdx.x; index < total; index += gridDim.x) {
-    const BlockTile tile = block_tile(params, index);
+    const BlockTile tile = block_tile(params, hp.group_heads, index);
     const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
     body(tile, tiles, ring_position, q_parity);
     const int32_t count = tiles.end - tiles.begin;
@@ -982,8 +992,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warpgroup == 0) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
     if (threadIdx.x == 0) {
-      for_each_tile<Config>(params, [&](const BlockTile& tile, const KeyTiles& tiles,
-                                        int32_t ring_position, int32_t q_parity) {
+      for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
+                                    int32_t ring_position, int32_t q_parity) {
         if (tiles.end > tiles.begin) {
           produce<kHeadDim>(hp, shared, tile, tiles, ring_position, q_parity);
         }
@@ -992,8 +1002,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   } else {
     cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
     const auto consume_tiles = [&](auto path) {
-      for_each_tile<Config>(params, [&](const BlockTile& tile, const KeyTiles& tiles,
-                                        int32_t ring_position, int32_t q_parity) {
+      for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
+                                    int32_t ring_position, int32_t q_parity) {
         consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles,
                                                           warpgroup - 1, ring_position, q_parity);
       });
@@ -1017,6 +1027,17 @@ baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
       reinterpret_cast<const void*>(hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>),
       hopper::shared_bytes<kHeadDimBucket>(), "hopper", "flash_sdpa_hopper_kernel", kHeadDimBucket,
       op);
+}
+
+// Heads per tile group (hopper::block_tile): as many (batch, head) pairs as have their K and V in
+// half the L2 cache, query heads of one K / V head (GQA) counting once between them.
+inline int32_t tile_group_heads(const Params& params, int l2_bytes) {
+  const int64_t kv_bytes = int64_t{params.key_len} * (params.d_k + params.d_v) * kTmaElementBytes;
+  const int64_t heads_per_kv_head = params.num_heads / params.num_heads_k;
+  const int64_t heads = int64_t{params.batch_size} * params.num_heads;
+  const int64_t group =
+      (int64_t{l2_bytes} / 2) * heads_per_kv_head / std::max<int64_t>(kv_bytes, 1);
+  return static_cast<int32_t>(std::clamp<int64_t>(group, 1, heads));
 }
 
 template <typename Element, int kHeadDimBucket>
@@ -1044,12 +1065,17 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
   // blocks than tiles.
   int device = 0;
   int multiprocessors = 0;
+  int l2_bytes = 0;
   status = check_cuda(cudaGetDevice(&device), op, "cudaGetDevice");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   status =
       check_cuda(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device),
                  op, "cudaDeviceGetAttribute(MultiProcessorCount)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
+  status = check_cuda(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device), op,
+                      "cudaDeviceGetAttribute(L2CacheSize)");
+  if (status != BARACUDA_STATUS_SUCCESS) return status;
+  hp.group_heads = tile_group_heads(params, l2_bytes);
   const int64_t grid = std::min<int64_t>(blocks, multiprocessors);
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
       <<<static_cast<unsigned>(grid), hopper::kThreads, hopper::shared_bytes<kHeadDimBucket>(),
