@@ -1,26 +1,21 @@
-"""What one rank of the multi-GPU ring attention tests runs, in its own spawned process.
+"""What one rank of the multi-GPU ring attention tests runs, started by ``baracuda._launch.spawn``.
 
-The parent (``test_ring_multi_gpu.py``) starts one process per GPU with the ``spawn`` start
-method and hands each the NCCL unique id and the list of cases. A worker joins the NCCL
-communicator once, then for every case, in the order given (the same on every rank):
+A worker joins an NCCL communicator once (the unique id broadcast by the launcher), then for
+every case, in the order given (the same on every rank):
 
 1. builds the case's GLOBAL inputs on the CPU from the case's seed (numpy ``randn`` rounded to
    the dtype through torch), identical on every rank;
 2. takes its own part of q, k and v with ``baracuda.shard_sequence`` and moves it to its GPU;
 3. runs ``baracuda.ring_attention`` into a NaN-poisoned output;
-4. sends y and LSE back as float64 numpy arrays on the result queue.
+4. sends ``(case id, RankOutcome)`` to the parent, y and LSE as float64 numpy arrays.
 
 Rank ``SINGLE_GPU_RANK`` also runs ``baracuda.flash_attention`` on the whole global sequence
 and, for f16 / bf16, the naive same-dtype attention that sets the tolerance; their failures
-are reported with the case and do not stop the ring.
+are reported with the case and do not stop the ring. A failure on the ring path aborts the
+communicator and raises: the launcher then ends the run, naming the rank and the case.
 
-A failure on the ring path (inputs, shard, ring call, read back) may leave the ranks out of
-step, so the worker reports it, aborts its communicator and stops; the other ranks then run
-into their ``RING_TIMEOUT_S`` and do the same.
-
-The module holds no test (pytest does not collect ``_ring_worker.py``) and imports torch,
-cuda.core and ``baracuda.nccl`` only inside the worker functions, so that collecting the
-tests works on a machine without them.
+The module holds no test and imports torch, cuda.core and ``baracuda.nccl`` only inside the
+worker functions, so that collecting the tests works on a machine without them.
 """
 
 import dataclasses
@@ -28,15 +23,13 @@ import math
 import os
 import time
 import traceback
-import typing
 import zlib
 
 import baracuda
 import numpy as np
 from test_flash_gpu import LOW_PRECISION_EPSILON, Case, naive_attention, to_numpy, torch_dtype
 
-# Set in the parent before spawning and again in each worker before NCCL init: NVLink
-# multicast (NVLS) stays off on the test machines.
+# Set in every worker before NCCL init: NVLink multicast (NVLS) stays off on the test machines.
 NCCL_ENVIRONMENT = {"NCCL_NVLS_ENABLE": "0"}
 
 # Seconds every ring call waits for its work (and its peers) before it aborts the
@@ -47,27 +40,12 @@ RING_TIMEOUT_S = 120.0
 # global sequence.
 SINGLE_GPU_RANK = 0
 
-# Worker message kinds.
-RESULT = "result"  # payload: RankOutcome of case_id (or DeadPeerReport)
-ERROR = "error"  # payload: traceback text; case_id None when outside a case
-DONE = "done"  # every case ran and the communicator was destroyed
-
-# Dead-peer scenario: the rank that exits abruptly after the first call, its exit code, the
-# timeout of the survivor's second call, and how long the survivor waits for the parent to
-# confirm that the peer is gone.
+# Dead-peer scenario: the rank that leaves abruptly (os._exit(0), no NCCL or CUDA teardown)
+# after the first call, the timeout of the survivor's second call, and how long the survivor
+# waits for the peer's process to be gone.
 DEAD_PEER_RANK = 1
-DEAD_PEER_EXIT_CODE = 1
 DEAD_PEER_RING_TIMEOUT_S = 20.0
 PEER_GONE_WAIT_S = 120.0
-
-
-class WorkerMessage(typing.NamedTuple):
-    """One message from a worker to the parent."""
-
-    kind: str
-    rank: int
-    case_id: str | None
-    payload: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,94 +280,66 @@ def run_case(torch, comm, case):
     return outcome
 
 
-def abort(comm):
-    if not comm.closed:
-        comm.abort()
+def join_communicator(rank):
+    """Device and communicator of one worker: (torch, comm)."""
+    torch = select_device(rank.rank)
+    return torch, rank.nccl_communicator(device=rank.rank)
 
 
-def join_communicator(rank, world_size, unique_id):
-    """Environment, device and communicator of one worker: (torch, comm)."""
-    os.environ.update(NCCL_ENVIRONMENT)
-    torch = select_device(rank)
-    from baracuda import nccl
+def run_worker(rank, cases):
+    """Run every case of ``cases`` on one communicator; send ``(case.id, RankOutcome)`` each.
 
-    return torch, nccl.Communicator(world_size, rank, unique_id, device=rank)
-
-
-def run_worker(rank, world_size, unique_id, cases, result_queue):
-    """Run every case of ``cases`` as rank ``rank``, in order, on one communicator.
-
-    Parameters
-    ----------
-    rank, world_size : int
-        This worker's rank (also its GPU ordinal) and the number of ranks.
-    unique_id : bytes
-        From ``baracuda.nccl.get_unique_id()`` in the parent.
-    cases : list of RingCase
-        The same list, in the same order, on every rank.
-    result_queue : multiprocessing.Queue
-        Receives a ``WorkerMessage`` per case (RESULT or ERROR), then DONE. After an ERROR
-        the worker has aborted its communicator and sends nothing more.
+    Returns True once the communicator is destroyed; a failure on the ring path aborts the
+    communicator and raises, naming the case.
     """
-    try:
-        torch, comm = join_communicator(rank, world_size, unique_id)
-    except Exception:
-        result_queue.put(WorkerMessage(ERROR, rank, None, traceback.format_exc()))
-        return
+    torch, comm = join_communicator(rank)
     for case in cases:
         try:
             outcome = run_case(torch, comm, case)
-        except Exception:
-            result_queue.put(WorkerMessage(ERROR, rank, case.id, traceback.format_exc()))
-            abort(comm)
-            return
-        result_queue.put(WorkerMessage(RESULT, rank, case.id, outcome))
-    try:
-        comm.destroy()
-    except Exception:
-        result_queue.put(WorkerMessage(ERROR, rank, None, traceback.format_exc()))
-        return
-    result_queue.put(WorkerMessage(DONE, rank, None, None))
+        except Exception as error:
+            error.add_note(f"in case {case.id}")
+            if not comm.closed:
+                comm.abort()
+            raise
+        rank.send((case.id, outcome))
+    comm.destroy()
+    return True
 
 
-def run_dead_peer_worker(rank, world_size, unique_id, case, result_queue, peer_gone):
-    """Both ranks run ``case`` once; then one exits abruptly and the other calls again.
+def _wait_until_gone(pid, seconds):
+    """Whether process ``pid`` is gone (reaped by the launcher) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
-    Each rank sends RESULT (payload None) after the first call. Rank ``DEAD_PEER_RANK`` then
-    flushes the queue and leaves with ``os._exit(DEAD_PEER_EXIT_CODE)``: no NCCL or CUDA
-    teardown. The other rank waits until the parent sets ``peer_gone`` (the peer's process
-    has exited), calls ring attention again with ``timeout=DEAD_PEER_RING_TIMEOUT_S`` and
-    sends RESULT with a ``DeadPeerReport``; then it aborts its communicator if the call left
-    it open, and returns.
+
+def run_dead_peer_worker(rank, case):
+    """Both ranks run ``case`` once; then one leaves abruptly and the other calls again.
+
+    Rank ``DEAD_PEER_RANK`` leaves with ``os._exit(0)`` after the first call: no NCCL or CUDA
+    teardown. The other waits until that process is gone, calls ring attention again with
+    ``timeout=DEAD_PEER_RING_TIMEOUT_S`` and returns a ``DeadPeerReport`` (after aborting its
+    communicator if the call left it open).
     """
+    torch, comm = join_communicator(rank)
+    inputs = global_inputs(torch, case, comm.world_size)
     try:
-        torch, comm = join_communicator(rank, world_size, unique_id)
-    except Exception:
-        result_queue.put(WorkerMessage(ERROR, rank, None, traceback.format_exc()))
-        return
-    try:
-        inputs = global_inputs(torch, case, world_size)
         ring_call(torch, comm, case, inputs, timeout=RING_TIMEOUT_S)
     except Exception:
-        result_queue.put(WorkerMessage(ERROR, rank, case.id, traceback.format_exc()))
-        abort(comm)
-        return
-    result_queue.put(WorkerMessage(RESULT, rank, case.id, None))
-    if rank == DEAD_PEER_RANK:
-        result_queue.close()
-        result_queue.join_thread()
-        os._exit(DEAD_PEER_EXIT_CODE)
-    if not peer_gone.wait(PEER_GONE_WAIT_S):
-        result_queue.put(
-            WorkerMessage(
-                ERROR,
-                rank,
-                case.id,
-                f"the parent did not report the peer's exit within {PEER_GONE_WAIT_S:g} s",
-            )
-        )
-        abort(comm)
-        return
+        comm.abort()
+        raise
+    pids = rank.gather(os.getpid())
+    rank.barrier()
+    if rank.rank == DEAD_PEER_RANK:
+        os._exit(0)
+    if not _wait_until_gone(pids[DEAD_PEER_RANK], PEER_GONE_WAIT_S):
+        comm.abort()
+        raise RuntimeError(f"rank {DEAD_PEER_RANK} was still there after {PEER_GONE_WAIT_S:g} s")
     start = time.monotonic()
     try:
         ring_call(torch, comm, case, inputs, timeout=DEAD_PEER_RING_TIMEOUT_S)
@@ -402,5 +352,6 @@ def run_dead_peer_worker(rank, world_size, unique_id, case, result_queue, peer_g
         )
     else:
         report = DeadPeerReport(None, False, "", time.monotonic() - start)
-    result_queue.put(WorkerMessage(RESULT, rank, case.id, report))
-    abort(comm)
+    if not comm.closed:
+        comm.abort()
+    return report

@@ -1,38 +1,25 @@
 """CPU tests of the ring benchmark, ``python -m baracuda bench ring``.
 
-Nothing here needs a GPU. The grid, the arithmetic, the records, the table and the JSON
-are pure functions; a rank's measurements run in-process on fakes (numpy arrays, a
-scripted clock, a fake ``baracuda`` and a fake PyTorch context parallelism), several
-ranks as threads that share one :class:`RankSync`; the process handling runs fake rank
-bodies in spawned processes.
+Nothing here needs a GPU. The grid, the arithmetic, the records, the table and the JSON are
+pure functions; a rank's measurements run in-process on fakes (numpy arrays, a scripted
+clock, a fake ``baracuda``, a fake PyTorch context parallelism and a rank of one), and, where
+torch is installed, on two ranks of :func:`baracuda._launch.spawn` over gloo.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import io
 import json
-import multiprocessing
-import os
-import threading
 import time
-import traceback
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _bench_fakes import (
-    FAKE_GPU,
-    FIXED_NOW,
-    FakeClock,
-    FakeTimer,
-    NumpyArrays,
-    parse,
-)
-from baracuda import _bench_common, _bench_ring
+from _bench_fakes import FAKE_GPU, FIXED_NOW, FakeClock, FakeTimer, NumpyArrays, parse
+from baracuda import _bench_common, _bench_ring, _launch
 from baracuda.__main__ import main
 
 KIBI = 1024
@@ -40,12 +27,7 @@ DEFAULT_CHUNKS = (1 * KIBI, 2 * KIBI, 4 * KIBI, 8 * KIBI, 16 * KIBI, 32 * KIBI)
 ALL_CASES = ("noncausal", "causal-contiguous", "causal-zigzag")
 # Per chunk: the flash step, 3 cases x 2 schedules, 2 causal settings x 2 torch backends.
 ITEMS_PER_CHUNK_WITH_PEERS = 1 + 3 * 2 + 2 * 2
-SPAWN_TIMEOUTS = _bench_ring.RankTimeouts(
-    barrier_s=60.0, silence_s=60.0, exit_drain_s=0.5, stop_grace_s=5.0, exit_s=10.0, poll_s=0.1
-)
-# Bound of a spawned run whose ranks fail: process start, imports and the timeouts above.
-SPAWN_FAILURE_BOUND_S = 45.0
-THREAD_JOIN_S = 30.0
+SPAWN_TIMEOUT_S = 60.0
 
 
 def parse_ring(*argv: str):
@@ -128,31 +110,9 @@ def test_quick_preset_and_explicit_override():
 
 def test_every_ring_option_parses():
     config = parse_ring(
-        "--chunks",
-        "1k,32k",
-        "--dtypes",
-        "f16,bf16",
-        "--heads",
-        "16",
-        "--heads-k",
-        "4",
-        "--head-dim",
-        "64",
-        "--world-size",
-        "2",
-        "--cases",
-        "causal-zigzag,noncausal,causal-zigzag",
-        "--schedules",
-        "serial",
-        "--warmup",
-        "0",
-        "--repeats",
-        "7",
-        "--max-seconds",
-        "120.5",
-        "--out",
-        "x/ring.json",
-        "--no-peers",
+        *"--chunks 1k,32k --dtypes f16,bf16 --heads 16 --heads-k 4 --head-dim 64 --world-size 2"
+        " --cases causal-zigzag,noncausal,causal-zigzag --schedules serial --warmup 0"
+        " --repeats 7 --max-seconds 120.5 --out x/ring.json --no-peers".split()
     )
     assert config.chunks == (1024, 32768)
     assert config.dtypes == ("f16", "bf16")
@@ -236,15 +196,9 @@ def test_world_size_beyond_the_visible_gpus(monkeypatch, capsys, tmp_path):
     ]
     assert list(tmp_path.iterdir()) == []
 
-    # ---------------------------------------------------------------------------------
-    # No GPU
-    # ---------------------------------------------------------------------------------
-
-    assert list(tmp_path.iterdir()) == []
-
 
 # ---------------------------------------------------------------------------------
-# The whole command on a fake GPU, with the rank processes replaced
+# The whole command on a fake GPU, with the launcher replaced
 # ---------------------------------------------------------------------------------
 
 
@@ -254,32 +208,31 @@ FAKE_TORCH = types.SimpleNamespace(
     backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 91000)),
     cuda=types.SimpleNamespace(nccl=types.SimpleNamespace(version=lambda: (2, 28, 3))),
 )
+FAILURE = "rank 0 failed:\nTraceback ...\nRuntimeError: boom"
 
 
-def fake_command(monkeypatch, *, fail_after=None):
-    """Run ``bench ring`` on a fake GPU; the ranks answer every item (or fail after some)."""
+def fake_command(monkeypatch, *, fail_after=None, torch=FAKE_TORCH):
+    """Run ``bench ring`` on a fake GPU; rank 0 answers every item (or fails after some)."""
     monkeypatch.setattr(_bench_common, "probe_gpu", lambda: FAKE_GPU)
     real_import = _bench_common.optional_import
     monkeypatch.setattr(
         _bench_common,
         "optional_import",
-        lambda name: FAKE_TORCH if name == "torch" else real_import(name),
+        lambda name: torch if name == "torch" else real_import(name),
     )
     seen = {}
 
-    def fake_run_ranks(world_size, target, setup, *, on_message, capacity, **kwargs):
-        seen.update(world_size=world_size, target=target, setup=setup, capacity=capacity)
-        run = _bench_ring.RankRun()
+    def fake_spawn(fn, world_size, args, *, timeout, on_message, backend, env):
+        (setup,) = args
+        seen.update(fn=fn, world_size=world_size, setup=setup, backend=backend, env=env)
         for index, _item in enumerate(setup.items):
-            if fail_after is not None and index == fail_after:
-                run.failures.append("rank 0 failed:\nTraceback ...\nRuntimeError: boom")
-                return run
-            payload = ok_part([2.0, 2.0, 2.0], plan={"backend": "portable", "sku": "s"})
-            on_message(_bench_ring.WorkerMessage(_bench_ring.RESULT, 0, index, payload))
-        run.done.add(0)
-        return run
+            if index == fail_after:
+                raise _launch.LaunchError(FAILURE)
+            result = _bench_ring.summarize_ranks([2.0] * 3, [2.0], 2, 10**9)
+            on_message(0, ("item", index, {"result": result, "plan": {"backend": "b", "sku": "s"}}))
+        return [None] * world_size
 
-    monkeypatch.setattr(_bench_ring, "run_ranks", fake_run_ranks)
+    monkeypatch.setattr(_launch, "spawn", fake_spawn)
     return seen
 
 
@@ -294,12 +247,12 @@ def test_command_runs_the_grid_and_writes_json(monkeypatch, capsys, tmp_path):
     assert "one GPU: the ring runs with world size 1, without NCCL" in captured.err
 
     setup = seen["setup"]
-    assert seen["world_size"] == 1 and seen["target"] is _bench_ring.run_rank
-    assert setup.unique_id is None and setup.torch_init_method is None
+    assert seen["world_size"] == 1 and seen["fn"] is _bench_ring.run_rank
+    assert seen["backend"] == "gloo" and not setup.peers
+    assert seen["env"]["NCCL_NVLS_ENABLE"] == "0"
     assert (setup.warmup, setup.repeats) == (2, 10)
     assert 0 < setup.deadline - time.time() <= 100
     assert not any(isinstance(item, _bench_ring.TorchCpCase) for item in setup.items)
-    assert seen["capacity"] == _bench_ring.sync_capacity(setup.items)
 
     document = json.loads(out.read_text())
     assert document["complete"] is True
@@ -311,6 +264,7 @@ def test_command_runs_the_grid_and_writes_json(monkeypatch, capsys, tmp_path):
     }
     assert document["software"]["torch"] == "0.0-fake"
     assert document["software"]["torch_nccl"] == "2.28.3"
+    assert document["timing"]["events"] == "torch.cuda.Event"
     assert len(document["records"]) == 2 * 3 * 2
     assert len(document["flash_steps"]) == 2
     assert all(record["ring"]["status"] == "ok" for record in document["records"])
@@ -320,16 +274,24 @@ def test_command_reports_a_rank_failure(monkeypatch, capsys, tmp_path):
     fake_command(monkeypatch, fail_after=3)
     out = tmp_path / "ring.json"
     assert main(["bench", "ring", "--chunks", "1k", "--out", str(out)]) == 1
-    captured = capsys.readouterr()
-    assert "baracuda bench ring: rank 0 failed:\nTraceback ...\nRuntimeError: boom" in (
-        captured.err
-    )
+    assert f"baracuda bench ring: {FAILURE}" in capsys.readouterr().err
     document = json.loads(out.read_text())
     assert document["complete"] is False
-    assert document["failures"] == ["rank 0 failed:\nTraceback ...\nRuntimeError: boom"]
+    assert document["failures"] == [FAILURE]
     assert len(document["records"]) == 2
     assert {entry["reason"] for entry in document["skipped"]} == {"a rank failed"}
     assert len(document["skipped"]) == 1 + 3 * 2 - 3
+
+
+def test_command_without_torch_says_so(monkeypatch, capsys, tmp_path):
+    fake_command(monkeypatch, torch=None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "ring", "--quick"]) == 1
+    assert capsys.readouterr().err == (
+        "baracuda bench ring: needs torch (torch.multiprocessing starts the ranks, "
+        "torch.distributed joins them).\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------
@@ -364,7 +326,6 @@ def test_default_grid_order_and_size():
         DEFAULT_CHUNKS
     )
     assert {item.problem for item in first} == {first[0].problem}
-    assert _bench_ring.sync_capacity(items) >= 2 + len(items) * 11
 
 
 def test_grid_subsets_and_no_peers():
@@ -386,13 +347,11 @@ def test_grid_subsets_and_no_peers():
     assert len(without) == 4
 
 
-def test_item_ranks_and_labels():
+def test_item_labels():
     problem = small_problem(dtype="bf16", chunk=8 * KIBI)
     flash = _bench_ring.FlashStep(problem)
     ring = _bench_ring.RingCase(problem, "causal-zigzag", "overlapped")
     peer = _bench_ring.TorchCpCase(problem, True, "torch_cp_flash")
-    assert flash.ranks(4) == (0,)
-    assert ring.ranks(4) == peer.ranks(4) == (0, 1, 2, 3)
     assert ring.label() == "bf16 chunk 8k H=4 Hk=2 D=8 causal-zigzag overlapped"
     assert peer.label() == "bf16 chunk 8k H=4 Hk=2 D=8 causal torch_cp_flash"
     assert flash.label() == "bf16 chunk 8k H=4 Hk=2 D=8 flash step (rank 0)"
@@ -444,51 +403,17 @@ def test_adaptive_count(call_s, expected):
     assert _bench_ring.adaptive_count(call_s, target_s=3.0, minimum=5, maximum=50) == expected
 
 
-def test_slowest_rank_samples_and_verdicts():
-    assert _bench_ring.slowest_rank_samples([[1.0, 5.0, 2.0], [3.0, 1.0, 2.0]]) == [3.0, 5.0, 2.0]
-    with pytest.raises(ValueError):
-        _bench_ring.slowest_rank_samples([[1.0, 2.0], [1.0]])
-    ok, refused, failed = (
-        _bench_ring.VERDICT_OK,
-        _bench_ring.VERDICT_REFUSED,
-        _bench_ring.VERDICT_FAILED,
-    )
-    assert _bench_ring.agreed_verdict([ok, ok]) == ok
-    assert _bench_ring.agreed_verdict([ok, refused]) == refused
-    assert _bench_ring.agreed_verdict([refused, failed]) == failed
-
-
-def test_combine_rank_results():
-    parts = {
-        0: {"status": "ok", "samples_ms": [2.0, 2.0, 4.0], "warmup": 3},
-        1: {"status": "ok", "samples_ms": [3.0, 1.0, 1.0], "warmup": 3},
-    }
-    result = _bench_ring.combine_rank_results(parts, (0, 1), 6 * 10**9)
-    assert result["median_ms"] == 3.0
-    assert result["min_ms"] == 2.0
-    assert result["runs"] == 3
-    assert result["tflops"] == pytest.approx(6e9 / 3e-3 / 1e12)
-    assert result["per_rank_median_ms"] == [2.0, 1.0]
-    assert result["warmup"] == 3
-
-    parts[1] = {"status": "unsupported", "error": "UnsupportedError: no"}
-    assert _bench_ring.combine_rank_results(parts, (0, 1), 1) == {
-        "status": "unsupported",
-        "error": "UnsupportedError: no",
-        "rank": 1,
-    }
-
-
 # ---------------------------------------------------------------------------------
 # Records, table and JSON from fabricated rank messages
 # ---------------------------------------------------------------------------------
 
 
-def ok_part(samples, *, plan=None, **extra):
-    part = {"status": "ok", "samples_ms": list(samples), "warmup": 2, "probe_s": 0.01}
+def ok_part(samples, *, medians=None, plan=None, **extra):
+    """Rank 0's part of a measurement: the slowest rank's ``samples`` and each rank's median."""
+    medians = medians or [float(np.median(samples))]
+    part = {"result": _bench_ring.summarize_ranks(samples, medians, 2, 10**9), **extra}
     if plan is not None:
         part["plan"] = plan
-    part.update(extra)
     return part
 
 
@@ -505,22 +430,20 @@ def fake_ring_document(config, *, world_size=2, peers_reason=None):
     )
 
 
-def feed(collector, items, world_size, parts_of):
-    """Send each item's parts (``parts_of(item) -> {rank: payload}``) as rank messages."""
-    for index, item in enumerate(items):
-        for rank, payload in parts_of(item).items():
-            collector(_bench_ring.WorkerMessage(_bench_ring.RESULT, rank, index, payload))
+def with_flops(part, item, world_size):
+    """``part`` with the TFLOP/s of ``item``'s FLOPs (ok_part assumes 1 GFLOP)."""
+    result = part["result"]
+    if result["status"] == "ok":
+        if isinstance(item, _bench_ring.FlashStep):
+            flops = _bench_ring.step_flops(item.problem)
+        else:
+            flops = _bench_ring.flops_per_gpu(item.problem, world_size, causal=item.causal)
+        result["tflops"] = flops / (result["median_ms"] / 1e3) / 1e12
+    return part
 
 
 def fabricated_run(tmp_path, *, peers=True):
-    config = parse_ring(
-        "--chunks",
-        "4k,8k",
-        "--cases",
-        "noncausal,causal-zigzag",
-        "--schedules",
-        "overlapped,serial",
-    )
+    config = parse_ring(*"--chunks 4k,8k --cases noncausal,causal-zigzag".split())
     world_size = 2
     items = _bench_ring.work_items(config, torch_cp=peers)
     document = fake_ring_document(config, peers_reason=None if peers else "--no-peers")
@@ -535,41 +458,25 @@ def fabricated_run(tmp_path, *, peers=True):
     collector = _bench_ring.RingCollector(
         items, world_size, document, write=write, progress=progress
     )
-    collector(
-        _bench_ring.WorkerMessage(
-            _bench_ring.INFO, 0, None, {"torch_cp": {"ready": peers, "reason": None}}
-        )
-    )
-
+    collector(0, ("setup", {"torch_cp": {"ready": peers, "reason": None}}))
     plan = {"backend": "portable", "sku": "ring.fake"}
 
     # Flash step 10 ms; ring: overlapped 12 ms at 4k and 20 ms at 8k per call (rank 1
     # slowest), serial twice that; torch: cudnn 25 ms, flash refused.
-    def parts_of(item):
+    def part_of(item):
         if isinstance(item, _bench_ring.FlashStep):
-            return {0: ok_part([10.0, 10.0, 10.0], plan={"backend": "portable", "sku": "f"})}
+            return ok_part([10.0, 10.0, 10.0], plan={"backend": "portable", "sku": "f"})
         if isinstance(item, _bench_ring.RingCase):
             base = 12.0 if item.problem.chunk == 4 * KIBI else 20.0
-            scale = 1.0 if item.schedule == "overlapped" else 2.0
-            return {
-                0: ok_part([base * scale - 1.0] * 3, plan=plan),
-                1: ok_part([base * scale] * 3),
-            }
+            slowest = base * (1.0 if item.schedule == "overlapped" else 2.0)
+            return ok_part([slowest] * 3, medians=[slowest - 1.0, slowest], plan=plan)
         if item.peer == "torch_cp_cudnn":
-            return {
-                rank: ok_part([25.0] * 3, kv_heads=_bench_ring.KV_HEADS_NATIVE)
-                for rank in range(world_size)
-            }
-        return {
-            rank: {
-                "status": "unsupported",
-                "error": "RuntimeError: No available kernel",
-                "kv_heads": _bench_ring.KV_HEADS_EXPANDED,
-            }
-            for rank in range(world_size)
-        }
+            return ok_part([25.0] * 3, kv_heads=_bench_ring.KV_HEADS_NATIVE)
+        refusal = {"status": "unsupported", "error": "RuntimeError: No available kernel", "rank": 0}
+        return {"result": refusal, "kv_heads": _bench_ring.KV_HEADS_EXPANDED}
 
-    feed(collector, items, world_size, parts_of)
+    for index, item in enumerate(items):
+        collector(0, ("item", index, with_flops(part_of(item), item, world_size)))
     collector.finish(stop_reason=None)
     return items, document, path, writes, progress.getvalue()
 
@@ -590,7 +497,7 @@ def test_collector_builds_records_and_writes_json(tmp_path):
     assert loaded["setup"] == {"torch_cp": {"ready": True, "reason": None}}
     assert loaded["peers"]["enabled"] is True
     assert loaded["skipped"] == [] and loaded["failures"] == []
-    # One write for INFO, one per finished measurement, one at the end.
+    # One write for the setup, one per finished measurement, one at the end.
     assert len(writes) == 1 + len(items) + 1
 
     step_4k = 4 * 32 * 4096**2 * 128
@@ -709,7 +616,7 @@ def test_finish_records_skipped_measurements():
     collector = _bench_ring.RingCollector(
         items, 1, document, write=lambda: None, progress=io.StringIO()
     )
-    collector(_bench_ring.WorkerMessage(_bench_ring.RESULT, 0, 0, ok_part([1.0])))
+    collector(0, ("item", 0, ok_part([1.0])))
     collector.finish(stop_reason=_bench_ring.STOP_BUDGET)
     assert document["complete"] is False
     assert document["skipped"] == [{"item": items[1].label(), "reason": "time budget spent"}]
@@ -721,13 +628,13 @@ def test_finish_records_skipped_measurements():
 
 
 def test_stop_reason():
-    run = _bench_ring.RankRun()
-    assert _bench_ring.stop_reason(run, budget=False) is None
-    assert _bench_ring.stop_reason(run, budget=True) == "time budget spent"
-    run.interrupted = True
-    assert _bench_ring.stop_reason(run, budget=True) == "interrupted"
-    run.failures.append("rank 1 failed")
-    assert _bench_ring.stop_reason(run, budget=True) == "a rank failed"
+    def reason(failed=False, interrupted=False, budget=False):
+        return _bench_ring.stop_reason(failed=failed, interrupted=interrupted, budget=budget)
+
+    assert reason() is None
+    assert reason(budget=True) == "time budget spent"
+    assert reason(interrupted=True, budget=True) == "interrupted"
+    assert reason(failed=True, interrupted=True, budget=True) == "a rank failed"
 
 
 def test_default_output_path_has_ring_suffix():
@@ -735,92 +642,6 @@ def test_default_output_path_has_ring_suffix():
         "NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2), target=_bench_ring.TARGET_NAME
     )
     assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-ring.json")
-
-
-# ---------------------------------------------------------------------------------
-# Agreement between ranks (threads sharing one RankSync)
-# ---------------------------------------------------------------------------------
-
-
-def new_sync(world_size, capacity=64, timeout_s=10.0):
-    return _bench_ring.RankSync(
-        multiprocessing.get_context("spawn"), world_size, capacity, timeout_s=timeout_s
-    )
-
-
-def run_threads(world_size, body, sync):
-    """Run ``body(rank, own_sync)`` per rank in threads; return results and exceptions."""
-    results = {}
-    errors = {}
-
-    def run(rank, own):
-        try:
-            results[rank] = body(rank, own)
-        except BaseException as exc:
-            errors[rank] = exc
-
-    threads = [
-        threading.Thread(target=run, args=(rank, copy.copy(sync))) for rank in range(world_size)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(THREAD_JOIN_S)
-    assert not any(thread.is_alive() for thread in threads), "a rank thread hangs"
-    return results, errors
-
-
-def test_rank_sync_gathers_by_rank_and_detects_divergence():
-    sync = new_sync(2)
-
-    def body(rank, own):
-        first = own.gather(rank, 3, 10.0 + rank)
-        second = own.gather(rank, 4, 20.0 + rank)
-        return first, second
-
-    results, errors = run_threads(2, body, sync)
-    assert errors == {}
-    assert results[0] == results[1] == ([10.0, 11.0], [20.0, 21.0])
-
-    diverged = new_sync(2)
-    results, errors = run_threads(2, lambda rank, own: own.gather(rank, 3 + rank, 1.0), diverged)
-    assert set(errors) == {0, 1}
-    assert all(isinstance(exc, _bench_ring.RanksOutOfStepError) for exc in errors.values())
-
-    full = new_sync(1, capacity=1)
-    full.gather(0, 1, 0.0)
-    with pytest.raises(_bench_ring.RanksOutOfStepError, match="more than 1 agreements"):
-        full.gather(0, 1, 0.0)
-
-
-def test_stop_request_reaches_rank_zero_decision():
-    sync = new_sync(1)
-    setup = _bench_ring.WorkerSetup(
-        world_size=1, items=(), unique_id=None, warmup=0, repeats=1, l2_cache_bytes=0
-    )
-    ctx = _bench_ring.RankContext(
-        rank=0, setup=setup, sync=sync, baracuda=None, arrays=None, timer=None
-    )
-    assert _bench_ring._may_continue(ctx)
-    sync.request_stop()
-    assert not _bench_ring._may_continue(ctx)
-    late = _bench_ring.RankContext(
-        rank=0,
-        setup=_bench_ring.WorkerSetup(
-            world_size=1,
-            items=(),
-            unique_id=None,
-            warmup=0,
-            repeats=1,
-            l2_cache_bytes=0,
-            deadline=time.time() - 1.0,
-        ),
-        sync=new_sync(1),
-        baracuda=None,
-        arrays=None,
-        timer=None,
-    )
-    assert not _bench_ring._may_continue(late)
 
 
 # ---------------------------------------------------------------------------------
@@ -925,22 +746,34 @@ class CountingArrays(NumpyArrays):
         return super().empty(shape, dtype).view(HashableArray)
 
 
-def rank_context(
-    rank, sync, *, world_size=1, warmup=1, repeats=4, baracuda=None, clock=None, comm="comm"
-):
+class SoloRank:
+    """A rank of one: every collective returns this rank's own value."""
+
+    rank = 0
+    world_size = 1
+
+    def min(self, value):
+        return value
+
+    def max(self, values):
+        return list(values)
+
+    def all_ok(self, ok):
+        return ok
+
+    def gather(self, obj):
+        return [obj]
+
+    def broadcast(self, obj):
+        return obj
+
+
+def rank_context(rank=None, *, warmup=1, repeats=4, baracuda=None, clock=None, comm="comm"):
     clock = clock or FakeClock()
-    setup = _bench_ring.WorkerSetup(
-        world_size=world_size,
-        items=(),
-        unique_id=None,
-        warmup=warmup,
-        repeats=repeats,
-        l2_cache_bytes=0,
-    )
+    setup = _bench_ring.WorkerSetup(items=(), warmup=warmup, repeats=repeats, l2_cache_bytes=0)
     return _bench_ring.RankContext(
-        rank=rank,
+        rank=rank or SoloRank(),
         setup=setup,
-        sync=sync,
         baracuda=baracuda or fake_baracuda(clock),
         arrays=CountingArrays(),
         timer=FakeTimer(clock),
@@ -951,16 +784,16 @@ def rank_context(
 def test_ring_measurement_allocates_once_and_rotates_inputs():
     clock = FakeClock()
     baracuda = fake_baracuda(clock, duration_ms=2.0)
-    ctx = rank_context(0, new_sync(1), baracuda=baracuda, clock=clock, warmup=1, repeats=4)
-    problem = small_problem()
-    item = _bench_ring.RingCase(problem, "causal-zigzag", "serial")
+    ctx = rank_context(baracuda=baracuda, clock=clock, warmup=1, repeats=4)
+    item = _bench_ring.RingCase(small_problem(), "causal-zigzag", "serial")
 
-    payload = _bench_ring.measure_ring(ctx, item)
+    part = _bench_ring.measure_ring(ctx, item)
 
-    assert payload["status"] == "ok"
-    assert payload["samples_ms"] == [2.0] * 4
-    assert payload["warmup"] == 1
-    assert payload["plan"] == {"backend": "portable", "sku": "ring_attention.fake"}
+    result = part["result"]
+    assert result["status"] == "ok"
+    assert (result["median_ms"], result["runs"], result["warmup"]) == (2.0, 4, 1)
+    assert result["per_rank_median_ms"] == [2.0]
+    assert part["plan"] == {"backend": "portable", "sku": "ring_attention.fake"}
     ((args, kwargs), plan) = baracuda.selected[0]
     assert len(baracuda.selected) == 1
     assert args == (1, 4, 64, 64, 8)
@@ -977,8 +810,7 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     assert ctx.arrays.allocations == 3 * sets + 5
     # Cold call, probe, warm-up (at least one per set), then the timed calls.
     assert len(plan.runs) == 1 + 1 + sets + 4
-    qs = [run[0] for run in plan.runs]
-    assert len({id(q) for q in qs}) == sets
+    assert len({id(run[0]) for run in plan.runs}) == sets
     assert len({id(run[1]) for run in plan.runs}) == 1  # one y for every call
     for q, _y, kv_a, kv_b, accumulators, kwargs in plan.runs:
         assert q.shape == (1, 4, 64, 8)
@@ -991,73 +823,97 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     assert len(plan.checked) == 1
 
 
-def test_ring_case_refused_on_one_rank_is_recorded_on_all():
-    sync = new_sync(2)
-    plans = {}
-
-    def body(rank, own):
-        clock = FakeClock()
-        baracuda = fake_baracuda(clock, refuse=rank == 1)
-        plans[rank] = baracuda.selected
-        ctx = rank_context(rank, own, world_size=2, baracuda=baracuda, clock=clock)
-        return _bench_ring.measure_ring(
-            ctx, _bench_ring.RingCase(small_problem(), "noncausal", "overlapped")
-        )
-
-    results, errors = run_threads(2, body, sync)
-    assert errors == {}
-    assert results[1] == {
-        "status": "unsupported",
-        "error": "FakeUnsupportedError: zigzag needs an even chunk",
+def test_a_refused_ring_case_is_recorded_with_its_rank():
+    ctx = rank_context(baracuda=fake_baracuda(FakeClock(), refuse=True))
+    part = _bench_ring.measure_ring(
+        ctx, _bench_ring.RingCase(small_problem(), "noncausal", "serial")
+    )
+    assert part == {
+        "result": {
+            "status": "unsupported",
+            "error": "FakeUnsupportedError: zigzag needs an even chunk",
+            "rank": 0,
+        },
+        "plan": None,
     }
-    assert results[0]["status"] == "skipped"
-    assert "another rank" in results[0]["error"]
-    ((_, plan),) = plans[0]
-    assert plan.runs == [] and plan.closed
-
-
-def test_ranks_agree_on_adaptive_counts(monkeypatch):
-    monkeypatch.setattr(_bench_ring, "REPEATS_TARGET_S", 0.1)
-    monkeypatch.setattr(_bench_ring, "WARMUP_TARGET_S", 0.05)
-    sync = new_sync(2)
-    plans = {}
-
-    def body(rank, own):
-        clock = FakeClock()
-        baracuda = fake_baracuda(clock, sleep_s=0.01 if rank == 0 else 0.0)
-        ctx = rank_context(
-            rank, own, world_size=2, baracuda=baracuda, clock=clock, warmup=None, repeats=None
-        )
-        payload = _bench_ring.measure_ring(
-            ctx, _bench_ring.RingCase(small_problem(), "noncausal", "overlapped")
-        )
-        plans[rank] = baracuda.selected[0][1]
-        return payload
-
-    results, errors = run_threads(2, body, sync)
-    assert errors == {}
-    counts = [len(results[rank]["samples_ms"]) for rank in (0, 1)]
-    assert counts[0] == counts[1]
-    assert _bench_ring.MIN_ADAPTIVE_REPEATS <= counts[0] < _bench_ring.MAX_ADAPTIVE_REPEATS
-    assert results[0]["warmup"] == results[1]["warmup"]
-    assert len(plans[0].runs) == len(plans[1].runs)
 
 
 def test_flash_step_runs_on_rank_zero_only():
     clock = FakeClock()
     baracuda = fake_baracuda(clock, duration_ms=3.0)
     item = _bench_ring.FlashStep(small_problem())
-    other = rank_context(1, new_sync(1), baracuda=baracuda, clock=clock)
+    other = rank_context(types.SimpleNamespace(rank=1, world_size=2), baracuda=baracuda)
     assert _bench_ring.measure_flash_step(other, item) is None
     assert baracuda.flash_calls == []
 
-    ctx = rank_context(0, new_sync(1), baracuda=baracuda, clock=clock, warmup=0, repeats=3)
-    payload = _bench_ring.measure_flash_step(ctx, item)
-    assert payload["samples_ms"] == [3.0] * 3
-    assert payload["plan"] == {"backend": "portable", "sku": "f.fake"}
+    ctx = rank_context(baracuda=baracuda, clock=clock, warmup=0, repeats=3)
+    part = _bench_ring.measure_flash_step(ctx, item)
+    assert part["result"]["median_ms"] == 3.0 and part["result"]["runs"] == 3
+    assert part["result"]["per_rank_median_ms"] == [3.0]
+    assert part["plan"] == {"backend": "portable", "sku": "f.fake"}
     q, k, v, out = baracuda.flash_calls[0]
     assert q.shape == out.shape == (1, 4, 64, 8)
     assert k.shape == v.shape == (1, 2, 64, 8)
+
+
+# ---------------------------------------------------------------------------------
+# Two ranks of the launcher over gloo (torch on the CPU), on the fakes
+# ---------------------------------------------------------------------------------
+
+
+def ring_on_fakes(rank, durations_ms, sleeps_s, refusing_rank, warmup, repeats):
+    """One rank's measure_ring on the fakes; rank ``r`` takes ``durations_ms[r]`` per call."""
+    clock = FakeClock()
+    baracuda = fake_baracuda(
+        clock,
+        duration_ms=durations_ms[rank.rank],
+        sleep_s=sleeps_s[rank.rank],
+        refuse=rank.rank == refusing_rank,
+    )
+    ctx = rank_context(rank, baracuda=baracuda, clock=clock, warmup=warmup, repeats=repeats)
+    part = _bench_ring.measure_ring(
+        ctx, _bench_ring.RingCase(small_problem(), "noncausal", "overlapped")
+    )
+    runs = len(baracuda.selected[0][1].runs) if baracuda.selected else 0
+    return part, runs
+
+
+def spawn_ring_on_fakes(
+    *, durations_ms=(2.0, 2.0), sleeps_s=(0.0, 0.0), refusing_rank=None, warmup=1, repeats=4
+):
+    pytest.importorskip("torch.distributed")
+    args = (durations_ms, sleeps_s, refusing_rank, warmup, repeats)
+    return _launch.spawn(ring_on_fakes, 2, args, timeout=SPAWN_TIMEOUT_S)
+
+
+def test_two_ranks_time_the_slowest_rank_per_call():
+    (part, runs), (other, other_runs) = spawn_ring_on_fakes(durations_ms=(2.0, 3.0))
+    assert other is None and runs == other_runs
+    result = part["result"]
+    assert (result["median_ms"], result["min_ms"], result["runs"]) == (3.0, 3.0, 4)
+    assert result["per_rank_median_ms"] == [2.0, 3.0]
+    per_gpu = _bench_ring.flops_per_gpu(small_problem(), 2, causal=False)
+    assert result["tflops"] == pytest.approx(per_gpu / 3e-3 / 1e12)
+
+
+def test_two_ranks_record_a_case_one_rank_refuses():
+    (part, runs), (_, other_runs) = spawn_ring_on_fakes(refusing_rank=1)
+    assert part["result"] == {
+        "status": "skipped",
+        "error": "another rank could not set up this case",
+        "rank": 0,
+    }
+    assert runs == other_runs == 0
+
+
+def test_two_ranks_agree_on_adaptive_counts(monkeypatch):
+    (part, runs), (_, other_runs) = spawn_ring_on_fakes(
+        sleeps_s=(0.05, 0.0), warmup=None, repeats=None
+    )
+    assert runs == other_runs
+    # The slowest probe (50 ms) sets the counts: 3 s of repeats, 1 s of warm-up.
+    assert part["result"]["runs"] == _bench_ring.MAX_ADAPTIVE_REPEATS
+    assert part["result"]["warmup"] == _bench_ring.MAX_ADAPTIVE_WARMUP
 
 
 # ---------------------------------------------------------------------------------
@@ -1121,7 +977,7 @@ class FakeContextParallel:
 
 
 def cp_context(fake, clock):
-    ctx = rank_context(0, new_sync(1, capacity=32), clock=clock, warmup=0, repeats=2)
+    ctx = rank_context(clock=clock, warmup=0, repeats=2)
     ctx.torch_cp = _bench_ring.TorchContextParallel(fake.torch, fake.api(), mesh="mesh")
     return ctx
 
@@ -1134,8 +990,8 @@ def test_torch_cp_falls_back_to_expanded_kv_heads():
 
     payload = _bench_ring.measure_torch_cp(ctx, item)
 
-    assert payload["status"] == "ok"
-    assert payload["samples_ms"] == [5.0, 5.0]
+    assert payload["result"]["status"] == "ok"
+    assert (payload["result"]["median_ms"], payload["result"]["runs"]) == (5.0, 2)
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_EXPANDED
     assert payload["kv_heads_note"].startswith(f"{_bench_ring.KV_HEADS_NATIVE} refused: ")
     # Two attempts, each entered and exited; global inputs of world_size * chunk tokens.
@@ -1158,7 +1014,7 @@ def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
     ctx = cp_context(fake, clock)
     item = _bench_ring.TorchCpCase(small_problem(heads_k=4), False, "torch_cp_cudnn")
     payload = _bench_ring.measure_torch_cp(ctx, item)
-    assert payload["status"] == "ok"
+    assert payload["result"]["status"] == "ok"
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_SAME
     assert "kv_heads_note" not in payload
     assert [entry[4] for entry in fake.entered] == [False]
@@ -1174,8 +1030,8 @@ def test_torch_cp_failure_is_recorded_and_the_block_exits():
     ctx = cp_context(fake, clock)
     item = _bench_ring.TorchCpCase(small_problem(), True, "torch_cp_cudnn")
     payload = _bench_ring.measure_torch_cp(ctx, item)
-    assert payload["status"] == "error"
-    assert "illegal memory access" in payload["error"]
+    assert payload["result"]["status"] == "error"
+    assert "illegal memory access" in payload["result"]["error"]
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_NATIVE
     assert fake.exited == len(fake.entered) == 1
 
@@ -1246,88 +1102,21 @@ def test_find_torch_cp_api_prefers_the_implementation_module():
 
 def test_torch_cp_unavailable_reasons():
     clock = FakeClock()
-    ctx = rank_context(0, new_sync(1), clock=clock)
+    ctx = rank_context(clock=clock)
     ctx.torch_cp_reason = "torch.distributed did not start: boom"
     item = _bench_ring.TorchCpCase(small_problem(), False, "torch_cp_cudnn")
     assert _bench_ring.measure_torch_cp(ctx, item) == {
-        "status": "unsupported",
-        "error": "torch.distributed did not start: boom",
+        "result": {
+            "status": "unsupported",
+            "error": "torch.distributed did not start: boom",
+            "rank": 0,
+        }
     }
     fake = FakeContextParallel(clock)
     api = dict(fake.api(), options=None)
     ctx.torch_cp = _bench_ring.TorchContextParallel(fake.torch, api, mesh="mesh")
     causal = _bench_ring.TorchCpCase(small_problem(), True, "torch_cp_cudnn")
-    result = _bench_ring.measure_torch_cp(ctx, causal)
+    result = _bench_ring.measure_torch_cp(ctx, causal)["result"]
     assert result["status"] == "unsupported"
     assert "enable_load_balance" in result["error"]
     assert fake.entered == []
-
-
-# ---------------------------------------------------------------------------------
-# Rank processes (spawned, with fake bodies)
-# ---------------------------------------------------------------------------------
-
-
-def agreeing_rank(rank, setup, messages, sync):
-    """Agree twice, report what was agreed, finish."""
-    values = sync.gather(rank, 1, float(rank + setup))
-    messages.put(_bench_ring.WorkerMessage(_bench_ring.RESULT, rank, 0, values))
-    sync.gather(rank, 2, 0.0)
-    messages.put(_bench_ring.WorkerMessage(_bench_ring.DONE, rank, None, None))
-
-
-def failing_rank(rank, setup, messages, sync):
-    """Rank 1 raises and reports it as run_rank does; rank 0 waits for it forever."""
-    if rank == 1:
-        try:
-            raise RuntimeError("rank one broke")
-        except RuntimeError:
-            messages.put(
-                _bench_ring.WorkerMessage(_bench_ring.ERROR, rank, None, traceback.format_exc())
-            )
-            return
-    sync.gather(rank, 1, 0.0)
-
-
-def dying_rank(rank, setup, messages, sync):
-    """Rank 1 dies without a word; rank 0 waits for it forever."""
-    if rank == 1:
-        os._exit(3)
-    sync.gather(rank, 1, 0.0)
-
-
-def run_fake_ranks(target, setup=0):
-    received = []
-    start = time.monotonic()
-    run = _bench_ring.run_ranks(
-        2,
-        target,
-        setup,
-        on_message=received.append,
-        capacity=4,
-        timeouts=SPAWN_TIMEOUTS,
-        progress=io.StringIO(),
-    )
-    return run, received, time.monotonic() - start
-
-
-def test_spawned_ranks_agree_and_finish():
-    run, received, _ = run_fake_ranks(agreeing_rank, setup=10)
-    assert run.failures == [] and not run.interrupted
-    assert run.done == {0, 1}
-    assert sorted(message.rank for message in received) == [0, 1]
-    assert all(message.payload == [10.0, 11.0] for message in received)
-
-
-def test_a_rank_exception_surfaces_with_its_traceback():
-    run, _, elapsed = run_fake_ranks(failing_rank)
-    (failure,) = run.failures
-    assert failure.startswith("rank 1 failed:\n")
-    assert "Traceback" in failure and "RuntimeError: rank one broke" in failure
-    assert elapsed < SPAWN_FAILURE_BOUND_S
-
-
-def test_a_dead_rank_does_not_hang_the_parent():
-    run, _, elapsed = run_fake_ranks(dying_rank)
-    assert run.failures == ["rank 1 exited with code 3 before finishing"]
-    assert elapsed < SPAWN_FAILURE_BOUND_S

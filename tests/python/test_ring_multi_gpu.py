@@ -1,8 +1,11 @@
-"""Ring attention across GPUs, one process per GPU (marked ``gpu``; needs at least 2 GPUs).
+"""Ring attention across GPUs, one process per GPU (marked ``gpu``). Every visible GPU takes a
+rank; with one GPU the ring runs with world size 1 through the same launcher, and the dead-peer
+test, which needs two, skips.
 
-A module-scoped fixture spawns ``world_size`` workers (``_ring_worker.run_worker``) once: all
-GPUs, or ``BARACUDA_TEST_WORLD_SIZE`` of them when that is set. They join one NCCL
-communicator and run every case of ``CASES`` in the same order; rank 0 also runs single-GPU
+A module-scoped fixture starts ``world_size`` workers (``_ring_worker.run_worker``) once through
+the launcher of the ring benchmark (``baracuda._launch.spawn``): all GPUs, or
+``BARACUDA_TEST_WORLD_SIZE`` of them when that is set. They join one NCCL communicator and run
+every case of ``CASES`` in the same order; rank 0 also runs single-GPU
 flash attention on each case's whole sequence. Each test then checks one case's gathered
 result:
 
@@ -15,15 +18,13 @@ result:
 * a case run with the serial schedule against its overlapped twin: bit-identical, since the
   arithmetic is the same and only the order of transfers and steps differs.
 
-A separate test spawns its own two ranks and kills one after a first successful call: the
-survivor's next call must raise ``baracuda.NcclError`` within its timeout, not hang.
+A separate test starts its own two ranks; one leaves abruptly after a first successful call:
+the survivor's next call must raise ``baracuda.NcclError`` within its timeout, not hang.
 """
 
 import dataclasses
 import itertools
-import multiprocessing
 import os
-import queue
 import re
 import subprocess
 import sys
@@ -33,13 +34,9 @@ import baracuda
 import numpy as np
 import pytest
 from _ring_worker import (
-    DEAD_PEER_EXIT_CODE,
     DEAD_PEER_RANK,
     DEAD_PEER_RING_TIMEOUT_S,
-    DONE,
-    ERROR,
     NCCL_ENVIRONMENT,
-    RESULT,
     RING_TIMEOUT_S,
     SINGLE_GPU_RANK,
     RingCase,
@@ -47,12 +44,12 @@ from _ring_worker import (
     run_dead_peer_worker,
     run_worker,
 )
-from baracuda import reference
+from baracuda import _launch, reference
 from test_flash_gpu import assert_matches_reference, lse_dtype, to_numpy, torch_dtype
 
 pytestmark = pytest.mark.gpu
 
-MIN_WORLD_SIZE = 2
+MIN_WORLD_SIZE = 1
 WORLD_SIZE_VARIABLE = "BARACUDA_TEST_WORLD_SIZE"
 
 ELEMENTS = ("f32", "f16", "bf16", "f64")
@@ -64,21 +61,13 @@ SEQ_LENS_PER_RANK = (64, 96, 130)
 # Longest silence from the workers before the run counts as hung: process start, imports and
 # NCCL init, or a ring call that runs into its own RING_TIMEOUT_S, with margin.
 MESSAGE_TIMEOUT_S = RING_TIMEOUT_S + 120.0
-# How often the parent looks at the workers while it waits for a message.
-POLL_INTERVAL_S = 1.0
-# How long a worker that exited may still have messages in flight before it counts as dead.
-EXIT_DRAIN_S = 5.0
-# How long a worker may take to exit after its last message, before it is terminated.
-WORKER_EXIT_TIMEOUT_S = 30.0
 
 # Dead peer: the survivor's failing call must raise within DEAD_PEER_RAISE_BOUND_S (its ring
-# timeout is DEAD_PEER_RING_TIMEOUT_S), and the whole test must end within the sum of its
-# stages: start and first call, the peer's exit, the raise, the survivor's exit.
+# timeout is DEAD_PEER_RING_TIMEOUT_S), and the whole test must end within the launcher's
+# bound: start and first call, the raise, the stop of the ranks.
 DEAD_PEER_WORLD_SIZE = 2
 DEAD_PEER_RAISE_BOUND_S = 60.0
-DEAD_PEER_TEST_BOUND_S = (
-    MESSAGE_TIMEOUT_S + WORKER_EXIT_TIMEOUT_S + DEAD_PEER_RAISE_BOUND_S + WORKER_EXIT_TIMEOUT_S
-)
+DEAD_PEER_TEST_BOUND_S = MESSAGE_TIMEOUT_S + DEAD_PEER_RAISE_BOUND_S + 2 * _launch.GRACE_S
 DEAD_PEER_CASE = RingCase("bf16", causal=True, layout="zigzag", head_dim=128, seq_len_per_rank=128)
 # What the survivor's NcclError message must name: the timeout, or the NCCL error.
 DEAD_PEER_MESSAGE = re.compile(r"time(d)?[ -]?out|nccl", re.IGNORECASE)
@@ -183,31 +172,17 @@ CASES, SCHEDULE_PAIRS = _cases()
 
 
 class RingRun:
-    """The messages of one run of the workers, by case."""
+    """What one run of the workers sent, by case, and how it ended."""
 
-    def __init__(self, world_size, messages, failure):
+    def __init__(self, world_size):
         self.world_size = world_size
-        self.failure = failure
+        self.failure = None
         self.results = {}
-        self.errors = {}
-        self.done = set()
-        for message in messages:
-            if message.kind == RESULT:
-                self.results.setdefault(message.case_id, {})[message.rank] = message.payload
-            elif message.kind == ERROR:
-                self.errors[message.rank] = message
-            elif message.kind == DONE:
-                self.done.add(message.rank)
+        self.finished = []
 
-    def problems(self):
-        """Every worker error and the reason the run ended early, as text."""
-        lines = []
-        for rank, error in sorted(self.errors.items()):
-            where = "outside a case" if error.case_id is None else f"in case {error.case_id}"
-            lines.append(f"rank {rank} failed {where}:\n{error.payload}")
-        if self.failure is not None:
-            lines.append(self.failure)
-        return "\n".join(lines)
+    def add(self, rank, message):
+        case_id, outcome = message
+        self.results.setdefault(case_id, {})[rank] = outcome
 
     def outcomes(self, case):
         """Every rank's ``RankOutcome`` of ``case``, in rank order; fails when one is missing."""
@@ -215,94 +190,21 @@ class RingRun:
         missing = [rank for rank in range(self.world_size) if rank not in per_rank]
         if missing:
             pytest.fail(
-                f"case {case.id}: no result from rank(s) {missing}\n{self.problems()}",
+                f"case {case.id}: no result from rank(s) {missing}\n{self.failure or ''}",
                 pytrace=False,
             )
         return [per_rank[rank] for rank in range(self.world_size)]
 
 
-def collect_messages(result_queue, processes, ranks, final_kinds, timeout):
-    """Read worker messages until each rank of ``ranks`` has sent one of ``final_kinds``.
-
-    Returns
-    -------
-    messages : list of WorkerMessage
-    failure : str or None
-        Why the reading stopped early: no message for ``timeout`` seconds (a hang), or a rank
-        that exited without its final message.
-    """
-    messages = []
-    waiting = set(ranks)
-    deadline = time.monotonic() + timeout
-    exited_at = {}
-    while waiting:
-        try:
-            message = result_queue.get(timeout=POLL_INTERVAL_S)
-        except queue.Empty:
-            now = time.monotonic()
-            for rank in sorted(waiting):
-                exit_code = processes[rank].exitcode
-                if exit_code is None:
-                    continue
-                if now - exited_at.setdefault(rank, now) >= EXIT_DRAIN_S:
-                    return messages, (
-                        f"rank {rank} exited with code {exit_code} before its final message"
-                    )
-            if now >= deadline:
-                return messages, (
-                    f"no message from rank(s) {sorted(waiting)} for {timeout:g} s: a worker hangs"
-                )
-            continue
-        messages.append(message)
-        deadline = time.monotonic() + timeout
-        if message.kind in final_kinds:
-            waiting.discard(message.rank)
-    return messages, None
-
-
-def start_workers(context, target, world_size, *args):
-    """Spawn ``target(rank, world_size, unique_id, *args)`` for every rank.
-
-    The unique id is made, and the workers start, with ``NCCL_ENVIRONMENT`` set.
-    """
-    from baracuda import nccl
-
-    processes = []
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in NCCL_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        unique_id = nccl.get_unique_id()
-        try:
-            for rank in range(world_size):
-                process = context.Process(
-                    target=target,
-                    args=(rank, world_size, unique_id, *args),
-                    name=f"ring-rank-{rank}",
-                    daemon=True,
-                )
-                process.start()
-                processes.append(process)
-        except BaseException:
-            stop_workers(processes)
-            raise
-    return processes
-
-
-def stop_workers(processes):
-    """Join every worker, terminating those that do not exit within the timeout."""
-    for process in processes:
-        process.join(WORKER_EXIT_TIMEOUT_S)
-        if process.is_alive():
-            process.terminate()
-            process.join(WORKER_EXIT_TIMEOUT_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
+def spawn(fn, world_size, *args, **kwargs):
+    """``fn(rank, *args)`` on ``world_size`` ranks through the launcher of the ring benchmark."""
+    env = {**os.environ, **NCCL_ENVIRONMENT}
+    return _launch.spawn(fn, world_size, args, timeout=MESSAGE_TIMEOUT_S, env=env, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def world_size():
-    """The number of ranks; skips unless 2 GPUs and NCCL are available."""
+    """The number of ranks; skips unless torch, a GPU and NCCL are available."""
     torch = pytest.importorskip("torch")
     count = torch.cuda.device_count()
     if count < MIN_WORLD_SIZE:
@@ -332,18 +234,12 @@ def world_size():
 @pytest.fixture(scope="module")
 def ring_run(world_size):
     """Every case of CASES run once by ``world_size`` workers."""
-    context = multiprocessing.get_context("spawn")
-    result_queue = context.Queue()
-    processes = []
+    run = RingRun(world_size)
     try:
-        processes = start_workers(context, run_worker, world_size, CASES, result_queue)
-        messages, failure = collect_messages(
-            result_queue, processes, range(world_size), (DONE, ERROR), MESSAGE_TIMEOUT_S
-        )
-    finally:
-        stop_workers(processes)
-        result_queue.close()
-    return RingRun(world_size, messages, failure)
+        run.finished = spawn(run_worker, world_size, CASES, on_message=run.add)
+    except _launch.LaunchError as error:
+        run.failure = str(error)
+    return run
 
 
 # ---------------------------------------------------------------- checks
@@ -414,81 +310,43 @@ def test_serial_schedule_is_bit_identical(ring_run, overlapped, serial):
 
 def test_workers_finished_cleanly(ring_run):
     """Every rank ran every case and destroyed its communicator without an error."""
-    problems = ring_run.problems()
-    if problems:
-        pytest.fail(problems, pytrace=False)
-    assert ring_run.done == set(range(ring_run.world_size))
+    if ring_run.failure is not None:
+        pytest.fail(ring_run.failure, pytrace=False)
+    assert ring_run.finished == [True] * ring_run.world_size
 
 
 # ---------------------------------------------------------------- dead peer
 
 
-def test_dead_peer_raises_nccl_error(world_size):
+def test_dead_peer_raises_nccl_error(torch, world_size):
     """A rank whose peer died gets NcclError from its next call, within the timeout."""
+    if torch.cuda.device_count() < DEAD_PEER_WORLD_SIZE:
+        pytest.skip(
+            f"the dead-peer test needs {DEAD_PEER_WORLD_SIZE} GPUs "
+            f"(torch.cuda.device_count() is {torch.cuda.device_count()})"
+        )
     start = time.monotonic()
-    context = multiprocessing.get_context("spawn")
-    result_queue = context.Queue()
-    peer_gone = context.Event()
-    processes = []
     try:
-        processes = start_workers(
-            context,
-            run_dead_peer_worker,
-            DEAD_PEER_WORLD_SIZE,
-            DEAD_PEER_CASE,
-            result_queue,
-            peer_gone,
-        )
-        first, failure = collect_messages(
-            result_queue, processes, range(DEAD_PEER_WORLD_SIZE), (RESULT, ERROR), MESSAGE_TIMEOUT_S
-        )
-        errors = "\n".join(f"rank {m.rank}:\n{m.payload}" for m in first if m.kind == ERROR)
-        assert failure is None and not errors, (
-            f"the first ring attention call failed: {failure or ''}\n{errors}"
-        )
-
-        dead = processes[DEAD_PEER_RANK]
-        dead.join(WORKER_EXIT_TIMEOUT_S)
-        assert dead.exitcode == DEAD_PEER_EXIT_CODE, (
-            f"rank {DEAD_PEER_RANK} did not exit with {DEAD_PEER_EXIT_CODE} "
-            f"(exit code {dead.exitcode})"
-        )
-        peer_gone.set()
-
-        survivor = 1 - DEAD_PEER_RANK
-        second, failure = collect_messages(
-            result_queue, processes, (survivor,), (RESULT, ERROR), DEAD_PEER_RAISE_BOUND_S
-        )
-        assert failure is None, (
-            f"rank {survivor} did not report within {DEAD_PEER_RAISE_BOUND_S:g} s of its peer's "
-            f"death: {failure}"
-        )
-        (message,) = second
-        assert message.kind == RESULT, f"rank {survivor} failed:\n{message.payload}"
-        report = message.payload
-        assert report.error_type is not None, (
-            f"ring_attention returned normally after {report.elapsed_s:.1f} s with its peer gone"
-        )
-        assert report.is_nccl_error, (
-            f"expected baracuda.NcclError, got {report.error_type}: {report.message}"
-        )
-        assert report.error_type == "NcclError"
-        assert DEAD_PEER_MESSAGE.search(report.message), (
-            f"the NcclError message names neither the timeout nor an NCCL error: {report.message!r}"
-        )
-        assert report.elapsed_s <= DEAD_PEER_RAISE_BOUND_S, (
-            f"NcclError came after {report.elapsed_s:.1f} s (timeout "
-            f"{DEAD_PEER_RING_TIMEOUT_S:g} s, bound {DEAD_PEER_RAISE_BOUND_S:g} s)"
-        )
-
-        processes[survivor].join(WORKER_EXIT_TIMEOUT_S)
-        assert processes[survivor].exitcode == 0, (
-            f"rank {survivor} did not exit cleanly after the abort "
-            f"(exit code {processes[survivor].exitcode})"
-        )
-    finally:
-        stop_workers(processes)
-        result_queue.close()
+        reports = spawn(run_dead_peer_worker, DEAD_PEER_WORLD_SIZE, DEAD_PEER_CASE)
+    except _launch.LaunchError as error:
+        pytest.fail(f"the dead-peer run failed: {error}", pytrace=False)
+    survivor = 1 - DEAD_PEER_RANK
+    assert reports[DEAD_PEER_RANK] is None
+    report = reports[survivor]
+    assert report.error_type is not None, (
+        f"ring_attention returned normally after {report.elapsed_s:.1f} s with its peer gone"
+    )
+    assert report.is_nccl_error, (
+        f"expected baracuda.NcclError, got {report.error_type}: {report.message}"
+    )
+    assert report.error_type == "NcclError"
+    assert DEAD_PEER_MESSAGE.search(report.message), (
+        f"the NcclError message names neither the timeout nor an NCCL error: {report.message!r}"
+    )
+    assert report.elapsed_s <= DEAD_PEER_RAISE_BOUND_S, (
+        f"NcclError came after {report.elapsed_s:.1f} s (timeout "
+        f"{DEAD_PEER_RING_TIMEOUT_S:g} s, bound {DEAD_PEER_RAISE_BOUND_S:g} s)"
+    )
     elapsed = time.monotonic() - start
     assert elapsed <= DEAD_PEER_TEST_BOUND_S, (
         f"the dead-peer test took {elapsed:.0f} s (bound {DEAD_PEER_TEST_BOUND_S:g} s)"
