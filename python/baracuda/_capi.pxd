@@ -109,6 +109,8 @@ cdef extern from "baracuda/baracuda.h" nogil:
         baracuda_flash_sdpa_plan* plan)
     baracuda_status baracuda_flash_sdpa_can_implement(
         baracuda_flash_sdpa_plan plan, const baracuda_flash_sdpa_args* args)
+    baracuda_status baracuda_flash_sdpa_check_args(
+        const baracuda_flash_sdpa_descriptor* desc, const baracuda_flash_sdpa_args* args)
     baracuda_status baracuda_flash_sdpa_workspace_size(baracuda_flash_sdpa_plan plan,
                                                        size_t* bytes)
     baracuda_status baracuda_flash_sdpa_run(

@@ -115,6 +115,26 @@ cdef int32_t _window_bound(bound) except? -2:
     return BARACUDA_WINDOW_UNBOUNDED if bound is None else bound
 
 
+cdef int fill_flash_sdpa_descriptor(baracuda_flash_sdpa_descriptor* c_desc, desc,
+                                    str op) except -1:
+    """Copy a ``FlashSdpaDescriptor`` (names valid, d_v set) into ``c_desc``.
+
+    ``scale=None`` keeps the C default, ``1 / sqrt(d_k)``; a window bound of ``None`` is
+    unbounded.
+    """
+    baracuda_flash_sdpa_descriptor_init(
+        c_desc, desc.batch_size, desc.num_heads, desc.query_len, desc.key_len, desc.d_k,
+        desc.d_v, <baracuda_element>ELEMENTS[desc.element])
+    if desc.scale is not None:
+        c_desc.scale = desc.scale
+    c_desc.is_causal = as_bool(desc.is_causal, "is_causal", op)
+    c_desc.window_size_left = _window_bound(desc.window_size_left)
+    c_desc.window_size_right = _window_bound(desc.window_size_right)
+    c_desc.softcap = desc.softcap
+    c_desc.alignment = <baracuda_alignment>ALIGNMENTS[desc.alignment]
+    return 0
+
+
 cdef tuple _sku_tuple(const baracuda_kernel_sku* sku):
     return (sku.name.decode(), _BACKEND_NAMES[sku.backend], _ELEMENT_NAMES[sku.element],
             sku.head_dim_bucket, sku.arch)
@@ -183,16 +203,7 @@ cdef class FlashSdpaPlanHandle(_PlanHandle):
         cdef baracuda_plan_preference preference
         cdef baracuda_status status
         cdef FlashSdpaPlanHandle handle = FlashSdpaPlanHandle.__new__(FlashSdpaPlanHandle)
-        baracuda_flash_sdpa_descriptor_init(
-            &c_desc, desc.batch_size, desc.num_heads, desc.query_len, desc.key_len, desc.d_k,
-            desc.d_v, <baracuda_element>ELEMENTS[desc.element])
-        if desc.scale is not None:
-            c_desc.scale = desc.scale
-        c_desc.is_causal = as_bool(desc.is_causal, "is_causal", "FlashSdpaPlan.select")
-        c_desc.window_size_left = _window_bound(desc.window_size_left)
-        c_desc.window_size_right = _window_bound(desc.window_size_right)
-        c_desc.softcap = desc.softcap
-        c_desc.alignment = <baracuda_alignment>ALIGNMENTS[desc.alignment]
+        fill_flash_sdpa_descriptor(&c_desc, desc, "FlashSdpaPlan.select")
         preference.backend = <baracuda_backend>BACKENDS[backend]
         with nogil:
             status = baracuda_flash_sdpa_plan_select(&c_desc, &preference, &handle._plan)
@@ -274,6 +285,22 @@ cdef class FlashSdpaPlanHandle(_PlanHandle):
             _check_open(self._plan, op)
             check_status(baracuda_flash_sdpa_precision_guarantee(self._plan, &guarantee))
         return _guarantee_tuple(&guarantee)
+
+
+def flash_sdpa_check_args(desc, q, k, v, y, lse, mask, alibi_slopes):
+    """Check a problem and its tensor descriptions without a plan or a device.
+
+    ``baracuda_flash_sdpa_check_args``: the descriptor checks of select (those that need no
+    device: a head dim this build has no kernel for passes here), then those of
+    can_implement. ``desc`` is a ``FlashSdpaDescriptor``; the tensors are descriptions as for
+    :meth:`FlashSdpaPlanHandle.run` (``None`` for an absent mask or slopes), whose addresses
+    need not be real: only their alignment and overlaps are checked, nothing is read.
+    """
+    cdef baracuda_flash_sdpa_descriptor c_desc
+    cdef baracuda_flash_sdpa_args args
+    fill_flash_sdpa_descriptor(&c_desc, desc, "flash_sdpa_check_args")
+    fill_flash_sdpa_args(&args, q, k, v, y, lse, mask, alibi_slopes)
+    check_status(baracuda_flash_sdpa_check_args(&c_desc, &args))
 
 
 # ---------------------------------------------------------------- ring attention plan

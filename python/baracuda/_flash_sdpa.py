@@ -244,6 +244,67 @@ def _plan_views(op, stream, q, k, v, y, lse, mask, alibi_slopes):
 _plan_cache = PlanCache(PLAN_CACHE_CAPACITY)
 
 
+def cached_plan(
+    batch_size,
+    num_heads,
+    query_len,
+    key_len,
+    d_k,
+    d_v,
+    *,
+    scale,
+    causal,
+    element,
+    left,
+    right,
+    softcap,
+    alignment,
+    backend,
+    device_id,
+) -> FlashSdpaPlan:
+    """The plan of a problem from the cache, selected (for the current device) on a miss.
+
+    The arguments are normalised as :func:`flash_attention` normalises them (they key the
+    cache); ``device_id`` is the current device's.
+    """
+    key = (
+        batch_size,
+        num_heads,
+        query_len,
+        key_len,
+        d_k,
+        d_v,
+        scale,
+        causal,
+        element,
+        left,
+        right,
+        softcap,
+        alignment,
+        backend,
+        device_id,
+    )
+    plan = _plan_cache.get(key)
+    if plan is None:
+        descriptor = FlashSdpaDescriptor(
+            batch_size,
+            num_heads,
+            query_len,
+            key_len,
+            d_k,
+            d_v,
+            scale=scale,
+            is_causal=causal,
+            element=element,
+            window_size_left=left,
+            window_size_right=right,
+            softcap=softcap,
+            alignment=alignment,
+        )
+        plan = _plan_cache.put(key, FlashSdpaPlan.select(descriptor, backend=backend))
+    return plan
+
+
 # ---------------------------------------------------------------- flash_attention
 
 
@@ -364,41 +425,23 @@ def flash_attention(
         ],
         op,
     )
-    key = (
+    plan = cached_plan(
         batch_size,
         num_heads,
         query_len,
         key_len,
         d_k,
         d_v,
-        scale,
-        causal,
-        element,
-        left,
-        right,
-        softcap,
-        alignment,
-        backend,
-        device.device_id,
+        scale=scale,
+        causal=causal,
+        element=element,
+        left=left,
+        right=right,
+        softcap=softcap,
+        alignment=alignment,
+        backend=backend,
+        device_id=device.device_id,
     )
-    plan = _plan_cache.get(key)
-    if plan is None:
-        descriptor = FlashSdpaDescriptor(
-            batch_size,
-            num_heads,
-            query_len,
-            key_len,
-            d_k,
-            d_v,
-            scale=scale,
-            is_causal=causal,
-            element=element,
-            window_size_left=left,
-            window_size_right=right,
-            softcap=softcap,
-            alignment=alignment,
-        )
-        plan = _plan_cache.put(key, FlashSdpaPlan.select(descriptor, backend=backend))
 
     y = out
     if y_view is None:
