@@ -23,6 +23,24 @@ baracuda_status fail_null_plan_or(const char* op, const char* name) {
               "plan and %s must not be NULL (got NULL, expected pointers)", name);
 }
 
+baracuda_status fail_null_plan_place(const char* op) {
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "plan is NULL (got NULL, expected a place to store the plan)");
+}
+
+baracuda_status fail_null_descriptor(const char* op) {
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "desc is NULL (got NULL, expected a descriptor)");
+}
+
+baracuda_status fail_null_args(const char* op) {
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "args is NULL (got NULL, expected args)");
+}
+
+baracuda_status fail_null_plan(const char* op) {
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
+}
+
 void fill_sku(const KernelReport& report, baracuda_kernel_sku* sku) {
   sku->name = report.name.c_str();
   sku->backend = report.backend;

@@ -106,6 +106,21 @@ uintptr_t address_of(const void* pointer) {
 
 }  // namespace
 
+baracuda_status check_aligned(const char* op, const char* name, const void* data, size_t alignment,
+                              baracuda_element element) {
+  if (address_of(data) % alignment == 0) return BARACUDA_STATUS_SUCCESS;
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)", name,
+              baracuda_element_string(element), data, alignment);
+}
+
+baracuda_status check_aligned(const char* op, const char* name, const void* data,
+                              size_t alignment) {
+  if (address_of(data) % alignment == 0) return BARACUDA_STATUS_SUCCESS;
+  return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
+              "%s is misaligned (got %p, expected a multiple of %zu bytes)", name, data, alignment);
+}
+
 baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                              const TensorRule& rule) {
   if (tensor.rank != rule.rank) {
@@ -169,11 +184,9 @@ baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor,
                 "%s data is NULL (got NULL, expected a device pointer to %" PRId64 " elements)",
                 rule.name, span);
   }
-  if (address_of(tensor.data) % element_bytes != 0) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)",
-                rule.name, baracuda_element_string(rule.element), tensor.data, element_bytes);
-  }
+  const baracuda_status aligned =
+      check_aligned(op, rule.name, tensor.data, element_bytes, rule.element);
+  if (aligned != BARACUDA_STATUS_SUCCESS) return aligned;
   if (span > tensor.buffer_elements) {
     return fail_with_sizes(BARACUDA_STATUS_BUFFER_TOO_SMALL, span, tensor.buffer_elements, op,
                            "%s buffer too small (got %" PRId64

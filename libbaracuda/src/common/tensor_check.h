@@ -53,6 +53,13 @@ struct TensorRule {
 // (not NULL, aligned for the element) and buffer size, in that order.
 baracuda_status check_tensor(const char* op, const baracuda_tensor& tensor, const TensorRule& rule);
 
+// INVALID_PROBLEM unless `data` is a multiple of `alignment` bytes: the data of a tensor or a
+// typed buffer named `name` ("<name> data is misaligned for <element> ..."), or a raw buffer
+// ("<name> is misaligned ...").
+baracuda_status check_aligned(const char* op, const char* name, const void* data, size_t alignment,
+                              baracuda_element element);
+baracuda_status check_aligned(const char* op, const char* name, const void* data, size_t alignment);
+
 // The device bytes one argument of a call touches, named for messages.
 struct ByteRange {
   const char* name;

@@ -83,9 +83,7 @@ bool broadcasts_all_heads(const baracuda_tensor& tensor, int32_t num_heads) {
 // Every check of the arguments against a checked descriptor.
 baracuda_status check_args(const char* op, const baracuda_flash_sdpa_descriptor& d,
                            const baracuda_flash_sdpa_args* args) {
-  if (args == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "args is NULL (got NULL, expected args)");
-  }
+  if (args == nullptr) return baracuda::fail_null_args(op);
   const int64_t batch = d.batch_size, heads = d.num_heads, query_len = d.query_len,
                 key_len = d.key_len, d_k = d.d_k, d_v = d.d_v;
 
@@ -161,9 +159,7 @@ baracuda_status check_args(const char* op, const baracuda_flash_sdpa_descriptor&
 
 baracuda_status check_plan_args(const char* op, const baracuda_flash_sdpa_plan_s* plan,
                                 const baracuda_flash_sdpa_args* args) {
-  if (plan == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
-  }
+  if (plan == nullptr) return baracuda::fail_null_plan(op);
   return check_args(op, plan->desc, args);
 }
 
@@ -244,18 +240,11 @@ baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descri
                                                 const baracuda_plan_preference* preference,
                                                 baracuda_flash_sdpa_plan* plan) {
   return baracuda::guard(kSelectOp, [&] {
-    if (plan == nullptr) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                  "plan is NULL (got NULL, expected a place to store the plan)");
-    }
-    *plan = nullptr;
-    if (desc == nullptr) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                  "desc is NULL (got NULL, expected a descriptor)");
-    }
-    const baracuda_plan_preference chosen =
-        preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
-    baracuda_status status = check_descriptor(kSelectOp, *desc, chosen);
+    baracuda_plan_preference chosen;
+    baracuda_status status =
+        baracuda::check_select_pointers(kSelectOp, desc, preference, plan, &chosen);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    status = check_descriptor(kSelectOp, *desc, chosen);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
 
     // The backend by the rule of flash_sdpa_kernels.h: hopper for f16 / bf16 on sm_90 where it
@@ -284,10 +273,7 @@ baracuda_status baracuda_flash_sdpa_plan_select(const baracuda_flash_sdpa_descri
 baracuda_status baracuda_flash_sdpa_check_args(const baracuda_flash_sdpa_descriptor* desc,
                                                const baracuda_flash_sdpa_args* args) {
   return baracuda::guard(kCheckArgsOp, [&] {
-    if (desc == nullptr) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kCheckArgsOp,
-                  "desc is NULL (got NULL, expected a descriptor)");
-    }
+    if (desc == nullptr) return baracuda::fail_null_descriptor(kCheckArgsOp);
     const baracuda_plan_preference any = {BARACUDA_BACKEND_AUTO};
     baracuda_status status = check_descriptor(kCheckArgsOp, *desc, any);
     if (status == BARACUDA_STATUS_SUCCESS) status = check_args(kCheckArgsOp, *desc, args);

@@ -43,7 +43,7 @@ constexpr const char* kRunOp = "ring_attention_run";
 constexpr const char* kCheckArgsOp = "ring_attention_check_args";
 
 // The accumulator scratch must start on this boundary (bytes).
-constexpr uintptr_t kAccumulatorAlignment = 16;
+constexpr size_t kAccumulatorAlignment = 16;
 
 }  // namespace
 
@@ -187,12 +187,9 @@ baracuda_status check_kv_scratch(const char* op, const char* name, const baracud
                 "%s data is NULL (got NULL, expected a device pointer to %" PRId64 " elements)",
                 name, needed);
   }
-  const size_t element_bytes = baracuda_element_size(element);
-  if (reinterpret_cast<uintptr_t>(scratch.data) % element_bytes != 0) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "%s data is misaligned for %s (got %p, expected a multiple of %zu bytes)", name,
-                baracuda_element_string(element), scratch.data, element_bytes);
-  }
+  const baracuda_status aligned =
+      baracuda::check_aligned(op, name, scratch.data, baracuda_element_size(element), element);
+  if (aligned != BARACUDA_STATUS_SUCCESS) return aligned;
   const int64_t held =
       scratch.shape[0] < scratch.buffer_elements ? scratch.shape[0] : scratch.buffer_elements;
   if (held < needed) {
@@ -226,9 +223,7 @@ baracuda_status check_ring_memory(const char* op, const baracuda_ring_attention_
 // Every check of the arguments against a checked descriptor.
 baracuda_status check_args(const char* op, const baracuda_ring_attention_descriptor& d,
                            const baracuda_ring_attention_args* args) {
-  if (args == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "args is NULL (got NULL, expected args)");
-  }
+  if (args == nullptr) return baracuda::fail_null_args(op);
   const int64_t batch = d.batch_size, heads = d.num_heads, heads_k = d.num_heads_k,
                 query_len = d.query_len, key_len = d.key_len, head_dim = d.head_dim;
   const baracuda_element element = d.element;
@@ -296,19 +291,15 @@ baracuda_status check_args(const char* op, const baracuda_ring_attention_descrip
                 " bytes)",
                 accumulator_needed);
   }
-  if (reinterpret_cast<uintptr_t>(args->accumulator_scratch) % kAccumulatorAlignment != 0) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                "accumulator_scratch is misaligned (got %p, expected a multiple of %zu bytes)",
-                args->accumulator_scratch, static_cast<size_t>(kAccumulatorAlignment));
-  }
+  const baracuda_status aligned = baracuda::check_aligned(
+      op, "accumulator_scratch", args->accumulator_scratch, kAccumulatorAlignment);
+  if (aligned != BARACUDA_STATUS_SUCCESS) return aligned;
   return check_ring_memory(op, d, *args);
 }
 
 baracuda_status check_plan_args(const char* op, const baracuda_ring_attention_plan_s* plan,
                                 const baracuda_ring_attention_args* args) {
-  if (plan == nullptr) {
-    return fail(BARACUDA_STATUS_INVALID_PROBLEM, op, "plan is NULL (got NULL, expected a plan)");
-  }
+  if (plan == nullptr) return baracuda::fail_null_plan(op);
   return check_args(op, plan->desc, args);
 }
 
@@ -599,18 +590,11 @@ baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attentio
                                                     const baracuda_plan_preference* preference,
                                                     baracuda_ring_attention_plan* plan) {
   return baracuda::guard(kSelectOp, [&] {
-    if (plan == nullptr) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                  "plan is NULL (got NULL, expected a place to store the plan)");
-    }
-    *plan = nullptr;
-    if (desc == nullptr) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kSelectOp,
-                  "desc is NULL (got NULL, expected a descriptor)");
-    }
-    const baracuda_plan_preference chosen =
-        preference != nullptr ? *preference : baracuda_plan_preference{BARACUDA_BACKEND_AUTO};
-    baracuda_status status = check_descriptor(kSelectOp, *desc, chosen);
+    baracuda_plan_preference chosen;
+    baracuda_status status =
+        baracuda::check_select_pointers(kSelectOp, desc, preference, plan, &chosen);
+    if (status != BARACUDA_STATUS_SUCCESS) return status;
+    status = check_descriptor(kSelectOp, *desc, chosen);
     if (status != BARACUDA_STATUS_SUCCESS) return status;
 
     // The step is the flash kernel the flash plan would choose (flash_sdpa_kernels.h).
@@ -647,10 +631,7 @@ baracuda_status baracuda_ring_attention_plan_select(const baracuda_ring_attentio
 baracuda_status baracuda_ring_attention_check_args(const baracuda_ring_attention_descriptor* desc,
                                                    const baracuda_ring_attention_args* args) {
   return baracuda::guard(kCheckArgsOp, [&] {
-    if (desc == nullptr) {
-      return fail(BARACUDA_STATUS_INVALID_PROBLEM, kCheckArgsOp,
-                  "desc is NULL (got NULL, expected a descriptor)");
-    }
+    if (desc == nullptr) return baracuda::fail_null_descriptor(kCheckArgsOp);
     const baracuda_plan_preference any = {BARACUDA_BACKEND_AUTO};
     baracuda_status status = check_descriptor(kCheckArgsOp, *desc, any);
     if (status == BARACUDA_STATUS_SUCCESS) status = check_args(kCheckArgsOp, *desc, args);

@@ -55,11 +55,8 @@ baracuda_status check_buffers(const char* op, const SeedBuffer* written, int wri
                     "%s is NULL (got NULL, expected device memory for %" PRId64 " elements)",
                     buffer.name, buffer.elements);
       }
-      if (reinterpret_cast<uintptr_t>(buffer.data) % buffer.element_bytes != 0) {
-        return fail(BARACUDA_STATUS_INVALID_PROBLEM, op,
-                    "%s is misaligned (got %p, expected a multiple of %zu bytes)", buffer.name,
-                    buffer.data, buffer.element_bytes);
-      }
+      status = baracuda::check_aligned(op, buffer.name, buffer.data, buffer.element_bytes);
+      if (status != BARACUDA_STATUS_SUCCESS) return status;
       ranges[group][n] = {buffer.name, buffer.data, bytes};
     }
   }
