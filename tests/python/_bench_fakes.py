@@ -72,5 +72,11 @@ class NumpyArrays:
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=self.dtypes[dtype])
 
+    def asarray(self, host):
+        return np.array(host)
+
+    def where(self, condition, chosen, other):
+        return np.where(condition, chosen, other)
+
     def release(self) -> None:
         pass
