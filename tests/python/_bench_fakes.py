@@ -80,3 +80,21 @@ class NumpyArrays:
 
     def release(self) -> None:
         pass
+
+
+class TorchCpuArrays(common.TorchArrays):
+    """PyTorch tensors on the host, for the torch peers' inputs on a machine without a device."""
+
+    name = "torch-cpu"
+
+    def randn(self, shape, dtype):
+        return self._torch.randn(shape, dtype=self._dtypes[dtype])
+
+    def empty(self, shape, dtype):
+        return self._torch.empty(shape, dtype=self._dtypes[dtype])
+
+    def asarray(self, host):
+        return self._torch.as_tensor(host)
+
+    def release(self) -> None:
+        pass

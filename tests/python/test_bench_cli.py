@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _bench_fakes import FAKE_GPU, FIXED_NOW, FakeClock, FakeTimer, NumpyArrays, parse
+from _bench_fakes import (
+    FAKE_GPU,
+    FIXED_NOW,
+    FakeClock,
+    FakeTimer,
+    NumpyArrays,
+    TorchCpuArrays,
+    parse,
+)
 from baracuda import _bench_common as common
 from baracuda import _bench_flash as flash
 from baracuda.__main__ import main, with_default_target
@@ -672,7 +680,11 @@ def test_alibi_inputs_give_slopes_and_the_peers_bias():
     inputs = flash.score_inputs(case, NumpyArrays(), peers=True)
     np.testing.assert_array_equal(inputs["alibi_slopes"], slopes)
     bias = inputs["attn_mask"]
-    assert (bias.shape, bias.dtype, set(inputs)) == ((1, 8, 6, 6), np.float16, {*inputs})
+    assert (bias.shape, bias.dtype, set(inputs)) == (
+        (1, 8, 6, 6),
+        np.float16,
+        {"alibi_slopes", "attn_mask"},
+    )
     query, key = np.indices((6, 6))
     expected = -slopes[:, None, None] * np.abs(query - key)
     np.testing.assert_array_equal(bias[0], np.where(key > query, -np.inf, expected).astype("f2"))
@@ -939,6 +951,37 @@ def test_plain_default_keeps_the_columns_and_the_peers(monkeypatch):
     assert "[1/2] f16 D=64 H=32 B=2 S=16 full: baracuda 1.000 ms" in progress
 
 
+@pytest.mark.parametrize(("dtype", "tolerance"), [("f32", 1e-5), ("bf16", 3e-2)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("variant", ["plain", "alibi", "mask", "gqa"])
+def test_torch_peers_pose_the_problem_baracuda_gets(dtype, tolerance, causal, variant):
+    """PyTorch's host SDPA on the peers' inputs against the float64 reference on baracuda's."""
+    torch = pytest.importorskip("torch")
+    from baracuda import reference
+
+    case = flash.Case(
+        dtype=dtype, head_dim=16, heads=16, batch=2, seqlen=24, causal=causal, variant=variant
+    )
+    (inputs,) = flash.make_inputs(case, 1, TorchCpuArrays(torch), peers=True)
+    (peer, *_) = flash.torch_sdpa_implementations(torch, variants=(variant,))
+    got = peer.bind(case, [inputs])(0)  # outside the backend's context: the host kernels
+
+    def host(tensor):
+        return None if tensor is None else tensor.float().numpy()
+
+    expected, _ = reference.attention(
+        host(inputs.q),
+        host(inputs.k),
+        host(inputs.v),
+        causal=causal,
+        alibi_slopes=host(inputs.alibi_slopes),
+        mask=host(inputs.mask),
+        **flash.score_options(case),
+    )
+    assert (inputs.k.shape[1], got.dtype) == (case.heads_k, inputs.q.dtype)
+    np.testing.assert_allclose(host(got), expected, rtol=tolerance, atol=tolerance)
+
+
 def test_command_with_variants_prints_the_variant_column(monkeypatch, capsys, tmp_path):
     clock = FakeClock()
     libraries = types.SimpleNamespace(
@@ -983,3 +1026,24 @@ def test_bench_smoke_on_gpu(tmp_path, capsys):
     assert 0 < ours["min_ms"] <= ours["median_ms"] <= ours["p90_ms"]
     assert case["results"]["torch_flash"]["status"] == "ok"
     assert case["results"]["torch_cudnn"]["status"] in ("ok", "unsupported")
+
+
+@pytest.mark.gpu
+def test_bench_variants_smoke_on_gpu(tmp_path, capsys):
+    out = tmp_path / "variants.json"
+    argv = ["bench", "--dtypes", "bf16", "--head-dims", "128", "--seqlens", "2k", "--tokens", "4k"]
+    argv += ["--variants", ",".join(ALL_VARIANTS), "--warmup", "2", "--repeats", "5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert f"results written to {out}" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert [case["variant"] for case in document["cases"]] == [*ALL_VARIANTS] * 2
+    for case in document["cases"]:
+        results = case["results"]
+        assert results["baracuda"]["status"] == "ok", (case["variant"], results["baracuda"])
+        if case["variant"] in ("softcap", "window"):
+            assert {results[name]["status"] for name in results if name != "baracuda"} == {
+                "unsupported"
+            }
+        if case["variant"] in ("alibi", "mask"):
+            assert results["torch_flash"]["status"] == "unsupported"
+            assert results["torch_efficient"]["status"] == "ok", results["torch_efficient"]
