@@ -39,7 +39,10 @@ def _bench_targets() -> dict[str, BenchTarget]:
 
     return {
         "flash": BenchTarget(
-            summary="flash attention forward over dtypes, head dims, sequence lengths and causal",
+            summary=(
+                "flash attention forward over dtypes, head dims, sequence lengths, causal "
+                "and variants (score modifiers, GQA)"
+            ),
             add_arguments=_bench_flash.add_flash_arguments,
             run=_bench_flash.run_flash,
         ),

@@ -29,6 +29,7 @@ import numpy as np
 
 KIBI = 1024
 MIBI = 1024 * 1024
+GIBI = 1024 * 1024 * 1024
 ALL_DTYPES = ("bf16", "f16", "f32", "f64")
 ITEM_BYTES = {"bf16": 2, "f16": 2, "f32": 4, "f64": 8}
 DEFAULT_WARMUP = 10
@@ -237,6 +238,14 @@ class InputSet:
     out: Any
 
 
+def l2_span_bytes(l2_cache_bytes: int) -> int:
+    """Return the bytes that the inputs of one measurement must exceed: ``L2_SPAN`` L2 caches.
+
+    ``l2_cache_bytes`` of 0 or less means unknown (``FALLBACK_L2_BYTES`` is used).
+    """
+    return L2_SPAN * (l2_cache_bytes if l2_cache_bytes > 0 else FALLBACK_L2_BYTES)
+
+
 def sets_to_exceed_l2(set_bytes: int, l2_cache_bytes: int) -> int:
     """Return how many input sets of ``set_bytes`` together exceed ``L2_SPAN`` L2 caches.
 
@@ -252,8 +261,8 @@ def sets_to_exceed_l2(set_bytes: int, l2_cache_bytes: int) -> int:
     int
         Between ``MIN_INPUT_SETS`` and ``MAX_INPUT_SETS``.
     """
-    l2 = l2_cache_bytes if l2_cache_bytes > 0 else FALLBACK_L2_BYTES
-    return min(MAX_INPUT_SETS, max(MIN_INPUT_SETS, L2_SPAN * l2 // set_bytes + 1))
+    span = l2_span_bytes(l2_cache_bytes)
+    return min(MAX_INPUT_SETS, max(MIN_INPUT_SETS, span // set_bytes + 1))
 
 
 class TorchArrays:
@@ -278,6 +287,14 @@ class TorchArrays:
     def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         """Return an uninitialised tensor."""
         return self._torch.empty(shape, dtype=self._dtypes[dtype], device="cuda")
+
+    def asarray(self, host: np.ndarray) -> Any:
+        """Return a device copy of a numpy array, of its dtype."""
+        return self._torch.as_tensor(host, device="cuda")
+
+    def where(self, condition: Any, chosen: Any, other: Any) -> Any:
+        """Return ``chosen`` where ``condition`` holds and ``other`` elsewhere (broadcast)."""
+        return self._torch.where(condition, chosen, other)
 
     def release(self) -> None:
         """Return cached blocks to the driver between cases."""
@@ -308,6 +325,14 @@ class CupyArrays:
     def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         """Return an uninitialised array."""
         return self._cupy.empty(shape, dtype=self._dtype(dtype))
+
+    def asarray(self, host: np.ndarray) -> Any:
+        """Return a device copy of a numpy array, of its dtype."""
+        return self._cupy.asarray(host)
+
+    def where(self, condition: Any, chosen: Any, other: Any) -> Any:
+        """Return ``chosen`` where ``condition`` holds and ``other`` elsewhere (broadcast)."""
+        return self._cupy.where(condition, chosen, other)
 
     def release(self) -> None:
         """Return pooled blocks to the driver between cases."""

@@ -3,21 +3,28 @@
 The forward pass is timed over a grid of problems and, where PyTorch is installed, so are
 the implementations a user would otherwise pick, in the same run:
 ``torch.nn.functional.scaled_dot_product_attention`` forced to its FlashAttention backend
-and to its cuDNN backend.
+and to its cuDNN backend (and to its memory-efficient backend when the grid has variants
+whose peers take an ``attn_mask``).
 
 Method
 ------
 - The grid keeps the number of tokens ``B * S`` and the model width ``H * D`` fixed
   (16k tokens and 2048 by default), so every case moves the same amount of Q/K/V data
   and the work grows linearly with the sequence length.
+- Each problem runs as one or more variants (:data:`VARIANTS`): ``plain`` attention, or
+  one score modifier (ALiBi, softcap, sliding window, additive mask), or GQA. A peer that
+  cannot express a variant is recorded as ``unsupported``.
 - Every call is timed with a pair of CUDA events on the legacy default stream
   (:func:`baracuda._bench_common.time_calls`), after a warm-up whose first call selects
   (and caches) the plan. The median is the result; p10, p90 and the minimum are recorded.
 - Calls rotate over several sets of random inputs (``randn``, never zeros) whose total
-  size exceeds twice the L2 cache, so no call finds its inputs in L2.
+  size exceeds twice the L2 cache, so no call finds its inputs in L2. A variant's score
+  tensors (mask, ALiBi bias) larger than that span are allocated once per case and shared
+  by the sets; a case whose inputs exceed the input budget is skipped, not allocated.
 - baracuda writes into preallocated outputs (``out=``); the PyTorch peers allocate
   their outputs through PyTorch's caching allocator, as users of them do.
-- FLOPs are ``4 * B * H * Sq * Sk * D`` for the forward pass, halved when causal.
+- FLOPs are ``4 * B * H * Sq * Sk * D`` for the forward pass, halved when causal; window
+  cases count only the pairs inside the window; score modifiers add none.
 
 ``torch`` and ``cupy`` are imported only when a benchmark runs, after the GPU probe has
 found a device.
@@ -28,6 +35,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import math
+import re
 import sys
 import time
 import warnings
@@ -37,9 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from baracuda import _bench_common as common
 
-SCHEMA = "baracuda-bench-flash/1"
+SCHEMA = "baracuda-bench-flash/2"
 PROGRAM = "baracuda bench"
 
 DEFAULT_DTYPES = ("bf16", "f16", "f32")
@@ -51,7 +62,41 @@ DEFAULT_REPEATS = 100
 CAUSAL_CHOICES = {"both": (False, True), "no": (False,), "yes": (True,)}
 LAYOUTS = ("bshd", "bhsd")
 DEFAULT_LAYOUT = "bshd"
-TENSORS_PER_SET = 4
+QUERY_SIDE_TENSORS = 2
+"""Tensors of an input set with the query heads: Q and the output."""
+KEY_SIDE_TENSORS = 2
+"""Tensors of an input set with the key/value heads: K and V."""
+DEFAULT_INPUT_BUDGET_BYTES = 32 * common.GIBI
+"""Device memory a case's inputs may take; a case above it is skipped (the peers' own
+allocations and the transients of building the inputs come on top)."""
+
+PLAIN = "plain"
+ALIBI = "alibi"
+SOFTCAP = "softcap"
+WINDOW = "window"
+MASK = "mask"
+GQA = "gqa"
+VARIANTS = (PLAIN, ALIBI, SOFTCAP, WINDOW, MASK, GQA)
+DEFAULT_VARIANTS = (PLAIN,)
+ATTN_MASK_VARIANTS = (ALIBI, MASK)
+"""Variants whose torch peers get their modifier as an additive ``attn_mask``."""
+
+ALIBI_SLOPE_EXPONENT = 8
+"""ALiBi slopes are ``2 ** (-ALIBI_SLOPE_EXPONENT * (h + 1) / H)`` (Press et al., 2022)."""
+SOFTCAP_VALUE = 30.0
+WINDOW_LEFT = 1024
+WINDOW_RIGHT = 1024
+"""Right window bound of a non-causal window case."""
+WINDOW_RIGHT_CAUSAL = 0
+"""Right window bound of a causal window case: no key after the query."""
+GQA_QUERY_HEADS_PER_KV_HEAD = 8
+SDPA_ENABLE_GQA_VERSION = (2, 5)
+"""First PyTorch release whose SDPA takes ``enable_gqa``."""
+SDPA_ENABLE_GQA_RELEASE = ".".join(map(str, SDPA_ENABLE_GQA_VERSION))
+SCORE_TENSOR_ELEMENT = "f32"
+"""Element of baracuda's mask and ALiBi slopes."""
+HIDDEN_SCORE = -math.inf
+"""What the torch peers' ``attn_mask`` adds to the scores a causal case hides."""
 
 QUICK_PRESET = {
     "dtypes": ("bf16",),
@@ -66,6 +111,32 @@ STATISTIC = "median; p10, p90 and min also recorded"
 OUTPUTS = "baracuda: preallocated out=; torch peers: allocated by the call"
 FLOPS_FORMULA = "4*B*H*Sq*Sk*D, halved when causal"
 FAILED_STATUSES = (common.STATUS_ERROR, common.STATUS_SKIPPED)
+VARIANT_SETTINGS = {
+    ALIBI: (
+        f"baracuda: alibi_slopes {SCORE_TENSOR_ELEMENT} [H], "
+        f"2^(-{ALIBI_SLOPE_EXPONENT} (h + 1) / H); torch peers: attn_mask -slope * |i - j| in "
+        "the input dtype, [1, H, S, S]"
+    ),
+    SOFTCAP: f"softcap {SOFTCAP_VALUE:g}; torch peers: unsupported (SDPA has no softcap)",
+    WINDOW: (
+        f"window ({WINDOW_LEFT}, {WINDOW_RIGHT}), ({WINDOW_LEFT}, {WINDOW_RIGHT_CAUSAL}) when "
+        "causal; FLOPs count only the pairs inside it; torch peers: unsupported (SDPA has no "
+        "window)"
+    ),
+    MASK: (
+        f"baracuda: mask {SCORE_TENSOR_ELEMENT} [B, H, S, S] randn; torch peers: attn_mask, "
+        "the same values in the input dtype"
+    ),
+    GQA: (
+        f"heads_k: the largest divisor of H up to max(1, H // {GQA_QUERY_HEADS_PER_KV_HEAD}); "
+        f"torch peers: enable_gqa=True (PyTorch {SDPA_ENABLE_GQA_RELEASE}+, unsupported before)"
+    ),
+}
+"""How each variant other than ``plain`` is set up, as the JSON document records it."""
+CAUSAL_ATTN_MASK = (
+    "causal cases fold the causal mask into the torch peers' attn_mask (-inf above the "
+    "diagonal) and pass is_causal=False: SDPA takes one or the other"
+)
 
 
 # ---------------------------------------------------------------------------------
@@ -73,9 +144,19 @@ FAILED_STATUSES = (common.STATUS_ERROR, common.STATUS_SKIPPED)
 # ---------------------------------------------------------------------------------
 
 
+class CaseUnsupportedError(Exception):
+    """An implementation cannot express a case (its variant); recorded as ``unsupported``."""
+
+
 @dataclass(frozen=True)
 class Case:
-    """One problem of the grid: self-attention with ``Sq = Sk = seqlen`` and ``Dk = Dv``."""
+    """One problem of the grid: self-attention with ``Sq = Sk = seqlen`` and ``Dk = Dv``.
+
+    Attributes
+    ----------
+    variant : str
+        One of :data:`VARIANTS`: ``"plain"``, a score modifier or ``"gqa"``.
+    """
 
     dtype: str
     head_dim: int
@@ -83,15 +164,41 @@ class Case:
     batch: int
     seqlen: int
     causal: bool
+    variant: str = PLAIN
+
+    @property
+    def heads_k(self) -> int:
+        """K/V heads: ``heads``, or for GQA the largest divisor of it up to
+        ``max(1, heads // GQA_QUERY_HEADS_PER_KV_HEAD)``."""
+        if self.variant != GQA:
+            return self.heads
+        most = max(1, self.heads // GQA_QUERY_HEADS_PER_KV_HEAD)
+        return next(kv_heads for kv_heads in range(most, 0, -1) if self.heads % kv_heads == 0)
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        """``(left, right)`` of a window case; None otherwise."""
+        if self.variant != WINDOW:
+            return None
+        return WINDOW_LEFT, WINDOW_RIGHT_CAUSAL if self.causal else WINDOW_RIGHT
 
     def label(self) -> str:
         """Return a short human-readable name of the case."""
         mask = "causal" if self.causal else "full"
-        sizes = f"D={self.head_dim} H={self.heads} B={self.batch} S={self.seqlen}"
-        return f"{self.dtype} {sizes} {mask}"
+        heads = f"H={self.heads}" + (f" Hk={self.heads_k}" if self.variant == GQA else "")
+        sizes = f"D={self.head_dim} {heads} B={self.batch} S={self.seqlen}"
+        variant = "" if self.variant == PLAIN else f" {self.variant}"
+        return f"{self.dtype} {sizes} {mask}{variant}"
 
 
-CASE_FIELDS = ("dtype", "head_dim", "heads", "batch", "seqlen", "causal")
+CASE_FIELDS = ("dtype", "head_dim", "heads", "batch", "seqlen", "causal", "variant")
+SIZE_FIELDS = ("head_dim", "heads", "batch", "seqlen")
+"""The case fields shown as numbers in the table (D, H, B, S)."""
+
+
+def case_from_record(record: dict[str, Any]) -> Case:
+    """Return the case of a JSON case record (one without ``variant`` is ``plain``)."""
+    return Case(**{key: record[key] for key in CASE_FIELDS if key in record})
 
 
 @dataclass(frozen=True)
@@ -104,11 +211,13 @@ class BenchConfig:
     causal: tuple[bool, ...] = CAUSAL_CHOICES["both"]
     tokens: int = DEFAULT_TOKENS
     model_width: int = MODEL_WIDTH
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     layout: str = DEFAULT_LAYOUT
     warmup: int = common.DEFAULT_WARMUP
     repeats: int = DEFAULT_REPEATS
     peers: bool = True
     out: Path | None = None
+    input_budget_bytes: int = DEFAULT_INPUT_BUDGET_BYTES
 
 
 def case_grid(config: BenchConfig) -> list[Case]:
@@ -119,7 +228,8 @@ def case_grid(config: BenchConfig) -> list[Case]:
     Returns
     -------
     list of Case
-        One case per (dtype, head dim, sequence length, causal) combination.
+        One case per (dtype, head dim, sequence length, causal, variant) combination; the
+        variants of one problem are adjacent.
     """
     return [
         Case(
@@ -129,61 +239,255 @@ def case_grid(config: BenchConfig) -> list[Case]:
             batch=max(1, config.tokens // seqlen),
             seqlen=seqlen,
             causal=causal,
+            variant=variant,
         )
         for dtype in config.dtypes
         for head_dim in config.head_dims
         for seqlen in config.seqlens
         for causal in config.causal
+        for variant in config.variants
     ]
 
 
+def _pairs_beyond(bound: int, seqlen: int) -> int:
+    """Return the (query, key) pairs of ``seqlen`` positions more than ``bound`` apart on one
+    side (``i - j > bound``)."""
+    apart = max(0, seqlen - bound - 1)
+    return apart * (apart + 1) // 2
+
+
 def flops(case: Case) -> int:
-    """Return the forward-pass FLOPs of a case: ``4*B*H*Sq*Sk*D``, halved when causal."""
-    total = 4 * case.batch * case.heads * case.seqlen * case.seqlen * case.head_dim
-    return total // 2 if case.causal else total
+    """Return the forward-pass FLOPs of a case: ``4*B*H*Sq*Sk*D``, halved when causal.
+
+    A window case counts only the pairs inside the window: ``4*B*H*D`` times the pairs
+    beyond it is taken off.
+    """
+    per_pair = 4 * case.batch * case.heads * case.head_dim
+    total = per_pair * case.seqlen * case.seqlen
+    total = total // 2 if case.causal else total
+    if case.window is not None:
+        left, right = case.window
+        outside = _pairs_beyond(left, case.seqlen)
+        if not case.causal:
+            outside += _pairs_beyond(right, case.seqlen)
+        total -= per_pair * outside
+    return total
 
 
-def input_set_count(case: Case, l2_cache_bytes: int) -> int:
-    """Return how many sets of Q, K, V and output to rotate so that they exceed the L2 span."""
-    elements = case.batch * case.heads * case.seqlen * case.head_dim
-    set_bytes = TENSORS_PER_SET * elements * common.ITEM_BYTES[case.dtype]
-    return common.sets_to_exceed_l2(set_bytes, l2_cache_bytes)
+@dataclass(frozen=True)
+class InputFootprint:
+    """The device memory of a case's inputs.
+
+    Attributes
+    ----------
+    set_count : int
+        Input sets the calls rotate over.
+    shared_score_inputs : bool
+        True when the variant's score tensors (mask, ALiBi bias) alone exceed the L2 span:
+        one copy is then shared by every set; otherwise each set has its own.
+    total_bytes : int
+        Bytes of all the sets and score tensors together.
+    """
+
+    set_count: int
+    shared_score_inputs: bool
+    total_bytes: int
 
 
-def make_inputs(
-    case: Case, count: int, arrays: Any, *, layout: str = DEFAULT_LAYOUT
-) -> list[common.InputSet]:
-    """Allocate ``count`` independent sets of random Q/K/V and an output for each.
+def _qkv_bytes(case: Case) -> int:
+    """Return the bytes of one set's Q, K, V and output."""
+    per_head = case.batch * case.seqlen * case.head_dim * common.ITEM_BYTES[case.dtype]
+    return per_head * (QUERY_SIDE_TENSORS * case.heads + KEY_SIDE_TENSORS * case.heads_k)
+
+
+def _score_bytes(case: Case, *, peers: bool) -> int:
+    """Return the bytes of one copy of the variant's score tensors (see :func:`score_inputs`)."""
+    mask_item = common.ITEM_BYTES[SCORE_TENSOR_ELEMENT]
+    peer_item = common.ITEM_BYTES[case.dtype] if peers else 0
+    head_scores = case.heads * case.seqlen * case.seqlen
+    if case.variant == ALIBI:
+        return case.heads * mask_item + head_scores * peer_item
+    if case.variant == MASK:
+        peer_item = 0 if _peers_share_the_mask(case) else peer_item
+        return case.batch * head_scores * (mask_item + peer_item)
+    return 0
+
+
+def input_footprint(case: Case, l2_cache_bytes: int, *, peers: bool = False) -> InputFootprint:
+    """Return how many input sets a case rotates over and what its inputs take.
+
+    The sets together exceed the L2 span (:func:`baracuda._bench_common.l2_span_bytes`),
+    score tensors included where each set has its own.
 
     Parameters
     ----------
     case : Case
         The problem.
-    count : int
-        Number of sets to rotate over.
-    arrays : TorchArrays or CupyArrays
-        The array library (``randn`` and ``empty`` whose results have ``swapaxes``).
-    layout : {"bshd", "bhsd"}
-        ``"bshd"`` stores each tensor as ``[B, S, H, D]`` and passes the ``[B, H, S, D]``
-        view (the layout a projection produces); ``"bhsd"`` stores ``[B, H, S, D]``.
+    l2_cache_bytes : int
+        L2 size of the device (0 or less: unknown).
+    peers : bool
+        Whether torch peers run, which need their own ``attn_mask`` for some variants.
 
     Returns
     -------
-    list of InputSet
+    InputFootprint
+    """
+    qkv_bytes = _qkv_bytes(case)
+    score_bytes = _score_bytes(case, peers=peers)
+    if score_bytes > common.l2_span_bytes(l2_cache_bytes):
+        count = common.sets_to_exceed_l2(qkv_bytes, l2_cache_bytes)
+        return InputFootprint(count, True, count * qkv_bytes + score_bytes)
+    count = common.sets_to_exceed_l2(qkv_bytes + score_bytes, l2_cache_bytes)
+    return InputFootprint(count, False, count * (qkv_bytes + score_bytes))
+
+
+@dataclass(frozen=True)
+class FlashInputSet(common.InputSet):
+    """Q, K, V, an output and the tensors of the case's variant (None where it has none).
+
+    Attributes
+    ----------
+    alibi_slopes, mask : device tensor or None
+        baracuda's ``alibi_slopes`` and ``mask`` arguments, f32.
+    attn_mask : device tensor or None
+        The torch peers' additive ``attn_mask``, in the input dtype (None without peers).
     """
 
-    def tensor(make: Callable[[tuple[int, ...], str], Any]) -> Any:
-        if layout == "bshd":
-            shape = (case.batch, case.seqlen, case.heads, case.head_dim)
-            return make(shape, case.dtype).swapaxes(1, 2)
-        return make((case.batch, case.heads, case.seqlen, case.head_dim), case.dtype)
+    alibi_slopes: Any = None
+    mask: Any = None
+    attn_mask: Any = None
 
+
+def alibi_slopes(heads: int) -> np.ndarray:
+    """Return the geometric ALiBi slopes ``2 ** (-ALIBI_SLOPE_EXPONENT * (h + 1) / heads)``,
+    f32 ``[heads]``."""
+    exponents = -ALIBI_SLOPE_EXPONENT * np.arange(1, heads + 1) / heads
+    return np.exp2(exponents).astype(np.float32)
+
+
+def _peers_share_the_mask(case: Case) -> bool:
+    """Whether the torch peers take baracuda's mask itself (f32 inputs, nothing folded in)."""
+    return case.dtype == SCORE_TENSOR_ELEMENT and not case.causal
+
+
+def score_inputs(case: Case, arrays: Any, *, peers: bool) -> dict[str, Any]:
+    """Allocate one copy of the variant's score tensors.
+
+    ``alibi``: baracuda's slopes and, for the peers, the bias ``-slope * |i - j|``
+    ``[1, H, S, S]`` in the input dtype. ``mask``: a random f32 ``[B, H, S, S]`` mask and,
+    for the peers, the same values in the input dtype (the mask itself for f32 inputs). In
+    a causal case the peers' mask also hides the keys after each query (``-inf``): SDPA
+    refuses an ``attn_mask`` with ``is_causal``.
+
+    Parameters
+    ----------
+    case : Case
+        The problem.
+    arrays : TorchArrays or CupyArrays
+        The array library (``randn``, ``empty``, ``asarray``, ``where``).
+    peers : bool
+        Whether to build the torch peers' ``attn_mask``.
+
+    Returns
+    -------
+    dict
+        Keyword arguments of :class:`FlashInputSet` (empty for the other variants).
+    """
+    if case.variant == ALIBI:
+        return _alibi_inputs(case, arrays, peers=peers)
+    if case.variant == MASK:
+        return _mask_inputs(case, arrays, peers=peers)
+    return {}
+
+
+def _key_offsets(seqlen: int, arrays: Any) -> Any:
+    """Return ``j - i`` for query ``i`` and key ``j``, f32 ``[S, S]`` on the device."""
+    positions = arrays.asarray(np.arange(seqlen, dtype=np.float32))
+    return positions[None, :] - positions[:, None]
+
+
+def _hide_future_keys(attn_mask: Any, offsets: Any, arrays: Any) -> None:
+    """Add ``HIDDEN_SCORE`` to the scores of the keys after each query, in place."""
+    attn_mask += arrays.where(offsets > 0, HIDDEN_SCORE, 0.0)
+
+
+def _alibi_inputs(case: Case, arrays: Any, *, peers: bool) -> dict[str, Any]:
+    slopes = alibi_slopes(case.heads)
+    inputs: dict[str, Any] = {"alibi_slopes": arrays.asarray(slopes)}
+    if not peers:
+        return inputs
+    offsets = _key_offsets(case.seqlen, arrays)
+    distances = abs(offsets)
+    attn_mask = arrays.empty((1, case.heads, case.seqlen, case.seqlen), case.dtype)
+    for head, slope in enumerate(slopes.tolist()):
+        attn_mask[0, head] = distances * -slope
+    if case.causal:
+        _hide_future_keys(attn_mask, offsets, arrays)
+    return {**inputs, "attn_mask": attn_mask}
+
+
+def _mask_inputs(case: Case, arrays: Any, *, peers: bool) -> dict[str, Any]:
+    shape = (case.batch, case.heads, case.seqlen, case.seqlen)
+    mask = arrays.randn(shape, SCORE_TENSOR_ELEMENT)
+    if not peers:
+        return {"mask": mask}
+    if _peers_share_the_mask(case):
+        return {"mask": mask, "attn_mask": mask}
+    attn_mask = arrays.empty(shape, case.dtype)
+    attn_mask[...] = mask
+    if case.causal:
+        _hide_future_keys(attn_mask, _key_offsets(case.seqlen, arrays), arrays)
+    return {"mask": mask, "attn_mask": attn_mask}
+
+
+def make_inputs(
+    case: Case,
+    count: int,
+    arrays: Any,
+    *,
+    layout: str = DEFAULT_LAYOUT,
+    peers: bool = False,
+    shared_score_inputs: bool = False,
+) -> list[FlashInputSet]:
+    """Allocate ``count`` independent sets of random Q/K/V and an output for each.
+
+    Parameters
+    ----------
+    case : Case
+        The problem; K and V have ``case.heads_k`` heads.
+    count : int
+        Number of sets to rotate over.
+    arrays : TorchArrays or CupyArrays
+        The array library (``randn`` and ``empty`` whose results have ``swapaxes``; for the
+        score tensors ``asarray`` and ``where``).
+    layout : {"bshd", "bhsd"}
+        ``"bshd"`` stores each tensor as ``[B, S, H, D]`` and passes the ``[B, H, S, D]``
+        view (the layout a projection produces); ``"bhsd"`` stores ``[B, H, S, D]``. Score
+        tensors are contiguous.
+    peers : bool
+        Whether to build the torch peers' ``attn_mask`` (:func:`score_inputs`).
+    shared_score_inputs : bool
+        One copy of the score tensors for all the sets, rather than one per set.
+
+    Returns
+    -------
+    list of FlashInputSet
+    """
+
+    def tensor(make: Callable[[tuple[int, ...], str], Any], heads: int) -> Any:
+        if layout == "bshd":
+            shape = (case.batch, case.seqlen, heads, case.head_dim)
+            return make(shape, case.dtype).swapaxes(1, 2)
+        return make((case.batch, heads, case.seqlen, case.head_dim), case.dtype)
+
+    shared = score_inputs(case, arrays, peers=peers) if shared_score_inputs else None
     return [
-        common.InputSet(
-            q=tensor(arrays.randn),
-            k=tensor(arrays.randn),
-            v=tensor(arrays.randn),
-            out=tensor(arrays.empty),
+        FlashInputSet(
+            q=tensor(arrays.randn, case.heads),
+            k=tensor(arrays.randn, case.heads_k),
+            v=tensor(arrays.randn, case.heads_k),
+            out=tensor(arrays.empty, case.heads),
+            **(shared if shared is not None else score_inputs(case, arrays, peers=peers)),
         )
         for _ in range(count)
     ]
@@ -201,10 +505,11 @@ class Implementation:
     Attributes
     ----------
     name, label : str
-        Key in the JSON results (``"baracuda"``, ``"torch_flash"``, ``"torch_cudnn"``)
-        and column heading in the table.
+        Key in the JSON results (``"baracuda"``, ``"torch_flash"``, ``"torch_cudnn"``,
+        ``"torch_efficient"``) and column heading in the table.
     bind : callable
-        ``bind(case, sets)`` returns ``fn(i)`` that runs the case on input set ``i``.
+        ``bind(case, sets)`` returns ``fn(i)`` that runs the case on input set ``i``; it
+        raises :class:`CaseUnsupportedError` for a case the implementation cannot express.
     is_peer : bool
         True for the implementations baracuda is compared against.
     is_unsupported : callable
@@ -216,20 +521,39 @@ class Implementation:
 
     name: str
     label: str
-    bind: Callable[[Case, list[common.InputSet]], Callable[[int], object]]
+    bind: Callable[[Case, list[FlashInputSet]], Callable[[int], object]]
     is_peer: bool
     is_unsupported: Callable[[BaseException], bool]
     context: Callable[[], AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
 
 
+def score_options(case: Case) -> dict[str, Any]:
+    """Return the score arguments of :func:`baracuda.flash_attention` that a case's variant
+    sets, other than its tensors: ``softcap`` or ``window``."""
+    if case.variant == SOFTCAP:
+        return {"softcap": SOFTCAP_VALUE}
+    if case.window is not None:
+        return {"window": case.window}
+    return {}
+
+
 def baracuda_implementation(baracuda: Any) -> Implementation:
     """Return :func:`baracuda.flash_attention` with preallocated outputs."""
 
-    def bind(case: Case, sets: list[common.InputSet]) -> Callable[[int], object]:
+    def bind(case: Case, sets: list[FlashInputSet]) -> Callable[[int], object]:
+        options = score_options(case)
+
         def call(index: int) -> object:
             inputs = sets[index]
             return baracuda.flash_attention(
-                inputs.q, inputs.k, inputs.v, causal=case.causal, out=inputs.out
+                inputs.q,
+                inputs.k,
+                inputs.v,
+                causal=case.causal,
+                alibi_slopes=inputs.alibi_slopes,
+                mask=inputs.mask,
+                out=inputs.out,
+                **options,
             )
 
         return call
@@ -243,8 +567,39 @@ def baracuda_implementation(baracuda: Any) -> Implementation:
     )
 
 
-def torch_sdpa_implementations(torch: Any) -> list[Implementation]:
+def _version_at_least(version: str, minimum: tuple[int, ...]) -> bool:
+    """Tell whether a version such as ``"2.5.1+cu124"`` is at least ``minimum``."""
+    parts = tuple(int(part) for part in re.findall(r"\d+", version)[: len(minimum)])
+    return parts >= minimum
+
+
+def torch_peer_refusal(case: Case, *, enable_gqa: bool) -> str | None:
+    """Return why the torch peers cannot express a case, or None when they can.
+
+    Parameters
+    ----------
+    case : Case
+        The problem.
+    enable_gqa : bool
+        Whether this PyTorch's SDPA takes ``enable_gqa``.
+    """
+    if case.variant == SOFTCAP:
+        return "torch SDPA has no softcap"
+    if case.variant == WINDOW:
+        return "torch SDPA has no sliding window"
+    if case.variant == GQA and not enable_gqa:
+        return f"this torch SDPA has no enable_gqa (PyTorch {SDPA_ENABLE_GQA_RELEASE}+)"
+    return None
+
+
+def torch_sdpa_implementations(
+    torch: Any, *, variants: Sequence[str] = DEFAULT_VARIANTS
+) -> list[Implementation]:
     """Return PyTorch SDPA forced to its FlashAttention and to its cuDNN backend.
+
+    With a variant of ``ATTN_MASK_VARIANTS`` in ``variants``, SDPA forced to its
+    memory-efficient backend too (FlashAttention takes no ``attn_mask``). A case's modifier
+    reaches SDPA as the set's ``attn_mask``, causal folded in; GQA as ``enable_gqa=True``.
 
     Returns an empty list when this PyTorch lacks ``torch.nn.attention.sdpa_kernel``.
     """
@@ -253,11 +608,25 @@ def torch_sdpa_implementations(torch: Any) -> list[Implementation]:
     except ImportError:
         return []
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    enable_gqa = _version_at_least(torch.__version__, SDPA_ENABLE_GQA_VERSION)
 
-    def bind(case: Case, sets: list[common.InputSet]) -> Callable[[int], object]:
+    def bind(case: Case, sets: list[FlashInputSet]) -> Callable[[int], object]:
+        refusal = torch_peer_refusal(case, enable_gqa=enable_gqa)
+        if refusal is not None:
+            raise CaseUnsupportedError(refusal)
+        options = {"enable_gqa": True} if case.variant == GQA else {}
+        is_causal = case.causal and case.variant not in ATTN_MASK_VARIANTS
+
         def call(index: int) -> object:
             inputs = sets[index]
-            return sdpa(inputs.q, inputs.k, inputs.v, is_causal=case.causal)
+            return sdpa(
+                inputs.q,
+                inputs.k,
+                inputs.v,
+                attn_mask=inputs.attn_mask,
+                is_causal=is_causal,
+                **options,
+            )
 
         return call
 
@@ -271,10 +640,13 @@ def torch_sdpa_implementations(torch: Any) -> list[Implementation]:
             context=lambda: sdpa_kernel(backend),
         )
 
-    return [
+    peers = [
         peer("torch_flash", "torch flash", SDPBackend.FLASH_ATTENTION),
         peer("torch_cudnn", "torch cudnn", SDPBackend.CUDNN_ATTENTION),
     ]
+    if any(variant in ATTN_MASK_VARIANTS for variant in variants):
+        peers.append(peer("torch_efficient", "torch efficient", SDPBackend.EFFICIENT_ATTENTION))
+    return peers
 
 
 def _failure(
@@ -290,7 +662,7 @@ def _failure(
 def measure(
     implementation: Implementation,
     case: Case,
-    sets: list[common.InputSet],
+    sets: list[FlashInputSet],
     *,
     timer: Any,
     warmup: int,
@@ -300,8 +672,8 @@ def measure(
 
     The first call runs alone and is synchronised: it selects the plan or the backend,
     and an exception there is ``"unsupported"`` or ``"error"`` as the implementation
-    classifies it. An exception while timing is an ``"error"``. The warnings of a failed
-    case are kept.
+    classifies it (:class:`CaseUnsupportedError` from binding is always ``"unsupported"``).
+    An exception while timing is an ``"error"``. The warnings of a failed case are kept.
 
     Returns
     -------
@@ -317,7 +689,8 @@ def measure(
                 fn(0)
                 timer.synchronize()
             except Exception as exc:
-                unsupported = implementation.is_unsupported(exc)
+                refused = isinstance(exc, CaseUnsupportedError)
+                unsupported = refused or implementation.is_unsupported(exc)
                 status = common.STATUS_UNSUPPORTED if unsupported else common.STATUS_ERROR
                 return _failure(status, exc, caught)
             try:
@@ -330,7 +703,13 @@ def measure(
 
 
 def baracuda_plan_info(baracuda: Any, case: Case) -> dict[str, Any]:
-    """Return the backend and kernel SKU that baracuda's plan selection picks for a case."""
+    """Return the backend and kernel SKU that baracuda's plan selection picks for a case.
+
+    The descriptor holds the case's softcap and window; masks, slopes and K/V heads are
+    not part of it.
+    """
+    options = score_options(case)
+    left, right = options.pop("window", (None, None))
     descriptor = baracuda.FlashSdpaDescriptor(
         case.batch,
         case.heads,
@@ -339,6 +718,9 @@ def baracuda_plan_info(baracuda: Any, case: Case) -> dict[str, Any]:
         case.head_dim,
         is_causal=case.causal,
         element=case.dtype,
+        window_size_left=left,
+        window_size_right=right,
+        **options,
     )
     return common.flash_plan_info(baracuda, descriptor)
 
@@ -374,21 +756,44 @@ def run_case(
 ) -> dict[str, Any]:
     """Allocate a case's inputs, time every implementation on them and build its record.
 
+    A case whose inputs (:func:`input_footprint`) exceed ``config.input_budget_bytes`` is
+    not allocated: every implementation's result is ``"skipped"`` with the sizes.
+
     Returns
     -------
     dict
         The case's JSON record (see ``benchmarks/README.md``).
     """
-    set_count = input_set_count(case, l2_cache_bytes)
+    peers = any(item.is_peer for item in implementations)
+    footprint = input_footprint(case, l2_cache_bytes, peers=peers)
     record: dict[str, Any] = {key: getattr(case, key) for key in CASE_FIELDS}
-    record.update(flops=flops(case), input_sets=set_count)
+    if case.variant == GQA:
+        record["heads_k"] = case.heads_k
+    record.update(flops=flops(case), input_sets=footprint.set_count)
     if plan_info is not None:
         record["baracuda_plan"] = plan_info(case)
-    try:
-        sets = make_inputs(case, set_count, arrays, layout=config.layout)
-    except common.HarnessUnsupportedError as exc:
-        skipped = {"status": common.STATUS_SKIPPED, "error": str(exc)}
+
+    def skip(reason: str) -> None:
+        skipped = {"status": common.STATUS_SKIPPED, "error": reason}
         record["results"] = {item.name: dict(skipped) for item in implementations}
+
+    if footprint.total_bytes > config.input_budget_bytes:
+        skip(
+            f"inputs would take {footprint.total_bytes / common.GIBI:.2f} GiB, over the "
+            f"{config.input_budget_bytes / common.GIBI:.2f} GiB input budget"
+        )
+        return _with_best_peer(record, implementations)
+    try:
+        sets = make_inputs(
+            case,
+            footprint.set_count,
+            arrays,
+            layout=config.layout,
+            peers=peers,
+            shared_score_inputs=footprint.shared_score_inputs,
+        )
+    except common.HarnessUnsupportedError as exc:
+        skip(str(exc))
     else:
         record["results"] = {
             item.name: measure(
@@ -398,6 +803,12 @@ def run_case(
         }
         del sets
         arrays.release()
+    return _with_best_peer(record, implementations)
+
+
+def _with_best_peer(
+    record: dict[str, Any], implementations: Sequence[Implementation]
+) -> dict[str, Any]:
     record["best_peer"], record["speedup_vs_best_peer"] = speedup_vs_best_peer(
         record["results"], implementations
     )
@@ -468,6 +879,15 @@ def run_benchmark(
 # ---------------------------------------------------------------------------------
 
 
+def _variant_settings(variants: Sequence[str]) -> dict[str, str]:
+    """Return how the variants of a grid are set up (``VARIANT_SETTINGS``), with the causal
+    folding of the torch peers' ``attn_mask`` where a variant has one."""
+    settings = {variant: VARIANT_SETTINGS[variant] for variant in variants if variant != PLAIN}
+    if any(variant in ATTN_MASK_VARIANTS for variant in variants):
+        settings["causal_attn_mask"] = CAUSAL_ATTN_MASK
+    return settings
+
+
 def build_document(
     config: BenchConfig,
     gpu: common.GpuInfo,
@@ -503,6 +923,8 @@ def build_document(
             "model_width": config.model_width,
             "layout": config.layout,
             "flops": FLOPS_FORMULA,
+            "variants": list(config.variants),
+            "variant_settings": _variant_settings(config.variants),
         },
         "implementations": [
             {"name": item.name, "label": item.label, "peer": item.is_peer}
@@ -524,18 +946,23 @@ def format_table(document: dict[str, Any]) -> str:
     """Return the results as a fixed-width text table, one row per case.
 
     Times are medians in milliseconds; ``speedup`` is the best peer's median over
-    baracuda's (above 1: baracuda is faster).
+    baracuda's (above 1: baracuda is faster). A ``variant`` column follows ``causal`` when
+    the grid has variants other than ``plain``.
     """
     implementations = document["implementations"]
     has_peers = any(item["peer"] for item in implementations)
+    has_variants = document["grid"].get("variants", list(DEFAULT_VARIANTS)) != [PLAIN]
     headers = ["dtype", "D", "H", "B", "S", "causal"]
+    headers += ["variant"] if has_variants else []
     for item in implementations:
         headers += [f"{item['label']} ms", "TFLOP/s"]
     headers += ["speedup"] if has_peers else []
     rows = []
     for case in document["cases"]:
-        row = [case["dtype"], *(str(case[key]) for key in CASE_FIELDS[1:-1])]
+        row = [case["dtype"], *(str(case[key]) for key in SIZE_FIELDS)]
         row.append("yes" if case["causal"] else "no")
+        if has_variants:
+            row.append(case.get("variant", PLAIN))
         for item in implementations:
             row += _cells(case["results"].get(item["name"]))
         if has_peers:
@@ -550,7 +977,7 @@ def print_table(document: dict[str, Any], stream: TextIO | None = None) -> None:
     stream = sys.stdout if stream is None else stream
     print(format_table(document), file=stream)
     for case in document["cases"]:
-        label = Case(**{key: case[key] for key in CASE_FIELDS}).label()
+        label = case_from_record(case).label()
         for name, result in case["results"].items():
             if result["status"] in FAILED_STATUSES:
                 print(f"{name} {result['status']} on {label}: {result['error']}", file=stream)
@@ -590,6 +1017,16 @@ def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(CAUSAL_CHOICES),
         default="both",
         help="causal cases, non-causal cases or both (default both)",
+    )
+    option(
+        "--variants",
+        type=common.choice_list(VARIANTS, noun="variant"),
+        help=(
+            f"comma-separated variants of each case from {','.join(VARIANTS)}: score "
+            f"modifiers (ALiBi, softcap {SOFTCAP_VALUE:g}, window {WINDOW_LEFT}, "
+            f"{SCORE_TENSOR_ELEMENT} mask [B,H,S,S]) or GQA with H/"
+            f"{GQA_QUERY_HEADS_PER_KV_HEAD} K/V heads (default {','.join(DEFAULT_VARIANTS)})"
+        ),
     )
     option(
         "--tokens",
@@ -657,6 +1094,7 @@ def resolve_config(args: argparse.Namespace) -> BenchConfig:
         head_dims=pick("head_dims", DEFAULT_HEAD_DIMS),
         seqlens=pick("seqlens", DEFAULT_SEQLENS),
         causal=CAUSAL_CHOICES[args.causal],
+        variants=pick("variants", DEFAULT_VARIANTS),
         tokens=pick("tokens", DEFAULT_TOKENS),
         layout=args.layout,
         warmup=pick("warmup", common.DEFAULT_WARMUP),
@@ -688,7 +1126,7 @@ def run_flash(args: argparse.Namespace) -> int:
     arrays, timer = libraries.arrays_and_timer()
     implementations = [baracuda_implementation(baracuda)]
     if config.peers and torch is not None:
-        implementations += torch_sdpa_implementations(torch)
+        implementations += torch_sdpa_implementations(torch, variants=config.variants)
 
     now = datetime.datetime.now().astimezone()
     document = build_document(

@@ -72,5 +72,29 @@ class NumpyArrays:
     def empty(self, shape, dtype):
         return np.empty(shape, dtype=self.dtypes[dtype])
 
+    def asarray(self, host):
+        return np.array(host)
+
+    def where(self, condition, chosen, other):
+        return np.where(condition, chosen, other)
+
+    def release(self) -> None:
+        pass
+
+
+class TorchCpuArrays(common.TorchArrays):
+    """PyTorch tensors on the host, for the torch peers' inputs on a machine without a device."""
+
+    name = "torch-cpu"
+
+    def randn(self, shape, dtype):
+        return self._torch.randn(shape, dtype=self._dtypes[dtype])
+
+    def empty(self, shape, dtype):
+        return self._torch.empty(shape, dtype=self._dtypes[dtype])
+
+    def asarray(self, host):
+        return self._torch.as_tensor(host)
+
     def release(self) -> None:
         pass
