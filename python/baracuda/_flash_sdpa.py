@@ -286,23 +286,43 @@ def cached_plan(
     )
     plan = _plan_cache.get(key)
     if plan is None:
-        descriptor = FlashSdpaDescriptor(
-            batch_size,
-            num_heads,
-            query_len,
+        descriptor = flash_descriptor(
+            (batch_size, num_heads, query_len, d_k),
             key_len,
-            d_k,
             d_v,
             scale=scale,
-            is_causal=causal,
+            causal=causal,
             element=element,
-            window_size_left=left,
-            window_size_right=right,
+            left=left,
+            right=right,
             softcap=softcap,
             alignment=alignment,
         )
         plan = _plan_cache.put(key, FlashSdpaPlan.select(descriptor, backend=backend))
     return plan
+
+
+def flash_descriptor(
+    q_shape, key_len, d_v, *, scale, causal, element, left, right, softcap, alignment
+) -> FlashSdpaDescriptor:
+    """The descriptor of a call with q of ``q_shape`` ([B, H, Sq, Dk]), ``key_len`` keys and
+    ``d_v`` value dims; the options normalised as :func:`flash_attention` normalises them."""
+    batch_size, num_heads, query_len, d_k = q_shape
+    return FlashSdpaDescriptor(
+        batch_size,
+        num_heads,
+        query_len,
+        key_len,
+        d_k,
+        d_v,
+        scale=scale,
+        is_causal=causal,
+        element=element,
+        window_size_left=left,
+        window_size_right=right,
+        softcap=softcap,
+        alignment=alignment,
+    )
 
 
 # ---------------------------------------------------------------- flash_attention

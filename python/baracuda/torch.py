@@ -28,7 +28,7 @@ import torch
 from . import _capi
 from ._checks import as_bool, name_in
 from ._errors import InvalidProblemError
-from ._flash_sdpa import ALIGNMENTS, MASK_RANK, FlashSdpaDescriptor, cached_plan
+from ._flash_sdpa import ALIGNMENTS, MASK_RANK, cached_plan, flash_descriptor
 from ._plan import ALIBI_SLOPES_RANK, QKV_RANK, call_score_options, check_current_device
 from ._tensor import (
     ELEMENT_NAMES,
@@ -155,19 +155,15 @@ def _empty_outputs(q: torch.Tensor, v: torch.Tensor, element: str):
 
 
 def _descriptor(q_shape, k_shape, v_shape, element, causal, scale, left, right, softcap, alignment):
-    batch_size, num_heads, query_len, d_k = q_shape
-    return FlashSdpaDescriptor(
-        batch_size,
-        num_heads,
-        query_len,
+    return flash_descriptor(
+        q_shape,
         k_shape[2],
-        d_k,
         v_shape[3],
         scale=scale,
-        is_causal=causal,
+        causal=causal,
         element=element,
-        window_size_left=left,
-        window_size_right=right,
+        left=left,
+        right=right,
         softcap=softcap,
         alignment=alignment,
     )
