@@ -7,18 +7,12 @@
 set -uo pipefail
 out="${OUT:-build/device-out}"
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-# NVLink multicast (NVLS) stays off on the lent multi-GPU machines.
-export NCCL_NVLS_ENABLE="${NCCL_NVLS_ENABLE:-0}"
+# shellcheck source=benchmarks/device_env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/device_env.sh"
 # The NCCL-present checks of the nccl_loader ctest, against the system's NCCL when there is one.
 export BARACUDA_TEST_NCCL_LIBRARY="${BARACUDA_TEST_NCCL_LIBRARY:-$(
   ldconfig -p 2>/dev/null | grep -o '/.*libnccl\.so\.2$' | head -n 1)}"
 bench_seconds="${BARACUDA_BENCH_SECONDS:-330}"  # 0 skips the bench
-# Wheels carried in .whl (the machine has no package index): nvidia-cutlass for the hopper build.
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv |
   tee "$out/gpu.txt"
