@@ -5,7 +5,11 @@ export PYTHONUNBUFFERED=1
 # NVLink multicast (NVLS) stays off on the lent multi-GPU machines.
 export NCCL_NVLS_ENABLE="${NCCL_NVLS_ENABLE:-0}"
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  # Once per machine: a second script of the same call finds them installed.
+  if [ ! -e /tmp/site/.baracuda-wheels ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+      touch /tmp/site/.baracuda-wheels
+  fi
   case ":${PYTHONPATH:-}:" in
     *:/tmp/site:*) ;;
     *) export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" ;;
