@@ -201,6 +201,18 @@ def case_from_record(record: dict[str, Any]) -> Case:
     return Case(**{key: record[key] for key in CASE_FIELDS if key in record})
 
 
+CONFIG_DEFAULTS = {
+    "dtypes": DEFAULT_DTYPES,
+    "head_dims": DEFAULT_HEAD_DIMS,
+    "seqlens": DEFAULT_SEQLENS,
+    "variants": DEFAULT_VARIANTS,
+    "tokens": DEFAULT_TOKENS,
+    "warmup": common.DEFAULT_WARMUP,
+    "repeats": DEFAULT_REPEATS,
+}
+"""The options that ``--quick`` may set, with their defaults."""
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Resolved settings of one benchmark run."""
@@ -824,7 +836,7 @@ def _progress_line(
         else f"{name} {result['status']}"
         for name, result in record["results"].items()
     )
-    return f"[{index}/{total}] {case.label()}: {results} ({elapsed_s:.0f} s elapsed)"
+    return common.progress_line(index, total, case.label(), results, elapsed_s)
 
 
 def run_benchmark(
@@ -908,10 +920,7 @@ def build_document(
             "warmup": config.warmup,
             "repeats": config.repeats,
             "statistic": STATISTIC,
-            "input_rotation": (
-                f"at least {common.MIN_INPUT_SETS} random input sets, together over "
-                f"{common.L2_SPAN}x the L2 size"
-            ),
+            "input_rotation": common.input_rotation(),
             "outputs": OUTPUTS,
         },
         "grid": {
@@ -932,14 +941,6 @@ def build_document(
         ],
         "cases": [],
     }
-
-
-def _cells(result: dict[str, Any] | None) -> list[str]:
-    if result is None:
-        return ["-", "-"]
-    if result["status"] == common.STATUS_OK:
-        return [f"{result['median_ms']:.3f}", f"{result['tflops']:.1f}"]
-    return [result["status"], ""]
 
 
 def format_table(document: dict[str, Any]) -> str:
@@ -964,7 +965,7 @@ def format_table(document: dict[str, Any]) -> str:
         if has_variants:
             row.append(case.get("variant", PLAIN))
         for item in implementations:
-            row += _cells(case["results"].get(item["name"]))
+            row += common.result_cells(case["results"].get(item["name"]), failed_tflops="")
         if has_peers:
             speedup = case["speedup_vs_best_peer"]
             row.append("-" if speedup is None else f"{speedup:.2f}x")
@@ -988,55 +989,47 @@ def print_table(document: dict[str, Any], stream: TextIO | None = None) -> None:
 # ---------------------------------------------------------------------------------
 
 
-def _describe_quick_preset() -> str:
-    def text(key: str, value: Any) -> str:
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        return f"{key.replace('_', ' ')} {shown}"
-
-    return "; ".join(text(key, value) for key, value in QUICK_PRESET.items())
-
-
 def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``python -m baracuda bench flash`` to ``parser``."""
-    option = parser.add_argument
     dtypes = f"{','.join(common.ALL_DTYPES)} (default {','.join(DEFAULT_DTYPES)})"
-    option("--dtypes", type=common.dtype_list, help=f"comma-separated dtypes from {dtypes}")
-    head_dims = ",".join(map(str, DEFAULT_HEAD_DIMS))
-    option(
-        "--head-dims",
-        type=common.size_list,
-        help=f"comma-separated head dims (default {head_dims})",
+    common.add_options(
+        parser,
+        {
+            "--dtypes": (common.dtype_list, f"comma-separated dtypes from {dtypes}"),
+            "--head-dims": (
+                common.size_list,
+                f"comma-separated head dims (default {','.join(map(str, DEFAULT_HEAD_DIMS))})",
+            ),
+            "--seqlens": (
+                common.size_list,
+                "comma-separated sequence lengths, k suffix allowed (default 512,1k,2k,4k,8k,16k)",
+            ),
+        },
     )
-    option(
-        "--seqlens",
-        type=common.size_list,
-        help="comma-separated sequence lengths, k suffix allowed (default 512,1k,2k,4k,8k,16k)",
-    )
-    option(
+    parser.add_argument(
         "--causal",
         choices=tuple(CAUSAL_CHOICES),
         default="both",
         help="causal cases, non-causal cases or both (default both)",
     )
-    option(
-        "--variants",
-        type=common.choice_list(VARIANTS, noun="variant"),
-        help=(
-            f"comma-separated variants of each case from {','.join(VARIANTS)}: score "
-            f"modifiers (ALiBi, softcap {SOFTCAP_VALUE:g}, window {WINDOW_LEFT}, "
-            f"{SCORE_TENSOR_ELEMENT} mask [B,H,S,S]) or GQA with H/"
-            f"{GQA_QUERY_HEADS_PER_KV_HEAD} K/V heads (default {','.join(DEFAULT_VARIANTS)})"
-        ),
+    common.add_options(
+        parser,
+        {
+            "--variants": (
+                common.choice_list(VARIANTS, noun="variant"),
+                f"comma-separated variants of each case from {','.join(VARIANTS)}: score "
+                f"modifiers (ALiBi, softcap {SOFTCAP_VALUE:g}, window {WINDOW_LEFT}, "
+                f"{SCORE_TENSOR_ELEMENT} mask [B,H,S,S]) or GQA with H/"
+                f"{GQA_QUERY_HEADS_PER_KV_HEAD} K/V heads (default {','.join(DEFAULT_VARIANTS)})",
+            ),
+            "--tokens": (
+                common.size,
+                "tokens per call, B*S; the batch is tokens // S "
+                f"(default {DEFAULT_TOKENS // common.KIBI}k)",
+            ),
+        },
     )
-    option(
-        "--tokens",
-        type=common.size,
-        help=(
-            "tokens per call, B*S; the batch is tokens // S "
-            f"(default {DEFAULT_TOKENS // common.KIBI}k)"
-        ),
-    )
-    option(
+    parser.add_argument(
         "--layout",
         choices=LAYOUTS,
         default=DEFAULT_LAYOUT,
@@ -1045,60 +1038,33 @@ def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
             "(default bshd)"
         ),
     )
-    option(
-        "--warmup",
-        type=common.count,
-        help=f"untimed calls per measurement (default {common.DEFAULT_WARMUP})",
+    common.add_options(
+        parser,
+        {
+            "--warmup": (
+                common.count,
+                f"untimed calls per measurement (default {common.DEFAULT_WARMUP})",
+            ),
+            "--repeats": (common.size, f"timed calls per measurement (default {DEFAULT_REPEATS})"),
+            "--out": (
+                Path,
+                "JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-flash.json)",
+            ),
+        },
     )
-    option(
-        "--repeats",
-        type=common.size,
-        help=f"timed calls per measurement (default {DEFAULT_REPEATS})",
+    common.add_preset_options(
+        parser,
+        quick=f"a small grid for a smoke run ({common.describe_preset(QUICK_PRESET)})",
+        no_peers="time baracuda only, not PyTorch SDPA",
     )
-    option(
-        "--out",
-        type=Path,
-        help="JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-flash.json)",
-    )
-    option(
-        "--quick",
-        action="store_true",
-        help=(
-            f"a small grid for a smoke run ({_describe_quick_preset()}); "
-            "explicit options override it"
-        ),
-    )
-    option("--no-peers", action="store_true", help="time baracuda only, not PyTorch SDPA")
 
 
 def resolve_config(args: argparse.Namespace) -> BenchConfig:
-    """Merge parsed options, the ``--quick`` preset and the defaults (in that priority).
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Result of parsing :func:`add_flash_arguments`'s options.
-
-    Returns
-    -------
-    BenchConfig
-    """
-    preset = QUICK_PRESET if args.quick else {}
-
-    def pick(name: str, default: Any) -> Any:
-        value = getattr(args, name)
-        return value if value is not None else preset.get(name, default)
-
+    """Merge parsed options, the ``--quick`` preset and the defaults (in that priority)."""
     return BenchConfig(
-        dtypes=pick("dtypes", DEFAULT_DTYPES),
-        head_dims=pick("head_dims", DEFAULT_HEAD_DIMS),
-        seqlens=pick("seqlens", DEFAULT_SEQLENS),
+        **common.resolve_options(args, CONFIG_DEFAULTS, QUICK_PRESET),
         causal=CAUSAL_CHOICES[args.causal],
-        variants=pick("variants", DEFAULT_VARIANTS),
-        tokens=pick("tokens", DEFAULT_TOKENS),
         layout=args.layout,
-        warmup=pick("warmup", common.DEFAULT_WARMUP),
-        repeats=pick("repeats", DEFAULT_REPEATS),
         peers=not args.no_peers,
         out=args.out,
     )
