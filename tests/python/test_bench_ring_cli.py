@@ -362,22 +362,27 @@ def test_flop_counts():
     )
 
 
-def test_fraction_kept_and_target():
-    assert _bench_ring.fraction_kept(45.0, 50.0) == pytest.approx(0.9)
-    assert _bench_ring.fraction_kept(None, 50.0) is None
-    assert _bench_ring.fraction_kept(45.0, None) is None
-    assert _bench_ring.fraction_kept(45.0, 0.0) is None
+@pytest.mark.parametrize(
+    ("ring", "flash", "expected"),
+    [(45.0, 50.0, 0.9), (None, 50.0, None), (45.0, None, None), (45.0, 0.0, None)],
+)
+def test_fraction_kept(ring, flash, expected):
+    assert _bench_ring.fraction_kept(ring, flash) == pytest.approx(expected)
 
-    def verdict(schedule, chunk, kept):
-        return _bench_ring.meets_target(
-            {"schedule": schedule, "chunk": chunk, "fraction_kept": kept}
-        )
 
-    assert verdict("overlapped", 8 * KIBI, 0.90) is True
-    assert verdict("overlapped", 32 * KIBI, 0.89) is False
-    assert verdict("overlapped", 8 * KIBI, None) is None
-    assert verdict("overlapped", 4 * KIBI, 0.99) is None
-    assert verdict("serial", 16 * KIBI, 0.99) is None
+@pytest.mark.parametrize(
+    ("schedule", "chunk", "kept", "expected"),
+    [
+        ("overlapped", 8 * KIBI, 0.90, True),
+        ("overlapped", 32 * KIBI, 0.89, False),
+        ("overlapped", 8 * KIBI, None, None),
+        ("overlapped", 4 * KIBI, 0.99, None),
+        ("serial", 16 * KIBI, 0.99, None),
+    ],
+)
+def test_meets_target(schedule, chunk, kept, expected):
+    record = {"schedule": schedule, "chunk": chunk, "fraction_kept": kept}
+    assert _bench_ring.meets_target(record) is expected
 
 
 @pytest.mark.parametrize(
@@ -611,14 +616,18 @@ def test_finish_records_skipped_measurements():
     assert "world size 1: the ring ran on one GPU, without NCCL" in out.getvalue()
 
 
-def test_stop_reason():
-    def reason(failed=False, interrupted=False, budget=False):
-        return _bench_ring.stop_reason(failed=failed, interrupted=interrupted, budget=budget)
-
-    assert reason() is None
-    assert reason(budget=True) == "time budget spent"
-    assert reason(interrupted=True, budget=True) == "interrupted"
-    assert reason(failed=True, interrupted=True, budget=True) == "a rank failed"
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((), None),
+        (("budget",), "time budget spent"),
+        (("interrupted", "budget"), "interrupted"),
+        (("failed", "interrupted", "budget"), "a rank failed"),
+    ],
+)
+def test_stop_reason(flags, expected):
+    names = ("failed", "interrupted", "budget")
+    assert _bench_ring.stop_reason(**{name: name in flags for name in names}) == expected
 
 
 def test_default_output_path_has_ring_suffix():
@@ -960,20 +969,18 @@ class FakeContextParallel:
         }
 
 
-def cp_context(fake, clock):
+def measure_cp(problem, causal, peer, **fake_options):
+    """``measure_torch_cp`` on a rank of one over a FakeContextParallel; the payload and fake."""
+    clock = FakeClock()
+    fake = FakeContextParallel(clock, **fake_options)
     ctx = rank_context(clock=clock, warmup=0, repeats=2)
     ctx.torch_cp = _bench_ring.TorchContextParallel(fake.torch, fake.api(), mesh="mesh")
-    return ctx
+    payload = _bench_ring.measure_torch_cp(ctx, _bench_ring.TorchCpCase(problem, causal, peer))
+    return payload, fake
 
 
 def test_torch_cp_falls_back_to_expanded_kv_heads():
-    clock = FakeClock()
-    fake = FakeContextParallel(clock, refuse_gqa=True)
-    ctx = cp_context(fake, clock)
-    item = _bench_ring.TorchCpCase(small_problem(chunk=32), True, "torch_cp_flash")
-
-    payload = _bench_ring.measure_torch_cp(ctx, item)
-
+    payload, fake = measure_cp(small_problem(chunk=32), True, "torch_cp_flash", refuse_gqa=True)
     assert payload["result"]["status"] == "ok"
     assert (payload["result"]["median_ms"], payload["result"]["runs"]) == (5.0, 2)
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_EXPANDED
@@ -993,11 +1000,7 @@ def test_torch_cp_falls_back_to_expanded_kv_heads():
 
 
 def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
-    clock = FakeClock()
-    fake = FakeContextParallel(clock)
-    ctx = cp_context(fake, clock)
-    item = _bench_ring.TorchCpCase(small_problem(heads_k=4), False, "torch_cp_cudnn")
-    payload = _bench_ring.measure_torch_cp(ctx, item)
+    payload, fake = measure_cp(small_problem(heads_k=4), False, "torch_cp_cudnn")
     assert payload["result"]["status"] == "ok"
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_SAME
     assert "kv_heads_note" not in payload
@@ -1008,12 +1011,8 @@ def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
 
 
 def test_torch_cp_failure_is_recorded_and_the_block_exits():
-    clock = FakeClock()
     crash = RuntimeError("CUDA error: an illegal memory access")
-    fake = FakeContextParallel(clock, fail_with=crash)
-    ctx = cp_context(fake, clock)
-    item = _bench_ring.TorchCpCase(small_problem(), True, "torch_cp_cudnn")
-    payload = _bench_ring.measure_torch_cp(ctx, item)
+    payload, fake = measure_cp(small_problem(), True, "torch_cp_cudnn", fail_with=crash)
     assert payload["result"]["status"] == "error"
     assert "illegal memory access" in payload["result"]["error"]
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_NATIVE
