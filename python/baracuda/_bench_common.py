@@ -1,14 +1,8 @@
-"""What the flash and the ring benchmarks share (``python -m baracuda bench``).
-
-- the GPU probe (the driver through :mod:`baracuda._cuda`, device properties through
-  ``cuda.core``) and the header of every results document (schema, time, GPU, software);
-- the array libraries (PyTorch, or CuPy with ``cuda.core`` events) and random input sets
-  that together exceed twice the L2 cache;
-- one timing path, :func:`time_calls`: a pair of CUDA events around every call, after a
-  warm-up, summarised by :func:`summarize` (median, p10, p90, min through numpy);
-- the text table, the ``argparse`` types of the options and the JSON writer.
-
-``torch``, ``cupy`` and ``cuda.core`` are imported only by the functions that need them.
+"""What the flash and the ring benchmarks share (``python -m baracuda bench``): the GPU
+probe and document header, the array libraries and input sets, CUDA-event timing and its
+statistics, the option types, the config resolution with presets, the text table, progress
+lines and the JSON writer. ``torch``, ``cupy`` and ``cuda.core`` are imported only by the
+functions that need them; ``benchmarks/README.md`` describes the method.
 """
 
 from __future__ import annotations
@@ -17,6 +11,7 @@ import argparse
 import datetime
 import importlib
 import json
+import math
 import platform
 import re
 import sys
@@ -584,3 +579,71 @@ def choice_list(choices: Sequence[str], *, noun: str = "name") -> Callable[[str]
 
 dtype_list = choice_list(ALL_DTYPES, noun="dtype")
 """``argparse`` type: comma-separated dtypes from ``ALL_DTYPES``."""
+
+
+def seconds(text: str) -> float:
+    """``argparse`` type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds (got {text!r})")
+    return value
+
+
+def add_options(parser: argparse.ArgumentParser, options: dict[str, tuple[Any, str]]) -> None:
+    """Add ``{option: (type, help)}`` to ``parser``."""
+    for option, (kind, text) in options.items():
+        parser.add_argument(option, type=kind, help=text)
+
+
+def add_preset_options(parser: argparse.ArgumentParser, *, quick: str, no_peers: str) -> None:
+    """Add ``--quick`` (a preset that explicit options override) and ``--no-peers``."""
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{quick}; explicit options override it"
+    )
+    parser.add_argument("--no-peers", action="store_true", help=no_peers)
+
+
+def describe_preset(preset: dict[str, Any], show: Callable[[Any], str] = str) -> str:
+    """Return ``"key value; ..."`` for a preset, tuples comma-joined through ``show``."""
+    return "; ".join(
+        f"{key.replace('_', ' ')} "
+        f"{','.join(map(show, value)) if isinstance(value, tuple) else value}"
+        for key, value in preset.items()
+    )
+
+
+def resolve_options(
+    args: argparse.Namespace, defaults: dict[str, Any], preset: dict[str, Any]
+) -> dict[str, Any]:
+    """Return each option of ``defaults``: given, else from ``preset`` (with ``--quick``),
+    else the default."""
+    chosen = preset if args.quick else {}
+    picked = {}
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        picked[name] = value if value is not None else chosen.get(name, default)
+    return picked
+
+
+def result_cells(result: dict[str, Any] | None, *, failed_tflops: str | None = None) -> list[str]:
+    """Return a result's median ms and TFLOP/s as table cells: ``-`` for none; where not ok,
+    its status and ``failed_tflops`` (default: the status again)."""
+    if result is None:
+        return ["-", "-"]
+    status = result["status"]
+    if status != STATUS_OK:
+        return [status, status if failed_tflops is None else failed_tflops]
+    return [f"{result['median_ms']:.3f}", f"{result['tflops']:.1f}"]
+
+
+def input_rotation(per: str = "") -> str:
+    """Return the JSON description of the input rotation."""
+    return f"at least {MIN_INPUT_SETS} random input sets{per}, together over {L2_SPAN}x the L2 size"
+
+
+def progress_line(index: int, total: int, label: str, text: str, elapsed_s: float) -> str:
+    """Return ``[index/total] label: text (N s elapsed)``."""
+    return f"[{index}/{total}] {label}: {text} ({elapsed_s:.0f} s elapsed)"

@@ -1,33 +1,10 @@
 """Benchmark of :func:`baracuda.flash_attention` (``python -m baracuda bench [flash]``).
 
-The forward pass is timed over a grid of problems and, where PyTorch is installed, so are
-the implementations a user would otherwise pick, in the same run:
-``torch.nn.functional.scaled_dot_product_attention`` forced to its FlashAttention backend
-and to its cuDNN backend (and to its memory-efficient backend when the grid has variants
-whose peers take an ``attn_mask``).
-
-Method
-------
-- The grid keeps the number of tokens ``B * S`` and the model width ``H * D`` fixed
-  (16k tokens and 2048 by default), so every case moves the same amount of Q/K/V data
-  and the work grows linearly with the sequence length.
-- Each problem runs as one or more variants (:data:`VARIANTS`): ``plain`` attention, or
-  one score modifier (ALiBi, softcap, sliding window, additive mask), or GQA. A peer that
-  cannot express a variant is recorded as ``unsupported``.
-- Every call is timed with a pair of CUDA events on the legacy default stream
-  (:func:`baracuda._bench_common.time_calls`), after a warm-up whose first call selects
-  (and caches) the plan. The median is the result; p10, p90 and the minimum are recorded.
-- Calls rotate over several sets of random inputs (``randn``, never zeros) whose total
-  size exceeds twice the L2 cache, so no call finds its inputs in L2. A variant's score
-  tensors (mask, ALiBi bias) larger than that span are allocated once per case and shared
-  by the sets; a case whose inputs exceed the input budget is skipped, not allocated.
-- baracuda writes into preallocated outputs (``out=``); the PyTorch peers allocate
-  their outputs through PyTorch's caching allocator, as users of them do.
-- FLOPs are ``4 * B * H * Sq * Sk * D`` for the forward pass, halved when causal; window
-  cases count only the pairs inside the window; score modifiers add none.
-
-``torch`` and ``cupy`` are imported only when a benchmark runs, after the GPU probe has
-found a device.
+The forward pass is timed over a grid of problems (fixed tokens ``B * S`` and model width
+``H * D``), each as one or more :data:`VARIANTS`, against PyTorch SDPA forced to its
+FlashAttention, cuDNN (and, for variants with an ``attn_mask``, memory-efficient) backend
+in the same run. ``benchmarks/README.md`` describes the method; ``torch`` and ``cupy`` are
+imported only after the GPU probe has found a device.
 """
 
 from __future__ import annotations
@@ -150,13 +127,8 @@ class CaseUnsupportedError(Exception):
 
 @dataclass(frozen=True)
 class Case:
-    """One problem of the grid: self-attention with ``Sq = Sk = seqlen`` and ``Dk = Dv``.
-
-    Attributes
-    ----------
-    variant : str
-        One of :data:`VARIANTS`: ``"plain"``, a score modifier or ``"gqa"``.
-    """
+    """One problem of the grid: self-attention with ``Sq = Sk = seqlen``, ``Dk = Dv`` and a
+    variant of :data:`VARIANTS`."""
 
     dtype: str
     head_dim: int
@@ -201,6 +173,18 @@ def case_from_record(record: dict[str, Any]) -> Case:
     return Case(**{key: record[key] for key in CASE_FIELDS if key in record})
 
 
+CONFIG_DEFAULTS = {
+    "dtypes": DEFAULT_DTYPES,
+    "head_dims": DEFAULT_HEAD_DIMS,
+    "seqlens": DEFAULT_SEQLENS,
+    "variants": DEFAULT_VARIANTS,
+    "tokens": DEFAULT_TOKENS,
+    "warmup": common.DEFAULT_WARMUP,
+    "repeats": DEFAULT_REPEATS,
+}
+"""The options that ``--quick`` may set, with their defaults."""
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Resolved settings of one benchmark run."""
@@ -221,16 +205,8 @@ class BenchConfig:
 
 
 def case_grid(config: BenchConfig) -> list[Case]:
-    """Expand a configuration into its cases, in the order they run.
-
-    ``H = model_width // D`` and ``B = tokens // S`` (each at least 1).
-
-    Returns
-    -------
-    list of Case
-        One case per (dtype, head dim, sequence length, causal, variant) combination; the
-        variants of one problem are adjacent.
-    """
+    """Expand a configuration into its cases, in the order they run (the variants of one
+    problem adjacent); ``H = model_width // D`` and ``B = tokens // S``, each at least 1."""
     return [
         Case(
             dtype=dtype,
@@ -276,18 +252,9 @@ def flops(case: Case) -> int:
 
 @dataclass(frozen=True)
 class InputFootprint:
-    """The device memory of a case's inputs.
-
-    Attributes
-    ----------
-    set_count : int
-        Input sets the calls rotate over.
-    shared_score_inputs : bool
-        True when the variant's score tensors (mask, ALiBi bias) alone exceed the L2 span:
-        one copy is then shared by every set; otherwise each set has its own.
-    total_bytes : int
-        Bytes of all the sets and score tensors together.
-    """
+    """The input sets a case rotates over and their bytes (score tensors included);
+    ``shared_score_inputs``: the score tensors alone exceed the L2 span, so one copy is
+    shared by every set."""
 
     set_count: int
     shared_score_inputs: bool
@@ -314,24 +281,8 @@ def _score_bytes(case: Case, *, peers: bool) -> int:
 
 
 def input_footprint(case: Case, l2_cache_bytes: int, *, peers: bool = False) -> InputFootprint:
-    """Return how many input sets a case rotates over and what its inputs take.
-
-    The sets together exceed the L2 span (:func:`baracuda._bench_common.l2_span_bytes`),
-    score tensors included where each set has its own.
-
-    Parameters
-    ----------
-    case : Case
-        The problem.
-    l2_cache_bytes : int
-        L2 size of the device (0 or less: unknown).
-    peers : bool
-        Whether torch peers run, which need their own ``attn_mask`` for some variants.
-
-    Returns
-    -------
-    InputFootprint
-    """
+    """Return the input sets of a case, together over the L2 span, and their bytes
+    (``peers``: the torch peers run and need their own ``attn_mask``)."""
     qkv_bytes = _qkv_bytes(case)
     score_bytes = _score_bytes(case, peers=peers)
     if score_bytes > common.l2_span_bytes(l2_cache_bytes):
@@ -343,15 +294,8 @@ def input_footprint(case: Case, l2_cache_bytes: int, *, peers: bool = False) -> 
 
 @dataclass(frozen=True)
 class FlashInputSet(common.InputSet):
-    """Q, K, V, an output and the tensors of the case's variant (None where it has none).
-
-    Attributes
-    ----------
-    alibi_slopes, mask : device tensor or None
-        baracuda's ``alibi_slopes`` and ``mask`` arguments, f32.
-    attn_mask : device tensor or None
-        The torch peers' additive ``attn_mask``, in the input dtype (None without peers).
-    """
+    """Q, K, V, an output and the variant's tensors: baracuda's f32 ``alibi_slopes`` and
+    ``mask``, the torch peers' ``attn_mask`` in the input dtype (None where absent)."""
 
     alibi_slopes: Any = None
     mask: Any = None
@@ -371,27 +315,12 @@ def _peers_share_the_mask(case: Case) -> bool:
 
 
 def score_inputs(case: Case, arrays: Any, *, peers: bool) -> dict[str, Any]:
-    """Allocate one copy of the variant's score tensors.
+    """Return one copy of the variant's score tensors, as :class:`FlashInputSet` keywords.
 
-    ``alibi``: baracuda's slopes and, for the peers, the bias ``-slope * |i - j|``
-    ``[1, H, S, S]`` in the input dtype. ``mask``: a random f32 ``[B, H, S, S]`` mask and,
-    for the peers, the same values in the input dtype (the mask itself for f32 inputs). In
-    a causal case the peers' mask also hides the keys after each query (``-inf``): SDPA
-    refuses an ``attn_mask`` with ``is_causal``.
-
-    Parameters
-    ----------
-    case : Case
-        The problem.
-    arrays : TorchArrays or CupyArrays
-        The array library (``randn``, ``empty``, ``asarray``, ``where``).
-    peers : bool
-        Whether to build the torch peers' ``attn_mask``.
-
-    Returns
-    -------
-    dict
-        Keyword arguments of :class:`FlashInputSet` (empty for the other variants).
+    ``alibi``: the slopes and, with ``peers``, the bias ``-slope * |i - j|`` ``[1, H, S, S]``
+    in the input dtype; ``mask``: a random f32 ``[B, H, S, S]`` mask and, with ``peers``, the
+    same values in the input dtype. A causal case's peer mask also hides the later keys
+    (``-inf``): SDPA refuses an ``attn_mask`` with ``is_causal``.
     """
     if case.variant == ALIBI:
         return _alibi_inputs(case, arrays, peers=peers)
@@ -449,29 +378,11 @@ def make_inputs(
     peers: bool = False,
     shared_score_inputs: bool = False,
 ) -> list[FlashInputSet]:
-    """Allocate ``count`` independent sets of random Q/K/V and an output for each.
+    """Allocate ``count`` sets of random Q/K/V (K/V with ``case.heads_k`` heads), an output
+    and score tensors (:func:`score_inputs`; one copy for all with ``shared_score_inputs``).
 
-    Parameters
-    ----------
-    case : Case
-        The problem; K and V have ``case.heads_k`` heads.
-    count : int
-        Number of sets to rotate over.
-    arrays : TorchArrays or CupyArrays
-        The array library (``randn`` and ``empty`` whose results have ``swapaxes``; for the
-        score tensors ``asarray`` and ``where``).
-    layout : {"bshd", "bhsd"}
-        ``"bshd"`` stores each tensor as ``[B, S, H, D]`` and passes the ``[B, H, S, D]``
-        view (the layout a projection produces); ``"bhsd"`` stores ``[B, H, S, D]``. Score
-        tensors are contiguous.
-    peers : bool
-        Whether to build the torch peers' ``attn_mask`` (:func:`score_inputs`).
-    shared_score_inputs : bool
-        One copy of the score tensors for all the sets, rather than one per set.
-
-    Returns
-    -------
-    list of FlashInputSet
+    ``layout="bshd"`` stores ``[B, S, H, D]`` and passes the ``[B, H, S, D]`` view;
+    ``"bhsd"`` stores ``[B, H, S, D]``.
     """
 
     def tensor(make: Callable[[tuple[int, ...], str], Any], heads: int) -> Any:
@@ -500,24 +411,10 @@ def make_inputs(
 
 @dataclass(frozen=True)
 class Implementation:
-    """An attention implementation the harness times.
-
-    Attributes
-    ----------
-    name, label : str
-        Key in the JSON results (``"baracuda"``, ``"torch_flash"``, ``"torch_cudnn"``,
-        ``"torch_efficient"``) and column heading in the table.
-    bind : callable
-        ``bind(case, sets)`` returns ``fn(i)`` that runs the case on input set ``i``; it
-        raises :class:`CaseUnsupportedError` for a case the implementation cannot express.
-    is_peer : bool
-        True for the implementations baracuda is compared against.
-    is_unsupported : callable
-        ``is_unsupported(exc)`` tells whether an exception from the first call means that
-        the implementation does not support the case (rather than a failure).
-    context : callable
-        Returns the context manager the calls run in.
-    """
+    """An attention implementation the harness times: its JSON key and table heading,
+    ``bind(case, sets)`` returning ``fn(i)`` on input set ``i`` (or raising
+    :class:`CaseUnsupportedError`), whether it is a peer, ``is_unsupported(exc)`` for a
+    first-call exception, and the context the calls run in."""
 
     name: str
     label: str
@@ -574,15 +471,8 @@ def _version_at_least(version: str, minimum: tuple[int, ...]) -> bool:
 
 
 def torch_peer_refusal(case: Case, *, enable_gqa: bool) -> str | None:
-    """Return why the torch peers cannot express a case, or None when they can.
-
-    Parameters
-    ----------
-    case : Case
-        The problem.
-    enable_gqa : bool
-        Whether this PyTorch's SDPA takes ``enable_gqa``.
-    """
+    """Return why the torch peers cannot express a case (None when they can); ``enable_gqa``
+    tells whether this PyTorch's SDPA takes it."""
     if case.variant == SOFTCAP:
         return "torch SDPA has no softcap"
     if case.variant == WINDOW:
@@ -668,18 +558,11 @@ def measure(
     warmup: int,
     repeats: int,
 ) -> dict[str, Any]:
-    """Time one implementation on one case; a failure is recorded, never raised.
+    """Time one implementation on one case, returning :func:`baracuda._bench_common.summarize`'s
+    record or ``{"status", "error"[, "warnings"]}`` (never raising).
 
-    The first call runs alone and is synchronised: it selects the plan or the backend,
-    and an exception there is ``"unsupported"`` or ``"error"`` as the implementation
-    classifies it (:class:`CaseUnsupportedError` from binding is always ``"unsupported"``).
-    An exception while timing is an ``"error"``. The warnings of a failed case are kept.
-
-    Returns
-    -------
-    dict
-        :func:`baracuda._bench_common.summarize`'s record, or
-        ``{"status", "error"[, "warnings"]}``.
+    An exception in the first call (alone, synchronised) is ``unsupported`` or ``error`` as
+    the implementation classifies it; one while timing is an ``error``.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -754,16 +637,8 @@ def run_case(
     l2_cache_bytes: int,
     plan_info: Callable[[Case], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Allocate a case's inputs, time every implementation on them and build its record.
-
-    A case whose inputs (:func:`input_footprint`) exceed ``config.input_budget_bytes`` is
-    not allocated: every implementation's result is ``"skipped"`` with the sizes.
-
-    Returns
-    -------
-    dict
-        The case's JSON record (see ``benchmarks/README.md``).
-    """
+    """Allocate a case's inputs, time every implementation on them and return its JSON
+    record; inputs over ``config.input_budget_bytes`` are not allocated (all ``skipped``)."""
     peers = any(item.is_peer for item in implementations)
     footprint = input_footprint(case, l2_cache_bytes, peers=peers)
     record: dict[str, Any] = {key: getattr(case, key) for key in CASE_FIELDS}
@@ -824,7 +699,7 @@ def _progress_line(
         else f"{name} {result['status']}"
         for name, result in record["results"].items()
     )
-    return f"[{index}/{total}] {case.label()}: {results} ({elapsed_s:.0f} s elapsed)"
+    return common.progress_line(index, total, case.label(), results, elapsed_s)
 
 
 def run_benchmark(
@@ -839,17 +714,9 @@ def run_benchmark(
     progress: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Run every case of the grid, appending records to ``document["cases"]``.
-
-    An interrupt (Ctrl-C) stops the run and keeps the cases measured so far;
-    ``document["complete"]`` tells whether the grid finished. Progress lines go to
-    ``progress``, by default the standard error at the time of the call.
-
-    Returns
-    -------
-    dict
-        ``document``, filled in.
-    """
+    """Run every case of the grid, appending records to ``document["cases"]`` and progress
+    lines to ``progress`` (default: the standard error); Ctrl-C keeps the cases so far,
+    ``document["complete"]`` tells whether the grid finished. Returns ``document``."""
     progress = sys.stderr if progress is None else progress
     cases = case_grid(config)
     started = clock()
@@ -908,10 +775,7 @@ def build_document(
             "warmup": config.warmup,
             "repeats": config.repeats,
             "statistic": STATISTIC,
-            "input_rotation": (
-                f"at least {common.MIN_INPUT_SETS} random input sets, together over "
-                f"{common.L2_SPAN}x the L2 size"
-            ),
+            "input_rotation": common.input_rotation(),
             "outputs": OUTPUTS,
         },
         "grid": {
@@ -932,14 +796,6 @@ def build_document(
         ],
         "cases": [],
     }
-
-
-def _cells(result: dict[str, Any] | None) -> list[str]:
-    if result is None:
-        return ["-", "-"]
-    if result["status"] == common.STATUS_OK:
-        return [f"{result['median_ms']:.3f}", f"{result['tflops']:.1f}"]
-    return [result["status"], ""]
 
 
 def format_table(document: dict[str, Any]) -> str:
@@ -964,7 +820,7 @@ def format_table(document: dict[str, Any]) -> str:
         if has_variants:
             row.append(case.get("variant", PLAIN))
         for item in implementations:
-            row += _cells(case["results"].get(item["name"]))
+            row += common.result_cells(case["results"].get(item["name"]), failed_tflops="")
         if has_peers:
             speedup = case["speedup_vs_best_peer"]
             row.append("-" if speedup is None else f"{speedup:.2f}x")
@@ -988,55 +844,47 @@ def print_table(document: dict[str, Any], stream: TextIO | None = None) -> None:
 # ---------------------------------------------------------------------------------
 
 
-def _describe_quick_preset() -> str:
-    def text(key: str, value: Any) -> str:
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        return f"{key.replace('_', ' ')} {shown}"
-
-    return "; ".join(text(key, value) for key, value in QUICK_PRESET.items())
-
-
 def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``python -m baracuda bench flash`` to ``parser``."""
-    option = parser.add_argument
     dtypes = f"{','.join(common.ALL_DTYPES)} (default {','.join(DEFAULT_DTYPES)})"
-    option("--dtypes", type=common.dtype_list, help=f"comma-separated dtypes from {dtypes}")
-    head_dims = ",".join(map(str, DEFAULT_HEAD_DIMS))
-    option(
-        "--head-dims",
-        type=common.size_list,
-        help=f"comma-separated head dims (default {head_dims})",
+    common.add_options(
+        parser,
+        {
+            "--dtypes": (common.dtype_list, f"comma-separated dtypes from {dtypes}"),
+            "--head-dims": (
+                common.size_list,
+                f"comma-separated head dims (default {','.join(map(str, DEFAULT_HEAD_DIMS))})",
+            ),
+            "--seqlens": (
+                common.size_list,
+                "comma-separated sequence lengths, k suffix allowed (default 512,1k,2k,4k,8k,16k)",
+            ),
+        },
     )
-    option(
-        "--seqlens",
-        type=common.size_list,
-        help="comma-separated sequence lengths, k suffix allowed (default 512,1k,2k,4k,8k,16k)",
-    )
-    option(
+    parser.add_argument(
         "--causal",
         choices=tuple(CAUSAL_CHOICES),
         default="both",
         help="causal cases, non-causal cases or both (default both)",
     )
-    option(
-        "--variants",
-        type=common.choice_list(VARIANTS, noun="variant"),
-        help=(
-            f"comma-separated variants of each case from {','.join(VARIANTS)}: score "
-            f"modifiers (ALiBi, softcap {SOFTCAP_VALUE:g}, window {WINDOW_LEFT}, "
-            f"{SCORE_TENSOR_ELEMENT} mask [B,H,S,S]) or GQA with H/"
-            f"{GQA_QUERY_HEADS_PER_KV_HEAD} K/V heads (default {','.join(DEFAULT_VARIANTS)})"
-        ),
+    common.add_options(
+        parser,
+        {
+            "--variants": (
+                common.choice_list(VARIANTS, noun="variant"),
+                f"comma-separated variants of each case from {','.join(VARIANTS)}: score "
+                f"modifiers (ALiBi, softcap {SOFTCAP_VALUE:g}, window {WINDOW_LEFT}, "
+                f"{SCORE_TENSOR_ELEMENT} mask [B,H,S,S]) or GQA with H/"
+                f"{GQA_QUERY_HEADS_PER_KV_HEAD} K/V heads (default {','.join(DEFAULT_VARIANTS)})",
+            ),
+            "--tokens": (
+                common.size,
+                "tokens per call, B*S; the batch is tokens // S "
+                f"(default {DEFAULT_TOKENS // common.KIBI}k)",
+            ),
+        },
     )
-    option(
-        "--tokens",
-        type=common.size,
-        help=(
-            "tokens per call, B*S; the batch is tokens // S "
-            f"(default {DEFAULT_TOKENS // common.KIBI}k)"
-        ),
-    )
-    option(
+    parser.add_argument(
         "--layout",
         choices=LAYOUTS,
         default=DEFAULT_LAYOUT,
@@ -1045,74 +893,41 @@ def add_flash_arguments(parser: argparse.ArgumentParser) -> None:
             "(default bshd)"
         ),
     )
-    option(
-        "--warmup",
-        type=common.count,
-        help=f"untimed calls per measurement (default {common.DEFAULT_WARMUP})",
+    common.add_options(
+        parser,
+        {
+            "--warmup": (
+                common.count,
+                f"untimed calls per measurement (default {common.DEFAULT_WARMUP})",
+            ),
+            "--repeats": (common.size, f"timed calls per measurement (default {DEFAULT_REPEATS})"),
+            "--out": (
+                Path,
+                "JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-flash.json)",
+            ),
+        },
     )
-    option(
-        "--repeats",
-        type=common.size,
-        help=f"timed calls per measurement (default {DEFAULT_REPEATS})",
+    common.add_preset_options(
+        parser,
+        quick=f"a small grid for a smoke run ({common.describe_preset(QUICK_PRESET)})",
+        no_peers="time baracuda only, not PyTorch SDPA",
     )
-    option(
-        "--out",
-        type=Path,
-        help="JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-flash.json)",
-    )
-    option(
-        "--quick",
-        action="store_true",
-        help=(
-            f"a small grid for a smoke run ({_describe_quick_preset()}); "
-            "explicit options override it"
-        ),
-    )
-    option("--no-peers", action="store_true", help="time baracuda only, not PyTorch SDPA")
 
 
 def resolve_config(args: argparse.Namespace) -> BenchConfig:
-    """Merge parsed options, the ``--quick`` preset and the defaults (in that priority).
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Result of parsing :func:`add_flash_arguments`'s options.
-
-    Returns
-    -------
-    BenchConfig
-    """
-    preset = QUICK_PRESET if args.quick else {}
-
-    def pick(name: str, default: Any) -> Any:
-        value = getattr(args, name)
-        return value if value is not None else preset.get(name, default)
-
+    """Merge parsed options, the ``--quick`` preset and the defaults (in that priority)."""
     return BenchConfig(
-        dtypes=pick("dtypes", DEFAULT_DTYPES),
-        head_dims=pick("head_dims", DEFAULT_HEAD_DIMS),
-        seqlens=pick("seqlens", DEFAULT_SEQLENS),
+        **common.resolve_options(args, CONFIG_DEFAULTS, QUICK_PRESET),
         causal=CAUSAL_CHOICES[args.causal],
-        variants=pick("variants", DEFAULT_VARIANTS),
-        tokens=pick("tokens", DEFAULT_TOKENS),
         layout=args.layout,
-        warmup=pick("warmup", common.DEFAULT_WARMUP),
-        repeats=pick("repeats", DEFAULT_REPEATS),
         peers=not args.no_peers,
         out=args.out,
     )
 
 
 def run_flash(args: argparse.Namespace) -> int:
-    """Entry point of ``python -m baracuda bench flash``.
-
-    Returns
-    -------
-    int
-        Exit status: 0 after a run or when no GPU is present, 1 when a required
-        package is missing.
-    """
+    """Entry point of ``python -m baracuda bench flash``: 0 after a run or without a GPU,
+    1 when a required package is missing."""
     config = resolve_config(args)
     gpu = common.probe_gpu()
     if not gpu.present:

@@ -1,35 +1,11 @@
 """Benchmark of ring attention across GPUs (``python -m baracuda bench ring``).
 
-One process per GPU runs :meth:`baracuda.RingAttentionPlan.run` around an NCCL ring and
-reports the ring's throughput per GPU against baracuda's own single-GPU flash attention on
-the shape of one ring step: overlapped and serial schedules, non-causal and causal (the
-contiguous and the zigzag layout), per-rank chunks of 1k to 32k tokens. Where at least two
-GPUs take part, PyTorch's context parallelism
-(``torch.distributed.tensor.experimental.context_parallel`` over SDPA, forced to its cuDNN
-and to its FlashAttention backend) runs the same global problems in the same run.
-
-Method
-------
-- Problem: ``B = 1``, ``H`` query heads, ``Hk`` K/V heads, head dim ``D``; every rank holds
-  ``chunk`` queries and ``chunk`` keys, so the global sequence is ``S = world_size * chunk``.
-- Each rank selects the plan once and allocates ``y``, ``lse``, both K/V scratch buffers and
-  the accumulator scratch once; its K/V chunk is passed as ``k=``/``v=``, so staging it into
-  the scratch is part of every timed call. Calls rotate over sets of random inputs that
-  together exceed twice the L2 cache.
-- Every call is timed with CUDA events on its rank (:func:`baracuda._bench_common.time_calls`)
-  after a cold call, one probe call and a warm-up. The ring keeps the ranks in lock step, so
-  a call's time is the slowest rank's (``all_reduce(MAX)`` of the per-call times), and the
-  result is the median of those maxima (p10, p90 and the minimum are recorded too).
-- Per-GPU FLOPs are the global ``4*B*H*S*S*D`` (halved when causal) over ``world_size``.
-- The reference is :func:`baracuda.flash_attention` on rank 0's GPU on one ring step's
-  shape (non-causal); ``fraction kept`` is the ring's per-GPU TFLOP/s over its TFLOP/s.
-- Without ``--warmup``/``--repeats``, the counts follow the slowest rank's probe call.
-
-The ranks are started by :func:`baracuda._launch.spawn` (``torch.multiprocessing``); they
-agree on every decision (the next measurement, a case a rank cannot set up) through
-``torch.distributed`` collectives over gloo, and rank 0 sends each result to the parent,
-which writes the JSON after every measurement. A rank that fails, dies or falls silent ends
-the run with a message naming it. ``torch`` is imported only once a GPU is found.
+One process per GPU (:func:`baracuda._launch.spawn`) times :meth:`baracuda.RingAttentionPlan.run`
+around an NCCL ring against baracuda's single-GPU flash attention on one ring step's shape
+and, with two GPUs or more, PyTorch's context parallelism on the same global problem. The
+ranks agree on every decision through gloo collectives; rank 0 sends each result to the
+parent, which writes the JSON after every measurement. :data:`METHOD` and
+``benchmarks/README.md`` describe the method; ``torch`` is imported only once a GPU is found.
 """
 
 from __future__ import annotations
@@ -51,6 +27,7 @@ import numpy as np
 
 from baracuda import _bench_common as common
 from baracuda import _launch
+from baracuda._bench_common import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, STATUS_UNSUPPORTED
 
 SCHEMA = "baracuda-bench-ring/1"
 TARGET_NAME = "ring"
@@ -95,8 +72,8 @@ MIN_ADAPTIVE_REPEATS = 5
 MAX_ADAPTIVE_REPEATS = 50
 ADAPTIVE = "adaptive"
 
-# The goal of the ring: with overlap, at least this fraction of single-GPU flash per GPU
-# from this many tokens per GPU on.
+# The goal: with overlap, at least this fraction of single-GPU flash per GPU from this many
+# tokens per GPU on.
 TARGET_FRACTION = 0.90
 TARGET_MIN_CHUNK = 8 * common.KIBI
 TARGET_SCHEDULE = OVERLAPPED
@@ -108,8 +85,8 @@ PEER_LABELS = {"torch_cp_cudnn": "cp cudnn", "torch_cp_flash": "cp flash"}
 KV_HEADS_SAME = "same as H"
 KV_HEADS_NATIVE = "native GQA (enable_gqa=True)"
 KV_HEADS_EXPANDED = "expanded to H (K/V made with H heads, as after repeat_interleave)"
-# Modules that implement torch's context_parallel and hold its options (_cp_options),
-# newest first; the public module is the fallback (its name is an alias of one of them).
+# Modules that implement context_parallel and hold its _cp_options, newest first; the public
+# module (an alias of one of them) is the fallback.
 CP_IMPLEMENTATION_MODULES = (
     "torch.distributed.tensor.experimental.context_parallel._attention",
     "torch.distributed.tensor.experimental._context_parallel._attention",
@@ -130,11 +107,6 @@ RANK_TIMEOUT_S = 900.0
 USAGE_EXIT = 2
 RANK_FAILURE_EXIT = 1
 INTERRUPTED_EXIT = 130
-
-STATUS_OK = common.STATUS_OK
-STATUS_UNSUPPORTED = common.STATUS_UNSUPPORTED
-STATUS_ERROR = common.STATUS_ERROR
-STATUS_SKIPPED = common.STATUS_SKIPPED
 
 STOP_INTERRUPTED = "interrupted"
 STOP_BUDGET = "time budget spent"
@@ -165,14 +137,13 @@ class ConfigError(ValueError):
     """Options that parse but do not go together."""
 
 
-# ---------------------------------------------------------------------------------
-# Grid
-# ---------------------------------------------------------------------------------
-
-
 def format_tokens(count: int) -> str:
     """Return ``8192`` as ``"8k"`` and other counts as plain integers."""
     return f"{count // common.KIBI}k" if count % common.KIBI == 0 else str(count)
+
+
+def _mask_name(causal: bool) -> str:
+    return "causal" if causal else NONCAUSAL
 
 
 @dataclass(frozen=True)
@@ -220,7 +191,7 @@ class FlashStep:
 
 @dataclass(frozen=True)
 class RingCase:
-    """One ring measurement: a problem, a mask and layout, and a schedule."""
+    """One ring measurement: a problem, a case of :data:`CASE_KINDS` and a schedule."""
 
     problem: Problem
     case: str
@@ -251,10 +222,23 @@ class TorchCpCase:
 
     def label(self) -> str:
         """Return a short human-readable name."""
-        return f"{self.problem.label()} {'causal' if self.causal else NONCAUSAL} {self.peer}"
+        return f"{self.problem.label()} {_mask_name(self.causal)} {self.peer}"
 
 
 WorkItem = FlashStep | RingCase | TorchCpCase
+
+CONFIG_DEFAULTS = {
+    "dtypes": DEFAULT_DTYPES,
+    "chunks": DEFAULT_CHUNKS,
+    "heads": DEFAULT_HEADS,
+    "heads_k": DEFAULT_HEADS_K,
+    "head_dim": DEFAULT_HEAD_DIM,
+    "cases": tuple(CASE_KINDS),
+    "schedules": SCHEDULES,
+    "warmup": None,
+    "repeats": None,
+}
+"""The options that ``--quick`` may set, with their defaults (None: adaptive)."""
 
 
 @dataclass(frozen=True)
@@ -279,9 +263,8 @@ class RingBenchConfig:
 def work_items(config: RingBenchConfig, *, torch_cp: bool) -> list[WorkItem]:
     """Expand a configuration into its measurements, in the order every rank runs them.
 
-    Per dtype and chunk: the flash step reference, every ring case under every schedule,
-    then (with ``torch_cp``) PyTorch's context parallelism once per causal setting of the
-    chosen cases and per SDPA backend.
+    Per dtype and chunk: the flash step, every case under every schedule, then (with
+    ``torch_cp``) each causal setting of the cases under each SDPA backend.
     """
     items: list[WorkItem] = []
     causal_settings = tuple(dict.fromkeys(CASE_KINDS[case].causal for case in config.cases))
@@ -302,20 +285,19 @@ def work_items(config: RingBenchConfig, *, torch_cp: bool) -> list[WorkItem]:
 # ---------------------------------------------------------------------------------
 
 
-def attention_flops(problem: Problem, *, seqlen: int, causal: bool) -> int:
-    """Return ``4*B*H*S*S*D`` for self-attention over ``seqlen`` tokens, halved when causal."""
-    total = 4 * problem.batch * problem.heads * seqlen * seqlen * problem.head_dim
-    return total // 2 if causal else total
-
-
 def global_seqlen(problem: Problem, world_size: int) -> int:
     """Return the global sequence length ``world_size * chunk``."""
     return world_size * problem.chunk
 
 
+def _attention_flops(problem: Problem, seqlen: int, causal: bool) -> int:
+    total = 4 * problem.batch * problem.heads * seqlen * seqlen * problem.head_dim
+    return total // 2 if causal else total
+
+
 def ring_flops(problem: Problem, world_size: int, *, causal: bool) -> int:
-    """Return the FLOPs of the whole ring: attention over the global sequence."""
-    return attention_flops(problem, seqlen=global_seqlen(problem, world_size), causal=causal)
+    """Return ``4*B*H*S*S*D`` over the global sequence, halved when causal."""
+    return _attention_flops(problem, global_seqlen(problem, world_size), causal)
 
 
 def flops_per_gpu(problem: Problem, world_size: int, *, causal: bool) -> int:
@@ -325,22 +307,19 @@ def flops_per_gpu(problem: Problem, world_size: int, *, causal: bool) -> int:
 
 def step_flops(problem: Problem) -> int:
     """Return the FLOPs of one ring step: ``chunk`` queries against ``chunk`` keys, non-causal."""
-    return attention_flops(problem, seqlen=problem.chunk, causal=False)
+    return _attention_flops(problem, problem.chunk, False)
 
 
 def fraction_kept(ring_tflops: float | None, flash_tflops: float | None) -> float | None:
-    """Return the ring's per-GPU TFLOP/s over single-GPU flash's, or None if either is missing."""
+    """Return the ring's per-GPU TFLOP/s over single-GPU flash's (None if either is missing)."""
     if ring_tflops is None or flash_tflops is None or flash_tflops <= 0:
         return None
     return ring_tflops / flash_tflops
 
 
 def meets_target(record: Mapping[str, Any]) -> bool | None:
-    """Tell whether a ring record meets the goal; None where the goal does not apply.
-
-    The goal applies to the overlapped schedule from ``TARGET_MIN_CHUNK`` tokens per GPU:
-    at least ``TARGET_FRACTION`` of single-GPU flash's throughput per GPU.
-    """
+    """Tell whether a ring record keeps ``TARGET_FRACTION``; None where the goal does not
+    apply (another schedule, a chunk under ``TARGET_MIN_CHUNK``, no fraction)."""
     if record["schedule"] != TARGET_SCHEDULE or record["chunk"] < TARGET_MIN_CHUNK:
         return None
     kept = record.get("fraction_kept")
@@ -358,11 +337,8 @@ def adaptive_count(call_s: float, *, target_s: float, minimum: int, maximum: int
 def summarize_ranks(
     slowest_ms: Sequence[float], rank_medians_ms: Sequence[float], warmup: int, flops: int
 ) -> dict[str, Any]:
-    """Return the result of a measurement from the slowest rank's time of each call.
-
-    :func:`baracuda._bench_common.summarize` of ``slowest_ms``, with each rank's own
-    median (``per_rank_median_ms``) and the warm-up count.
-    """
+    """Return :func:`baracuda._bench_common.summarize` of the slowest rank's time per call,
+    with each rank's median (``per_rank_median_ms``) and the warm-up count."""
     result = common.summarize(slowest_ms, flops)
     result["per_rank_median_ms"] = [float(median) for median in rank_medians_ms]
     result["warmup"] = warmup
@@ -370,37 +346,36 @@ def summarize_ranks(
 
 
 # ---------------------------------------------------------------------------------
-# Records
+# Records and document
 # ---------------------------------------------------------------------------------
 
 
 def _ok_tflops(result: Mapping[str, Any] | None) -> float | None:
-    if result is None or result.get("status") != STATUS_OK:
-        return None
-    return result["tflops"]
+    return result["tflops"] if result is not None and result["status"] == STATUS_OK else None
+
+
+def _global_fields(item: RingCase | TorchCpCase, world_size: int) -> dict[str, Any]:
+    return {
+        **item.problem.fields(),
+        "world_size": world_size,
+        "global_seqlen": global_seqlen(item.problem, world_size),
+    }
 
 
 def flash_step_entry(item: FlashStep, part: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the JSON entry of a flash step reference from rank 0's ``{result, plan}``."""
-    flops = step_flops(item.problem)
+    """Return the JSON entry of a flash step from rank 0's ``{result, plan}``."""
     return {
         **item.problem.fields(),
-        "flops": flops,
+        "flops": step_flops(item.problem),
         "plan": part.get("plan"),
         "result": part["result"],
     }
 
 
 def ring_entry(item: RingCase, world_size: int, part: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the JSON record of a ring case from rank 0's ``{result, plan}``.
-
-    ``flash_step_tflops``, ``fraction_kept``, ``meets_target`` and ``peers`` are filled
-    by :func:`join_references`.
-    """
+    """Return the JSON record of a ring case; :func:`join_references` fills its references."""
     return {
-        **item.problem.fields(),
-        "world_size": world_size,
-        "global_seqlen": global_seqlen(item.problem, world_size),
+        **_global_fields(item, world_size),
         "case": item.case,
         "causal": item.causal,
         "layout": item.layout,
@@ -419,9 +394,7 @@ def ring_entry(item: RingCase, world_size: int, part: Mapping[str, Any]) -> dict
 def torch_cp_entry(item: TorchCpCase, world_size: int, part: Mapping[str, Any]) -> dict[str, Any]:
     """Return the JSON entry of a PyTorch context parallelism measurement."""
     entry = {
-        **item.problem.fields(),
-        "world_size": world_size,
-        "global_seqlen": global_seqlen(item.problem, world_size),
+        **_global_fields(item, world_size),
         "causal": item.causal,
         "peer": item.peer,
         "backend": PEER_BACKENDS[item.peer],
@@ -435,33 +408,24 @@ def torch_cp_entry(item: TorchCpCase, world_size: int, part: Mapping[str, Any]) 
     return entry
 
 
-def _peer_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("status", "median_ms", "tflops", "error")
-    return {key: result[key] for key in keys if key in result}
-
-
 def join_references(document: dict[str, Any]) -> dict[str, Any]:
-    """Fill each ring record's reference, fraction kept, target verdict and peers.
-
-    Returns
-    -------
-    dict
-        ``document``, updated in place.
-    """
+    """Fill each ring record's flash reference, fraction kept, target verdict and peers
+    (in place); return ``document``."""
     flash = {(entry["dtype"], entry["chunk"]): entry["result"] for entry in document["flash_steps"]}
     peers = {
         (entry["dtype"], entry["chunk"], entry["causal"], entry["peer"]): entry["result"]
         for entry in document["torch_cp"]
     }
+    summary_keys = ("status", "median_ms", "tflops", "error")
     for record in document["records"]:
         flash_tflops = _ok_tflops(flash.get((record["dtype"], record["chunk"])))
         record["flash_step_tflops"] = flash_tflops
         record["fraction_kept"] = fraction_kept(_ok_tflops(record["ring"]), flash_tflops)
         record["meets_target"] = meets_target(record)
         record["peers"] = {
-            name: _peer_summary(peers[key])
+            name: {key: peer[key] for key in summary_keys if key in peer}
             for name in PEER_BACKENDS
-            if (key := (record["dtype"], record["chunk"], record["causal"], name)) in peers
+            if (peer := peers.get((record["dtype"], record["chunk"], record["causal"], name)))
         }
     return document
 
@@ -477,13 +441,8 @@ def build_ring_document(
     peers_reason: str | None,
     now: datetime.datetime,
 ) -> dict[str, Any]:
-    """Return the JSON document's metadata with empty measurement lists.
-
-    Parameters
-    ----------
-    peers_reason : str or None
-        Why PyTorch context parallelism is not timed; None when it is.
-    """
+    """Return the JSON document's metadata with empty measurement lists (``peers_reason``:
+    why PyTorch context parallelism is not timed, None when it is)."""
     return {
         **common.document_header(SCHEMA, gpu=gpu, software=software, now=now),
         "world_size": world_size,
@@ -504,10 +463,7 @@ def build_ring_document(
                 "ranks of each call's time); p10, p90 and min of the same, and each rank's "
                 "own median"
             ),
-            "input_rotation": (
-                f"at least {common.MIN_INPUT_SETS} random input sets per rank, together over "
-                f"{common.L2_SPAN}x the L2 size"
-            ),
+            "input_rotation": common.input_rotation(" per rank"),
             "max_seconds": config.max_seconds,
         },
         "config": {
@@ -551,55 +507,37 @@ def build_ring_document(
 # ---------------------------------------------------------------------------------
 
 
-def _time_cell(result: Mapping[str, Any] | None) -> str:
-    if result is None:
-        return "-"
-    return f"{result['median_ms']:.3f}" if result["status"] == STATUS_OK else result["status"]
-
-
-def _tflops_cell(result: Mapping[str, Any] | None) -> str:
-    if result is None:
-        return "-"
-    return f"{result['tflops']:.1f}" if result["status"] == STATUS_OK else result["status"]
-
-
-def _float_cell(value: float | None, template: str) -> str:
+def _optional_cell(value: float | None, template: str) -> str:
     return "-" if value is None else template.format(value)
 
 
 def format_ring_table(document: Mapping[str, Any]) -> str:
-    """Return the ring records as a fixed-width text table, one row per record.
-
-    ``ring ms`` is the median of the slowest rank's call times; ``TF/s/GPU`` are per-GPU
-    TFLOP/s; ``flash TF/s`` is single-GPU flash on one ring step; ``kept`` is their ratio;
-    the ``cp`` columns are PyTorch context parallelism's per-GPU TFLOP/s on the same problem.
-    """
+    """Return the ring records as a text table: median ms of the slowest rank, per-GPU
+    TFLOP/s, flash step TFLOP/s, their ratio (``kept``) and the peers' per-GPU TFLOP/s."""
     headers = ["dtype", "chunk", "S", "case", "schedule", "ring ms", "TF/s/GPU", "flash TF/s"]
     headers.append("kept")
     peer_names = [name for name in PEER_BACKENDS if document["peers"]["enabled"]]
     headers += [f"{PEER_LABELS[name]} TF/s/GPU" for name in peer_names]
-    rows = []
-    for record in document["records"]:
-        row = [
+    rows = [
+        [
             record["dtype"],
             format_tokens(record["chunk"]),
             format_tokens(record["global_seqlen"]),
             record["case"],
             record["schedule"],
-            _time_cell(record["ring"]),
-            _tflops_cell(record["ring"]),
-            _float_cell(record["flash_step_tflops"], "{:.1f}"),
-            _float_cell(record["fraction_kept"], "{:.0%}"),
+            *common.result_cells(record["ring"]),
+            _optional_cell(record["flash_step_tflops"], "{:.1f}"),
+            _optional_cell(record["fraction_kept"], "{:.0%}"),
+            *(common.result_cells(record["peers"].get(name))[1] for name in peer_names),
         ]
-        row += [_tflops_cell(record["peers"].get(name)) for name in peer_names]
-        rows.append(row)
+        for record in document["records"]
+    ]
     return common.render_table(headers, rows)
 
 
 def target_summary(document: Mapping[str, Any]) -> str:
     """Return one line: how many ring records the goal applies to, and how many meet it."""
-    verdicts = [record["meets_target"] for record in document["records"]]
-    judged = [verdict for verdict in verdicts if verdict is not None]
+    judged = [r["meets_target"] for r in document["records"] if r["meets_target"] is not None]
     return (
         f"target ({TARGET_SCHEDULE}, chunk >= {format_tokens(TARGET_MIN_CHUNK)}, kept >= "
         f"{TARGET_FRACTION:.0%}): met by {sum(judged)} of {len(judged)} records"
@@ -607,10 +545,8 @@ def target_summary(document: Mapping[str, Any]) -> str:
 
 
 def print_ring_table(document: Mapping[str, Any], stream: TextIO | None = None) -> None:
-    """Print :func:`format_ring_table`, the target line, failures and skipped measurements.
-
-    ``stream`` defaults to the standard output at the time of the call.
-    """
+    """Print the table, the target line, the failures and the skipped measurements
+    (to ``stream``, by default the standard output)."""
     stream = sys.stdout if stream is None else stream
     print(format_ring_table(document), file=stream)
     print(target_summary(document), file=stream)
@@ -618,25 +554,17 @@ def print_ring_table(document: Mapping[str, Any], stream: TextIO | None = None) 
         print("world size 1: the ring ran on one GPU, without NCCL", file=stream)
     if not document["peers"]["enabled"]:
         print(f"torch context parallelism not timed: {document['peers']['reason']}", file=stream)
-    entries = [
-        (f"{entry['dtype']} chunk {format_tokens(entry['chunk'])} flash step", entry["result"])
-        for entry in document["flash_steps"]
+
+    def chunk(entry: Mapping[str, Any]) -> str:
+        return f"{entry['dtype']} chunk {format_tokens(entry['chunk'])}"
+
+    entries = [(f"{chunk(e)} flash step", e["result"]) for e in document["flash_steps"]]
+    entries += [
+        (f"{chunk(r)} {r['case']} {r['schedule']} ring", r["ring"]) for r in document["records"]
     ]
     entries += [
-        (
-            f"{record['dtype']} chunk {format_tokens(record['chunk'])} {record['case']} "
-            f"{record['schedule']} ring",
-            record["ring"],
-        )
-        for record in document["records"]
-    ]
-    entries += [
-        (
-            f"{entry['dtype']} chunk {format_tokens(entry['chunk'])} "
-            f"{'causal' if entry['causal'] else NONCAUSAL} {entry['peer']}",
-            entry["result"],
-        )
-        for entry in document["torch_cp"]
+        (f"{chunk(e)} {_mask_name(e['causal'])} {e['peer']}", e["result"])
+        for e in document["torch_cp"]
     ]
     for label, result in entries:
         if result["status"] != STATUS_OK:
@@ -655,8 +583,8 @@ class WorkerSetup:
     """What every rank receives: the measurements in order and how to time them.
 
     ``warmup`` / ``repeats`` of None follow the probe call; after ``deadline``
-    (``time.time()``) rank 0 lets no further measurement start; ``peers`` opens PyTorch's
-    context parallelism.
+    (``time.time()``) no further measurement starts; ``peers`` opens PyTorch's context
+    parallelism.
     """
 
     items: tuple[WorkItem, ...]
@@ -688,6 +616,12 @@ def _failure(status: str, exc: BaseException | str) -> dict[str, Any]:
     }
 
 
+def _classified(baracuda: Any, exc: BaseException) -> dict[str, Any]:
+    """``unsupported`` for baracuda's refusal, ``error`` for anything else."""
+    unsupported = isinstance(exc, baracuda.UnsupportedError)
+    return _failure(STATUS_UNSUPPORTED if unsupported else STATUS_ERROR, exc)
+
+
 def _random_sets(
     ctx: RankContext, problem: Problem, *, length: int | None = None, kv_heads: int | None = None
 ) -> list[common.InputSet]:
@@ -697,12 +631,13 @@ def _random_sets(
     count = common.sets_to_exceed_l2(
         elements * common.ITEM_BYTES[problem.dtype], ctx.setup.l2_cache_bytes
     )
-    randn = ctx.arrays.randn
+    randn, dtype = ctx.arrays.randn, problem.dtype
+    kv_shape = problem.kv_shape(length, heads=kv_heads)
     return [
         common.InputSet(
-            q=randn(problem.q_shape(length), problem.dtype),
-            k=randn(problem.kv_shape(length, heads=kv_heads), problem.dtype),
-            v=randn(problem.kv_shape(length, heads=kv_heads), problem.dtype),
+            q=randn(problem.q_shape(length), dtype),
+            k=randn(kv_shape, dtype),
+            v=randn(kv_shape, dtype),
             out=None,
         )
         for _ in range(count)
@@ -710,21 +645,23 @@ def _random_sets(
 
 
 def _timed_calls(
-    ctx: RankContext, fn: Callable[[int], object], set_count: int, *, agree: bool
+    ctx: RankContext, fn: Callable[[int], object], set_count: int, *, agree: bool, cold: bool = True
 ) -> dict[str, Any]:
-    """Probe one call, pick the counts, and time ``fn`` (its cold call already made).
+    """Make a cold call (unless made already), a probe call, pick the counts and time ``fn``.
 
     With ``agree``, the counts follow the slowest rank's probe, so that every rank makes
     the same number of calls. Returns ``{"status": "ok", "samples_ms", "warmup"}``.
     """
+    if cold:
+        fn(0)
+        ctx.timer.synchronize()
     start = time.perf_counter()
     fn(1 % set_count)
     ctx.timer.synchronize()
     probe_s = time.perf_counter() - start
     if agree:
         probe_s = ctx.rank.max([probe_s])[0]
-    setup = ctx.setup
-    warmup, repeats = setup.warmup, setup.repeats
+    warmup, repeats = ctx.setup.warmup, ctx.setup.repeats
     if warmup is None:
         warmup = adaptive_count(
             probe_s,
@@ -744,11 +681,11 @@ def _timed_calls(
 
 
 def combine_ranks(ctx: RankContext, own: Mapping[str, Any], flops: int) -> dict[str, Any] | None:
-    """Every rank's part of one measurement into its result, on rank 0 (None elsewhere).
+    """Combine every rank's part of one measurement into its result on rank 0 (None elsewhere).
 
-    Every rank calls it with its own part, all ``ok`` or none (the ranks agreed before
-    timing): the result is :func:`summarize_ranks` of the slowest rank's time per call, or
-    the first failed rank's ``{"status", "error", "rank"}``.
+    The parts are all ``ok`` or none (the ranks agreed before timing): the result is
+    :func:`summarize_ranks` of the slowest rank's time per call, or the first failed rank's
+    ``{"status", "error", "rank"}``.
     """
     rank = ctx.rank
     ok = rank.all_ok(own["status"] == STATUS_OK)
@@ -759,33 +696,15 @@ def combine_ranks(ctx: RankContext, own: Mapping[str, Any], flops: int) -> dict[
     if parts is None:
         return None
     if not ok:
-        failed = next((r, p) for r, p in enumerate(parts) if p["status"] != STATUS_OK)
-        return {
-            "status": failed[1]["status"],
-            "error": failed[1].get("error", ""),
-            "rank": failed[0],
-        }
+        index, failed = next((r, p) for r, p in enumerate(parts) if p["status"] != STATUS_OK)
+        return {"status": failed["status"], "error": failed.get("error", ""), "rank": index}
     medians = [part["median"] for part in parts]
     return summarize_ranks(slowest, medians, parts[0]["warmup"], flops)
 
 
-def _flash_plan_info(baracuda: Any, problem: Problem) -> dict[str, Any]:
-    descriptor = baracuda.FlashSdpaDescriptor(
-        problem.batch,
-        problem.heads,
-        problem.chunk,
-        problem.chunk,
-        problem.head_dim,
-        element=problem.dtype,
-    )
-    return common.flash_plan_info(baracuda, descriptor)
-
-
 def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | None:
-    """Time single-GPU flash attention on one ring step's shape (rank 0 only; others: None).
-
-    Rank 0 alone: a failure is recorded and the ring goes on.
-    """
+    """Time single-GPU flash attention on one ring step's shape on rank 0 (others: None,
+    without a collective); a failure is recorded and the ring goes on."""
     if ctx.rank.rank != REFERENCE_RANK:
         return None
     baracuda, problem = ctx.baracuda, item.problem
@@ -797,13 +716,9 @@ def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | No
             inputs = sets[index]
             return baracuda.flash_attention(inputs.q, inputs.k, inputs.v, out=out)
 
-        call(0)
-        ctx.timer.synchronize()
         own = _timed_calls(ctx, call, len(sets), agree=False)
-    except baracuda.UnsupportedError as exc:
-        own = _failure(STATUS_UNSUPPORTED, exc)
     except Exception as exc:
-        own = _failure(STATUS_ERROR, exc)
+        own = _classified(baracuda, exc)
     finally:
         sets = out = None
         ctx.arrays.release()
@@ -811,14 +726,16 @@ def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | No
         return {"result": {**own, "rank": REFERENCE_RANK}}
     samples = own["samples_ms"]
     result = summarize_ranks(samples, [np.median(samples)], own["warmup"], step_flops(problem))
-    return {"result": result, "plan": _flash_plan_info(baracuda, problem)}
+    descriptor = baracuda.FlashSdpaDescriptor(
+        problem.batch, problem.heads, problem.chunk, problem.chunk, problem.head_dim,
+        element=problem.dtype,
+    )  # fmt: skip
+    return {"result": result, "plan": common.flash_plan_info(baracuda, descriptor)}
 
 
 def _prepare_ring(ctx: RankContext, item: RingCase) -> tuple[Any, Callable[[int], object], int]:
-    """Select the plan, allocate every buffer once and check the arguments (no collective).
-
-    Returns the plan, the call on input set ``i`` and the number of sets.
-    """
+    """Select the plan, allocate every buffer once and check the arguments (no collective);
+    return the plan, the call on input set ``i`` and the number of sets."""
     baracuda, problem, arrays = ctx.baracuda, item.problem, ctx.arrays
     descriptor = baracuda.RingAttentionDescriptor(
         problem.batch,
@@ -860,18 +777,14 @@ def _prepare_ring(ctx: RankContext, item: RingCase) -> tuple[Any, Callable[[int]
 def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any] | None:
     """Time one ring case on this rank, in lock step with the others (result on rank 0).
 
-    A case that a rank cannot set up (plan refused, memory) is recorded for all ranks
-    without a ring call. A failure once the ring runs raises: the ranks may be out of step,
-    and the run ends.
+    A case that a rank cannot set up is recorded for all ranks without a ring call; a
+    failure once the ring runs raises (the ranks may be out of step; the run ends).
     """
-    baracuda = ctx.baracuda
     prepared = failure = plan_info = None
     try:
         prepared = _prepare_ring(ctx, item)
-    except baracuda.UnsupportedError as exc:
-        failure = _failure(STATUS_UNSUPPORTED, exc)
     except Exception as exc:
-        failure = _failure(STATUS_ERROR, exc)
+        failure = _classified(ctx.baracuda, exc)
     if not ctx.rank.all_ok(failure is None):
         own = failure or _failure(STATUS_SKIPPED, "another rank could not set up this case")
         if prepared is not None:
@@ -879,8 +792,6 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any] | None:
     else:
         plan, call, set_count = prepared
         try:
-            call(0)
-            ctx.timer.synchronize()
             own = _timed_calls(ctx, call, set_count, agree=True)
             plan_info = {"backend": plan.backend, "sku": plan.sku.name}
         finally:
@@ -921,9 +832,9 @@ def find_torch_cp_api(
 ) -> dict[str, Any]:
     """Find PyTorch's ``context_parallel``, its options, ``sdpa_kernel`` and ``SDPBackend``.
 
-    ``context_parallel`` is taken from the first implementation module that has it, with
-    that module's ``_cp_options`` (None when it has no ``enable_load_balance``: load
-    balancing then cannot be set); else from the public module.
+    ``context_parallel`` comes from the first of :data:`CP_IMPLEMENTATION_MODULES` that has
+    it, with its ``_cp_options`` (None without ``enable_load_balance``), else from the public
+    module (options None).
 
     Raises
     ------
@@ -931,7 +842,6 @@ def find_torch_cp_api(
         This PyTorch has no SDPA backend selection or no context parallelism.
     """
     attention = import_module(SDPA_KERNEL_MODULE)
-    found = None
     for name in CP_IMPLEMENTATION_MODULES:
         try:
             module = import_module(name)
@@ -940,23 +850,16 @@ def find_torch_cp_api(
         context_parallel = _callable_or_none(getattr(module, "context_parallel", None))
         if context_parallel is not None:
             options = getattr(module, "_cp_options", None)
-            found = (
-                context_parallel,
-                name,
-                options if hasattr(options, "enable_load_balance") else None,
-            )
+            options = options if hasattr(options, "enable_load_balance") else None
             break
-    if found is None:
-        public = _callable_or_none(
-            getattr(import_module(CP_PUBLIC_MODULE), "context_parallel", None)
-        )
-        if public is None:
+    else:
+        name, options = CP_PUBLIC_MODULE, None
+        context_parallel = _callable_or_none(getattr(import_module(name), "context_parallel", None))
+        if context_parallel is None:
             raise AttributeError(f"{CP_PUBLIC_MODULE} has no callable context_parallel")
-        found = (public, CP_PUBLIC_MODULE, None)
-    context_parallel, module_name, options = found
     return {
         "context_parallel": context_parallel,
-        "module": module_name,
+        "module": name,
         "options": options,
         "sdpa_kernel": attention.sdpa_kernel,
         "SDPBackend": attention.SDPBackend,
@@ -966,12 +869,9 @@ def find_torch_cp_api(
 def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict, float]:
     """Time SDPA inside ``context_parallel`` with K/V heads per ``kv_mode``.
 
-    Every step that the ranks could disagree on ends with an agreement (the minimum of
-    the ranks' codes); an exception is caught inside the ``context_parallel`` block so that
-    the block always exits normally (PyTorch restores SDPA only then).
-
-    Returns this rank's part and the agreed code (``CODE_OK``, ``CODE_REFUSED``,
-    ``CODE_FAILED``).
+    Each step the ranks could disagree on ends in an agreement (the minimum of their
+    codes); exceptions are caught inside the block so that it exits normally (PyTorch
+    restores SDPA only then). Returns this rank's part and the agreed code.
     """
     cp, problem = ctx.torch_cp, item.problem
     length = global_seqlen(problem, ctx.rank.world_size)
@@ -1008,9 +908,8 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
         except Exception as exc:
             failure = _failure(STATUS_ERROR, exc)
         if not ctx.rank.all_ok(failure is None):
-            return failure or _failure(
-                STATUS_ERROR, "another rank could not shard its inputs"
-            ), CODE_FAILED
+            reason = "another rank could not shard its inputs"
+            return failure or _failure(STATUS_ERROR, reason), CODE_FAILED
         return _cp_time(ctx, item, sets, kv_mode)
     finally:
         stack.close()
@@ -1046,7 +945,7 @@ def _cp_time(
         status = STATUS_UNSUPPORTED if code == CODE_REFUSED else STATUS_ERROR
         return own or _failure(status, "refused or failed on another rank"), code
     try:
-        own = _timed_calls(ctx, call, len(sets), agree=True)
+        own = _timed_calls(ctx, call, len(sets), agree=True, cold=False)
     except Exception as exc:
         own = _failure(STATUS_ERROR, exc)
     code = ctx.rank.min(CODE_OK if own["status"] == STATUS_OK else CODE_FAILED)
@@ -1069,11 +968,8 @@ def measure_torch_cp(ctx: RankContext, item: TorchCpCase) -> dict[str, Any] | No
     if item.causal and ctx.torch_cp.api["options"] is None:
         reason = "this PyTorch exposes no _cp_options.enable_load_balance to turn load balancing on"
         return _with(combine_ranks(ctx, _failure(STATUS_UNSUPPORTED, reason), flops))
-    modes = (
-        (KV_HEADS_SAME,)
-        if problem.heads_k == problem.heads
-        else (KV_HEADS_NATIVE, KV_HEADS_EXPANDED)
-    )
+    same = problem.heads_k == problem.heads
+    modes = (KV_HEADS_SAME,) if same else (KV_HEADS_NATIVE, KV_HEADS_EXPANDED)
     notes: list[str] = []
     for mode in modes:
         own, code = _cp_attempt(ctx, item, mode)
@@ -1084,6 +980,7 @@ def measure_torch_cp(ctx: RankContext, item: TorchCpCase) -> dict[str, Any] | No
 
 
 def _with(result: dict[str, Any] | None, **extra: Any) -> dict[str, Any] | None:
+    """Rank 0's part ``{"result", **extra}`` without the empty extras (None elsewhere)."""
     return None if result is None else {"result": result, **{k: v for k, v in extra.items() if v}}
 
 
@@ -1119,9 +1016,8 @@ def _open_torch_cp(ctx: RankContext, torch: Any) -> None:
 def run_rank(rank: Any, setup: WorkerSetup) -> None:
     """Body of one rank (:func:`baracuda._launch.spawn`): every measurement in order.
 
-    GPU ``rank.rank`` is made current; rank 0 sends ``("setup", info)`` once, then
-    ``("item", index, part)`` per finished measurement. Every rank runs the same sequence
-    of collectives, so they never fall out of step.
+    Rank 0 sends ``("setup", info)`` once, then ``("item", index, part)`` per finished
+    measurement. Every rank runs the same sequence of collectives.
     """
     import torch
     from cuda.core import Device
@@ -1167,23 +1063,9 @@ def run_rank(rank: Any, setup: WorkerSetup) -> None:
 
 
 class RingCollector:
-    """Builds the document from rank 0's messages, writing it after each measurement.
-
-    Parameters
-    ----------
-    items : sequence
-        The measurements, by index.
-    world_size : int
-        Number of ranks.
-    document : dict
-        From :func:`build_ring_document`; filled in place.
-    write : callable
-        Called after each change of ``document``.
-    progress : text stream, optional
-        Receives one line per finished measurement (default: the standard error).
-    clock : callable
-        Seconds, for the elapsed time of the progress lines.
-    """
+    """Builds ``document`` (:func:`build_ring_document`) from rank 0's messages, calling
+    ``write`` after each change and printing a progress line per measurement to
+    ``progress`` (default: the standard error)."""
 
     def __init__(
         self,
@@ -1211,31 +1093,28 @@ class RingCollector:
             self._write()
             return
         _, index, part = message
-        item = self._items[index]
+        item, document = self._items[index], self._document
         if isinstance(item, FlashStep):
-            self._document["flash_steps"].append(flash_step_entry(item, part))
+            document["flash_steps"].append(flash_step_entry(item, part))
         elif isinstance(item, RingCase):
-            self._document["records"].append(ring_entry(item, self._world_size, part))
+            document["records"].append(ring_entry(item, self._world_size, part))
         else:
-            self._document["torch_cp"].append(torch_cp_entry(item, self._world_size, part))
+            document["torch_cp"].append(torch_cp_entry(item, self._world_size, part))
         self.finished.add(index)
-        join_references(self._document)
+        join_references(document)
         self._write()
         result = part["result"]
-        if result["status"] == STATUS_OK:
+        text = result["status"]
+        if text == STATUS_OK:
             unit = "TFLOP/s" if isinstance(item, FlashStep) else "TFLOP/s per GPU"
             text = f"{result['median_ms']:.3f} ms, {result['tflops']:.1f} {unit}"
-        else:
-            text = result["status"]
         elapsed = self._clock() - self._started
-        line = f"[{index + 1}/{len(self._items)}] {item.label()}: {text} ({elapsed:.0f} s elapsed)"
+        line = common.progress_line(index + 1, len(self._items), item.label(), text, elapsed)
         print(line, file=self._progress, flush=True)
 
     def finish(self, *, stop_reason: str | None) -> dict[str, Any]:
-        """Record the measurements that did not finish and whether the run is complete.
-
-        The document is written once more.
-        """
+        """Record the measurements that did not finish and whether the run is complete;
+        write the document once more and return it."""
         self._document["skipped"] = [
             {"item": item.label(), "reason": stop_reason or "not run"}
             for index, item in enumerate(self._items)
@@ -1252,75 +1131,56 @@ class RingCollector:
 # ---------------------------------------------------------------------------------
 
 
-def parse_seconds(text: str) -> float:
-    """Parse a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds (got {text!r})")
-    return value
-
-
 def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``python -m baracuda bench ring`` to ``parser``."""
-    options = {
-        "--chunks": (
-            common.size_list,
-            "comma-separated tokens per GPU, k suffix allowed (default 1k,2k,4k,8k,16k,32k)",
-        ),
-        "--dtypes": (
-            common.dtype_list,
-            f"comma-separated dtypes from "
-            f"{','.join(common.ALL_DTYPES)} (default {','.join(DEFAULT_DTYPES)})",
-        ),
-        "--heads": (common.size, f"query heads H (default {DEFAULT_HEADS})"),
-        "--heads-k": (common.size, f"K/V heads Hk, a divisor of H (default {DEFAULT_HEADS_K})"),
-        "--head-dim": (common.size, f"head dim D (default {DEFAULT_HEAD_DIM})"),
-        "--world-size": (common.size, "ranks, one GPU each (default: every visible GPU)"),
-        "--cases": (
-            common.choice_list(tuple(CASE_KINDS)),
-            f"comma-separated cases from {','.join(CASE_KINDS)} (default all)",
-        ),
-        "--schedules": (
-            common.choice_list(SCHEDULES),
-            f"comma-separated schedules from {','.join(SCHEDULES)} (default both)",
-        ),
-        "--warmup": (
-            common.count,
-            "untimed calls per measurement after the cold and probe "
-            f"calls (default: about {WARMUP_TARGET_S:g} s worth, "
-            f"{MIN_ADAPTIVE_WARMUP} to {MAX_ADAPTIVE_WARMUP})",
-        ),
-        "--repeats": (
-            common.size,
-            f"timed calls per measurement (default: about "
-            f"{REPEATS_TARGET_S:g} s worth, {MIN_ADAPTIVE_REPEATS} to "
-            f"{MAX_ADAPTIVE_REPEATS})",
-        ),
-        "--max-seconds": (
-            parse_seconds,
-            "start no measurement after this many seconds; the rest is recorded as skipped",
-        ),
-        "--out": (
-            Path,
-            "JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-ring.json)",
-        ),
-    }
-    for option, (kind, text) in options.items():
-        parser.add_argument(option, type=kind, help=text)
-    quick = "; ".join(
-        f"{key} {','.join(map(format_tokens, value)) if isinstance(value, tuple) else value}"
-        for key, value in QUICK_PRESET.items()
+    dtypes = ",".join(common.ALL_DTYPES)
+    common.add_options(
+        parser,
+        {
+            "--chunks": (
+                common.size_list,
+                "comma-separated tokens per GPU, k suffix allowed (default 1k,2k,4k,8k,16k,32k)",
+            ),
+            "--dtypes": (
+                common.dtype_list,
+                f"comma-separated dtypes from {dtypes} (default {','.join(DEFAULT_DTYPES)})",
+            ),
+            "--heads": (common.size, f"query heads H (default {DEFAULT_HEADS})"),
+            "--heads-k": (common.size, f"K/V heads Hk, a divisor of H (default {DEFAULT_HEADS_K})"),
+            "--head-dim": (common.size, f"head dim D (default {DEFAULT_HEAD_DIM})"),
+            "--world-size": (common.size, "ranks, one GPU each (default: every visible GPU)"),
+            "--cases": (
+                common.choice_list(tuple(CASE_KINDS)),
+                f"comma-separated cases from {','.join(CASE_KINDS)} (default all)",
+            ),
+            "--schedules": (
+                common.choice_list(SCHEDULES),
+                f"comma-separated schedules from {','.join(SCHEDULES)} (default both)",
+            ),
+            "--warmup": (
+                common.count,
+                "untimed calls per measurement after the cold and probe calls (default: about "
+                f"{WARMUP_TARGET_S:g} s worth, {MIN_ADAPTIVE_WARMUP} to {MAX_ADAPTIVE_WARMUP})",
+            ),
+            "--repeats": (
+                common.size,
+                f"timed calls per measurement (default: about {REPEATS_TARGET_S:g} s worth, "
+                f"{MIN_ADAPTIVE_REPEATS} to {MAX_ADAPTIVE_REPEATS})",
+            ),
+            "--max-seconds": (
+                common.seconds,
+                "start no measurement after this many seconds; the rest is recorded as skipped",
+            ),
+            "--out": (
+                Path,
+                "JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-ring.json)",
+            ),
+        },
     )
-    parser.add_argument(
-        "--quick", action="store_true", help=f"a small grid ({quick}); explicit options override it"
-    )
-    parser.add_argument(
-        "--no-peers",
-        action="store_true",
-        help="time baracuda only, not PyTorch's context parallelism",
+    common.add_preset_options(
+        parser,
+        quick=f"a small grid ({common.describe_preset(QUICK_PRESET, format_tokens)})",
+        no_peers="time baracuda only, not PyTorch's context parallelism",
     )
 
 
@@ -1332,23 +1192,9 @@ def resolve_ring_config(args: argparse.Namespace) -> RingBenchConfig:
     ConfigError
         ``Hk`` does not divide ``H``, or a zigzag case has an odd chunk.
     """
-    preset = QUICK_PRESET if args.quick else {}
-
-    def pick(name: str, default: Any) -> Any:
-        value = getattr(args, name)
-        return value if value is not None else preset.get(name, default)
-
     config = RingBenchConfig(
-        dtypes=pick("dtypes", DEFAULT_DTYPES),
-        chunks=pick("chunks", DEFAULT_CHUNKS),
-        heads=pick("heads", DEFAULT_HEADS),
-        heads_k=pick("heads_k", DEFAULT_HEADS_K),
-        head_dim=pick("head_dim", DEFAULT_HEAD_DIM),
-        cases=pick("cases", tuple(CASE_KINDS)),
-        schedules=pick("schedules", SCHEDULES),
+        **common.resolve_options(args, CONFIG_DEFAULTS, QUICK_PRESET),
         world_size=args.world_size,
-        warmup=pick("warmup", None),
-        repeats=pick("repeats", None),
         peers=not args.no_peers,
         max_seconds=args.max_seconds,
         out=args.out,
@@ -1358,7 +1204,7 @@ def resolve_ring_config(args: argparse.Namespace) -> RingBenchConfig:
             f"--heads-k must divide --heads (got H={config.heads}, Hk={config.heads_k})"
         )
     odd = [chunk for chunk in config.chunks if chunk % 2]
-    if any(CASE_KINDS[case].layout == ZIGZAG for case in config.cases) and odd:
+    if odd and any(CASE_KINDS[case].layout == ZIGZAG for case in config.cases):
         raise ConfigError(
             f"the zigzag layout splits each chunk in two halves (got odd chunks {odd})"
         )
@@ -1366,13 +1212,8 @@ def resolve_ring_config(args: argparse.Namespace) -> RingBenchConfig:
 
 
 def resolve_world_size(requested: int | None, device_count: int) -> int:
-    """Return the number of ranks: ``requested``, or every visible GPU (at least 1).
-
-    Raises
-    ------
-    ConfigError
-        More ranks than visible GPUs.
-    """
+    """Return ``requested`` ranks, or one per visible GPU (at least 1); ConfigError when
+    more ranks than visible GPUs are requested."""
     if requested is None:
         return max(1, device_count)
     if requested > device_count:
@@ -1413,12 +1254,9 @@ def stop_reason(*, failed: bool, interrupted: bool, budget: bool) -> str | None:
 def run_ring(args: argparse.Namespace) -> int:
     """Entry point of ``python -m baracuda bench ring``.
 
-    Returns
-    -------
-    int
-        Exit status: 0 after a run or when no GPU is present; 1 when a rank failed or a
-        required package is missing; 2 for options that do not go together; 130 after
-        Ctrl-C (what was measured is kept).
+    Returns 0 after a run or without a GPU; 1 when a rank failed or a required package is
+    missing; 2 for options that do not go together; 130 after Ctrl-C (the measurements so
+    far are kept).
     """
     try:
         config = resolve_ring_config(args)
@@ -1487,17 +1325,13 @@ def run_ring(args: argparse.Namespace) -> int:
         document["failures"].append(str(exc))
     except KeyboardInterrupt:
         interrupted = True
-    collector.finish(
-        stop_reason=stop_reason(
-            failed=bool(document["failures"]),
-            interrupted=interrupted,
-            budget=config.max_seconds is not None,
-        )
-    )
+    failed = bool(document["failures"])
+    budget = config.max_seconds is not None
+    collector.finish(stop_reason=stop_reason(failed=failed, interrupted=interrupted, budget=budget))
     print_ring_table(document)
     print(f"results written to {out}")
     for failure in document["failures"]:
         print(f"{PROGRAM}: {failure}", file=sys.stderr)
     if interrupted:
         return INTERRUPTED_EXIT
-    return RANK_FAILURE_EXIT if document["failures"] else 0
+    return RANK_FAILURE_EXIT if failed else 0

@@ -496,7 +496,8 @@ def test_recorded_results_render_as_a_table():
     assert table[2].split()[-1] == f"{RECORDED['cases'][0]['speedup_vs_best_peer']:.2f}x"
 
 
-def test_command_on_a_fake_gpu_prints_the_table_and_writes_json(monkeypatch, capsys, tmp_path):
+def fake_flash_command(monkeypatch):
+    """Run ``bench flash`` on a fake GPU with numpy arrays, fake events and a fake baracuda."""
     clock = FakeClock()
     libraries = types.SimpleNamespace(
         torch=None,
@@ -509,6 +510,10 @@ def test_command_on_a_fake_gpu_prints_the_table_and_writes_json(monkeypatch, cap
     monkeypatch.setattr(common, "import_libraries", lambda program: libraries)
     monkeypatch.setattr(flash, "baracuda_implementation", lambda baracuda: fake("baracuda", clock))
     monkeypatch.setattr(flash, "baracuda_plan_info", lambda baracuda, case: {"sku": "fake"})
+
+
+def test_command_on_a_fake_gpu_prints_the_table_and_writes_json(monkeypatch, capsys, tmp_path):
+    fake_flash_command(monkeypatch)
     out = tmp_path / "flash.json"
     assert (
         main(
@@ -983,18 +988,7 @@ def test_torch_peers_pose_the_problem_baracuda_gets(dtype, tolerance, causal, va
 
 
 def test_command_with_variants_prints_the_variant_column(monkeypatch, capsys, tmp_path):
-    clock = FakeClock()
-    libraries = types.SimpleNamespace(
-        torch=None,
-        cupy=None,
-        events_name=FakeTimer.method,
-        arrays_name=NumpyArrays.name,
-        arrays_and_timer=lambda: (NumpyArrays(), FakeTimer(clock)),
-    )
-    monkeypatch.setattr(common, "probe_gpu", lambda: FAKE_GPU)
-    monkeypatch.setattr(common, "import_libraries", lambda program: libraries)
-    monkeypatch.setattr(flash, "baracuda_implementation", lambda baracuda: fake("baracuda", clock))
-    monkeypatch.setattr(flash, "baracuda_plan_info", lambda baracuda, case: {"sku": "fake"})
+    fake_flash_command(monkeypatch)
     out = tmp_path / "flash.json"
     argv = ["bench", "--dtypes", "f32", "--head-dims", "64", "--seqlens", "64", "--tokens", "64"]
     argv += ["--variants", "plain,mask,gqa", "--causal", "yes", "--repeats", "2"]

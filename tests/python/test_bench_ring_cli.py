@@ -46,136 +46,132 @@ def small_problem(*, dtype="f32", chunk=64, heads=4, heads_k=2, head_dim=8):
 # ---------------------------------------------------------------------------------
 
 
-def test_bench_help_lists_ring(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert "ring" in out
-    assert "flash" in out
-
-
-def test_ring_help_lists_every_option(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "ring", "--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    for option in (
-        "--chunks",
-        "--dtypes",
-        "--heads",
-        "--heads-k",
-        "--head-dim",
-        "--world-size",
-        "--warmup",
-        "--repeats",
-        "--schedules",
-        "--cases",
-        "--no-peers",
-        "--quick",
-        "--out",
-        "--max-seconds",
-    ):
-        assert option in out
-
-
-def test_ring_defaults():
-    args = parse("bench", "ring")
-    assert args.target == "ring"
-    assert args.run is _bench_ring.run_ring
-    config = _bench_ring.resolve_ring_config(args)
-    assert config.chunks == DEFAULT_CHUNKS
-    assert config.dtypes == ("bf16",)
-    assert (config.heads, config.heads_k, config.head_dim) == (32, 8, 128)
-    assert config.cases == ALL_CASES
-    assert config.schedules == ("overlapped", "serial")
-    assert config.world_size is None
-    assert config.warmup is None and config.repeats is None
-    assert config.peers
-    assert config.max_seconds is None
-    assert config.out is None
-
-
-def test_quick_preset_and_explicit_override():
-    quick = parse_ring("--quick")
-    assert quick.chunks == (1 * KIBI, 8 * KIBI)
-    assert (quick.warmup, quick.repeats) == (2, 10)
-    assert quick.cases == ALL_CASES
-
-    overridden = parse_ring("--quick", "--repeats", "3", "--chunks", "2k")
-    assert overridden.repeats == 3
-    assert overridden.warmup == 2
-    assert overridden.chunks == (2 * KIBI,)
-
-
-def test_every_ring_option_parses():
-    config = parse_ring(
-        *"--chunks 1k,32k --dtypes f16,bf16 --heads 16 --heads-k 4 --head-dim 64 --world-size 2"
-        " --cases causal-zigzag,noncausal,causal-zigzag --schedules serial --warmup 0"
-        " --repeats 7 --max-seconds 120.5 --out x/ring.json --no-peers".split()
-    )
-    assert config.chunks == (1024, 32768)
-    assert config.dtypes == ("f16", "bf16")
-    assert (config.heads, config.heads_k, config.head_dim) == (16, 4, 64)
-    assert config.world_size == 2
-    assert config.cases == ("causal-zigzag", "noncausal")
-    assert config.schedules == ("serial",)
-    assert (config.warmup, config.repeats) == (0, 7)
-    assert config.max_seconds == 120.5
-    assert config.out == Path("x/ring.json")
-    assert not config.peers
+RING_OPTIONS = "--chunks --dtypes --heads --heads-k --head-dim --world-size --warmup --repeats"
+RING_OPTIONS += " --schedules --cases --no-peers --quick --out --max-seconds"
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
+    ("argv", "listed"),
+    [(["bench", "--help"], ["ring", "flash"]), (["bench", "ring", "--help"], RING_OPTIONS.split())],
+)
+def test_help_lists_the_targets_and_every_option(capsys, argv, listed):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in listed)
+
+
+DEFAULTS = {
+    "chunks": DEFAULT_CHUNKS,
+    "dtypes": ("bf16",),
+    "heads": 32,
+    "heads_k": 8,
+    "head_dim": 128,
+    "cases": ALL_CASES,
+    "schedules": ("overlapped", "serial"),
+    "world_size": None,
+    "warmup": None,
+    "repeats": None,
+    "peers": True,
+    "max_seconds": None,
+    "out": None,
+}
+EVERY_OPTION = (
+    "--chunks 1k,32k --dtypes f16,bf16 --heads 16 --heads-k 4 --head-dim 64 --world-size 2"
+    " --cases causal-zigzag,noncausal,causal-zigzag --schedules serial --warmup 0"
+    " --repeats 7 --max-seconds 120.5 --out x/ring.json --no-peers"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
     [
-        ("--chunks", "0"),
-        ("--chunks", "1x"),
-        ("--chunks", "1k,,2k"),
-        ("--dtypes", "fp8"),
-        ("--cases", "causal"),
-        ("--schedules", "parallel"),
-        ("--heads", "0"),
-        ("--world-size", "0"),
-        ("--warmup", "-1"),
-        ("--repeats", "0"),
-        ("--max-seconds", "0"),
-        ("--max-seconds", "soon"),
-        ("--max-seconds", "nan"),
+        ("", {}),
+        ("--quick", {"chunks": (1 * KIBI, 8 * KIBI), "warmup": 2, "repeats": 10}),
+        ("--quick --repeats 3 --chunks 2k", {"chunks": (2 * KIBI,), "warmup": 2, "repeats": 3}),
+        (
+            "--chunks 1001 --cases noncausal,causal-contiguous",
+            {"chunks": (1001,), "cases": ("noncausal", "causal-contiguous")},
+        ),
+        (
+            EVERY_OPTION,
+            {
+                "chunks": (1024, 32768),
+                "dtypes": ("f16", "bf16"),
+                "heads": 16,
+                "heads_k": 4,
+                "head_dim": 64,
+                "world_size": 2,
+                "cases": ("causal-zigzag", "noncausal"),
+                "schedules": ("serial",),
+                "warmup": 0,
+                "repeats": 7,
+                "max_seconds": 120.5,
+                "out": Path("x/ring.json"),
+                "peers": False,
+            },
+        ),
+    ],
+    ids=["defaults", "quick", "quick-overridden", "odd-chunk-no-zigzag", "every-option"],
+)
+def test_options_quick_preset_and_defaults_resolve(argv, expected):
+    args = parse("bench", "ring", *argv.split())
+    assert (args.target, args.run) == ("ring", _bench_ring.run_ring)
+    config = _bench_ring.resolve_ring_config(args)
+    assert {name: getattr(config, name) for name in DEFAULTS} == {**DEFAULTS, **expected}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--chunks", "0", "positive integer"),
+        ("--chunks", "1x", "positive integer"),
+        ("--chunks", "1k,,2k", "positive integer"),
+        ("--dtypes", "fp8", "unknown dtype 'fp8'"),
+        (
+            "--cases",
+            "noncausal,zigzag",
+            "unknown name 'zigzag' (expected one of noncausal, causal-contiguous, causal-zigzag)",
+        ),
+        ("--schedules", "parallel", "unknown name 'parallel'"),
+        ("--heads", "0", "positive integer"),
+        ("--world-size", "0", "positive integer"),
+        ("--warmup", "-1", "non-negative integer"),
+        ("--repeats", "0", "positive integer"),
+        ("--max-seconds", "0", "positive number of seconds"),
+        ("--max-seconds", "soon", "positive number of seconds"),
+        ("--max-seconds", "nan", "positive number of seconds"),
     ],
 )
-def test_invalid_option_is_a_usage_error(capsys, option, value):
+def test_invalid_option_is_a_usage_error(capsys, option, value, message):
     with pytest.raises(SystemExit) as exit_info:
         parse("bench", "ring", option, value)
     assert exit_info.value.code == 2
-    assert option in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert option in err and message in err
 
 
-def test_unknown_case_message_names_the_choices(capsys):
-    with pytest.raises(SystemExit):
-        parse("bench", "ring", "--cases", "noncausal,zigzag")
-    assert (
-        "unknown name 'zigzag' (expected one of noncausal, causal-contiguous, causal-zigzag)"
-        in capsys.readouterr().err
-    )
-
-
-def test_options_that_do_not_go_together(monkeypatch, capsys):
-    with pytest.raises(_bench_ring.ConfigError, match="must divide"):
-        parse_ring("--heads", "32", "--heads-k", "5")
-    with pytest.raises(_bench_ring.ConfigError, match="odd chunks \\[1001\\]"):
-        parse_ring("--chunks", "1k,1001")
-    assert parse_ring("--chunks", "1001", "--cases", "noncausal,causal-contiguous").chunks == (
-        1001,
-    )
-
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ("--heads-k 5", "--heads-k must divide --heads (got H=32, Hk=5)"),
+        (
+            "--chunks 1k,1001",
+            "the zigzag layout splits each chunk in two halves (got odd chunks [1001])",
+        ),
+        ("--world-size 2", "--world-size 2 needs 2 GPUs (got 1 visible)"),
+    ],
+)
+def test_options_that_do_not_go_together(monkeypatch, capsys, tmp_path, argv, message):
     probed = []
     monkeypatch.setattr(_bench_common, "probe_gpu", lambda: probed.append(True) or FAKE_GPU)
-    assert main(["bench", "ring", "--heads-k", "5"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        "baracuda bench ring: --heads-k must divide --heads (got H=32, Hk=5)"
-    ]
-    assert probed == []
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "ring", *argv.split()]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"baracuda bench ring: {message}"]
+    # Options are checked before the probe; the world size against the GPUs it found.
+    assert probed == ([True] if "world-size" in argv else [])
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -183,18 +179,6 @@ def test_options_that_do_not_go_together(monkeypatch, capsys):
 )
 def test_world_size(requested, devices, expected):
     assert _bench_ring.resolve_world_size(requested, devices) == expected
-
-
-def test_world_size_beyond_the_visible_gpus(monkeypatch, capsys, tmp_path):
-    with pytest.raises(_bench_ring.ConfigError, match="needs 3 GPUs \\(got 2 visible\\)"):
-        _bench_ring.resolve_world_size(3, 2)
-    monkeypatch.setattr(_bench_common, "probe_gpu", lambda: FAKE_GPU)
-    monkeypatch.chdir(tmp_path)
-    assert main(["bench", "ring", "--world-size", "2"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        "baracuda bench ring: --world-size 2 needs 2 GPUs (got 1 visible)"
-    ]
-    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------
@@ -378,22 +362,27 @@ def test_flop_counts():
     )
 
 
-def test_fraction_kept_and_target():
-    assert _bench_ring.fraction_kept(45.0, 50.0) == pytest.approx(0.9)
-    assert _bench_ring.fraction_kept(None, 50.0) is None
-    assert _bench_ring.fraction_kept(45.0, None) is None
-    assert _bench_ring.fraction_kept(45.0, 0.0) is None
+@pytest.mark.parametrize(
+    ("ring", "flash", "expected"),
+    [(45.0, 50.0, 0.9), (None, 50.0, None), (45.0, None, None), (45.0, 0.0, None)],
+)
+def test_fraction_kept(ring, flash, expected):
+    assert _bench_ring.fraction_kept(ring, flash) == pytest.approx(expected)
 
-    def verdict(schedule, chunk, kept):
-        return _bench_ring.meets_target(
-            {"schedule": schedule, "chunk": chunk, "fraction_kept": kept}
-        )
 
-    assert verdict("overlapped", 8 * KIBI, 0.90) is True
-    assert verdict("overlapped", 32 * KIBI, 0.89) is False
-    assert verdict("overlapped", 8 * KIBI, None) is None
-    assert verdict("overlapped", 4 * KIBI, 0.99) is None
-    assert verdict("serial", 16 * KIBI, 0.99) is None
+@pytest.mark.parametrize(
+    ("schedule", "chunk", "kept", "expected"),
+    [
+        ("overlapped", 8 * KIBI, 0.90, True),
+        ("overlapped", 32 * KIBI, 0.89, False),
+        ("overlapped", 8 * KIBI, None, None),
+        ("overlapped", 4 * KIBI, 0.99, None),
+        ("serial", 16 * KIBI, 0.99, None),
+    ],
+)
+def test_meets_target(schedule, chunk, kept, expected):
+    record = {"schedule": schedule, "chunk": chunk, "fraction_kept": kept}
+    assert _bench_ring.meets_target(record) is expected
 
 
 @pytest.mark.parametrize(
@@ -557,37 +546,13 @@ def test_collector_builds_records_and_writes_json(tmp_path):
 def test_table_from_fabricated_document(tmp_path):
     _, document, _, _, _ = fabricated_run(tmp_path)
     table = _bench_ring.format_ring_table(document).splitlines()
-    assert table[0].split() == [
-        "dtype",
-        "chunk",
-        "S",
-        "case",
-        "schedule",
-        "ring",
-        "ms",
-        "TF/s/GPU",
-        "flash",
-        "TF/s",
-        "kept",
-        "cp",
-        "cudnn",
-        "TF/s/GPU",
-        "cp",
-        "flash",
-        "TF/s/GPU",
-    ]
+    header = "dtype chunk S case schedule ring ms TF/s/GPU flash TF/s kept"
+    assert table[0].split() == f"{header} cp cudnn TF/s/GPU cp flash TF/s/GPU".split()
     assert set(table[1]) == {"-", " "}
     assert len(table) == 2 + len(document["records"])
     row = table[2].split()
-    assert row[:7] == [
-        "bf16",
-        "4k",
-        "8k",
-        "noncausal",
-        "overlapped",
-        "12.000",
-        f"{document['records'][0]['ring']['tflops']:.1f}",
-    ]
+    ring_tflops = f"{document['records'][0]['ring']['tflops']:.1f}"
+    assert row[:7] == ["bf16", "4k", "8k", "noncausal", "overlapped", "12.000", ring_tflops]
     assert row[8] == f"{document['records'][0]['fraction_kept']:.0%}"
     assert row[-1] == "unsupported"
     assert table[6].split()[8] == "100%"
@@ -627,14 +592,18 @@ def test_finish_records_skipped_measurements():
     assert "world size 1: the ring ran on one GPU, without NCCL" in out.getvalue()
 
 
-def test_stop_reason():
-    def reason(failed=False, interrupted=False, budget=False):
-        return _bench_ring.stop_reason(failed=failed, interrupted=interrupted, budget=budget)
-
-    assert reason() is None
-    assert reason(budget=True) == "time budget spent"
-    assert reason(interrupted=True, budget=True) == "interrupted"
-    assert reason(failed=True, interrupted=True, budget=True) == "a rank failed"
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((), None),
+        (("budget",), "time budget spent"),
+        (("interrupted", "budget"), "interrupted"),
+        (("failed", "interrupted", "budget"), "a rank failed"),
+    ],
+)
+def test_stop_reason(flags, expected):
+    names = ("failed", "interrupted", "budget")
+    assert _bench_ring.stop_reason(**{name: name in flags for name in names}) == expected
 
 
 def test_default_output_path_has_ring_suffix():
@@ -976,20 +945,18 @@ class FakeContextParallel:
         }
 
 
-def cp_context(fake, clock):
+def measure_cp(problem, causal, peer, **fake_options):
+    """``measure_torch_cp`` on a rank of one over a FakeContextParallel; the payload and fake."""
+    clock = FakeClock()
+    fake = FakeContextParallel(clock, **fake_options)
     ctx = rank_context(clock=clock, warmup=0, repeats=2)
     ctx.torch_cp = _bench_ring.TorchContextParallel(fake.torch, fake.api(), mesh="mesh")
-    return ctx
+    payload = _bench_ring.measure_torch_cp(ctx, _bench_ring.TorchCpCase(problem, causal, peer))
+    return payload, fake
 
 
 def test_torch_cp_falls_back_to_expanded_kv_heads():
-    clock = FakeClock()
-    fake = FakeContextParallel(clock, refuse_gqa=True)
-    ctx = cp_context(fake, clock)
-    item = _bench_ring.TorchCpCase(small_problem(chunk=32), True, "torch_cp_flash")
-
-    payload = _bench_ring.measure_torch_cp(ctx, item)
-
+    payload, fake = measure_cp(small_problem(chunk=32), True, "torch_cp_flash", refuse_gqa=True)
     assert payload["result"]["status"] == "ok"
     assert (payload["result"]["median_ms"], payload["result"]["runs"]) == (5.0, 2)
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_EXPANDED
@@ -1009,11 +976,7 @@ def test_torch_cp_falls_back_to_expanded_kv_heads():
 
 
 def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
-    clock = FakeClock()
-    fake = FakeContextParallel(clock)
-    ctx = cp_context(fake, clock)
-    item = _bench_ring.TorchCpCase(small_problem(heads_k=4), False, "torch_cp_cudnn")
-    payload = _bench_ring.measure_torch_cp(ctx, item)
+    payload, fake = measure_cp(small_problem(heads_k=4), False, "torch_cp_cudnn")
     assert payload["result"]["status"] == "ok"
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_SAME
     assert "kv_heads_note" not in payload
@@ -1024,12 +987,8 @@ def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
 
 
 def test_torch_cp_failure_is_recorded_and_the_block_exits():
-    clock = FakeClock()
     crash = RuntimeError("CUDA error: an illegal memory access")
-    fake = FakeContextParallel(clock, fail_with=crash)
-    ctx = cp_context(fake, clock)
-    item = _bench_ring.TorchCpCase(small_problem(), True, "torch_cp_cudnn")
-    payload = _bench_ring.measure_torch_cp(ctx, item)
+    payload, fake = measure_cp(small_problem(), True, "torch_cp_cudnn", fail_with=crash)
     assert payload["result"]["status"] == "error"
     assert "illegal memory access" in payload["result"]["error"]
     assert payload["kv_heads"] == _bench_ring.KV_HEADS_NATIVE
