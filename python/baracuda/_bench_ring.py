@@ -727,9 +727,13 @@ def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | No
     samples = own["samples_ms"]
     result = summarize_ranks(samples, [np.median(samples)], own["warmup"], step_flops(problem))
     descriptor = baracuda.FlashSdpaDescriptor(
-        problem.batch, problem.heads, problem.chunk, problem.chunk, problem.head_dim,
+        problem.batch,
+        problem.heads,
+        problem.chunk,
+        problem.chunk,
+        problem.head_dim,
         element=problem.dtype,
-    )  # fmt: skip
+    )
     return {"result": result, "plan": common.flash_plan_info(baracuda, descriptor)}
 
 
