@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kernel variants side by side in one GPU call: the working tree's library ("base"), then one
-# build per patch of the library's sources (`git diff main BRANCH -- libbaracuda cmake`), each
+# build per patch of the library's sources (`git diff main...BRANCH -- libbaracuda cmake`), each
 # swapped in turn into the installed baracuda package, tested and benchmarked there. For A/B
 # measurements of kernel changes under a device-time budget. Run it from the repository root
 # after benchmarks/device_run.sh in the same call (baracuda installed).
