@@ -592,15 +592,19 @@ struct BlockTile {
   int64_t last_row;  // the tile's last row of the problem
 };
 
-__device__ __forceinline__ int64_t tile_count(const Params& params) {
-  const int64_t tiles = (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
-  return int64_t{params.batch_size} * params.num_heads * tiles;
+// Query tiles of one (batch, head), and of the whole launch.
+__host__ __device__ __forceinline__ int64_t query_tiles(const Params& params) {
+  return (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+}
+
+__host__ __device__ __forceinline__ int64_t tile_count(const Params& params) {
+  return int64_t{params.batch_size} * params.num_heads * query_tiles(params);
 }
 
 __device__ __forceinline__ BlockTile block_tile(const Params& params, int32_t group_heads,
                                                 int64_t index) {
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
-  const int64_t tiles = (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+  const int64_t tiles = query_tiles(params);
   const int64_t group = index / (group_heads * tiles);
   const int64_t first_head = group * group_heads;
   const int64_t heads_in_group = min(int64_t{group_heads}, heads - first_head);
@@ -1043,9 +1047,7 @@ inline int32_t tile_group_heads(const Params& params, int l2_bytes) {
 template <typename Element, int kHeadDimBucket>
 baracuda_status launch_hopper(const Params& params, baracuda_stream stream, const char* op) {
   using Config = hopper::TileConfig<kHeadDimBucket>;
-  const int64_t tiles_per_head =
-      (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
-  const int64_t blocks = int64_t{params.batch_size} * params.num_heads * tiles_per_head;
+  const int64_t blocks = hopper::tile_count(params);
   if (blocks == 0) return BARACUDA_STATUS_SUCCESS;
 
   const baracuda_element element =
