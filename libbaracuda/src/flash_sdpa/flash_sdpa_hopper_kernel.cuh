@@ -744,8 +744,12 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
 
 // Ping-pong of the consumer warpgroups: they take turns to issue their GEMMs, so that one
 // warpgroup's softmax runs while the tensor cores work on the other's. Warpgroup c waits on
-// its named barrier before it issues and then signals the other's; the second warpgroup opens
-// the first one's barrier once at the start.
+// its named barrier before it issues and then signals the other's. Both issue count + 1 times
+// per query tile, so the turns run on from one tile to the next: the first warpgroup starts a
+// tile's GEMMs as soon as the second has issued its last of the tile before, while the second
+// still stores its rows. The second warpgroup opens the first one's barrier once, before the
+// block's first GEMM, and the first takes the turn that the second passes after the block's
+// last (Turns).
 constexpr uint32_t kTurnThreads = 2 * kWarpgroupThreads;
 
 __device__ __forceinline__ uint32_t turn_barrier(int consumer) {
@@ -760,6 +764,31 @@ __device__ __forceinline__ void pass_turn(int consumer) {
   cutlass::arch::NamedBarrier::arrive(kTurnThreads, turn_barrier(1 - consumer));
 }
 
+// A consumer warpgroup's part of the turns over the block's tiles: whether they have started
+// (the first query tile with a key tile), so that the opening pass comes once and the closing
+// wait only after one.
+template <bool kTakeTurns>
+struct Turns {
+  int consumer;
+  bool started = false;
+
+  __device__ __forceinline__ void begin_tile() {
+    if (!kTakeTurns || started) return;
+    started = true;
+    if (consumer == 1) pass_turn(consumer);
+  }
+  __device__ __forceinline__ void take() {
+    if constexpr (kTakeTurns) wait_for_turn(consumer);
+  }
+  __device__ __forceinline__ void end() {
+    if constexpr (kTakeTurns) pass_turn(consumer);
+  }
+  // After the block's last tile: the second warpgroup's last pass is the first one's to take.
+  __device__ __forceinline__ void finish() {
+    if (kTakeTurns && started && consumer == 0) wait_for_turn(consumer);
+  }
+};
+
 // Hands a stage back to the producer: one arrival per consumer warp, once each of its lanes
 // is past the wgmma wait that finished reading it.
 __device__ __forceinline__ void release_stage(uint64_t* empty) {
@@ -773,8 +802,10 @@ __device__ __forceinline__ void release_stage(uint64_t* empty) {
 // `ring_position` and `q_parity` are the producer's (for_each_tile).
 template <typename Element, int kHeadDim, ScorePath kPath>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
-                                        const BlockTile& tile, const KeyTiles& tiles, int consumer,
+                                        const BlockTile& tile, const KeyTiles& tiles,
+                                        Turns<TileConfig<kHeadDim>::kTakeTurns>& turns,
                                         int32_t ring_position, int32_t q_parity) {
+  const int consumer = turns.consumer;
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
   // The ring slot of this tile's key tile `iteration`.
@@ -868,19 +899,10 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     }
   };
 
-  // Every warpgroup issues count + 1 times; the last turn the second one passes would open a
-  // turn that never comes, so it keeps it.
   const int32_t count = tiles.end - tiles.begin;
-  int32_t turns_left = count + 1;
-  const auto take_turn = [&]() {
-    if constexpr (Config::kTakeTurns) wait_for_turn(consumer);
-  };
-  const auto end_turn = [&]() {
-    if constexpr (Config::kTakeTurns) {
-      if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
-    }
-  };
-  if (Config::kTakeTurns && count > 0 && consumer == 1) pass_turn(consumer);
+  const auto take_turn = [&]() { turns.take(); };
+  const auto end_turn = [&]() { turns.end(); };
+  if (count > 0) turns.begin_tile();
 
   // The correction of the last softmax: O takes it just before its next P V, while the
   // tensor cores work on the Q K^T issued just before.
@@ -1006,11 +1028,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   } else {
     cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
     const auto consume_tiles = [&](auto path) {
+      Turns<Config::kTakeTurns> turns{warpgroup - 1};
       for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
                                     int32_t ring_position, int32_t q_parity) {
-        consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles,
-                                                          warpgroup - 1, ring_position, q_parity);
+        consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles, turns,
+                                                          ring_position, q_parity);
       });
+      turns.finish();
     };
     if (score_path(params.modifiers) == ScorePath::kScaled) {
       consume_tiles(std::integral_constant<ScorePath, ScorePath::kScaled>{});
