@@ -115,12 +115,20 @@ constexpr size_t shared_bytes() {
   return sizeof(SharedStorage<kHeadDim>) + kSwizzleAtomBytes;
 }
 
-// The kernel's parameters: TMA descriptors of q, k and v, then the common launch parameters.
+// How the persistent blocks walk the launch's query tiles (unit_at): heads per L2 group, and
+// whether a unit pairs a long query tile with a short one.
+struct TileOrder {
+  int32_t group_heads;
+  int32_t paired;  // 0 or 1
+};
+
+// The kernel's parameters: TMA descriptors of q, k and v, the tile order, then the common launch
+// parameters.
 struct HopperParams {
   CUtensorMap q_map;
   CUtensorMap k_map;
   CUtensorMap v_map;
-  int32_t group_heads;  // heads per tile group (block_tile)
+  TileOrder order;
   Params params;
 };
 
@@ -578,12 +586,16 @@ __device__ __forceinline__ void merge_into_running_state(const Params& params,
 
 // ---------------------------------------------------------------- the block's work
 
-// Which (batch, head, query tile) tile `index` is. The (batch, head) pairs come in groups of
-// `group_heads` whose K and V fit in half the L2 cache together (launch_hopper), one group after
-// the other, so that the blocks running at one time read keys the L2 holds. Within a group the
-// tiles go from the last query tile to the first, heads fastest, so that under a causal mask the
-// longest tiles start first; the persistent blocks take them in that order, each the next one
-// its loop reaches.
+// The order of the launch's query tiles. The (batch, head) pairs come in groups of
+// `group_heads` whose K and V fit in half the L2 cache together (launch_hopper), one group
+// after the other, so that the blocks running at one time read keys the L2 holds. Within a group
+// the work goes in units, heads fastest, and the persistent blocks take the units in turn
+// (blockIdx.x, blockIdx.x + gridDim.x, ...). A unit is one query tile, from the last to the
+// first so that under a causal mask the longest start first; or, when `paired`, the query
+// tiles t and tiles - 1 - t of one head, the long one first: under a causal mask or a window
+// the two see a constant number of key tiles between them, so every block gets about the same
+// work where single tiles, the long ones first, leave the blocks that got them the longest
+// (benchmarks/NOTES.md, v15).
 struct BlockTile {
   int64_t b;
   int64_t h;
@@ -601,20 +613,50 @@ __host__ __device__ __forceinline__ int64_t tile_count(const Params& params) {
   return int64_t{params.batch_size} * params.num_heads * query_tiles(params);
 }
 
-__device__ __forceinline__ BlockTile block_tile(const Params& params, int32_t group_heads,
-                                                int64_t index) {
+// Units of one (batch, head), and of the whole launch.
+__host__ __device__ __forceinline__ int64_t head_units(const Params& params, const TileOrder& order) {
+  return order.paired ? (query_tiles(params) + 1) / 2 : query_tiles(params);
+}
+
+__host__ __device__ __forceinline__ int64_t unit_count(const Params& params,
+                                                       const TileOrder& order) {
+  return int64_t{params.batch_size} * params.num_heads * head_units(params, order);
+}
+
+// Unit `index`: its (batch, head) as one index over B x H, and its rank among the head's units.
+struct Unit {
+  int64_t head_index;
+  int64_t rank;
+};
+
+__device__ __forceinline__ Unit unit_at(const Params& params, const TileOrder& order,
+                                        int64_t index) {
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
+  const int64_t units = head_units(params, order);
+  const int64_t group = index / (order.group_heads * units);
+  const int64_t first_head = group * order.group_heads;
+  const int64_t heads_in_group = min(int64_t{order.group_heads}, heads - first_head);
+  const int64_t in_group = index - first_head * units;
+  return {first_head + in_group % heads_in_group, in_group / heads_in_group};
+}
+
+// The query tiles of a unit: one, or two when paired and the unit is not the middle tile of an
+// odd count; part 0 is the later (longer) tile.
+__device__ __forceinline__ int unit_parts(const Params& params, const TileOrder& order,
+                                          const Unit& unit) {
   const int64_t tiles = query_tiles(params);
-  const int64_t group = index / (group_heads * tiles);
-  const int64_t first_head = group * group_heads;
-  const int64_t heads_in_group = min(int64_t{group_heads}, heads - first_head);
-  const int64_t in_group = index - first_head * tiles;
+  return order.paired && tiles - 1 - unit.rank != unit.rank ? 2 : 1;
+}
+
+__device__ __forceinline__ BlockTile block_tile(const Params& params, const Unit& unit,
+                                                int part) {
+  const int64_t tiles = query_tiles(params);
+  const int64_t query_tile = part == 0 ? tiles - 1 - unit.rank : unit.rank;
   BlockTile tile;
-  const int64_t head_index = first_head + in_group % heads_in_group;
-  tile.first_row = (tiles - 1 - in_group / heads_in_group) * kHopperBlockRows;
+  tile.first_row = query_tile * kHopperBlockRows;
   tile.last_row = min(tile.first_row + kHopperBlockRows, int64_t{params.query_len}) - 1;
-  tile.h = head_index % params.num_heads;
-  tile.b = head_index / params.num_heads;
+  tile.h = unit.head_index % params.num_heads;
+  tile.b = unit.head_index / params.num_heads;
   tile.kv_head = tile.h / (params.num_heads / params.num_heads_k);
   return tile;
 }
@@ -744,8 +786,12 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
 
 // Ping-pong of the consumer warpgroups: they take turns to issue their GEMMs, so that one
 // warpgroup's softmax runs while the tensor cores work on the other's. Warpgroup c waits on
-// its named barrier before it issues and then signals the other's; the second warpgroup opens
-// the first one's barrier once at the start.
+// its named barrier before it issues and then signals the other's. Both issue count + 1 times
+// per query tile, so the turns run on from one tile to the next: the first warpgroup starts a
+// tile's GEMMs as soon as the second has issued its last of the tile before, while the second
+// still stores its rows. The second warpgroup opens the first one's barrier once, before the
+// block's first GEMM, and the first takes the turn that the second passes after the block's
+// last (Turns).
 constexpr uint32_t kTurnThreads = 2 * kWarpgroupThreads;
 
 __device__ __forceinline__ uint32_t turn_barrier(int consumer) {
@@ -760,6 +806,31 @@ __device__ __forceinline__ void pass_turn(int consumer) {
   cutlass::arch::NamedBarrier::arrive(kTurnThreads, turn_barrier(1 - consumer));
 }
 
+// A consumer warpgroup's part of the turns over the block's tiles: whether they have started
+// (the first query tile with a key tile), so that the opening pass comes once and the closing
+// wait only after one.
+template <bool kTakeTurns>
+struct Turns {
+  int consumer;
+  bool started = false;
+
+  __device__ __forceinline__ void begin_tile() {
+    if (!kTakeTurns || started) return;
+    started = true;
+    if (consumer == 1) pass_turn(consumer);
+  }
+  __device__ __forceinline__ void take() {
+    if constexpr (kTakeTurns) wait_for_turn(consumer);
+  }
+  __device__ __forceinline__ void end() {
+    if constexpr (kTakeTurns) pass_turn(consumer);
+  }
+  // After the block's last tile: the second warpgroup's last pass is the first one's to take.
+  __device__ __forceinline__ void finish() {
+    if (kTakeTurns && started && consumer == 0) wait_for_turn(consumer);
+  }
+};
+
 // Hands a stage back to the producer: one arrival per consumer warp, once each of its lanes
 // is past the wgmma wait that finished reading it.
 __device__ __forceinline__ void release_stage(uint64_t* empty) {
@@ -773,8 +844,10 @@ __device__ __forceinline__ void release_stage(uint64_t* empty) {
 // `ring_position` and `q_parity` are the producer's (for_each_tile).
 template <typename Element, int kHeadDim, ScorePath kPath>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
-                                        const BlockTile& tile, const KeyTiles& tiles, int consumer,
+                                        const BlockTile& tile, const KeyTiles& tiles,
+                                        Turns<TileConfig<kHeadDim>::kTakeTurns>& turns,
                                         int32_t ring_position, int32_t q_parity) {
+  const int consumer = turns.consumer;
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
   // The ring slot of this tile's key tile `iteration`.
@@ -868,19 +941,10 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     }
   };
 
-  // Every warpgroup issues count + 1 times; the last turn the second one passes would open a
-  // turn that never comes, so it keeps it.
   const int32_t count = tiles.end - tiles.begin;
-  int32_t turns_left = count + 1;
-  const auto take_turn = [&]() {
-    if constexpr (Config::kTakeTurns) wait_for_turn(consumer);
-  };
-  const auto end_turn = [&]() {
-    if constexpr (Config::kTakeTurns) {
-      if (--turns_left > 0 || consumer == 0) pass_turn(consumer);
-    }
-  };
-  if (Config::kTakeTurns && count > 0 && consumer == 1) pass_turn(consumer);
+  const auto take_turn = [&]() { turns.take(); };
+  const auto end_turn = [&]() { turns.end(); };
+  if (count > 0) turns.begin_tile();
 
   // The correction of the last softmax: O takes it just before its next P V, while the
   // tensor cores work on the Q K^T issued just before.
@@ -939,8 +1003,8 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   }
 }
 
-// Walks this block's tiles (blockIdx.x, blockIdx.x + gridDim.x, ...) with, for each, the key
-// tiles its rows see, where the K / V rings stand (the key tiles of the block's tiles before,
+// Walks this block's tiles (those of the units blockIdx.x, blockIdx.x + gridDim.x, ...) with,
+// for each, the key tiles its rows see, where the K / V rings stand (the key tiles of the block's tiles before,
 // kept modulo the two phases of every stage: all a ring slot depends on) and the parity of the
 // Q loads before (tiles with at least one key tile).
 template <typename Config, typename Body>
@@ -949,15 +1013,19 @@ __device__ __forceinline__ void for_each_tile(const HopperParams& hp, Body&& bod
   constexpr int32_t kRingPeriod = 2 * Config::kStages;
   int32_t ring_position = 0;
   int32_t q_parity = 0;
-  // The plan's grid check bounds the tiles (B x H x query tiles) by INT_MAX.
-  const int32_t total = static_cast<int32_t>(tile_count(params));
+  // The plan's grid check bounds the tiles (B x H x query tiles), and so the units, by INT_MAX.
+  const int32_t total = static_cast<int32_t>(unit_count(params, hp.order));
   for (int32_t index = blockIdx.x; index < total; index += gridDim.x) {
-    const BlockTile tile = block_tile(params, hp.group_heads, index);
-    const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
-    body(tile, tiles, ring_position, q_parity);
-    const int32_t count = tiles.end - tiles.begin;
-    ring_position = (ring_position + count % kRingPeriod) % kRingPeriod;
-    q_parity ^= count > 0 ? 1 : 0;
+    const Unit unit = unit_at(params, hp.order, index);
+    const int parts = unit_parts(params, hp.order, unit);
+    for (int part = 0; part < parts; ++part) {
+      const BlockTile tile = block_tile(params, unit, part);
+      const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
+      body(tile, tiles, ring_position, q_parity);
+      const int32_t count = tiles.end - tiles.begin;
+      ring_position = (ring_position + count % kRingPeriod) % kRingPeriod;
+      q_parity ^= count > 0 ? 1 : 0;
+    }
   }
 }
 
@@ -1006,11 +1074,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   } else {
     cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
     const auto consume_tiles = [&](auto path) {
+      Turns<Config::kTakeTurns> turns{warpgroup - 1};
       for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
                                     int32_t ring_position, int32_t q_parity) {
-        consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles,
-                                                          warpgroup - 1, ring_position, q_parity);
+        consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles, turns,
+                                                          ring_position, q_parity);
       });
+      turns.finish();
     };
     if (score_path(params.modifiers) == ScorePath::kScaled) {
       consume_tiles(std::integral_constant<ScorePath, ScorePath::kScaled>{});
@@ -1033,22 +1103,31 @@ baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
       op);
 }
 
-// Heads per tile group (hopper::block_tile): as many (batch, head) pairs as have their K and V in
-// half the L2 cache, query heads of one K / V head (GQA) counting once between them.
-inline int32_t tile_group_heads(const Params& params, int l2_bytes) {
+// The tile order of a launch on `multiprocessors` persistent blocks (hopper::unit_at).
+//  - Heads per group: as many (batch, head) pairs as have their K and V in half the L2 cache,
+//    query heads of one K / V head (GQA) counting once between them.
+//  - Pairs when a causal mask or a window makes the query tiles see different numbers of key
+//    tiles and some block takes more than one tile; with one tile per block, pairs would only
+//    halve the blocks.
+inline hopper::TileOrder tile_order(const Params& params, int multiprocessors, int l2_bytes) {
   const int64_t kv_bytes = int64_t{params.key_len} * (params.d_k + params.d_v) * kTmaElementBytes;
   const int64_t heads_per_kv_head = params.num_heads / params.num_heads_k;
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
   const int64_t group =
       (int64_t{l2_bytes} / 2) * heads_per_kv_head / std::max<int64_t>(kv_bytes, 1);
-  return static_cast<int32_t>(std::clamp<int64_t>(group, 1, heads));
+  const ScoreModifiers& modifiers = params.modifiers;
+  const bool lengths_vary =
+      modifiers.window_left < kUnboundedWindow || modifiers.window_right < kUnboundedWindow;
+  hopper::TileOrder order;
+  order.group_heads = static_cast<int32_t>(std::clamp<int64_t>(group, 1, heads));
+  order.paired = lengths_vary && hopper::tile_count(params) > multiprocessors ? 1 : 0;
+  return order;
 }
 
 template <typename Element, int kHeadDimBucket>
 baracuda_status launch_hopper(const Params& params, baracuda_stream stream, const char* op) {
   using Config = hopper::TileConfig<kHeadDimBucket>;
-  const int64_t blocks = hopper::tile_count(params);
-  if (blocks == 0) return BARACUDA_STATUS_SUCCESS;
+  if (hopper::tile_count(params) == 0) return BARACUDA_STATUS_SUCCESS;
 
   const baracuda_element element =
       std::is_same_v<Element, __nv_bfloat16> ? BARACUDA_ELEMENT_BF16 : BARACUDA_ELEMENT_F16;
@@ -1064,7 +1143,7 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
   if (status != BARACUDA_STATUS_SUCCESS) return status;
 
   // One persistent block per SM (the kernel's shared memory holds one per SM), never more
-  // blocks than tiles.
+  // blocks than units of work.
   int device = 0;
   int multiprocessors = 0;
   int l2_bytes = 0;
@@ -1077,8 +1156,8 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
   status = check_cuda(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device), op,
                       "cudaDeviceGetAttribute(L2CacheSize)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  hp.group_heads = tile_group_heads(params, l2_bytes);
-  const int64_t grid = std::min<int64_t>(blocks, multiprocessors);
+  hp.order = tile_order(params, multiprocessors, l2_bytes);
+  const int64_t grid = std::min<int64_t>(hopper::unit_count(params, hp.order), multiprocessors);
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
       <<<static_cast<unsigned>(grid), hopper::kThreads, hopper::shared_bytes<kHeadDimBucket>(),
          stream>>>(hp);
