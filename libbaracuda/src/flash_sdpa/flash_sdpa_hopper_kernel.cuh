@@ -266,6 +266,20 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// 1 / x on the special-function unit (about 1 ulp).
+__device__ __forceinline__ float fast_reciprocal(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// tanh(x) = 1 - 2 / (2^(2 x log2(e)) + 1), given `two_x_log2e` = 2 x log2(e): one exp2 and one
+// reciprocal, absolute error about 2^-22 (tanhf adds a polynomial branch for small |x| and
+// twice the instructions). Large |x| saturates to +-1: the exponential goes to inf or 0.
+__device__ __forceinline__ float tanh_of_exponent(float two_x_log2e) {
+  return 1.0f - 2.0f * fast_reciprocal(fast_exp2(two_x_log2e) + 1.0f);
+}
+
 template <typename Element>
 __device__ __forceinline__ uint32_t pack_pair(float low, float high);
 template <>
@@ -303,7 +317,7 @@ __device__ __forceinline__ ScorePath score_path(const ScoreModifiers& modifiers)
 // exp(s - max s) = 2^(t - max t). Strides and the offset stay in the kernel parameters.
 struct HeadScores {
   float scale_log2;     // scale log2(e), without softcap
-  float softcap_scale;  // scale / softcap
+  float softcap_scale;  // 2 log2(e) scale / softcap: tanh_of_exponent of s times it
   float softcap_log2;   // softcap log2(e); 0 disables softcap
   float alibi_log2;     // slope log2(e); 0 disables ALiBi
   const float* mask;    // the mask at (b, h, 0, 0); nullptr disables it
@@ -321,7 +335,7 @@ __device__ __forceinline__ HeadScores head_scores(const ScoreModifiers& modifier
   const HeadModifiers<float> head = head_modifiers<float>(modifiers, b, h);
   HeadScores scores;
   scores.scale_log2 = head.scale * kLog2e;
-  scores.softcap_scale = head.softcap > 0.0f ? head.scale / head.softcap : 0.0f;
+  scores.softcap_scale = head.softcap > 0.0f ? 2.0f * kLog2e * head.scale / head.softcap : 0.0f;
   scores.softcap_log2 = head.softcap * kLog2e;
   scores.alibi_log2 = head.alibi_slope * kLog2e;
   scores.mask = head.mask_row_base;
@@ -381,7 +395,7 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
   if (kModified && scores.softcap_log2 > 0.0f) {
 #pragma unroll
     for (int r = 0; r < kN / 2; ++r) {
-      s[r] = scores.softcap_log2 * tanhf(s[r] * scores.softcap_scale);
+      s[r] = scores.softcap_log2 * tanh_of_exponent(s[r] * scores.softcap_scale);
     }
   } else if (kModified) {
 #pragma unroll
@@ -390,14 +404,16 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
   if (kModified && scores.alibi_log2 != 0.0f) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int64_t diagonal = rows[half].query + modifiers.offset;
+      // The row's distance to the lane's first key, once; each score's is that less the
+      // column's compile-time offset (exact in f32 up to 2^24 positions).
+      const float lane_distance =
+          static_cast<float>(rows[half].query + modifiers.offset - lane_key0);
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          const int64_t distance = diagonal - (lane_key0 + g * kColumnsPerGroup + pair);
-          s[fragment_index(g, half, pair)] -=
-              scores.alibi_log2 * static_cast<float>(distance < 0 ? -distance : distance);
+          const float distance = lane_distance - static_cast<float>(g * kColumnsPerGroup + pair);
+          s[fragment_index(g, half, pair)] -= scores.alibi_log2 * fabsf(distance);
         }
       }
     }
@@ -407,14 +423,24 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
     for (int half = 0; half < 2; ++half) {
       if (!rows[half].in_problem) continue;
       const float* mask_row = scores.mask + rows[half].query * modifiers.mask_strides[2];
+      // A lane's two columns of a group are adjacent keys, the first even: with unit key
+      // stride and an 8-byte aligned row they are one 8-byte load.
+      const bool paired = modifiers.mask_strides[3] == 1 &&
+                          reinterpret_cast<uintptr_t>(mask_row) % sizeof(float2) == 0;
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
+        const int32_t key = lane_key0 + g * kColumnsPerGroup;
+        if (paired && key + 1 <= rows[half].last_key) {
+          const float2 values = __ldg(reinterpret_cast<const float2*>(mask_row + key));
+          s[fragment_index(g, half, 0)] += values.x * kLog2e;
+          s[fragment_index(g, half, 1)] += values.y * kLog2e;
+          continue;
+        }
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          const int32_t key = lane_key0 + g * kColumnsPerGroup + pair;
-          if (key <= rows[half].last_key) {
+          if (key + pair <= rows[half].last_key) {
             s[fragment_index(g, half, pair)] +=
-                __ldg(mask_row + key * modifiers.mask_strides[3]) * kLog2e;
+                __ldg(mask_row + (key + pair) * modifiers.mask_strides[3]) * kLog2e;
           }
         }
       }
