@@ -423,24 +423,14 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
     for (int half = 0; half < 2; ++half) {
       if (!rows[half].in_problem) continue;
       const float* mask_row = scores.mask + rows[half].query * modifiers.mask_strides[2];
-      // A lane's two columns of a group are adjacent keys, the first even: with unit key
-      // stride and an 8-byte aligned row they are one 8-byte load.
-      const bool paired = modifiers.mask_strides[3] == 1 &&
-                          reinterpret_cast<uintptr_t>(mask_row) % sizeof(float2) == 0;
 #pragma unroll
       for (int g = 0; g < kGroups; ++g) {
-        const int32_t key = lane_key0 + g * kColumnsPerGroup;
-        if (paired && key + 1 <= rows[half].last_key) {
-          const float2 values = __ldg(reinterpret_cast<const float2*>(mask_row + key));
-          s[fragment_index(g, half, 0)] += values.x * kLog2e;
-          s[fragment_index(g, half, 1)] += values.y * kLog2e;
-          continue;
-        }
 #pragma unroll
         for (int pair = 0; pair < 2; ++pair) {
-          if (key + pair <= rows[half].last_key) {
+          const int32_t key = lane_key0 + g * kColumnsPerGroup + pair;
+          if (key <= rows[half].last_key) {
             s[fragment_index(g, half, pair)] +=
-                __ldg(mask_row + (key + pair) * modifiers.mask_strides[3]) * kLog2e;
+                __ldg(mask_row + key * modifiers.mask_strides[3]) * kLog2e;
           }
         }
       }
