@@ -95,6 +95,11 @@ struct TileConfig {
   static constexpr bool kTakeTurns = kHeadDim <= 128;
 };
 
+// The additive mask's values of one key tile for one consumer thread, as its scores hold them:
+// two rows (halves) of kBlockN / kColumnsPerGroup column groups, two adjacent keys a pair.
+template <int kBlockN>
+constexpr int kMaskPairs = 2 * (kBlockN / 8);
+
 template <int kHeadDim>
 struct SharedStorage {
   using Config = TileConfig<kHeadDim>;
@@ -107,12 +112,17 @@ struct SharedStorage {
   uint64_t v_full[Config::kStages];
   uint64_t k_empty[Config::kStages];
   uint64_t v_empty[Config::kStages];
+  // Each consumer's stage of the mask (stage_mask), pair-major so that a warp's reads of one
+  // pair are 256 consecutive bytes. Last: a launch without it leaves it out of its shared memory.
+  float2 mask[kConsumerWarpgroups][kMaskPairs<Config::kBlockN>][kWarpgroupThreads];
 };
 
-// Dynamic shared memory is aligned by hand to the swizzle atom, hence the extra bytes.
+// Dynamic shared memory is aligned by hand to the swizzle atom, hence the extra bytes; a launch
+// that does not stage the mask needs none of its stage.
 template <int kHeadDim>
-constexpr size_t shared_bytes() {
-  return sizeof(SharedStorage<kHeadDim>) + kSwizzleAtomBytes;
+constexpr size_t shared_bytes(bool stage_mask) {
+  return (stage_mask ? sizeof(SharedStorage<kHeadDim>) : offsetof(SharedStorage<kHeadDim>, mask)) +
+         kSwizzleAtomBytes;
 }
 
 // How the persistent blocks walk the launch's query tiles (unit_at): heads per L2 group, and
@@ -129,6 +139,9 @@ struct HopperParams {
   CUtensorMap k_map;
   CUtensorMap v_map;
   TileOrder order;
+  // 1 when the consumers copy the mask's tiles into shared memory one key tile ahead
+  // (mask_stageable); 0 when they read it from global memory as they use it, or have none.
+  int32_t stage_mask;
   Params params;
 };
 
@@ -266,6 +279,23 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// An asynchronous 8-byte copy from global to shared memory of which the first `bytes` (0, 4 or 8)
+// are read and the rest zero-filled; 0 reads nothing.
+__device__ __forceinline__ void copy_async_8(float2* shared, const float* global, uint32_t bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(shared))),
+               "l"(global), "r"(bytes)
+               : "memory");
+}
+
+__device__ __forceinline__ void copy_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+__device__ __forceinline__ void copy_async_wait_all() {
+  asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
 // 1 / x on the special-function unit (about 1 ulp).
 __device__ __forceinline__ float fast_reciprocal(float x) {
   float y;
@@ -376,14 +406,44 @@ __device__ __forceinline__ void thread_rows(const Params& params, int32_t query0
   }
 }
 
+// The mask values of the key tile at `key0` that this thread's scores take, copied
+// asynchronously into its slots of its warpgroup's stage (pair 2 g + half holds the pair of
+// column group g in row half). Keys past a row's last visible key and rows outside the problem
+// are zero-filled without a read: their scores are -inf or never stored. Committed as one group.
+template <int kN>
+__device__ __forceinline__ void copy_mask_tile(float2 (*stage)[kWarpgroupThreads],
+                                               const HeadScores& scores, const Params& params,
+                                               int32_t query0, int32_t key0) {
+  constexpr int kGroups = kN / kColumnsPerGroup;
+  const int thread = threadIdx.x % kWarpgroupThreads;
+  const int32_t lane_key0 = key0 + 2 * (threadIdx.x % kQuad);
+  RowPlace rows[2];
+  thread_rows(params, query0, rows);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const float* mask_row = scores.mask + int64_t{rows[half].query} * params.modifiers.mask_strides[2];
+    const int32_t last_key = rows[half].in_problem ? rows[half].last_key : -1;
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int32_t key = lane_key0 + g * kColumnsPerGroup;
+      const int32_t visible = max(0, min(2, last_key - key + 1));
+      copy_async_8(&stage[2 * g + half][thread], visible > 0 ? mask_row + key : scores.mask,
+                   static_cast<uint32_t>(visible * sizeof(float)));
+    }
+  }
+  copy_async_commit();
+}
+
 // Scores of one key tile (first key `key0`) in place: on the kModified path in log2 units, each
 // modifier one uniform branch around its own loop (a modifier that is off costs one test per
 // tile); on the kScaled path left as the GEMM gave them. Only tiles that cross a row's limits
-// (`needs_limits`) test keys against them.
+// (`needs_limits`) test keys against them. The mask comes from `mask_stage` when the tile's
+// values have been copied there (copy_mask_tile, complete), else from global memory.
 template <int kN, ScorePath kPath>
 __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores& scores,
                                            const Params& params, int32_t query0, int32_t key0,
-                                           bool needs_limits) {
+                                           bool needs_limits,
+                                           const float2 (*mask_stage)[kWarpgroupThreads]) {
   constexpr bool kModified = kPath == ScorePath::kModified;
   constexpr int kGroups = kN / kColumnsPerGroup;
   const ScoreModifiers& modifiers = params.modifiers;
@@ -418,7 +478,18 @@ __device__ __forceinline__ void score_tile(float (&s)[kN / 2], const HeadScores&
       }
     }
   }
-  if (kModified && scores.mask != nullptr) {
+  if (kModified && mask_stage != nullptr) {
+    const int thread = threadIdx.x % kWarpgroupThreads;
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const float2 values = mask_stage[2 * g + half][thread];
+        s[fragment_index(g, half, 0)] += values.x * kLog2e;
+        s[fragment_index(g, half, 1)] += values.y * kLog2e;
+      }
+    }
+  } else if (kModified && scores.mask != nullptr) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       if (!rows[half].in_problem) continue;
@@ -862,8 +933,10 @@ template <typename Element, int kHeadDim, ScorePath kPath>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
                                         const BlockTile& tile, const KeyTiles& tiles,
                                         Turns<TileConfig<kHeadDim>::kTakeTurns>& turns,
-                                        int32_t ring_position, int32_t q_parity) {
+                                        bool stage_mask, int32_t ring_position,
+                                        int32_t q_parity) {
   const int consumer = turns.consumer;
+  const int32_t count = tiles.end - tiles.begin;
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
   // The ring slot of this tile's key tile `iteration`.
@@ -930,11 +1003,25 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   };
   // Scores and online softmax of tile `iteration` once its S has arrived; returns O's
   // correction.
+  // On the kModified path with a staged mask, the copy of tile n + 1's mask values runs while
+  // tile n goes through the GEMMs; it is issued once the softmax of tile n has used every value
+  // of the stage (its sums depend on them all).
+  float2(*mask_stage)[kWarpgroupThreads] =
+      kPath == ScorePath::kModified && stage_mask ? shared.mask[consumer] : nullptr;
+  const auto copy_mask = [&](int32_t iteration) {
+    if (mask_stage != nullptr && iteration < count) {
+      copy_mask_tile<kBlockN>(mask_stage, scores, params, query0,
+                              (tiles.begin + iteration) * kBlockN);
+    }
+  };
   const auto softmax = [&](int32_t iteration, float (&correction)[2]) {
     fence_accumulators(s);
     const int32_t n = tiles.begin + iteration;
-    score_tile<kBlockN, kPath>(s, scores, params, query0, n * kBlockN, tiles.needs_limits(n));
+    if (mask_stage != nullptr) copy_async_wait_all();
+    score_tile<kBlockN, kPath>(s, scores, params, query0, n * kBlockN, tiles.needs_limits(n),
+                               mask_stage);
     online_softmax_update<kBlockN>(state, s, exponent_scale<kPath>(scores), correction);
+    copy_mask(iteration + 1);
   };
   // P in 16 bits: the accumulator layout of S is the register layout of wgmma's A operand,
   // two column groups per k-step.
@@ -957,7 +1044,6 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     }
   };
 
-  const int32_t count = tiles.end - tiles.begin;
   const auto take_turn = [&]() { turns.take(); };
   const auto end_turn = [&]() { turns.end(); };
   if (count > 0) turns.begin_tile();
@@ -966,6 +1052,7 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   // tensor cores work on the Q K^T issued just before.
   float correction[2];
   if (count > 0) {
+    copy_mask(0);
     Barrier::wait(&shared.q_full, static_cast<uint32_t>(q_parity));
     take_turn();
     issue_scores(slot(0));
@@ -1094,7 +1181,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
                                     int32_t ring_position, int32_t q_parity) {
         consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles, turns,
-                                                          ring_position, q_parity);
+                                                          hp.stage_mask != 0, ring_position,
+                                                          q_parity);
       });
       turns.finish();
     };
@@ -1115,7 +1203,7 @@ baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
   return prepare_kernel(
       prepared, device,
       reinterpret_cast<const void*>(hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>),
-      hopper::shared_bytes<kHeadDimBucket>(), "hopper", "flash_sdpa_hopper_kernel", kHeadDimBucket,
+      hopper::shared_bytes<kHeadDimBucket>(true), "hopper", "flash_sdpa_hopper_kernel", kHeadDimBucket,
       op);
 }
 
@@ -1138,6 +1226,16 @@ inline hopper::TileOrder tile_order(const Params& params, int multiprocessors, i
   order.group_heads = static_cast<int32_t>(std::clamp<int64_t>(group, 1, heads));
   order.paired = lengths_vary && hopper::tile_count(params) > multiprocessors ? 1 : 0;
   return order;
+}
+
+// Whether the consumers can copy the mask's values in 8-byte pairs (hopper::copy_mask_tile):
+// keys adjacent in memory and every row of every (batch, head) on 8 bytes.
+inline bool mask_stageable(const ScoreModifiers& modifiers) {
+  if (modifiers.mask == nullptr || modifiers.mask_strides[3] != 1) return false;
+  const bool even_strides = modifiers.mask_strides[0] % 2 == 0 &&
+                            modifiers.mask_strides[1] % 2 == 0 &&
+                            modifiers.mask_strides[2] % 2 == 0;
+  return even_strides && reinterpret_cast<uintptr_t>(modifiers.mask) % sizeof(float2) == 0;
 }
 
 template <typename Element, int kHeadDimBucket>
@@ -1173,9 +1271,11 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
                       "cudaDeviceGetAttribute(L2CacheSize)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
   hp.order = tile_order(params, multiprocessors, l2_bytes);
+  hp.stage_mask = mask_stageable(params.modifiers) ? 1 : 0;
   const int64_t grid = std::min<int64_t>(hopper::unit_count(params, hp.order), multiprocessors);
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
-      <<<static_cast<unsigned>(grid), hopper::kThreads, hopper::shared_bytes<kHeadDimBucket>(),
+      <<<static_cast<unsigned>(grid), hopper::kThreads,
+         hopper::shared_bytes<kHeadDimBucket>(hp.stage_mask != 0),
          stream>>>(hp);
   return check_cuda(cudaGetLastError(), op, "launch of flash_sdpa_hopper_kernel");
 }
