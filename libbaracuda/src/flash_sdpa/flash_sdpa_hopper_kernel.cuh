@@ -421,7 +421,8 @@ __device__ __forceinline__ void copy_mask_tile(float2 (*stage)[kWarpgroupThreads
   thread_rows(params, query0, rows);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const float* mask_row = scores.mask + int64_t{rows[half].query} * params.modifiers.mask_strides[2];
+    const float* mask_row =
+        scores.mask + int64_t{rows[half].query} * params.modifiers.mask_strides[2];
     const int32_t last_key = rows[half].in_problem ? rows[half].last_key : -1;
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
@@ -701,7 +702,8 @@ __host__ __device__ __forceinline__ int64_t tile_count(const Params& params) {
 }
 
 // Units of one (batch, head), and of the whole launch.
-__host__ __device__ __forceinline__ int64_t head_units(const Params& params, const TileOrder& order) {
+__host__ __device__ __forceinline__ int64_t head_units(const Params& params,
+                                                       const TileOrder& order) {
   return order.paired ? (query_tiles(params) + 1) / 2 : query_tiles(params);
 }
 
@@ -735,8 +737,7 @@ __device__ __forceinline__ int unit_parts(const Params& params, const TileOrder&
   return order.paired && tiles - 1 - unit.rank != unit.rank ? 2 : 1;
 }
 
-__device__ __forceinline__ BlockTile block_tile(const Params& params, const Unit& unit,
-                                                int part) {
+__device__ __forceinline__ BlockTile block_tile(const Params& params, const Unit& unit, int part) {
   const int64_t tiles = query_tiles(params);
   const int64_t query_tile = part == 0 ? tiles - 1 - unit.rank : unit.rank;
   BlockTile tile;
@@ -933,8 +934,7 @@ template <typename Element, int kHeadDim, ScorePath kPath>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
                                         const BlockTile& tile, const KeyTiles& tiles,
                                         Turns<TileConfig<kHeadDim>::kTakeTurns>& turns,
-                                        bool stage_mask, int32_t ring_position,
-                                        int32_t q_parity) {
+                                        bool stage_mask, int32_t ring_position, int32_t q_parity) {
   const int consumer = turns.consumer;
   const int32_t count = tiles.end - tiles.begin;
   using Config = TileConfig<kHeadDim>;
@@ -1001,25 +1001,26 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     }
     cute::warpgroup_commit_batch();
   };
-  // Scores and online softmax of tile `iteration` once its S has arrived; returns O's
-  // correction.
   // On the kModified path with a staged mask, the copy of tile n + 1's mask values runs while
   // tile n goes through the GEMMs; it is issued once the softmax of tile n has used every value
-  // of the stage (its sums depend on them all).
-  float2(*mask_stage)[kWarpgroupThreads] =
-      kPath == ScorePath::kModified && stage_mask ? shared.mask[consumer] : nullptr;
+  // of the stage (its sums depend on them all). The stage's address is derived where it is used,
+  // so that the tile loop holds no register for it.
+  const bool staged = kPath == ScorePath::kModified && stage_mask;
+  const auto mask_stage = [&]() { return staged ? shared.mask[consumer] : nullptr; };
   const auto copy_mask = [&](int32_t iteration) {
-    if (mask_stage != nullptr && iteration < count) {
-      copy_mask_tile<kBlockN>(mask_stage, scores, params, query0,
+    if (staged && iteration < count) {
+      copy_mask_tile<kBlockN>(mask_stage(), scores, params, query0,
                               (tiles.begin + iteration) * kBlockN);
     }
   };
+  // Scores and online softmax of tile `iteration` once its S has arrived; returns O's
+  // correction.
   const auto softmax = [&](int32_t iteration, float (&correction)[2]) {
     fence_accumulators(s);
     const int32_t n = tiles.begin + iteration;
-    if (mask_stage != nullptr) copy_async_wait_all();
+    if (staged) copy_async_wait_all();
     score_tile<kBlockN, kPath>(s, scores, params, query0, n * kBlockN, tiles.needs_limits(n),
-                               mask_stage);
+                               mask_stage());
     online_softmax_update<kBlockN>(state, s, exponent_scale<kPath>(scores), correction);
     copy_mask(iteration + 1);
   };
@@ -1107,9 +1108,9 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
 }
 
 // Walks this block's tiles (those of the units blockIdx.x, blockIdx.x + gridDim.x, ...) with,
-// for each, the key tiles its rows see, where the K / V rings stand (the key tiles of the block's tiles before,
-// kept modulo the two phases of every stage: all a ring slot depends on) and the parity of the
-// Q loads before (tiles with at least one key tile).
+// for each, the key tiles its rows see, where the K / V rings stand (the key tiles of the block's
+// tiles before, kept modulo the two phases of every stage: all a ring slot depends on) and the
+// parity of the Q loads before (tiles with at least one key tile).
 template <typename Config, typename Body>
 __device__ __forceinline__ void for_each_tile(const HopperParams& hp, Body&& body) {
   const Params& params = hp.params;
@@ -1180,9 +1181,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       Turns<Config::kTakeTurns> turns{warpgroup - 1};
       for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
                                     int32_t ring_position, int32_t q_parity) {
-        consume<Element, kHeadDim, decltype(path)::value>(params, shared, tile, tiles, turns,
-                                                          hp.stage_mask != 0, ring_position,
-                                                          q_parity);
+        consume<Element, kHeadDim, decltype(path)::value>(
+            params, shared, tile, tiles, turns, hp.stage_mask != 0, ring_position, q_parity);
       });
       turns.finish();
     };
@@ -1203,8 +1203,8 @@ baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
   return prepare_kernel(
       prepared, device,
       reinterpret_cast<const void*>(hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>),
-      hopper::shared_bytes<kHeadDimBucket>(true), "hopper", "flash_sdpa_hopper_kernel", kHeadDimBucket,
-      op);
+      hopper::shared_bytes<kHeadDimBucket>(true), "hopper", "flash_sdpa_hopper_kernel",
+      kHeadDimBucket, op);
 }
 
 // The tile order of a launch on `multiprocessors` persistent blocks (hopper::unit_at).
@@ -1275,8 +1275,7 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
   const int64_t grid = std::min<int64_t>(hopper::unit_count(params, hp.order), multiprocessors);
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
       <<<static_cast<unsigned>(grid), hopper::kThreads,
-         hopper::shared_bytes<kHeadDimBucket>(hp.stage_mask != 0),
-         stream>>>(hp);
+         hopper::shared_bytes<kHeadDimBucket>(hp.stage_mask != 0), stream>>>(hp);
   return check_cuda(cudaGetLastError(), op, "launch of flash_sdpa_hopper_kernel");
 }
 
