@@ -354,7 +354,7 @@ int main(void) {
   }
   const int U = BARACUDA_WINDOW_UNBOUNDED;
   const baracuda_element F32 = BARACUDA_ELEMENT_F32, F64 = BARACUDA_ELEMENT_F64,
-                         BF16 = BARACUDA_ELEMENT_BF16;
+                         BF16 = BARACUDA_ELEMENT_BF16, F16 = BARACUDA_ELEMENT_F16;
   /* name, element, B, H, Hk, Sq, Sk, Dk, Dv, causal, left, right, bottom_right, softcap,
    * alibi, mask, bshd */
   const Problem problems[] = {
@@ -388,6 +388,13 @@ int main(void) {
       {"bf16 d64 persistent", BF16, 6, 12, 12, 130, 130, 64, 64, 0, U, U, 0, 0.0, 0, 0, 0},
       {"bf16 d128 persistent causal gqa", BF16, 3, 16, 4, 260, 260, 128, 128, 1, U, U, 0, 0.0, 0, 0,
        1},
+      /* Paired query tiles (a causal mask or a window, more tiles than SMs) with an odd count per
+       * head, and bottom-right rows that see no key: whole tiles with no key tile. */
+      {"f16 d64 persistent bottom-right window", F16, 2, 36, 36, 600, 300, 64, 64, 1, 100, U, 1,
+       0.0, 0, 0, 0},
+      /* The staged mask across a persistent block's tiles. */
+      {"bf16 d128 persistent causal mask", BF16, 2, 36, 12, 260, 260, 128, 128, 1, U, U, 0, 0.0, 0,
+       1, 0},
   };
   for (size_t n = 0; n < sizeof problems / sizeof problems[0]; ++n) {
     run_case(&problems[n]);
