@@ -24,7 +24,7 @@ import importlib
 import numpy as np
 
 from . import _capi
-from ._checks import as_int, as_int32, name_in
+from ._checks import as_bool, as_int, as_int32, name_in
 from ._cuda import allocate, stream_handle
 from ._device_array import DeviceArray
 from ._errors import InvalidProblemError
@@ -369,6 +369,7 @@ def ring_attention(
     stream=None,
     timeout=None,
     backend="auto",
+    return_lse=False,
 ):
     """Exact attention over a sequence sharded across the ranks of an NCCL ring.
 
@@ -410,20 +411,23 @@ def ring_attention(
         aborting ``comm`` when a peer fails or the time passes.
     backend : {"auto", "portable", "hopper"}
         Kernel family of the step.
+    return_lse : bool
+        Also return the LSE, as :func:`flash_attention` does.
 
     Returns
     -------
     y : DeviceArray or out
         ``[B, H, Sq, D]``: this rank's queries against the whole global sequence.
     lse : DeviceArray
-        ``[B, H, Sq]`` natural-log log-sum-exp of each row's scores, f32 (f64 for f64);
-        ``-inf`` for rows with no visible key (whose ``y`` is 0).
+        Only with ``return_lse``: ``[B, H, Sq]`` natural-log log-sum-exp of each row's scores,
+        f32 (f64 for f64); ``-inf`` for rows with no visible key (whose ``y`` is 0).
     """
     op = "ring_attention"
     causal, scale, left, right, softcap = call_score_options(causal, scale, window, softcap, op)
     layout = name_in(layout, LAYOUTS, "layout", op)
     schedule = name_in(schedule, SCHEDULES, "schedule", op)
     backend = name_in(backend, BACKENDS, "backend", op)
+    return_lse = as_bool(return_lse, "return_lse", op)
     handle = stream_handle(stream, op)
     q_view, k_view, v_view = (
         as_tensor(tensor, name, op=op, stream=handle, rank=QKV_RANK)
@@ -515,7 +519,7 @@ def ring_attention(
         )
     if timeout is not None and comm is not None:
         comm.wait(stream=handle, timeout=timeout)
-    return y, lse
+    return (y, lse) if return_lse else y
 
 
 # ---------------------------------------------------------------- sequence layouts

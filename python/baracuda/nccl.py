@@ -10,7 +10,7 @@ A ring needs one communicator per rank, all made from the same unique id::
 
     unique_id = baracuda.nccl.get_unique_id()        # on rank 0, sent to the others
     with baracuda.nccl.Communicator(world_size, rank, unique_id) as comm:
-        y, lse = baracuda.ring_attention(q, k, v, comm, causal=True, layout="zigzag")
+        y = baracuda.ring_attention(q, k, v, comm, causal=True, layout="zigzag")
 
 Processes started by ``torchrun`` or ``mpirun`` can use :meth:`Communicator.from_env`.
 """

@@ -35,7 +35,15 @@ def main():
 
     stream = torch.cuda.current_stream()
     y, lse = baracuda.ring_attention(
-        part(q), part(k), part(v), comm, causal=True, layout="zigzag", stream=stream, timeout=120
+        part(q),
+        part(k),
+        part(v),
+        comm,
+        causal=True,
+        layout="zigzag",
+        stream=stream,
+        timeout=120,
+        return_lse=True,
     )
     result = np.concatenate(
         [torch.from_dlpack(y).cpu().numpy().ravel(), torch.from_dlpack(lse).cpu().numpy().ravel()]

@@ -238,6 +238,7 @@ def ring_call(torch, comm, case, inputs, *, timeout):
         schedule=case.schedule,
         out=out,
         timeout=timeout,
+        return_lse=True,
     )
     return (out if out is not None else torch.from_dlpack(y)), torch.from_dlpack(lse)
 

@@ -86,7 +86,7 @@ def test_one_rank_contiguous_is_flash_bit_for_bit(torch, seed, element, causal):
     k = randn(torch, (2, 2, 77, 64), element, generator)
     v = randn(torch, (2, 2, 77, 64), element, generator)
     flash_y, flash_lse = baracuda.flash_attention(q, k, v, causal=causal, return_lse=True)
-    ring_y, ring_lse = baracuda.ring_attention(q, k, v, causal=causal)
+    ring_y, ring_lse = baracuda.ring_attention(q, k, v, causal=causal, return_lse=True)
     torch.cuda.synchronize()
     assert_bit_identical(torch, torch.from_dlpack(ring_y), torch.from_dlpack(flash_y), "y")
     assert_bit_identical(torch, torch.from_dlpack(ring_lse), torch.from_dlpack(flash_lse), "lse")
@@ -131,6 +131,7 @@ def test_one_rank_matches_reference(torch, seed, element, layout, options):
         softcap=softcap,
         alibi_slopes=slopes,
         out=out,
+        return_lse=True,
     )
     torch.cuda.synchronize()
     assert y is out
@@ -161,12 +162,20 @@ def test_one_rank_communicator(torch, seed, element, schedule):
         assert (comm.rank, comm.world_size) == (0, 1)
         assert comm.device_id == torch.cuda.current_device()
         y, lse = baracuda.ring_attention(
-            q, k, v, comm, causal=True, layout="zigzag", schedule=schedule, timeout=60
+            q,
+            k,
+            v,
+            comm,
+            causal=True,
+            layout="zigzag",
+            schedule=schedule,
+            timeout=60,
+            return_lse=True,
         )
         comm.check()
     assert comm.closed
     alone_y, alone_lse = baracuda.ring_attention(
-        q, k, v, causal=True, layout="zigzag", schedule=schedule
+        q, k, v, causal=True, layout="zigzag", schedule=schedule, return_lse=True
     )
     torch.cuda.synchronize()
     assert_bit_identical(torch, torch.from_dlpack(y), torch.from_dlpack(alone_y), "y")

@@ -223,6 +223,10 @@ class _NeverRead:
         ),
         ({"layout": "ring"}, "unknown layout (got 'ring', expected 'contiguous' or 'zigzag')"),
         ({"schedule": None}, "unknown schedule (got None, expected 'overlapped' or 'serial')"),
+        (
+            {"return_lse": "yes"},
+            "return_lse is not a bool (got str 'yes', expected True, False, 0 or 1)",
+        ),
     ],
 )
 def test_ring_attention_options_are_strict(options, message):
