@@ -98,7 +98,7 @@ struct TileConfig {
 // The additive mask's values of one key tile for one consumer thread, as its scores hold them:
 // two rows (halves) of kBlockN / kColumnsPerGroup column groups, two adjacent keys a pair.
 template <int kBlockN>
-constexpr int kMaskPairs = 2 * (kBlockN / 8);
+constexpr int kMaskPairs = 2 * (kBlockN / kColumnsPerGroup);
 
 template <int kHeadDim>
 struct SharedStorage {
@@ -1045,8 +1045,6 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     }
   };
 
-  const auto take_turn = [&]() { turns.take(); };
-  const auto end_turn = [&]() { turns.end(); };
   if (count > 0) turns.begin_tile();
 
   // The correction of the last softmax: O takes it just before its next P V, while the
@@ -1055,9 +1053,9 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   if (count > 0) {
     copy_mask(0);
     Barrier::wait(&shared.q_full, static_cast<uint32_t>(q_parity));
-    take_turn();
+    turns.take();
     issue_scores(slot(0));
-    end_turn();
+    turns.end();
     cute::warpgroup_wait<0>();
     release_stage(&shared.k_empty[slot(0).stage]);
     if (count == 1) release_stage(&shared.q_empty);  // the tile's last read of Q
@@ -1067,11 +1065,11 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
   for (int32_t iteration = 1; iteration < count; ++iteration) {
     // 1. S(n) = Q K(n)^T in flight; O takes the correction of tile n - 1 (relative to its max
     //    now, as P(n - 1) is), then O += P(n-1) V(n-1) in flight too.
-    take_turn();
+    turns.take();
     issue_scores(slot(iteration));
     rescale_output<kHeadDim>(o, correction);
     issue_output(slot(iteration - 1));
-    end_turn();
+    turns.end();
     // 2. Softmax of tile n while O += P V runs; K(n) is free once S has arrived.
     cute::warpgroup_wait<1>();
     release_stage(&shared.k_empty[slot(iteration).stage]);
@@ -1084,10 +1082,10 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     convert_probabilities();
   }
   if (count > 0) {
-    take_turn();
+    turns.take();
     rescale_output<kHeadDim>(o, correction);
     issue_output(slot(count - 1));
-    end_turn();
+    turns.end();
     cute::warpgroup_wait<0>();
     output_done();
     release_stage(&shared.v_empty[slot(count - 1).stage]);
