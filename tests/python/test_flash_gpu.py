@@ -528,7 +528,7 @@ def _matrix():
             cases.append(Case(element, **heads))
             cases.append(Case(element, mask="full", causal=True, **heads))
         # d_v != d_k, across head-dim buckets.
-        for d_k, d_v in ((64, 32), (32, 128), (256, 64), (80, 96)):
+        for d_k, d_v in ((64, 32), (32, 128), (256, 64), (80, 96), (192, 128)):
             cases.append(Case(element, d_k=d_k, d_v=d_v))
         # Strided layouts: B, S, H, D views and sliced views (strided B and S, offset start).
         cases.append(Case(element, layout="bshd"))
