@@ -47,7 +47,7 @@ build() {
   cmake -S "$sources" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DBARACUDA_BUILD_TESTS=OFF \
     -DBARACUDA_CUDA_ARCHITECTURES="${BARACUDA_CUDA_ARCHITECTURES:-90a}" \
-    -DBARACUDA_HEAD_DIM_BUCKETS="${BARACUDA_HEAD_DIM_BUCKETS:-64;128;192;256}" &&
+    -DBARACUDA_HEAD_DIM_BUCKETS="${BARACUDA_HEAD_DIM_BUCKETS:-64;96;128;192;256}" &&
     cmake --build "$build_dir" --target baracuda
 }
 

@@ -6,7 +6,7 @@
 #   BARACUDA_HEAD_DIM_BUCKETS.
 # baracuda_hopper_instances(<out_sources_var> <out_table_file>)
 #   instantiates the hopper flash kernel for f16, bf16 and every bucket of
-#   BARACUDA_HEAD_DIM_BUCKETS that is whole TMA chunks (a multiple of 64), when
+#   BARACUDA_HEAD_DIM_BUCKETS that is whole wgmma k-steps (a multiple of 16), when
 #   BARACUDA_CUDA_ARCHITECTURES has 90a; otherwise the table is empty.
 set(_baracuda_elements f32 f16 bf16 f64)
 set(_baracuda_cuda_type_f32 "float")
@@ -59,7 +59,7 @@ function(baracuda_portable_instances out_sources out_table)
 endfunction()
 
 set(_baracuda_hopper_elements f16 bf16)
-set(_baracuda_hopper_chunk 64)
+set(_baracuda_hopper_k_step 16)
 
 function(baracuda_hopper_instances out_sources out_table)
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/generated")
@@ -70,7 +70,7 @@ function(baracuda_hopper_instances out_sources out_table)
   if("90a" IN_LIST BARACUDA_CUDA_ARCHITECTURES)
     foreach(element IN LISTS _baracuda_hopper_elements)
       foreach(bucket IN LISTS BARACUDA_HEAD_DIM_BUCKETS)
-        math(EXPR remainder "${bucket} % ${_baracuda_hopper_chunk}")
+        math(EXPR remainder "${bucket} % ${_baracuda_hopper_k_step}")
         if(NOT remainder EQUAL 0)
           continue()
         endif()

@@ -39,7 +39,7 @@ step "C tests (ctest)"
 python -m pip install --quiet --no-deps "nvidia-cutlass==4.2.0.0"
 cmake -S . -B build/ctest -DCMAKE_BUILD_TYPE=Release \
   -DBARACUDA_CUDA_ARCHITECTURES="${BARACUDA_CUDA_ARCHITECTURES:-80;90a}" \
-  -DBARACUDA_HEAD_DIM_BUCKETS="${BARACUDA_HEAD_DIM_BUCKETS:-64;128;192;256}" >/dev/null
+  -DBARACUDA_HEAD_DIM_BUCKETS="${BARACUDA_HEAD_DIM_BUCKETS:-64;96;128;192;256}" >/dev/null
 cmake --build build/ctest
 ctest --test-dir build/ctest --output-on-failure
 

@@ -606,7 +606,7 @@ def _matrix():
     # Tensor-core sizes: several query tiles and key tiles per head, so that the hopper
     # kernel's K / V pipeline wraps around its stages, at every bucket of the 16-bit elements.
     for element in ("f16", "bf16"):
-        for d in (64, 128, 192, 256):
+        for d in (64, 96, 128, 192, 256):
             cases.append(
                 Case(element, batch_size=2, num_heads=2, query_len=300, key_len=700, d_k=d)
             )

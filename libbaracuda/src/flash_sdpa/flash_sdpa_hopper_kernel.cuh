@@ -82,13 +82,16 @@ constexpr int kMmaKBytes = kMmaK * kTmaElementBytes;
 constexpr uint64_t kEvictNormal = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
 
 // Tile shape of each head-dim bucket: keys per tile and pipeline depth, within shared memory.
+// A bucket that is not whole TMA chunks (96) stores its tiles kTileColumns wide, the columns
+// past the bucket zero-filled by TMA and never read: the GEMMs run kHeadDim wide.
 template <int kHeadDim>
 struct TileConfig {
-  static_assert(kHeadDim % kTmaChunkElements == 0, "head-dim buckets are whole TMA chunks");
+  static_assert(kHeadDim % kMmaK == 0, "head-dim buckets are whole wgmma k-steps");
   static constexpr int kBlockM = kHopperBlockRows;
   static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = 2;
-  static constexpr int kChunks = kHeadDim / kTmaChunkElements;
+  static constexpr int kChunks = (kHeadDim + kTmaChunkElements - 1) / kTmaChunkElements;
+  static constexpr int kTileColumns = kChunks * kTmaChunkElements;
   // The consumer warpgroups take turns to issue their GEMMs (ping-pong) up to head dim 128;
   // at 256 the softmax is short next to the GEMMs and the turns only cost (measured: v2 576
   // against v3 534 TFLOP/s at d256 8k bf16, benchmarks/NOTES.md).
@@ -103,9 +106,9 @@ constexpr int kMaskPairs = 2 * (kBlockN / kColumnsPerGroup);
 template <int kHeadDim>
 struct SharedStorage {
   using Config = TileConfig<kHeadDim>;
-  alignas(kSwizzleAtomBytes) uint16_t q[Config::kBlockM * kHeadDim];
-  alignas(kSwizzleAtomBytes) uint16_t k[Config::kStages][Config::kBlockN * kHeadDim];
-  alignas(kSwizzleAtomBytes) uint16_t v[Config::kStages][Config::kBlockN * kHeadDim];
+  alignas(kSwizzleAtomBytes) uint16_t q[Config::kBlockM * Config::kTileColumns];
+  alignas(kSwizzleAtomBytes) uint16_t k[Config::kStages][Config::kBlockN * Config::kTileColumns];
+  alignas(kSwizzleAtomBytes) uint16_t v[Config::kStages][Config::kBlockN * Config::kTileColumns];
   uint64_t q_full;
   uint64_t q_empty;  // the consumers have issued their last Q K^T of the tile
   uint64_t k_full[Config::kStages];
@@ -811,7 +814,8 @@ __device__ __forceinline__ void load_key_tile(const CUtensorMap* map, uint64_t* 
                                               PipelineSlot<TileConfig<kHeadDim>::kStages> slot,
                                               int32_t key0, int32_t head, int32_t batch) {
   using Config = TileConfig<kHeadDim>;
-  constexpr uint32_t kBytes = Config::kBlockN * kHeadDim * kTmaElementBytes;
+  // TMA counts a box's zero-filled elements among the bytes it delivers.
+  constexpr uint32_t kBytes = Config::kBlockN * Config::kTileColumns * kTmaElementBytes;
   constexpr int kChunk = Config::kBlockN * kTmaChunkElements;
   // A stage's first use waits on the phase before the barrier's first: it passes at once.
   Barrier::wait(&empty[slot.stage], slot.phase ^ 1u);
@@ -819,7 +823,7 @@ __device__ __forceinline__ void load_key_tile(const CUtensorMap* map, uint64_t* 
 #pragma unroll
   for (int c = 0; c < Config::kChunks; ++c) {
     cute::SM90_TMA_LOAD_4D::copy(map, &full[slot.stage], kEvictNormal,
-                                 tile + slot.stage * Config::kBlockN * kHeadDim + c * kChunk,
+                                 tile + slot.stage * Config::kBlockN * Config::kTileColumns + c * kChunk,
                                  c * kTmaChunkElements, key0, head, batch);
   }
 }
@@ -835,7 +839,7 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
   using Config = TileConfig<kHeadDim>;
   using Slot = PipelineSlot<Config::kStages>;
   const Params& params = hp.params;
-  constexpr uint32_t kQBytes = Config::kBlockM * kHeadDim * kTmaElementBytes;
+  constexpr uint32_t kQBytes = Config::kBlockM * Config::kTileColumns * kTmaElementBytes;
   constexpr int kQChunk = Config::kBlockM * kTmaChunkElements;
 
   const int32_t q_batch = axis_coordinate(params.q_strides[0], tile.b);
@@ -968,7 +972,7 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
 
   // Operand descriptors of the first k-step: Q's rows of this warpgroup, and stage 0 of the K
   // and V rings (the stages lie kStageBytes apart).
-  constexpr uint32_t kStageBytes = kBlockN * kHeadDim * kTmaElementBytes;
+  constexpr uint32_t kStageBytes = kBlockN * Config::kTileColumns * kTmaElementBytes;
   const uint64_t q_operand = opaque_descriptor(k_major_operand(shared.q, wgmma_row0));
   const uint64_t k_operand = opaque_descriptor(k_major_operand(shared.k[0], 0));
   const uint64_t v_operand = opaque_descriptor(n_major_operand(shared.v[0], kBlockN));
