@@ -822,9 +822,10 @@ __device__ __forceinline__ void load_key_tile(const CUtensorMap* map, uint64_t* 
   Barrier::arrive_and_expect_tx(&full[slot.stage], kBytes);
 #pragma unroll
   for (int c = 0; c < Config::kChunks; ++c) {
-    cute::SM90_TMA_LOAD_4D::copy(map, &full[slot.stage], kEvictNormal,
-                                 tile + slot.stage * Config::kBlockN * Config::kTileColumns + c * kChunk,
-                                 c * kTmaChunkElements, key0, head, batch);
+    cute::SM90_TMA_LOAD_4D::copy(
+        map, &full[slot.stage], kEvictNormal,
+        tile + slot.stage * Config::kBlockN * Config::kTileColumns + c * kChunk,
+        c * kTmaChunkElements, key0, head, batch);
   }
 }
 
@@ -1077,8 +1078,11 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     // 2. Softmax of tile n while O += P V runs; K(n) is free once S has arrived.
     cute::warpgroup_wait<1>();
     release_stage(&shared.k_empty[slot(iteration).stage]);
-    if (iteration == count - 1) release_stage(&shared.q_empty);  // the tile's last read of Q
     softmax(iteration, correction);
+    // Q is released after the softmax: the branch ends the softmax's basic block, so that ptxas
+    // cannot hoist the wait of step 3 above the softmax (it does within one block, and the
+    // softmax then runs after the P V GEMM instead of beside it; benchmarks/NOTES.md, v18).
+    if (iteration == count - 1) release_stage(&shared.q_empty);  // the tile's last read of Q
     // 3. Once P(n-1) V(n-1) is done: V(n-1) is free and P(n) replaces P.
     cute::warpgroup_wait<0>();
     output_done();
