@@ -1078,11 +1078,15 @@ __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHea
     // 2. Softmax of tile n while O += P V runs; K(n) is free once S has arrived.
     cute::warpgroup_wait<1>();
     release_stage(&shared.k_empty[slot(iteration).stage]);
+    // The tile's last read of Q is done. On the kScaled path Q is released after the softmax
+    // instead: the release's branch ends the softmax's basic block, so that ptxas cannot hoist
+    // the wait of step 3 above the softmax, which it does within one block (the softmax then
+    // runs after its own P V GEMM instead of beside it; benchmarks/NOTES.md, v18). On the
+    // kModified path the mask copy's branch ends the block, and the later release costs a spill.
+    const bool last_q_read = iteration == count - 1;
+    if (kPath == ScorePath::kModified && last_q_read) release_stage(&shared.q_empty);
     softmax(iteration, correction);
-    // Q is released after the softmax: the branch ends the softmax's basic block, so that ptxas
-    // cannot hoist the wait of step 3 above the softmax (it does within one block, and the
-    // softmax then runs after the P V GEMM instead of beside it; benchmarks/NOTES.md, v18).
-    if (iteration == count - 1) release_stage(&shared.q_empty);  // the tile's last read of Q
+    if (kPath == ScorePath::kScaled && last_q_read) release_stage(&shared.q_empty);
     // 3. Once P(n-1) V(n-1) is done: V(n-1) is free and P(n) replaces P.
     cute::warpgroup_wait<0>();
     output_done();
