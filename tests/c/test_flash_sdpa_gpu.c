@@ -383,14 +383,15 @@ int main(void) {
        0},
       {"bf16 d128 mask full window", BF16, 1, 2, 2, 260, 300, 128, 128, 0, 90, 40, 0, 0.0, 0, 1, 0},
       {"bf16 d96 everything", BF16, 2, 4, 2, 150, 270, 96, 96, 1, 100, U, 1, 20.0, 1, 2, 1},
-      /* More 128-row tiles than an H200 has SMs (132): each persistent block walks several, the
-       * K / V rings and the Q barriers running on from one tile to the next. */
-      {"bf16 d64 persistent", BF16, 6, 12, 12, 130, 130, 64, 64, 0, U, U, 0, 0.0, 0, 0, 0},
+      /* More query tiles (128 rows, 192 at d64) than an H200 has SMs (132): each persistent
+       * block walks several, the K / V rings and the Q barriers running on from one to the next. */
+      {"bf16 d64 persistent", BF16, 6, 12, 12, 200, 130, 64, 64, 0, U, U, 0, 0.0, 0, 0, 0},
       {"bf16 d128 persistent causal gqa", BF16, 3, 16, 4, 260, 260, 128, 128, 1, U, U, 0, 0.0, 0, 0,
        1},
       /* Paired query tiles (a causal mask or a window, more tiles than SMs) with an odd count per
-       * head, and bottom-right rows that see no key: whole tiles with no key tile. */
-      {"f16 d64 persistent bottom-right window", F16, 2, 36, 36, 600, 300, 64, 64, 1, 100, U, 1,
+       * head (7 of 128 rows, 5 of 192 at d64), and bottom-right rows that see no key: whole tiles
+       * with no key tile. */
+      {"f16 d64 persistent bottom-right window", F16, 2, 36, 36, 800, 300, 64, 64, 1, 100, U, 1,
        0.0, 0, 0, 0},
       /* The staged mask across a persistent block's tiles. */
       {"bf16 d128 persistent causal mask", BF16, 2, 36, 12, 260, 260, 128, 128, 1, U, U, 0, 0.0, 0,

@@ -1,10 +1,11 @@
 // The hopper flash-attention forward kernel (sm_90a; f16 and bf16).
 //
-// One block owns kHopperBlockRows query rows of one (batch, head). Warpgroup 0 is the producer:
+// One block owns kBlockM query rows of one (batch, head). Warpgroup 0 is the producer:
 // one of its threads loads the block's Q tile once and then each K and V tile the rows can see,
 // with TMA, into a ring of kStages shared-memory stages; mbarriers say when a stage is full and
-// when it is free again (K and V each have their own ring, released separately). Warpgroups 1
-// and 2 are the consumers, 64 query rows each. For each key tile a consumer warpgroup
+// when it is free again (K and V each have their own ring, released separately). The other
+// warpgroups (two, or three at head dim 64) are the consumers, 64 query rows each. For each key
+// tile a consumer warpgroup
 //   1. computes S = Q K^T on wgmma, both operands in shared memory, f32 accumulators,
 //   2. turns S into scores in log2 units: scale, softcap, ALiBi and mask; the causal, window
 //      and length limits only on tiles that cross them,
@@ -52,25 +53,18 @@ constexpr int kWarpSize = 32;
 constexpr unsigned kFullWarpMask = 0xffffffffu;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kWarpgroupWarps = kWarpgroupThreads / kWarpSize;
-constexpr int kConsumerWarpgroups = 2;
-constexpr int kConsumerWarps = kConsumerWarpgroups * kWarpgroupWarps;
-constexpr int kThreads = (1 + kConsumerWarpgroups) * kWarpgroupThreads;
 constexpr int kMmaRows = 64;         // M of one wgmma: the query rows of one warpgroup
 constexpr int kMmaK = 16;            // K of one 16-bit wgmma
 constexpr int kRowsPerWarp = 16;     // of a wgmma accumulator: each warp owns 16 rows
 constexpr int kQuad = 4;             // lanes that share one accumulator row
 constexpr int kHalfRows = 8;         // rows between the two accumulator rows of a lane
 constexpr int kColumnsPerGroup = 8;  // accumulator columns of one register group of a quad
-static_assert(kConsumerWarpgroups * kMmaRows == kHopperBlockRows,
-              "each consumer warpgroup owns one wgmma of rows");
 
-// setmaxnreg budgets: the producer returns registers to the consumers (65536 per block).
+// setmaxnreg budgets: the producer returns registers to the consumers (65536 per block), which
+// share them in steps of kRegisterStep.
 constexpr int kProducerRegisters = 24;
-constexpr int kConsumerRegisters = 240;
 constexpr int kRegistersPerBlock = 65536;
-static_assert((kProducerRegisters + kConsumerWarpgroups * kConsumerRegisters) * kWarpgroupThreads <=
-                  kRegistersPerBlock,
-              "register budgets exceed the register file");
+constexpr int kRegisterStep = 8;
 
 // Shared-memory tiles are stored as TMA writes them with the 128-byte swizzle: a tile of
 // rows x head dim is a sequence of chunks of kTmaChunkElements columns, each chunk rows x 128
@@ -87,8 +81,19 @@ constexpr uint64_t kEvictNormal = static_cast<uint64_t>(cute::TMA::CacheHintSm90
 template <int kHeadDim>
 struct TileConfig {
   static_assert(kHeadDim % kMmaK == 0, "head-dim buckets are whole wgmma k-steps");
-  static constexpr int kBlockM = kHopperBlockRows;
-  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
+  // Consumer warpgroups, one wgmma of 64 query rows each. At head dim 64 a key tile's GEMMs are
+  // short next to its softmax: with a third warpgroup two can run their softmax while the
+  // tensor cores work for the third (benchmarks/NOTES.md, v19).
+  static constexpr int kConsumers = kHeadDim <= 64 ? 3 : 2;
+  static constexpr int kConsumerWarps = kConsumers * kWarpgroupWarps;
+  static constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
+  static constexpr int kConsumerRegisters =
+      (kRegistersPerBlock / kWarpgroupThreads - kProducerRegisters) / kConsumers / kRegisterStep *
+      kRegisterStep;
+  static constexpr int kBlockM = kConsumers * kMmaRows;
+  // Keys per tile: 128 up to head dim 128; at 64 a tile of 96 keeps the S, P and O registers of
+  // three consumers within their 160 (128 keys spill 336 bytes); above 128, 64 for shared memory.
+  static constexpr int kBlockN = kHeadDim <= 64 ? 96 : kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = 2;
   static constexpr int kChunks = (kHeadDim + kTmaChunkElements - 1) / kTmaChunkElements;
   static constexpr int kTileColumns = kChunks * kTmaChunkElements;
@@ -117,7 +122,7 @@ struct SharedStorage {
   uint64_t v_empty[Config::kStages];
   // Each consumer's stage of the mask (stage_mask), pair-major so that a warp's reads of one
   // pair are 256 consecutive bytes. Last: a launch without it leaves it out of its shared memory.
-  float2 mask[kConsumerWarpgroups][kMaskPairs<Config::kBlockN>][kWarpgroupThreads];
+  float2 mask[Config::kConsumers][kMaskPairs<Config::kBlockN>][kWarpgroupThreads];
 };
 
 // Dynamic shared memory is aligned by hand to the swizzle atom, hence the extra bytes; a launch
@@ -695,24 +700,29 @@ struct BlockTile {
   int64_t last_row;  // the tile's last row of the problem
 };
 
-// Query tiles of one (batch, head), and of the whole launch.
+// Query tiles of kBlockM rows of one (batch, head), and of the whole launch.
+template <int kBlockM>
 __host__ __device__ __forceinline__ int64_t query_tiles(const Params& params) {
-  return (int64_t{params.query_len} + kHopperBlockRows - 1) / kHopperBlockRows;
+  return (int64_t{params.query_len} + kBlockM - 1) / kBlockM;
 }
 
+template <int kBlockM>
 __host__ __device__ __forceinline__ int64_t tile_count(const Params& params) {
-  return int64_t{params.batch_size} * params.num_heads * query_tiles(params);
+  return int64_t{params.batch_size} * params.num_heads * query_tiles<kBlockM>(params);
 }
 
 // Units of one (batch, head), and of the whole launch.
+template <int kBlockM>
 __host__ __device__ __forceinline__ int64_t head_units(const Params& params,
                                                        const TileOrder& order) {
-  return order.paired ? (query_tiles(params) + 1) / 2 : query_tiles(params);
+  const int64_t tiles = query_tiles<kBlockM>(params);
+  return order.paired ? (tiles + 1) / 2 : tiles;
 }
 
+template <int kBlockM>
 __host__ __device__ __forceinline__ int64_t unit_count(const Params& params,
                                                        const TileOrder& order) {
-  return int64_t{params.batch_size} * params.num_heads * head_units(params, order);
+  return int64_t{params.batch_size} * params.num_heads * head_units<kBlockM>(params, order);
 }
 
 // Unit `index`: its (batch, head) as one index over B x H, and its rank among the head's units.
@@ -721,10 +731,11 @@ struct Unit {
   int64_t rank;
 };
 
+template <int kBlockM>
 __device__ __forceinline__ Unit unit_at(const Params& params, const TileOrder& order,
                                         int64_t index) {
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
-  const int64_t units = head_units(params, order);
+  const int64_t units = head_units<kBlockM>(params, order);
   const int64_t group = index / (order.group_heads * units);
   const int64_t first_head = group * order.group_heads;
   const int64_t heads_in_group = min(int64_t{order.group_heads}, heads - first_head);
@@ -734,18 +745,20 @@ __device__ __forceinline__ Unit unit_at(const Params& params, const TileOrder& o
 
 // The query tiles of a unit: one, or two when paired and the unit is not the middle tile of an
 // odd count; part 0 is the later (longer) tile.
+template <int kBlockM>
 __device__ __forceinline__ int unit_parts(const Params& params, const TileOrder& order,
                                           const Unit& unit) {
-  const int64_t tiles = query_tiles(params);
+  const int64_t tiles = query_tiles<kBlockM>(params);
   return order.paired && tiles - 1 - unit.rank != unit.rank ? 2 : 1;
 }
 
+template <int kBlockM>
 __device__ __forceinline__ BlockTile block_tile(const Params& params, const Unit& unit, int part) {
-  const int64_t tiles = query_tiles(params);
+  const int64_t tiles = query_tiles<kBlockM>(params);
   const int64_t query_tile = part == 0 ? tiles - 1 - unit.rank : unit.rank;
   BlockTile tile;
-  tile.first_row = query_tile * kHopperBlockRows;
-  tile.last_row = min(tile.first_row + kHopperBlockRows, int64_t{params.query_len}) - 1;
+  tile.first_row = query_tile * kBlockM;
+  tile.last_row = min(tile.first_row + kBlockM, int64_t{params.query_len}) - 1;
   tile.h = unit.head_index % params.num_heads;
   tile.b = unit.head_index / params.num_heads;
   tile.kv_head = tile.h / (params.num_heads / params.num_heads_k);
@@ -877,50 +890,51 @@ __device__ __forceinline__ void produce(const HopperParams& hp, SharedStorage<kH
   }
 }
 
-// Ping-pong of the consumer warpgroups: they take turns to issue their GEMMs, so that one
-// warpgroup's softmax runs while the tensor cores work on the other's. Warpgroup c waits on
-// its named barrier before it issues and then signals the other's. Both issue count + 1 times
-// per query tile, so the turns run on from one tile to the next: the first warpgroup starts a
-// tile's GEMMs as soon as the second has issued its last of the tile before, while the second
-// still stores its rows. The second warpgroup opens the first one's barrier once, before the
-// block's first GEMM, and the first takes the turn that the second passes after the block's
-// last (Turns).
+// Ping-pong of the consumer warpgroups: they take turns to issue their GEMMs, in order, so that
+// the others' softmax runs while the tensor cores work for one. Warpgroup c waits on its named
+// barrier before it issues and then signals the next one's (c + 1, the last the first's). Each
+// issues count + 1 times per query tile, so the turns run on from one tile to the next: the
+// first warpgroup starts a tile's GEMMs as soon as the last has issued its last of the tile
+// before, while the others still store their rows. The last warpgroup opens the first one's
+// barrier once, before the block's first GEMM, and the first takes the turn that the last
+// passes after the block's last (Turns).
 constexpr uint32_t kTurnThreads = 2 * kWarpgroupThreads;
 
 __device__ __forceinline__ uint32_t turn_barrier(int consumer) {
-  return static_cast<uint32_t>(consumer);  // CUTLASS user barriers 0 and 1
-}
-
-__device__ __forceinline__ void wait_for_turn(int consumer) {
-  cutlass::arch::NamedBarrier::sync(kTurnThreads, turn_barrier(consumer));
-}
-
-__device__ __forceinline__ void pass_turn(int consumer) {
-  cutlass::arch::NamedBarrier::arrive(kTurnThreads, turn_barrier(1 - consumer));
+  return static_cast<uint32_t>(consumer);  // CUTLASS user barriers 0 .. consumers - 1
 }
 
 // A consumer warpgroup's part of the turns over the block's tiles: whether they have started
 // (the first query tile with a key tile), so that the opening pass comes once and the closing
 // wait only after one.
-template <bool kTakeTurns>
+template <typename Config>
 struct Turns {
   int consumer;
   bool started = false;
 
   __device__ __forceinline__ void begin_tile() {
-    if (!kTakeTurns || started) return;
+    if (!Config::kTakeTurns || started) return;
     started = true;
-    if (consumer == 1) pass_turn(consumer);
+    if (consumer == Config::kConsumers - 1) pass();
   }
   __device__ __forceinline__ void take() {
-    if constexpr (kTakeTurns) wait_for_turn(consumer);
+    if constexpr (Config::kTakeTurns) wait();
   }
   __device__ __forceinline__ void end() {
-    if constexpr (kTakeTurns) pass_turn(consumer);
+    if constexpr (Config::kTakeTurns) pass();
   }
-  // After the block's last tile: the second warpgroup's last pass is the first one's to take.
+  // After the block's last tile: the last warpgroup's last pass is the first one's to take.
   __device__ __forceinline__ void finish() {
-    if (kTakeTurns && started && consumer == 0) wait_for_turn(consumer);
+    if (Config::kTakeTurns && started && consumer == 0) wait();
+  }
+
+ private:
+  __device__ __forceinline__ void wait() const {
+    cutlass::arch::NamedBarrier::sync(kTurnThreads, turn_barrier(consumer));
+  }
+  __device__ __forceinline__ void pass() const {
+    cutlass::arch::NamedBarrier::arrive(kTurnThreads,
+                                        turn_barrier((consumer + 1) % Config::kConsumers));
   }
 };
 
@@ -938,8 +952,8 @@ __device__ __forceinline__ void release_stage(uint64_t* empty) {
 template <typename Element, int kHeadDim, ScorePath kPath>
 __device__ __forceinline__ void consume(const Params& params, SharedStorage<kHeadDim>& shared,
                                         const BlockTile& tile, const KeyTiles& tiles,
-                                        Turns<TileConfig<kHeadDim>::kTakeTurns>& turns,
-                                        bool stage_mask, int32_t ring_position, int32_t q_parity) {
+                                        Turns<TileConfig<kHeadDim>>& turns, bool stage_mask,
+                                        int32_t ring_position, int32_t q_parity) {
   const int consumer = turns.consumer;
   const int32_t count = tiles.end - tiles.begin;
   using Config = TileConfig<kHeadDim>;
@@ -1128,12 +1142,13 @@ __device__ __forceinline__ void for_each_tile(const HopperParams& hp, Body&& bod
   int32_t ring_position = 0;
   int32_t q_parity = 0;
   // The plan's grid check bounds the tiles (B x H x query tiles), and so the units, by INT_MAX.
-  const int32_t total = static_cast<int32_t>(unit_count(params, hp.order));
+  constexpr int kBlockM = Config::kBlockM;
+  const int32_t total = static_cast<int32_t>(unit_count<kBlockM>(params, hp.order));
   for (int32_t index = blockIdx.x; index < total; index += gridDim.x) {
-    const Unit unit = unit_at(params, hp.order, index);
-    const int parts = unit_parts(params, hp.order, unit);
+    const Unit unit = unit_at<kBlockM>(params, hp.order, index);
+    const int parts = unit_parts<kBlockM>(params, hp.order, unit);
     for (int part = 0; part < parts; ++part) {
-      const BlockTile tile = block_tile(params, unit, part);
+      const BlockTile tile = block_tile<kBlockM>(params, unit, part);
       const KeyTiles tiles = key_tiles<Config::kBlockN>(params.modifiers, tile, params.key_len);
       body(tile, tiles, ring_position, q_parity);
       const int32_t count = tiles.end - tiles.begin;
@@ -1144,7 +1159,7 @@ __device__ __forceinline__ void for_each_tile(const HopperParams& hp, Body&& bod
 }
 
 template <typename Element, int kHeadDim>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(TileConfig<kHeadDim>::kThreads, 1)
     flash_sdpa_hopper_kernel(const __grid_constant__ HopperParams hp) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Config = TileConfig<kHeadDim>;
@@ -1157,13 +1172,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x == 0) {
     Barrier::init(&shared.q_full, 1);
-    Barrier::init(&shared.q_empty, kConsumerWarps);
+    Barrier::init(&shared.q_empty, Config::kConsumerWarps);
 #pragma unroll
     for (int stage = 0; stage < Config::kStages; ++stage) {
       Barrier::init(&shared.k_full[stage], 1);
       Barrier::init(&shared.v_full[stage], 1);
-      Barrier::init(&shared.k_empty[stage], kConsumerWarps);
-      Barrier::init(&shared.v_empty[stage], kConsumerWarps);
+      Barrier::init(&shared.k_empty[stage], Config::kConsumerWarps);
+      Barrier::init(&shared.v_empty[stage], Config::kConsumerWarps);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -1186,9 +1201,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       });
     }
   } else {
-    cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
+    cutlass::arch::warpgroup_reg_alloc<Config::kConsumerRegisters>();
     const auto consume_tiles = [&](auto path) {
-      Turns<Config::kTakeTurns> turns{warpgroup - 1};
+      Turns<Config> turns{warpgroup - 1};
       for_each_tile<Config>(hp, [&](const BlockTile& tile, const KeyTiles& tiles,
                                     int32_t ring_position, int32_t q_parity) {
         consume<Element, kHeadDim, decltype(path)::value>(
@@ -1223,7 +1238,8 @@ baracuda_status prepare_hopper(const DeviceInfo& device, const char* op) {
 //  - Pairs when a causal mask or a window makes the query tiles see different numbers of key
 //    tiles and some block takes more than one tile; with one tile per block, pairs would only
 //    halve the blocks.
-inline hopper::TileOrder tile_order(const Params& params, int multiprocessors, int l2_bytes) {
+template <int kBlockM>
+hopper::TileOrder tile_order(const Params& params, int multiprocessors, int l2_bytes) {
   const int64_t kv_bytes = int64_t{params.key_len} * (params.d_k + params.d_v) * kTmaElementBytes;
   const int64_t heads_per_kv_head = params.num_heads / params.num_heads_k;
   const int64_t heads = int64_t{params.batch_size} * params.num_heads;
@@ -1234,7 +1250,7 @@ inline hopper::TileOrder tile_order(const Params& params, int multiprocessors, i
       modifiers.window_left < kUnboundedWindow || modifiers.window_right < kUnboundedWindow;
   hopper::TileOrder order;
   order.group_heads = static_cast<int32_t>(std::clamp<int64_t>(group, 1, heads));
-  order.paired = lengths_vary && hopper::tile_count(params) > multiprocessors ? 1 : 0;
+  order.paired = lengths_vary && hopper::tile_count<kBlockM>(params) > multiprocessors ? 1 : 0;
   return order;
 }
 
@@ -1251,7 +1267,7 @@ inline bool mask_stageable(const ScoreModifiers& modifiers) {
 template <typename Element, int kHeadDimBucket>
 baracuda_status launch_hopper(const Params& params, baracuda_stream stream, const char* op) {
   using Config = hopper::TileConfig<kHeadDimBucket>;
-  if (hopper::tile_count(params) == 0) return BARACUDA_STATUS_SUCCESS;
+  if (hopper::tile_count<Config::kBlockM>(params) == 0) return BARACUDA_STATUS_SUCCESS;
 
   const baracuda_element element =
       std::is_same_v<Element, __nv_bfloat16> ? BARACUDA_ELEMENT_BF16 : BARACUDA_ELEMENT_F16;
@@ -1280,11 +1296,12 @@ baracuda_status launch_hopper(const Params& params, baracuda_stream stream, cons
   status = check_cuda(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device), op,
                       "cudaDeviceGetAttribute(L2CacheSize)");
   if (status != BARACUDA_STATUS_SUCCESS) return status;
-  hp.order = tile_order(params, multiprocessors, l2_bytes);
+  hp.order = tile_order<Config::kBlockM>(params, multiprocessors, l2_bytes);
   hp.stage_mask = mask_stageable(params.modifiers) ? 1 : 0;
-  const int64_t grid = std::min<int64_t>(hopper::unit_count(params, hp.order), multiprocessors);
+  const int64_t grid =
+      std::min<int64_t>(hopper::unit_count<Config::kBlockM>(params, hp.order), multiprocessors);
   hopper::flash_sdpa_hopper_kernel<Element, kHeadDimBucket>
-      <<<static_cast<unsigned>(grid), hopper::kThreads,
+      <<<static_cast<unsigned>(grid), Config::kThreads,
          hopper::shared_bytes<kHeadDimBucket>(hp.stage_mask != 0), stream>>>(hp);
   return check_cuda(cudaGetLastError(), op, "launch of flash_sdpa_hopper_kernel");
 }
