@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _bench_fakes import FAKE_GPU, FAKE_TORCH, FakeCuda, cpu_arrays, header, parse
+from _bench_fakes import FAKE_GPU, FAKE_TORCH, FIXED_NOW, FakeCuda, cpu_arrays, header, parse
 from baracuda import _bench_common as common
 from baracuda import _bench_flash as flash
 from baracuda.__main__ import main, with_default_target
@@ -88,10 +88,6 @@ def keys(value):
         else None
     )
 
-
-# ---------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------
 
 RING_OPTIONS = "--chunks --dtypes --heads --heads-k --head-dim --world-size --warmup --repeats"
 RING_OPTIONS += " --schedules --cases --no-peers --quick --out --max-seconds"
@@ -285,17 +281,14 @@ def test_probe_and_header_come_from_the_driver_and_cuda_core(monkeypatch):
     document = header(flash.SCHEMA, baracuda=types.SimpleNamespace(__version__="0.1.0"))
     assert keys(document) == keys({key: RECORDED[key] for key in document})
     assert (document["date"], document["complete"]) == ("2025-01-02", False)
+    path = common.default_output_path("NVIDIA H100 80GB HBM3", FIXED_NOW.date(), target="ring")
+    assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-ring.json")
     software = document["software"]
     assert (software["nvidia_driver"], software["baracuda"], software["cudnn"]) == (
         "580.159.04",
         "0.1.0",
         91000,
     )
-
-
-# ---------------------------------------------------------------------------------
-# Grid, FLOPs, inputs
-# ---------------------------------------------------------------------------------
 
 
 def test_grid_keeps_tokens_and_model_width_and_the_variants_of_a_problem_together():
@@ -455,11 +448,6 @@ def test_mask_inputs_give_the_peers_the_same_values(dtype, causal):
     assert set(flash.score_inputs(case, cpu_arrays(), peers=False)) == {"mask"}
     softcap = dataclasses.replace(case, variant="softcap")
     assert flash.score_inputs(softcap, cpu_arrays(), peers=True) == {}
-
-
-# ---------------------------------------------------------------------------------
-# Timing and measurements
-# ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("warmup", "warmup_indices"), [(5, [0, 1, 2, 0, 1]), (1, [0, 1, 2])])

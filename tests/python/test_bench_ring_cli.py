@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import io
 import json
 import time
@@ -40,11 +39,6 @@ def parse_ring(argv=""):
 
 def problem(*, dtype="f32", chunk=64, heads=4, heads_k=2, head_dim=8):
     return ring.Problem(dtype, chunk, heads, heads_k, head_dim)
-
-
-# ---------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -203,61 +197,22 @@ def test_command_reports_a_rank_failure(monkeypatch, capsys, tmp_path):
     assert len(document["skipped"]) == 1 + 3 * 2 - 3
 
 
-# ---------------------------------------------------------------------------------
-# Grid and arithmetic
-# ---------------------------------------------------------------------------------
-
-
-def test_grid_order_size_and_labels():
-    items = ring.work_items(parse_ring(), torch_cp=True)
-    per_chunk = 1 + 3 * 2 + 2 * 2  # the flash step, cases x schedules, causal x torch backends
-    assert len(items) == 6 * per_chunk
-    first = items[:per_chunk]
-    assert first[0] == ring.FlashStep(ring.Problem("bf16", 1024, 32, 8, 128, batch=1))
-    assert [(item.case, item.schedule, item.causal, item.layout) for item in first[1:7]] == [
-        (case, schedule, case != "noncausal", "zigzag" if "zigzag" in case else "contiguous")
-        for case in ALL_CASES
-        for schedule in ("overlapped", "serial")
-    ]
-    assert [(item.causal, item.peer) for item in first[7:]] == [
-        (causal, peer) for causal in (False, True) for peer in ("torch_cp_cudnn", "torch_cp_flash")
-    ]
-    assert [item.problem.chunk for item in items[::per_chunk]] == [
-        size * KIBI for size in (1, 2, 4, 8, 16, 32)
-    ]
-    assert {item.problem for item in first} == {first[0].problem}
+def test_grid_subsets_and_labels():
     config = parse_ring("--chunks 2k --dtypes f16,bf16 --cases noncausal --schedules serial")
-    kinds = [
-        (type(item).__name__, item.problem.dtype) for item in ring.work_items(config, torch_cp=True)
-    ]
-    assert kinds == [
-        (kind, dtype)
-        for dtype in ("f16", "bf16")
-        for kind in ("FlashStep", "RingCase", "TorchCpCase", "TorchCpCase")
-    ]
+    items = ring.work_items(config, torch_cp=True)
+    kinds = ("FlashStep", "RingCase", "TorchCpCase", "TorchCpCase")
+    expected = [(kind, dtype) for dtype in ("f16", "bf16") for kind in kinds]
+    assert [(type(item).__name__, item.problem.dtype) for item in items] == expected
     assert len(ring.work_items(config, torch_cp=False)) == 4
-    small = problem(dtype="bf16", chunk=8 * KIBI)
-    assert [item.label() for item in items[:1]] == [
-        "bf16 chunk 1k H=32 Hk=8 D=128 flash step (rank 0)"
+    assert [item.label() for item in items[:4]] == [
+        "f16 chunk 2k H=32 Hk=8 D=128 flash step (rank 0)",
+        "f16 chunk 2k H=32 Hk=8 D=128 noncausal serial",
+        "f16 chunk 2k H=32 Hk=8 D=128 noncausal torch_cp_cudnn",
+        "f16 chunk 2k H=32 Hk=8 D=128 noncausal torch_cp_flash",
     ]
-    assert (
-        ring.RingCase(small, "causal-zigzag", "overlapped").label()
-        == "bf16 chunk 8k H=4 Hk=2 D=8 causal-zigzag overlapped"
-    )
-    assert (
-        ring.TorchCpCase(small, True, "torch_cp_flash").label()
-        == "bf16 chunk 8k H=4 Hk=2 D=8 causal torch_cp_flash"
-    )
-
-
-def test_flop_counts():
-    problem_8k = ring.Problem("bf16", 8 * KIBI, 32, 8, 128)
-    full = 4 * 1 * 32 * (16 * KIBI) ** 2 * 128
-    assert ring.flops_per_gpu(problem_8k, 2, causal=False) == full // 2
-    assert ring.flops_per_gpu(problem_8k, 2, causal=True) == full // 4
-    assert ring.step_flops(problem_8k) == 4 * 32 * (8 * KIBI) ** 2 * 128
-    # Non-causal, each GPU does world_size steps' worth of work.
-    assert ring.flops_per_gpu(problem_8k, 4, causal=False) == 4 * ring.step_flops(problem_8k)
+    zigzag = ring.RingCase(problem(chunk=8 * KIBI), "causal-zigzag", "overlapped")
+    assert (zigzag.causal, zigzag.layout) == (True, "zigzag")
+    assert zigzag.label() == "f32 chunk 8k H=4 Hk=2 D=8 causal-zigzag overlapped"
 
 
 @pytest.mark.parametrize(
@@ -271,9 +226,8 @@ def test_flop_counts():
     ],
 )
 def test_meets_target(schedule, chunk, kept, expected):
-    assert (
-        ring.meets_target({"schedule": schedule, "chunk": chunk, "fraction_kept": kept}) is expected
-    )
+    record = {"schedule": schedule, "chunk": chunk, "fraction_kept": kept}
+    assert ring.meets_target(record) is expected
 
 
 @pytest.mark.parametrize(
@@ -297,18 +251,6 @@ def test_stop_reason(flags, expected):
     assert ring.stop_reason(**{name: name in flags for name in names}) == expected
 
 
-def test_default_output_path_has_the_target_suffix():
-    path = common.default_output_path(
-        "NVIDIA H100 80GB HBM3", datetime.date(2025, 1, 2), target="ring"
-    )
-    assert path == Path("benchmarks/results/nvidia-h100-80gb-hbm3-2025-01-02-ring.json")
-
-
-# ---------------------------------------------------------------------------------
-# Records, table and JSON
-# ---------------------------------------------------------------------------------
-
-
 def collect(config, world_size, parts, *, peers_reason=None, stop_reason=None):
     """Feed rank 0's ``parts(item)`` for every item to a collector; the document, the
     progress text and the number of writes."""
@@ -329,56 +271,64 @@ def collect(config, world_size, parts, *, peers_reason=None, stop_reason=None):
     return document, progress.getvalue(), len(writes)
 
 
-@pytest.mark.parametrize("name", list(RECORDED))
-def test_the_recorded_documents_come_back_from_their_parts(name):
+@pytest.mark.parametrize(
+    ("name", "met"), [(name, met) for name, met in zip(RECORDED, ("6 of 9", "0 of 3"), strict=True)]
+)
+def test_the_recorded_documents_come_back_from_their_parts(name, met):
+    """Rank 0's parts of each recorded measurement, through the collector, give the recorded
+    document: its settings, entries, references, fractions kept and verdicts."""
     recorded = RECORDED[name]
-    settings = recorded["config"]
-    config = ring.RingBenchConfig(
-        chunks=tuple(settings["chunks"]),
-        warmup=None if recorded["timing"]["warmup"] == "adaptive" else recorded["timing"]["warmup"],
-        repeats=None
-        if recorded["timing"]["repeats"] == "adaptive"
-        else recorded["timing"]["repeats"],
-        max_seconds=recorded["timing"]["max_seconds"],
-    )
-    entries = {}
-    for entry in recorded["flash_steps"]:
-        entries[entry["chunk"]] = {"result": entry["result"], "plan": entry["plan"]}
-    for entry in recorded["records"]:
-        entries[entry["chunk"], entry["case"], entry["schedule"]] = {
-            "result": entry["ring"],
-            "plan": entry["plan"],
-        }
-    for entry in recorded["torch_cp"]:
-        entries[entry["chunk"], entry["causal"], entry["peer"]] = {
-            "result": entry["result"],
-            "kv_heads": entry["kv_heads"],
+    timing = {key: recorded["timing"][key] for key in ("warmup", "repeats", "max_seconds")}
+    timing = {key: None if value == "adaptive" else value for key, value in timing.items()}
+    config = ring.RingBenchConfig(chunks=tuple(recorded["config"]["chunks"]), **timing)
+    parts = {}
+    for e in recorded["flash_steps"]:
+        parts[e["chunk"]] = {"result": e["result"], "plan": e["plan"]}
+    for e in recorded["records"]:
+        parts[e["chunk"], e["case"], e["schedule"]] = {"result": e["ring"], "plan": e["plan"]}
+    for e in recorded["torch_cp"]:
+        parts[e["chunk"], e["causal"], e["peer"]] = {
+            "result": e["result"],
+            "kv_heads": e["kv_heads"],
         }
 
-    def parts(item):
-        if isinstance(item, ring.FlashStep):
-            return entries[item.problem.chunk]
-        if isinstance(item, ring.RingCase):
-            return entries[item.problem.chunk, item.case, item.schedule]
-        return entries[item.problem.chunk, item.causal, item.peer]
+    def part(item):
+        keys = {"RingCase": ("case", "schedule"), "TorchCpCase": ("causal", "peer")}
+        extra = [getattr(item, key) for key in keys.get(type(item).__name__, ())]
+        return parts[item.problem.chunk, *extra] if extra else parts[item.problem.chunk]
 
-    document, _, _ = collect(
-        config, recorded["world_size"], parts, peers_reason=recorded["peers"]["reason"]
-    )
+    world_size, reason = recorded["world_size"], recorded["peers"]["reason"]
+    document, progress, writes = collect(config, world_size, part, peers_reason=reason)
     assert set(document) == set(recorded)
-    for key in (
-        "schema",
-        "complete",
-        "world_size",
-        "method",
-        "timing",
-        "config",
-        "target",
-        "peers",
-    ):
+    for key in ("schema", "complete", "world_size", "method", "timing", "config", "target"):
         assert document[key] == recorded[key], key
-    for key in ("flash_steps", "records", "torch_cp", "skipped", "failures"):
+    for key in ("peers", "flash_steps", "records", "torch_cp", "skipped", "failures"):
         assert document[key] == recorded[key], key
+    total = len(ring.work_items(config, torch_cp=reason is None))
+    assert writes == 1 + total + 1  # the setup, each measurement, the end
+    first = recorded["flash_steps"][0]["result"]
+    flash = f"{first['median_ms']:.3f} ms, {first['tflops']:.1f} TFLOP/s ("
+    assert progress.startswith(
+        f"[1/{total}] bf16 chunk 1k H=32 Hk=8 D=128 flash step (rank 0): {flash}"
+    )
+    assert "TFLOP/s per GPU" in progress and progress.count("\n") == total
+
+    table = ring.format_ring_table(document).splitlines()
+    peers = " cp cudnn TF/s/GPU cp flash TF/s/GPU" if reason is None else ""
+    assert (
+        table[0].split()
+        == f"dtype chunk S case schedule ring ms TF/s/GPU flash TF/s kept{peers}".split()
+    )
+    assert (set(table[1]), len(table)) == ({"-", " "}, 2 + len(recorded["records"]))
+    record = recorded["records"][0]
+    cells = [record["ring"]["median_ms"], record["ring"]["tflops"], record["flash_step_tflops"]]
+    row = f"bf16 1k {world_size}k noncausal overlapped {cells[0]:.3f} {cells[1]:.1f} {cells[2]:.1f}"
+    row += f" {record['fraction_kept']:.0%}"
+    row += "".join(f" {record['peers'][name]['tflops']:.1f}" for name in record["peers"])
+    assert table[2].split() == row.split()
+    out = io.StringIO()
+    ring.print_ring_table(document, out)
+    assert f"target (overlapped, chunk >= 8k, kept >= 90%): met by {met} records" in out.getvalue()
 
 
 def ok_part(samples, *, medians=None, flops=10**9, **extra):
@@ -386,125 +336,23 @@ def ok_part(samples, *, medians=None, flops=10**9, **extra):
     return {"result": ring.summarize_ranks(samples, medians or [samples[0]], 2, flops), **extra}
 
 
-def fabricated(item, world_size=2):
-    """Flash step 10 ms; ring: overlapped 12 ms at 4k and 20 ms at 8k per call (rank 1
-    slowest), serial twice that; torch: cudnn 25 ms, flash refused."""
-    if isinstance(item, ring.FlashStep):
-        return ok_part([10.0] * 3, flops=ring.step_flops(item.problem), plan={"sku": "f"})
-    flops = ring.flops_per_gpu(item.problem, world_size, causal=item.causal)
-    if isinstance(item, ring.RingCase):
-        slowest = (12.0 if item.problem.chunk == 4 * KIBI else 20.0) * (
-            1 if item.schedule == "overlapped" else 2
-        )
-        return ok_part(
-            [slowest] * 3, medians=[slowest - 1.0, slowest], flops=flops, plan={"sku": "r"}
-        )
-    if item.peer == "torch_cp_cudnn":
-        return ok_part([25.0] * 3, flops=flops, kv_heads=ring.KV_HEADS_NATIVE)
-    refusal = {"status": "unsupported", "error": "RuntimeError: No available kernel", "rank": 0}
-    return {"result": refusal, "kv_heads": ring.KV_HEADS_EXPANDED, "kv_heads_note": "why"}
-
-
-def test_collector_joins_references_prints_progress_and_the_table():
-    config = parse_ring("--chunks 4k,8k --cases noncausal,causal-zigzag")
-    document, progress, writes = collect(config, 2, fabricated)
-    assert writes == 1 + len(ring.work_items(config, torch_cp=True)) + 1  # setup, each, the end
-    assert document["setup"] == {"torch_cp": {"ready": True, "reason": None}}
-    records = document["records"]
-    assert [(r["chunk"], r["case"], r["schedule"]) for r in records] == [
-        (c, case, s)
-        for c in (4096, 8192)
-        for case in ("noncausal", "causal-zigzag")
-        for s in ("overlapped", "serial")
-    ]
-    first, zigzag, eight_k = records[0], records[2], records[4]
-    assert (first["global_seqlen"], first["ring"]["per_rank_median_ms"], first["plan"]) == (
-        8192,
-        [11.0, 12.0],
-        {"sku": "r"},
-    )
-    assert first["fraction_kept"] == pytest.approx(
-        first["ring"]["tflops"] / first["flash_step_tflops"]
-    )
-    assert first["meets_target"] is None
-    assert (zigzag["layout"], zigzag["flops_per_gpu"] * 2) == ("zigzag", first["flops_per_gpu"])
-    assert zigzag["peers"] == {
-        "torch_cp_cudnn": {
-            k: document["torch_cp"][2]["result"][k] for k in ("status", "median_ms", "tflops")
-        },
-        "torch_cp_flash": {"status": "unsupported", "error": "RuntimeError: No available kernel"},
-    }
-    # 8k per GPU, overlapped: the target applies; non-causal keeps 2*10/20 = 100%, causal half.
-    assert (eight_k["fraction_kept"], eight_k["meets_target"]) == (pytest.approx(1.0), True)
-    assert (records[6]["fraction_kept"], records[6]["meets_target"]) == (pytest.approx(0.5), False)
-    assert records[5]["meets_target"] is None  # serial
-    peers = document["torch_cp"]
-    assert [(e["load_balance"], e["backend"]) for e in peers[:4:2]] == [
-        (False, "CUDNN_ATTENTION"),
-        (True, "CUDNN_ATTENTION"),
-    ]
-    assert (peers[1]["kv_heads"], peers[1]["kv_heads_note"], "kv_heads_note" in peers[0]) == (
-        ring.KV_HEADS_EXPANDED,
-        "why",
-        False,
-    )
-    total = len(ring.work_items(config, torch_cp=True))
-    assert progress.startswith(
-        f"[1/{total}] bf16 chunk 4k H=32 Hk=8 D=128 flash step (rank 0): 10.000 ms"
-    )
-    assert "TFLOP/s per GPU" in progress and progress.count("\n") == total
-
-    table = ring.format_ring_table(document).splitlines()
-    header_text = "dtype chunk S case schedule ring ms TF/s/GPU flash TF/s kept"
-    header_text += " cp cudnn TF/s/GPU cp flash TF/s/GPU"
-    assert (table[0].split(), set(table[1]), len(table)) == (
-        header_text.split(),
-        {"-", " "},
-        2 + len(records),
-    )
-    row = table[2].split()
-    assert row[:7] == [
-        "bf16",
-        "4k",
-        "8k",
-        "noncausal",
-        "overlapped",
-        "12.000",
-        f"{first['ring']['tflops']:.1f}",
-    ]
-    assert (row[8], row[-1], table[6].split()[8]) == (
-        f"{first['fraction_kept']:.0%}",
-        "unsupported",
-        "100%",
-    )
-    out = io.StringIO()
-    ring.print_ring_table(document, out)
-    assert "target (overlapped, chunk >= 8k, kept >= 90%): met by 1 of 2 records" in out.getvalue()
-    assert "causal torch_cp_flash: unsupported: RuntimeError: No available kernel" in out.getvalue()
-
-
-def test_without_peers_and_with_skipped_measurements():
+def test_failures_skips_and_no_peers_are_reported():
     config = parse_ring("--chunks 1k --cases noncausal --schedules overlapped")
-    parts = lambda item: ok_part([1.0]) if isinstance(item, ring.FlashStep) else None  # noqa: E731
-    document, _, _ = collect(
-        config, 1, parts, peers_reason="--no-peers", stop_reason=ring.STOP_BUDGET
-    )
+    refusal = {"status": "unsupported", "error": "FakeUnsupportedError: why", "rank": 0}
+    parts = lambda item: {"result": refusal} if isinstance(item, ring.FlashStep) else None  # noqa: E731
+    stop = ring.STOP_BUDGET
+    document, _, _ = collect(config, 1, parts, peers_reason="--no-peers", stop_reason=stop)
     label = "bf16 chunk 1k H=32 Hk=8 D=128 noncausal overlapped"
     assert (document["complete"], document["records"]) == (False, [])
     assert document["skipped"] == [{"item": label, "reason": "time budget spent"}]
-    assert "cp" not in ring.format_ring_table(document).splitlines()[0].split()
     out = io.StringIO()
     ring.print_ring_table(document, out)
-    assert out.getvalue().splitlines()[-3:] == [
+    assert out.getvalue().splitlines()[-4:] == [
         "world size 1: the ring ran on one GPU, without NCCL",
         "torch context parallelism not timed: --no-peers",
+        "bf16 chunk 1k flash step: unsupported: FakeUnsupportedError: why",
         f"skipped {label}: time budget spent",
     ]
-
-
-# ---------------------------------------------------------------------------------
-# A rank's measurements on fakes
-# ---------------------------------------------------------------------------------
 
 
 class FakeUnsupportedError(Exception):
@@ -797,6 +645,12 @@ def test_torch_cp_falls_back_to_expanded_kv_heads():
     assert (result["status"], result["median_ms"], result["runs"]) == ("ok", 5.0, 2)
     assert payload["kv_heads"] == ring.KV_HEADS_EXPANDED
     assert payload["kv_heads_note"].startswith(f"{ring.KV_HEADS_NATIVE} refused: ")
+    item = ring.TorchCpCase(problem(chunk=32), True, "torch_cp_flash")
+    entry = ring.entry(item, 1, payload)[1]
+    assert (entry["kv_heads"], entry["kv_heads_note"]) == (
+        payload["kv_heads"],
+        payload["kv_heads_note"],
+    )
     # Two attempts, each entered and exited; global inputs of world_size * chunk tokens.
     assert fake.exited == len(fake.entered) == 2
     (mesh, native_shapes, seq_dims, no_restore, balance) = fake.entered[0]
