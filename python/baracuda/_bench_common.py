@@ -1,85 +1,53 @@
-"""What the flash and the ring benchmarks share (``python -m baracuda bench``): the GPU
-probe and document header, the array libraries and input sets, CUDA-event timing and its
-statistics, the option types, the config resolution with presets, the text table, progress
-lines and the JSON writer. ``torch``, ``cupy`` and ``cuda.core`` are imported only by the
-functions that need them; ``benchmarks/README.md`` describes the method.
+"""What the flash and the ring benchmarks share (``python -m baracuda bench``): the GPU probe,
+the document header, random inputs and CUDA-event timing with PyTorch, the statistics, the
+option types, the text table and the JSON writer. ``benchmarks/README.md`` describes the
+method; ``torch`` and ``cuda.core`` are imported only once a GPU is found.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
-import importlib
 import json
 import math
 import platform
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-KIBI = 1024
-MIBI = 1024 * 1024
-GIBI = 1024 * 1024 * 1024
+KIBI, MIBI, GIBI = 1024, 1024**2, 1024**3
 ALL_DTYPES = ("bf16", "f16", "f32", "f64")
 ITEM_BYTES = {"bf16": 2, "f16": 2, "f32": 4, "f64": 8}
+TORCH_DTYPES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32", "f64": "float64"}
 DEFAULT_WARMUP = 10
 RESULTS_DIR = Path("benchmarks") / "results"
-
 FALLBACK_L2_BYTES = 64 * MIBI
 L2_SPAN = 2
-MIN_INPUT_SETS = 3
-MAX_INPUT_SETS = 64
+MIN_INPUT_SETS, MAX_INPUT_SETS = 3, 64
 RANDOM_SEED = 0
-
-TERA = 1e12
-MS_PER_S = 1e3
 QUANTILES = (0.10, 0.50, 0.90)
-"""p10, median and p90 of the call times (linear interpolation between samples)."""
+"""p10, median and p90 of the call times (``numpy.quantile``, linear interpolation)."""
+EVENTS = "torch.cuda.Event"
+ARRAYS = "torch"
 
-STATUS_OK = "ok"
-STATUS_UNSUPPORTED = "unsupported"
-STATUS_ERROR = "error"
-STATUS_SKIPPED = "skipped"
-
-NO_GPU_EXIT = 0
-MISSING_DEPENDENCY_EXIT = 1
-
-DRIVER_VERSION_PART_DIGITS = 2
-TABLE_GAP = "  "
-_SIZE_SUFFIXES = {"k": KIBI, "m": MIBI}
+STATUS_OK, STATUS_UNSUPPORTED, STATUS_ERROR, STATUS_SKIPPED = (
+    "ok",
+    "unsupported",
+    "error",
+    "skipped",
+)
+NO_GPU_EXIT, MISSING_DEPENDENCY_EXIT = 0, 1
 
 
-class HarnessUnsupportedError(Exception):
-    """The harness cannot build inputs for a case with the array library at hand."""
-
-
-# ---------------------------------------------------------------------------------
-# GPU and document header
-# ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GpuInfo:
-    """What the GPU probe found about device 0.
-
-    Attributes
-    ----------
-    present : bool
-        True when at least one CUDA device is usable.
-    reason : str
-        Why no device is usable (empty when ``present``).
-    name, compute_capability : str
-        Device 0's name and ``"major.minor"``.
-    l2_cache_bytes, device_count : int
-        Device 0's L2 size in bytes; the number of visible devices.
-    driver_cuda_version : str
-        Highest CUDA version the driver supports, ``"major.minor"``.
-    """
+    """What the probe found: whether a device is usable (else ``reason``), device 0's name,
+    ``"major.minor"`` capability and L2 bytes, the visible devices and the driver's CUDA."""
 
     present: bool
     reason: str = ""
@@ -90,31 +58,18 @@ class GpuInfo:
     driver_cuda_version: str = ""
 
 
-def _version_text(query: Callable[[], Sequence[int]], *, part_digits: int = 1) -> str | None:
-    """Return the version that ``query`` returns as parts, dotted; None when the query fails.
-
-    Parts after the first are zero-padded to ``part_digits``: ``(580, 65, 6)`` becomes
-    ``"580.65.06"`` with 2, as NVIDIA writes its driver versions; ``(13, 0)`` becomes
-    ``"13.0"`` with 1.
-    """
+def _version(query: Callable[[], Sequence[int]], *, digits: int = 1) -> str | None:
+    """Return ``query()``'s parts dotted, those after the first zero-padded to ``digits``
+    (``(580, 65, 6)`` as ``"580.65.06"`` with 2); None when the query fails."""
     try:
         first, *rest = query()
-    except Exception:  # NVML missing or refusing: the version is then unknown
+    except Exception:  # NVML missing or refusing: the version is unknown
         return None
-    return ".".join([str(first), *(f"{part:0{part_digits}d}" for part in rest)])
+    return ".".join([str(first), *(f"{part:0{digits}d}" for part in rest)])
 
 
 def probe_gpu() -> GpuInfo:
-    """Find out whether a CUDA GPU is usable and describe device 0.
-
-    The driver is asked first (:mod:`baracuda._cuda`, once per process): without a device,
-    ``cuda.core`` is never reached.
-
-    Returns
-    -------
-    GpuInfo
-        ``present=False`` with the driver's reason when there is no usable device.
-    """
+    """Describe device 0; the driver is asked first, so ``cuda.core`` needs a device."""
     from baracuda import _cuda
 
     absence = _cuda._device_absence()
@@ -130,7 +85,7 @@ def probe_gpu() -> GpuInfo:
         compute_capability=f"{capability.major}.{capability.minor}",
         l2_cache_bytes=device.properties.l2_cache_size,
         device_count=len(Device.get_all_devices()),
-        driver_cuda_version=_version_text(system.get_user_mode_driver_version) or "",
+        driver_cuda_version=_version(system.get_user_mode_driver_version) or "",
     )
 
 
@@ -140,74 +95,51 @@ def no_gpu_exit(program: str, gpu: GpuInfo) -> int:
     return NO_GPU_EXIT
 
 
-def optional_import(name: str) -> Any:
-    """Return the module ``name``, or None when it is not installed."""
+def import_torch(program: str, why: str) -> Any:
+    """Return ``torch``, or None after saying that ``program`` needs it for ``why``."""
     try:
-        return importlib.import_module(name)
+        import torch
     except ImportError:
+        print(f"{program}: needs torch ({why}).", file=sys.stderr)
         return None
-
-
-def _module_version(module: Any) -> str | None:
-    return getattr(module, "__version__", None) if module is not None else None
-
-
-def software_versions(*, baracuda: Any, torch: Any = None, cupy: Any = None) -> dict[str, Any]:
-    """Return the versions of everything that shapes the numbers."""
-    from cuda.core import system
-
-    versions: dict[str, Any] = {
-        "baracuda": _module_version(baracuda),
-        "torch": _module_version(torch),
-        "cupy": _module_version(cupy),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "nvidia_driver": _version_text(
-            system.get_kernel_mode_driver_version, part_digits=DRIVER_VERSION_PART_DIGITS
-        ),
-        "cuda_runtime": None,
-        "cudnn": None,
-    }
-    if torch is not None:
-        versions["cuda_runtime"] = torch.version.cuda
-        versions["cudnn"] = torch.backends.cudnn.version()
-    elif cupy is not None:
-        versions["cuda_runtime"] = str(cupy.cuda.runtime.runtimeGetVersion())
-    return versions
+    return torch
 
 
 def document_header(
-    schema: str, *, gpu: GpuInfo, software: dict[str, Any], now: datetime.datetime
+    schema: str, gpu: GpuInfo, *, baracuda: Any, torch: Any, now: datetime.datetime
 ) -> dict[str, Any]:
-    """Return the fields every results document starts with.
+    """Return the fields every results document starts with (``complete`` False until the
+    run ends), the versions of everything that shapes the numbers among them."""
+    from cuda.core import system
 
-    ``complete`` is False until the run ends.
-    """
+    version = "__version__"
     return {
         "schema": schema,
         "date": now.date().isoformat(),
         "timestamp": now.isoformat(timespec="seconds"),
         "complete": False,
         "gpu": {
-            "name": gpu.name,
-            "compute_capability": gpu.compute_capability,
-            "l2_cache_bytes": gpu.l2_cache_bytes,
-            "device_count": gpu.device_count,
-            "driver_cuda_version": gpu.driver_cuda_version,
+            key: value
+            for key, value in dataclasses.asdict(gpu).items()
+            if key not in ("present", "reason")
         },
-        "software": software,
+        "software": {
+            "baracuda": getattr(baracuda, version, None),
+            "torch": getattr(torch, version, None),
+            "cupy": None,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "nvidia_driver": _version(system.get_kernel_mode_driver_version, digits=2),
+            "cuda_runtime": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        },
     }
 
 
-def gpu_slug(name: str) -> str:
-    """Return a GPU name as a file-name part: ``"NVIDIA H100 80GB HBM3"`` gives
-    ``"nvidia-h100-80gb-hbm3"``."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unknown-gpu"
-
-
-def default_output_path(gpu_name: str, date: datetime.date, *, target: str = "flash") -> Path:
-    """Return ``benchmarks/results/<gpu-slug>-<yyyy-mm-dd>-<target>.json`` (a relative path)."""
-    return RESULTS_DIR / f"{gpu_slug(gpu_name)}-{date.isoformat()}-{target}.json"
+def default_output_path(gpu_name: str, date: datetime.date, *, target: str) -> Path:
+    """Return ``benchmarks/results/<gpu-slug>-<yyyy-mm-dd>-<target>.json`` (relative)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "unknown-gpu"
+    return RESULTS_DIR / f"{slug}-{date.isoformat()}-{target}.json"
 
 
 def write_json(path: Path, document: dict[str, Any]) -> Path:
@@ -218,236 +150,61 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------
-# Array libraries and inputs
-# ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InputSet:
-    """Q, K, V and a preallocated output (None where a benchmark needs none)."""
-
-    q: Any
-    k: Any
-    v: Any
-    out: Any
+def sets_to_exceed_l2(set_bytes: int, l2_cache_bytes: int) -> int:
+    """Return how many input sets of ``set_bytes`` together exceed :func:`l2_span_bytes`,
+    within ``MIN_INPUT_SETS`` and ``MAX_INPUT_SETS``."""
+    return min(MAX_INPUT_SETS, max(MIN_INPUT_SETS, l2_span_bytes(l2_cache_bytes) // set_bytes + 1))
 
 
 def l2_span_bytes(l2_cache_bytes: int) -> int:
-    """Return the bytes that the inputs of one measurement must exceed: ``L2_SPAN`` L2 caches.
-
-    ``l2_cache_bytes`` of 0 or less means unknown (``FALLBACK_L2_BYTES`` is used).
-    """
+    """Return ``L2_SPAN`` L2 caches (``FALLBACK_L2_BYTES`` each for a size of 0: unknown)."""
     return L2_SPAN * (l2_cache_bytes if l2_cache_bytes > 0 else FALLBACK_L2_BYTES)
 
 
-def sets_to_exceed_l2(set_bytes: int, l2_cache_bytes: int) -> int:
-    """Return how many input sets of ``set_bytes`` together exceed ``L2_SPAN`` L2 caches.
-
-    Parameters
-    ----------
-    set_bytes : int
-        Bytes of one input set.
-    l2_cache_bytes : int
-        L2 size of the device; 0 or less means unknown (``FALLBACK_L2_BYTES`` is used).
-
-    Returns
-    -------
-    int
-        Between ``MIN_INPUT_SETS`` and ``MAX_INPUT_SETS``.
-    """
-    span = l2_span_bytes(l2_cache_bytes)
-    return min(MAX_INPUT_SETS, max(MIN_INPUT_SETS, span // set_bytes + 1))
+def input_rotation(per: str = "") -> str:
+    """Return the JSON description of the input rotation."""
+    return f"at least {MIN_INPUT_SETS} random input sets{per}, together over {L2_SPAN}x the L2 size"
 
 
 class TorchArrays:
-    """Allocates benchmark tensors with PyTorch on the current CUDA device."""
+    """Random (standard normal) and uninitialised tensors of a dtype name on ``device``."""
 
-    name = "torch"
-
-    def __init__(self, torch: Any) -> None:
-        self._torch = torch
-        self._dtypes = {
-            "bf16": torch.bfloat16,
-            "f16": torch.float16,
-            "f32": torch.float32,
-            "f64": torch.float64,
-        }
+    def __init__(self, torch: Any, *, device: str = "cuda") -> None:
+        self.torch, self.device = torch, device
         torch.manual_seed(RANDOM_SEED)
+
+    def dtype(self, name: str) -> Any:
+        """Return the ``torch.dtype`` of ``"bf16"``, ``"f16"``, ``"f32"`` or ``"f64"``."""
+        return getattr(self.torch, TORCH_DTYPES[name])
 
     def randn(self, shape: tuple[int, ...], dtype: str) -> Any:
         """Return a tensor of standard normal values."""
-        return self._torch.randn(shape, dtype=self._dtypes[dtype], device="cuda")
+        return self.torch.randn(shape, dtype=self.dtype(dtype), device=self.device)
 
     def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         """Return an uninitialised tensor."""
-        return self._torch.empty(shape, dtype=self._dtypes[dtype], device="cuda")
-
-    def asarray(self, host: np.ndarray) -> Any:
-        """Return a device copy of a numpy array, of its dtype."""
-        return self._torch.as_tensor(host, device="cuda")
-
-    def where(self, condition: Any, chosen: Any, other: Any) -> Any:
-        """Return ``chosen`` where ``condition`` holds and ``other`` elsewhere (broadcast)."""
-        return self._torch.where(condition, chosen, other)
+        return self.torch.empty(shape, dtype=self.dtype(dtype), device=self.device)
 
     def release(self) -> None:
-        """Return cached blocks to the driver between cases."""
-        self._torch.cuda.empty_cache()
-
-
-class CupyArrays:
-    """Allocates benchmark arrays with CuPy (used when PyTorch is absent)."""
-
-    name = "cupy"
-
-    def __init__(self, cupy: Any) -> None:
-        self._cupy = cupy
-        self._dtypes = {"f16": cupy.float16, "f32": cupy.float32, "f64": cupy.float64}
-        cupy.random.seed(RANDOM_SEED)
-
-    def _dtype(self, dtype: str) -> Any:
-        if dtype not in self._dtypes:
-            raise HarnessUnsupportedError(f"{dtype} inputs need torch (CuPy has no {dtype} dtype)")
-        return self._dtypes[dtype]
-
-    def randn(self, shape: tuple[int, ...], dtype: str) -> Any:
-        """Return an array of standard normal values (sampled in f32, or f64 for f64)."""
-        target = self._dtype(dtype)
-        sample_dtype = self._cupy.float64 if target == self._cupy.float64 else self._cupy.float32
-        return self._cupy.random.standard_normal(shape, dtype=sample_dtype).astype(target)
-
-    def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
-        """Return an uninitialised array."""
-        return self._cupy.empty(shape, dtype=self._dtype(dtype))
-
-    def asarray(self, host: np.ndarray) -> Any:
-        """Return a device copy of a numpy array, of its dtype."""
-        return self._cupy.asarray(host)
-
-    def where(self, condition: Any, chosen: Any, other: Any) -> Any:
-        """Return ``chosen`` where ``condition`` holds and ``other`` elsewhere (broadcast)."""
-        return self._cupy.where(condition, chosen, other)
-
-    def release(self) -> None:
-        """Return pooled blocks to the driver between cases."""
-        self._cupy.get_default_memory_pool().free_all_blocks()
-
-
-@dataclass(frozen=True)
-class Libraries:
-    """The libraries a run allocates and times with: PyTorch, or CuPy and cuda.core."""
-
-    torch: Any
-    cupy: Any
-    cuda_core: Any
-
-    @property
-    def arrays_name(self) -> str:
-        """Name of the array library, as the JSON documents record it."""
-        return TorchArrays.name if self.torch is not None else CupyArrays.name
-
-    @property
-    def events_name(self) -> str:
-        """Name of the CUDA event source, as the JSON documents record it."""
-        return TorchEventTimer.method if self.torch is not None else CudaCoreEventTimer.method
-
-    def arrays_and_timer(self) -> tuple[Any, Any]:
-        """Return the array library and the CUDA event timer on device 0."""
-        if self.torch is not None:
-            return TorchArrays(self.torch), TorchEventTimer(self.torch)
-        return CupyArrays(self.cupy), CudaCoreEventTimer(self.cuda_core)
-
-
-def import_libraries(program: str) -> Libraries | None:
-    """Import PyTorch, or else CuPy and cuda.core; None (after saying so) when neither is there."""
-    torch = optional_import("torch")
-    cupy = optional_import("cupy") if torch is None else None
-    cuda_core = optional_import("cuda.core") if torch is None else None
-    if torch is None and (cupy is None or cuda_core is None):
-        print(
-            f"{program}: needs torch, or cupy and cuda-core, to allocate inputs and time them.",
-            file=sys.stderr,
-        )
-        return None
-    return Libraries(torch=torch, cupy=cupy, cuda_core=cuda_core)
-
-
-# ---------------------------------------------------------------------------------
-# Timing
-# ---------------------------------------------------------------------------------
-
-
-class TorchEventTimer:
-    """CUDA events from ``torch.cuda.Event``, recorded on PyTorch's current stream."""
-
-    method = "torch.cuda.Event"
-
-    def __init__(self, torch: Any) -> None:
-        self._torch = torch
-
-    def new_event(self) -> Any:
-        """Return an event that records timing."""
-        return self._torch.cuda.Event(enable_timing=True)
-
-    def record(self, event: Any) -> None:
-        """Record ``event`` on the current stream."""
-        event.record()
-
-    def synchronize(self) -> None:
-        """Wait for all work on the device."""
-        self._torch.cuda.synchronize()
-
-    def elapsed_ms(self, start: Any, end: Any) -> float:
-        """Return the GPU time between two completed events in milliseconds."""
-        return start.elapsed_time(end)
-
-
-class CudaCoreEventTimer:
-    """CUDA events from ``cuda.core``, recorded on the legacy default stream of ``device``."""
-
-    method = "cuda.core Event"
-
-    def __init__(self, cuda_core: Any, *, device: int = 0) -> None:
-        self._device = cuda_core.Device(device)
-        self._device.set_current()
-        self._stream = self._device.default_stream
-        self._options = cuda_core.EventOptions(timing_enabled=True)
-
-    def new_event(self) -> Any:
-        """Return an event that records timing."""
-        return self._device.create_event(options=self._options)
-
-    def record(self, event: Any) -> None:
-        """Record ``event`` on the default stream."""
-        self._stream.record(event)
-
-    def synchronize(self) -> None:
-        """Wait for all work on the device."""
-        self._device.sync()
-
-    def elapsed_ms(self, start: Any, end: Any) -> float:
-        """Return the GPU time between two completed events in milliseconds."""
-        return end - start
+        """Return the caching allocator's free blocks to the driver between cases."""
+        self.torch.cuda.empty_cache()
 
 
 def time_calls(
-    fn: Callable[[int], object], set_count: int, *, timer: Any, warmup: int, repeats: int
+    fn: Callable[[int], object], set_count: int, *, cuda: Any, warmup: int, repeats: int
 ) -> list[float]:
-    """Time ``fn(i)`` with a pair of CUDA events around each call.
+    """Time ``fn(i)`` (asynchronous, on input set ``i``) with a pair of CUDA events per call.
 
     Parameters
     ----------
     fn : callable
-        Runs the operation on input set ``i`` (asynchronously).
+        The call on input set ``i``; calls rotate over ``set_count`` sets.
     set_count : int
-        Number of input sets; calls rotate over them.
-    timer : TorchEventTimer or CudaCoreEventTimer
-        Event source.
-    warmup : int
-        Untimed calls before timing; at least one per input set is made.
-    repeats : int
-        Timed calls.
+        Number of input sets.
+    cuda : module
+        ``torch.cuda``: its ``Event(enable_timing=True)`` and ``synchronize()``.
+    warmup, repeats : int
+        Untimed calls first (at least one per set), then timed calls.
 
     Returns
     -------
@@ -456,33 +213,21 @@ def time_calls(
     """
     for call in range(max(warmup, set_count)):
         fn(call % set_count)
-    starts = [timer.new_event() for _ in range(repeats)]
-    ends = [timer.new_event() for _ in range(repeats)]
-    timer.synchronize()
-    for call in range(repeats):
-        timer.record(starts[call])
+    events = [
+        (cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)) for _ in range(repeats)
+    ]
+    cuda.synchronize()
+    for call, (start, end) in enumerate(events):
+        start.record()
         fn(call % set_count)
-        timer.record(ends[call])
-    timer.synchronize()
-    return [timer.elapsed_ms(start, end) for start, end in zip(starts, ends, strict=True)]
+        end.record()
+    cuda.synchronize()
+    return [start.elapsed_time(end) for start, end in events]
 
 
-def summarize(samples_ms: Sequence[float], case_flops: int) -> dict[str, Any]:
-    """Return the record of a successful measurement.
-
-    Parameters
-    ----------
-    samples_ms : sequence of float
-        Per-call times in milliseconds.
-    case_flops : int
-        FLOPs of one call.
-
-    Returns
-    -------
-    dict
-        ``status``, ``median_ms``, ``p10_ms``, ``p90_ms``, ``min_ms``, ``runs`` and
-        ``tflops`` (from the median).
-    """
+def summarize(samples_ms: Sequence[float], flops: int) -> dict[str, Any]:
+    """Return the record of a measurement: ``status`` ok, ``median_ms``, ``p10_ms``,
+    ``p90_ms``, ``min_ms``, ``runs`` and ``tflops`` (``flops`` per call, at the median)."""
     p10, median, p90 = (float(value) for value in np.quantile(samples_ms, QUANTILES))
     return {
         "status": STATUS_OK,
@@ -491,17 +236,28 @@ def summarize(samples_ms: Sequence[float], case_flops: int) -> dict[str, Any]:
         "p90_ms": p90,
         "min_ms": float(np.min(samples_ms)),
         "runs": len(samples_ms),
-        "tflops": case_flops / (median / MS_PER_S) / TERA,
+        "tflops": flops / (median / 1e3) / 1e12,
     }
+
+
+def failure(status: str, exc: BaseException | str, warned: Sequence[Any] = ()) -> dict[str, Any]:
+    """Return ``{"status", "error"}`` of an exception or a reason, with ``warnings`` (the
+    distinct messages of ``warned``) where there are any."""
+    record: dict[str, Any] = {
+        "status": status,
+        "error": exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}",
+    }
+    if warned:
+        record["warnings"] = list(dict.fromkeys(str(item.message) for item in warned))
+    return record
 
 
 def is_torch_unsupported(exc: BaseException) -> bool:
     """Tell whether PyTorch refused a case (not out of memory, not a CUDA fault)."""
-    if not isinstance(exc, (RuntimeError, NotImplementedError)):
-        return False
     message = str(exc)
     out_of_memory = type(exc).__name__ == "OutOfMemoryError" or "out of memory" in message
-    return not out_of_memory and "CUDA error" not in message
+    refusal = isinstance(exc, (RuntimeError, NotImplementedError))
+    return refusal and not out_of_memory and "CUDA error" not in message
 
 
 def flash_plan_info(baracuda: Any, descriptor: Any) -> dict[str, Any]:
@@ -513,93 +269,109 @@ def flash_plan_info(baracuda: Any, descriptor: Any) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-# ---------------------------------------------------------------------------------
-# Report and command line
-# ---------------------------------------------------------------------------------
-
-
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Return right-aligned columns under their headers and a rule of dashes."""
-    lines = [list(headers), *(list(row) for row in rows)]
-    widths = [max(len(line[column]) for line in lines) for column in range(len(headers))]
-    text = [
-        TABLE_GAP.join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
-        for line in lines
-    ]
-    text.insert(1, TABLE_GAP.join("-" * width for width in widths))
-    return "\n".join(text)
+    lines = [list(headers), *map(list, rows)]
+    widths = [max(map(len, column)) for column in zip(*lines, strict=True)]
+    text = ["  ".join(map(str.rjust, line, widths)) for line in lines]
+    return "\n".join([text[0], "  ".join("-" * width for width in widths), *text[1:]])
 
 
-def size(text: str) -> int:
-    """``argparse`` type: a positive integer, optionally with a ``k`` (1024) or ``m`` suffix."""
-    cleaned = text.strip().lower()
-    multiplier = _SIZE_SUFFIXES.get(cleaned[-1:], 1)
-    digits = cleaned[:-1] if multiplier != 1 else cleaned
-    if not digits.isdigit() or int(digits) == 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer such as 4096 or 4k (got {text!r})"
-        )
-    return int(digits) * multiplier
+def result_cells(result: dict[str, Any] | None, *, failed_tflops: str | None = None) -> list[str]:
+    """Return a result's median ms and TFLOP/s cells: ``-`` for none; where not ok, its
+    status and ``failed_tflops`` (default: the status again)."""
+    if result is None:
+        return ["-", "-"]
+    if result["status"] != STATUS_OK:
+        return [result["status"], result["status"] if failed_tflops is None else failed_tflops]
+    return [f"{result['median_ms']:.3f}", f"{result['tflops']:.1f}"]
 
 
-def count(text: str) -> int:
-    """``argparse`` type: a non-negative integer."""
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer (got {text!r})")
-    return int(text)
+def progress_line(index: int, total: int, label: str, text: str, elapsed_s: float) -> str:
+    """Return ``[index/total] label: text (N s elapsed)``."""
+    return f"[{index}/{total}] {label}: {text} ({elapsed_s:.0f} s elapsed)"
+
+
+def _option_type(parse: Callable[[str], Any], expected: str) -> Callable[[str], Any]:
+    """Return an ``argparse`` type: ``parse`` of the stripped, lower-case text; a usage error
+    naming ``expected`` where it raises ValueError or returns None."""
+
+    def option_type(text: str) -> Any:
+        try:
+            value = parse(text.strip().lower())
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected {expected} (got {text!r})")
+        return value
+
+    return option_type
+
+
+def _size(text: str) -> int | None:
+    multiplier = {"k": KIBI, "m": MIBI}.get(text[-1:], 1)
+    digits = text[:-1] if multiplier > 1 else text
+    return int(digits) * multiplier if digits.isdigit() and int(digits) > 0 else None
+
+
+size = _option_type(_size, "a positive integer such as 4096 or 4k")
+"""``argparse`` type: a positive integer, optionally with a ``k`` (1024) or ``m`` suffix."""
+count = _option_type(lambda text: int(text) if text.isdigit() else None, "a non-negative integer")
+"""``argparse`` type: a non-negative integer."""
+seconds = _option_type(
+    lambda text: float(text) if 0 < float(text) < math.inf else None, "a positive number of seconds"
+)
+"""``argparse`` type: a positive, finite number of seconds."""
 
 
 def size_list(text: str) -> tuple[int, ...]:
-    """``argparse`` type: comma-separated :func:`size` values."""
+    """``argparse`` type: comma-separated :data:`size` values."""
     return tuple(size(item) for item in text.split(","))
 
 
 def choice_list(choices: Sequence[str], *, noun: str = "name") -> Callable[[str], tuple[str, ...]]:
-    """Return an ``argparse`` type: comma-separated names from ``choices``, duplicates dropped.
-
-    Parameters
-    ----------
-    choices : sequence of str
-        The names allowed.
-    noun : str
-        What a name is, in the message about an unknown one.
-    """
+    """Return an ``argparse`` type: comma-separated names from ``choices``, duplicates dropped
+    (``noun`` says what they are in the message about an unknown one)."""
 
     def parse(text: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(item.strip() for item in text.split(",")))
         for name in names:
             if name not in choices:
-                raise argparse.ArgumentTypeError(
-                    f"unknown {noun} {name!r} (expected one of {', '.join(choices)})"
-                )
+                expected = ", ".join(choices)
+                message = f"unknown {noun} {name!r} (expected one of {expected})"
+                raise argparse.ArgumentTypeError(message)
         return names
 
     return parse
 
 
-dtype_list = choice_list(ALL_DTYPES, noun="dtype")
-"""``argparse`` type: comma-separated dtypes from ``ALL_DTYPES``."""
-
-
-def seconds(text: str) -> float:
-    """``argparse`` type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds (got {text!r})")
-    return value
-
-
-def add_options(parser: argparse.ArgumentParser, options: dict[str, tuple[Any, str]]) -> None:
-    """Add ``{option: (type, help)}`` to ``parser``."""
+def add_options(
+    parser: argparse.ArgumentParser,
+    options: dict[str, tuple[Any, str]],
+    *,
+    target: str,
+    defaults: dict[str, str],
+    quick: str,
+    no_peers: str,
+) -> None:
+    """Add ``{option: (type or tuple of choices, help)}`` to ``parser`` after ``--dtypes``,
+    then ``--warmup``, ``--repeats`` and ``--out`` (``defaults`` describes the first three),
+    ``--quick`` (a preset, described by ``quick``, that explicit options override) and
+    ``--no-peers``."""
+    dtypes = f"comma-separated dtypes from {','.join(ALL_DTYPES)} (default {defaults['dtypes']})"
+    options = {
+        "--dtypes": (choice_list(ALL_DTYPES, noun="dtype"), dtypes),
+        **options,
+        "--warmup": (count, f"untimed calls per measurement (default {defaults['warmup']})"),
+        "--repeats": (size, f"timed calls per measurement (default {defaults['repeats']})"),
+        "--out": (
+            Path,
+            f"JSON output path (default {RESULTS_DIR}/<gpu>-<yyyy-mm-dd>-{target}.json)",
+        ),
+    }
     for option, (kind, text) in options.items():
-        parser.add_argument(option, type=kind, help=text)
-
-
-def add_preset_options(parser: argparse.ArgumentParser, *, quick: str, no_peers: str) -> None:
-    """Add ``--quick`` (a preset that explicit options override) and ``--no-peers``."""
+        how = {"choices" if isinstance(kind, tuple) else "type": kind}
+        parser.add_argument(option, help=text, **how)
     parser.add_argument(
         "--quick", action="store_true", help=f"{quick}; explicit options override it"
     )
@@ -615,35 +387,12 @@ def describe_preset(preset: dict[str, Any], show: Callable[[Any], str] = str) ->
     )
 
 
-def resolve_options(
-    args: argparse.Namespace, defaults: dict[str, Any], preset: dict[str, Any]
-) -> dict[str, Any]:
-    """Return each option of ``defaults``: given, else from ``preset`` (with ``--quick``),
-    else the default."""
-    chosen = preset if args.quick else {}
-    picked = {}
-    for name, default in defaults.items():
-        value = getattr(args, name)
-        picked[name] = value if value is not None else chosen.get(name, default)
-    return picked
-
-
-def result_cells(result: dict[str, Any] | None, *, failed_tflops: str | None = None) -> list[str]:
-    """Return a result's median ms and TFLOP/s as table cells: ``-`` for none; where not ok,
-    its status and ``failed_tflops`` (default: the status again)."""
-    if result is None:
-        return ["-", "-"]
-    status = result["status"]
-    if status != STATUS_OK:
-        return [status, status if failed_tflops is None else failed_tflops]
-    return [f"{result['median_ms']:.3f}", f"{result['tflops']:.1f}"]
-
-
-def input_rotation(per: str = "") -> str:
-    """Return the JSON description of the input rotation."""
-    return f"at least {MIN_INPUT_SETS} random input sets{per}, together over {L2_SPAN}x the L2 size"
-
-
-def progress_line(index: int, total: int, label: str, text: str, elapsed_s: float) -> str:
-    """Return ``[index/total] label: text (N s elapsed)``."""
-    return f"[{index}/{total}] {label}: {text} ({elapsed_s:.0f} s elapsed)"
+def resolve(args: argparse.Namespace, config: type, preset: dict[str, Any], **fixed: Any) -> Any:
+    """Return the dataclass ``config`` of the options given, else of ``preset`` (with
+    ``--quick``), else of its defaults; the ``fixed`` fields as given."""
+    given = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(config)
+        if getattr(args, field.name, None) is not None and field.name not in fixed
+    }
+    return config(**{**(preset if args.quick else {}), **given, **fixed})

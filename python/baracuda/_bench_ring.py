@@ -5,13 +5,14 @@ around an NCCL ring against baracuda's single-GPU flash attention on one ring st
 and, with two GPUs or more, PyTorch's context parallelism on the same global problem. The
 ranks agree on every decision through gloo collectives; rank 0 sends each result to the
 parent, which writes the JSON after every measurement. :data:`METHOD` and
-``benchmarks/README.md`` describe the method; ``torch`` is imported only once a GPU is found.
+``benchmarks/README.md`` describe the method.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import importlib
 import math
@@ -19,9 +20,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -30,90 +30,47 @@ from baracuda import _launch
 from baracuda._bench_common import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, STATUS_UNSUPPORTED
 
 SCHEMA = "baracuda-bench-ring/1"
-TARGET_NAME = "ring"
 PROGRAM = "baracuda bench ring"
-
+TARGET = "ring"
 BATCH = 1
-DEFAULT_HEADS = 32
-DEFAULT_HEADS_K = 8
-DEFAULT_HEAD_DIM = 128
-DEFAULT_DTYPES = ("bf16",)
-DEFAULT_CHUNKS = tuple(size * common.KIBI for size in (1, 2, 4, 8, 16, 32))
 SEQUENCE_AXIS = 2
-
-NONCAUSAL = "noncausal"
-CONTIGUOUS = "contiguous"
-ZIGZAG = "zigzag"
-OVERLAPPED = "overlapped"
-SCHEDULES = (OVERLAPPED, "serial")
-
-
-class CaseKind(NamedTuple):
-    """The mask and the layout of a ring case."""
-
-    causal: bool
-    layout: str
-
-
+SCHEDULES = ("overlapped", "serial")
 CASE_KINDS = {
-    NONCAUSAL: CaseKind(causal=False, layout=CONTIGUOUS),
-    "causal-contiguous": CaseKind(causal=True, layout=CONTIGUOUS),
-    "causal-zigzag": CaseKind(causal=True, layout=ZIGZAG),
+    "noncausal": (False, "contiguous"),
+    "causal-contiguous": (True, "contiguous"),
+    "causal-zigzag": (True, "zigzag"),
 }
-
+"""Each case's ``(causal, layout)``."""
 QUICK_PRESET = {"chunks": (1 * common.KIBI, 8 * common.KIBI), "warmup": 2, "repeats": 10}
+ADAPTIVE = {"warmup": (1.0, 1, common.DEFAULT_WARMUP), "repeats": (3.0, 5, 50)}
+"""``(seconds, minimum, maximum)`` of the counts that follow the probe call when not given."""
+TARGET_FRACTION, TARGET_MIN_CHUNK, TARGET_SCHEDULE = 0.90, 8 * common.KIBI, "overlapped"
+"""The goal: with overlap, this fraction of single-GPU flash per GPU from this chunk on."""
 
-# Counts that follow the probe call's time when --warmup / --repeats are not given.
-WARMUP_TARGET_S = 1.0
-REPEATS_TARGET_S = 3.0
-MIN_ADAPTIVE_WARMUP = 1
-MAX_ADAPTIVE_WARMUP = common.DEFAULT_WARMUP
-MIN_ADAPTIVE_REPEATS = 5
-MAX_ADAPTIVE_REPEATS = 50
-ADAPTIVE = "adaptive"
-
-# The goal: with overlap, at least this fraction of single-GPU flash per GPU from this many
-# tokens per GPU on.
-TARGET_FRACTION = 0.90
-TARGET_MIN_CHUNK = 8 * common.KIBI
-TARGET_SCHEDULE = OVERLAPPED
-
-# PyTorch context parallelism: its SDPA backends by result name, and how K/V heads reach it.
 MIN_PEER_WORLD_SIZE = 2
 PEER_BACKENDS = {"torch_cp_cudnn": "CUDNN_ATTENTION", "torch_cp_flash": "FLASH_ATTENTION"}
 PEER_LABELS = {"torch_cp_cudnn": "cp cudnn", "torch_cp_flash": "cp flash"}
 KV_HEADS_SAME = "same as H"
 KV_HEADS_NATIVE = "native GQA (enable_gqa=True)"
 KV_HEADS_EXPANDED = "expanded to H (K/V made with H heads, as after repeat_interleave)"
-# Modules that implement context_parallel and hold its _cp_options, newest first; the public
-# module (an alias of one of them) is the fallback.
 CP_IMPLEMENTATION_MODULES = (
     "torch.distributed.tensor.experimental.context_parallel._attention",
     "torch.distributed.tensor.experimental._context_parallel._attention",
     "torch.distributed.tensor.experimental._attention",
 )
+"""Modules that implement ``context_parallel`` and hold its ``_cp_options``, newest first."""
 CP_PUBLIC_MODULE = "torch.distributed.tensor.experimental"
 SDPA_KERNEL_MODULE = "torch.nn.attention"
+CODE_FAILED, CODE_REFUSED, CODE_OK = 0.0, 1.0, 2.0
+"""Outcome of a step of the PyTorch peer; the ranks agree on the minimum."""
 
-# NVLink multicast (NVLS) stays off on the machines this runs on.
 NCCL_ENVIRONMENT = {"NCCL_NVLS_ENABLE": "0"}
-# Host-side agreement over gloo; with the peers, CUDA tensors (their device mesh) over NCCL.
-BACKEND = "gloo"
-PEER_BACKEND = "cpu:gloo,cuda:nccl"
+BACKEND, PEER_BACKEND = "gloo", "cpu:gloo,cuda:nccl"
 REFERENCE_RANK = 0
 RANK_TIMEOUT_S = 900.0
 """Longest silence of the ranks (one measurement, or the start) before the run is ended."""
-
-USAGE_EXIT = 2
-RANK_FAILURE_EXIT = 1
-INTERRUPTED_EXIT = 130
-
-STOP_INTERRUPTED = "interrupted"
-STOP_BUDGET = "time budget spent"
-STOP_FAILURE = "a rank failed"
-
-# Agreed outcome of a step of the PyTorch peer: the minimum over the ranks.
-CODE_FAILED, CODE_REFUSED, CODE_OK = 0.0, 1.0, 2.0
+USAGE_EXIT, RANK_FAILURE_EXIT, INTERRUPTED_EXIT = 2, 1, 130
+STOP_INTERRUPTED, STOP_BUDGET, STOP_FAILURE = "interrupted", "time budget spent", "a rank failed"
 
 METHOD = (
     "One process per GPU. Each rank selects the RingAttentionPlan once, allocates y, lse, "
@@ -142,11 +99,7 @@ def format_tokens(count: int) -> str:
     return f"{count // common.KIBI}k" if count % common.KIBI == 0 else str(count)
 
 
-def _mask_name(causal: bool) -> str:
-    return "causal" if causal else NONCAUSAL
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Problem:
     """One rank's share of a ring problem: ``chunk`` queries and ``chunk`` keys."""
 
@@ -157,28 +110,32 @@ class Problem:
     head_dim: int
     batch: int = BATCH
 
-    def q_shape(self, length: int | None = None) -> tuple[int, ...]:
-        """Return ``[B, H, length, D]`` (``length`` defaults to ``chunk``)."""
-        return (self.batch, self.heads, length or self.chunk, self.head_dim)
+    @property
+    def extents(self) -> tuple[int, int, int, int, int]:
+        """``(B, H, Sq, Sk, D)`` of one ring step, as the descriptors take them."""
+        return self.batch, self.heads, self.chunk, self.chunk, self.head_dim
 
-    def kv_shape(self, length: int | None = None, *, heads: int | None = None) -> tuple[int, ...]:
-        """Return ``[B, Hk, length, D]`` (``heads`` replaces ``Hk`` when given)."""
-        return (self.batch, heads or self.heads_k, length or self.chunk, self.head_dim)
+    def shape(self, heads: int | None = None, length: int | None = None) -> tuple[int, ...]:
+        """Return ``[B, heads, length, D]`` (defaults ``H`` and ``chunk``)."""
+        return self.batch, heads or self.heads, length or self.chunk, self.head_dim
 
     def fields(self) -> dict[str, Any]:
         """Return the problem as JSON fields."""
         names = ("dtype", "chunk", "batch", "heads", "heads_k", "head_dim")
         return {name: getattr(self, name) for name in names}
 
+    def flops(self, seqlen: int, *, causal: bool) -> int:
+        """Return ``4*B*H*S*S*D`` over ``seqlen`` positions, halved when causal."""
+        total = 4 * self.batch * self.heads * seqlen * seqlen * self.head_dim
+        return total // 2 if causal else total
+
     def label(self) -> str:
         """Return a short human-readable name."""
-        return (
-            f"{self.dtype} chunk {format_tokens(self.chunk)} H={self.heads} Hk={self.heads_k} "
-            f"D={self.head_dim}"
-        )
+        sizes = f"H={self.heads} Hk={self.heads_k} D={self.head_dim}"
+        return f"{self.dtype} chunk {format_tokens(self.chunk)} {sizes}"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class FlashStep:
     """The single-GPU reference: :func:`baracuda.flash_attention` on one ring step's shape."""
 
@@ -189,7 +146,7 @@ class FlashStep:
         return f"{self.problem.label()} flash step (rank {REFERENCE_RANK})"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RingCase:
     """One ring measurement: a problem, a case of :data:`CASE_KINDS` and a schedule."""
 
@@ -200,19 +157,19 @@ class RingCase:
     @property
     def causal(self) -> bool:
         """Whether keys after each query's global position are hidden."""
-        return CASE_KINDS[self.case].causal
+        return CASE_KINDS[self.case][0]
 
     @property
     def layout(self) -> str:
         """``"contiguous"`` or ``"zigzag"``."""
-        return CASE_KINDS[self.case].layout
+        return CASE_KINDS[self.case][1]
 
     def label(self) -> str:
         """Return a short human-readable name."""
         return f"{self.problem.label()} {self.case} {self.schedule}"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TorchCpCase:
     """PyTorch context parallelism over SDPA forced to one backend, on the same global problem."""
 
@@ -222,34 +179,21 @@ class TorchCpCase:
 
     def label(self) -> str:
         """Return a short human-readable name."""
-        return f"{self.problem.label()} {_mask_name(self.causal)} {self.peer}"
+        return f"{self.problem.label()} {'causal' if self.causal else 'noncausal'} {self.peer}"
 
 
 WorkItem = FlashStep | RingCase | TorchCpCase
 
-CONFIG_DEFAULTS = {
-    "dtypes": DEFAULT_DTYPES,
-    "chunks": DEFAULT_CHUNKS,
-    "heads": DEFAULT_HEADS,
-    "heads_k": DEFAULT_HEADS_K,
-    "head_dim": DEFAULT_HEAD_DIM,
-    "cases": tuple(CASE_KINDS),
-    "schedules": SCHEDULES,
-    "warmup": None,
-    "repeats": None,
-}
-"""The options that ``--quick`` may set, with their defaults (None: adaptive)."""
 
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RingBenchConfig:
-    """Resolved settings of one ring benchmark run."""
+    """Resolved settings of one ring benchmark run (``warmup`` / ``repeats`` None: adaptive)."""
 
-    dtypes: tuple[str, ...] = DEFAULT_DTYPES
-    chunks: tuple[int, ...] = DEFAULT_CHUNKS
-    heads: int = DEFAULT_HEADS
-    heads_k: int = DEFAULT_HEADS_K
-    head_dim: int = DEFAULT_HEAD_DIM
+    dtypes: tuple[str, ...] = ("bf16",)
+    chunks: tuple[int, ...] = tuple(size * common.KIBI for size in (1, 2, 4, 8, 16, 32))
+    heads: int = 32
+    heads_k: int = 8
+    head_dim: int = 128
     cases: tuple[str, ...] = tuple(CASE_KINDS)
     schedules: tuple[str, ...] = SCHEDULES
     world_size: int | None = None
@@ -260,14 +204,15 @@ class RingBenchConfig:
     out: Path | None = None
 
 
-def work_items(config: RingBenchConfig, *, torch_cp: bool) -> list[WorkItem]:
-    """Expand a configuration into its measurements, in the order every rank runs them.
+DEFAULTS = RingBenchConfig()
 
-    Per dtype and chunk: the flash step, every case under every schedule, then (with
-    ``torch_cp``) each causal setting of the cases under each SDPA backend.
-    """
+
+def work_items(config: RingBenchConfig, *, torch_cp: bool) -> list[WorkItem]:
+    """Expand a configuration into its measurements, in the order every rank runs them: per
+    dtype and chunk the flash step, every case under every schedule, then (with
+    ``torch_cp``) each causal setting of the cases under each SDPA backend."""
     items: list[WorkItem] = []
-    causal_settings = tuple(dict.fromkeys(CASE_KINDS[case].causal for case in config.cases))
+    causal_settings = dict.fromkeys(CASE_KINDS[case][0] for case in config.cases)
     for dtype in config.dtypes:
         for chunk in config.chunks:
             problem = Problem(dtype, chunk, config.heads, config.heads_k, config.head_dim)
@@ -280,58 +225,29 @@ def work_items(config: RingBenchConfig, *, torch_cp: bool) -> list[WorkItem]:
     return items
 
 
-# ---------------------------------------------------------------------------------
-# Arithmetic
-# ---------------------------------------------------------------------------------
-
-
-def global_seqlen(problem: Problem, world_size: int) -> int:
-    """Return the global sequence length ``world_size * chunk``."""
-    return world_size * problem.chunk
-
-
-def _attention_flops(problem: Problem, seqlen: int, causal: bool) -> int:
-    total = 4 * problem.batch * problem.heads * seqlen * seqlen * problem.head_dim
-    return total // 2 if causal else total
-
-
-def ring_flops(problem: Problem, world_size: int, *, causal: bool) -> int:
-    """Return ``4*B*H*S*S*D`` over the global sequence, halved when causal."""
-    return _attention_flops(problem, global_seqlen(problem, world_size), causal)
-
-
 def flops_per_gpu(problem: Problem, world_size: int, *, causal: bool) -> int:
-    """Return each GPU's share of :func:`ring_flops`."""
-    return ring_flops(problem, world_size, causal=causal) // world_size
+    """Return each GPU's share of the global FLOPs (``S = world_size * chunk``)."""
+    return problem.flops(world_size * problem.chunk, causal=causal) // world_size
 
 
 def step_flops(problem: Problem) -> int:
     """Return the FLOPs of one ring step: ``chunk`` queries against ``chunk`` keys, non-causal."""
-    return _attention_flops(problem, problem.chunk, False)
-
-
-def fraction_kept(ring_tflops: float | None, flash_tflops: float | None) -> float | None:
-    """Return the ring's per-GPU TFLOP/s over single-GPU flash's (None if either is missing)."""
-    if ring_tflops is None or flash_tflops is None or flash_tflops <= 0:
-        return None
-    return ring_tflops / flash_tflops
+    return problem.flops(problem.chunk, causal=False)
 
 
 def meets_target(record: Mapping[str, Any]) -> bool | None:
     """Tell whether a ring record keeps ``TARGET_FRACTION``; None where the goal does not
     apply (another schedule, a chunk under ``TARGET_MIN_CHUNK``, no fraction)."""
-    if record["schedule"] != TARGET_SCHEDULE or record["chunk"] < TARGET_MIN_CHUNK:
-        return None
     kept = record.get("fraction_kept")
-    return None if kept is None else kept >= TARGET_FRACTION
+    if record["schedule"] != TARGET_SCHEDULE or record["chunk"] < TARGET_MIN_CHUNK or kept is None:
+        return None
+    return kept >= TARGET_FRACTION
 
 
 def adaptive_count(call_s: float, *, target_s: float, minimum: int, maximum: int) -> int:
     """Return how many calls of ``call_s`` seconds fill ``target_s``, within bounds
     (``maximum`` when ``call_s`` is 0 or less: unknown)."""
-    if call_s <= 0:
-        return maximum
-    return min(maximum, max(minimum, math.ceil(target_s / call_s)))
+    return maximum if call_s <= 0 else min(maximum, max(minimum, math.ceil(target_s / call_s)))
 
 
 def summarize_ranks(
@@ -340,123 +256,85 @@ def summarize_ranks(
     """Return :func:`baracuda._bench_common.summarize` of the slowest rank's time per call,
     with each rank's median (``per_rank_median_ms``) and the warm-up count."""
     result = common.summarize(slowest_ms, flops)
-    result["per_rank_median_ms"] = [float(median) for median in rank_medians_ms]
-    result["warmup"] = warmup
-    return result
+    return {**result, "per_rank_median_ms": [float(m) for m in rank_medians_ms], "warmup": warmup}
 
 
-# ---------------------------------------------------------------------------------
-# Records and document
-# ---------------------------------------------------------------------------------
+def entry(item: WorkItem, world_size: int, part: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Return the document list and the JSON entry of a measurement from rank 0's part; a
+    ring record's references are filled by :func:`join_references`."""
+    problem = item.problem
+    if isinstance(item, FlashStep):
+        fields = {**problem.fields(), "flops": step_flops(problem), "plan": part.get("plan")}
+        return "flash_steps", {**fields, "result": part["result"]}
+    shared = {**problem.fields(), "world_size": world_size}
+    shared["global_seqlen"] = world_size * problem.chunk
+    per_gpu = flops_per_gpu(problem, world_size, causal=item.causal)
+    if isinstance(item, RingCase):
+        return "records", {
+            **shared,
+            "case": item.case,
+            "causal": item.causal,
+            "layout": item.layout,
+            "schedule": item.schedule,
+            "flops": problem.flops(shared["global_seqlen"], causal=item.causal),
+            "flops_per_gpu": per_gpu,
+            "plan": part.get("plan"),
+            "ring": part["result"],
+            **dict.fromkeys(("flash_step_tflops", "fraction_kept", "meets_target")),
+            "peers": {},
+        }
+    peer = {"causal": item.causal, "peer": item.peer, "backend": PEER_BACKENDS[item.peer]}
+    peer.update(load_balance=item.causal, kv_heads=part.get("kv_heads"), flops_per_gpu=per_gpu)
+    note = {"kv_heads_note": part["kv_heads_note"]} if part.get("kv_heads_note") else {}
+    return "torch_cp", {**shared, **peer, "result": part["result"], **note}
 
 
 def _ok_tflops(result: Mapping[str, Any] | None) -> float | None:
     return result["tflops"] if result is not None and result["status"] == STATUS_OK else None
 
 
-def _global_fields(item: RingCase | TorchCpCase, world_size: int) -> dict[str, Any]:
-    return {
-        **item.problem.fields(),
-        "world_size": world_size,
-        "global_seqlen": global_seqlen(item.problem, world_size),
-    }
-
-
-def flash_step_entry(item: FlashStep, part: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the JSON entry of a flash step from rank 0's ``{result, plan}``."""
-    return {
-        **item.problem.fields(),
-        "flops": step_flops(item.problem),
-        "plan": part.get("plan"),
-        "result": part["result"],
-    }
-
-
-def ring_entry(item: RingCase, world_size: int, part: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the JSON record of a ring case; :func:`join_references` fills its references."""
-    return {
-        **_global_fields(item, world_size),
-        "case": item.case,
-        "causal": item.causal,
-        "layout": item.layout,
-        "schedule": item.schedule,
-        "flops": ring_flops(item.problem, world_size, causal=item.causal),
-        "flops_per_gpu": flops_per_gpu(item.problem, world_size, causal=item.causal),
-        "plan": part.get("plan"),
-        "ring": part["result"],
-        "flash_step_tflops": None,
-        "fraction_kept": None,
-        "meets_target": None,
-        "peers": {},
-    }
-
-
-def torch_cp_entry(item: TorchCpCase, world_size: int, part: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the JSON entry of a PyTorch context parallelism measurement."""
-    entry = {
-        **_global_fields(item, world_size),
-        "causal": item.causal,
-        "peer": item.peer,
-        "backend": PEER_BACKENDS[item.peer],
-        "load_balance": item.causal,
-        "kv_heads": part.get("kv_heads"),
-        "flops_per_gpu": flops_per_gpu(item.problem, world_size, causal=item.causal),
-        "result": part["result"],
-    }
-    if part.get("kv_heads_note"):
-        entry["kv_heads_note"] = part["kv_heads_note"]
-    return entry
-
-
 def join_references(document: dict[str, Any]) -> dict[str, Any]:
     """Fill each ring record's flash reference, fraction kept, target verdict and peers
     (in place); return ``document``."""
-    flash = {(entry["dtype"], entry["chunk"]): entry["result"] for entry in document["flash_steps"]}
+    flash = {(e["dtype"], e["chunk"]): e["result"] for e in document["flash_steps"]}
     peers = {
-        (entry["dtype"], entry["chunk"], entry["causal"], entry["peer"]): entry["result"]
-        for entry in document["torch_cp"]
+        (e["dtype"], e["chunk"], e["causal"], e["peer"]): e["result"] for e in document["torch_cp"]
     }
-    summary_keys = ("status", "median_ms", "tflops", "error")
     for record in document["records"]:
-        flash_tflops = _ok_tflops(flash.get((record["dtype"], record["chunk"])))
+        key = record["dtype"], record["chunk"]
+        flash_tflops = _ok_tflops(flash.get(key))
+        ring_tflops = _ok_tflops(record["ring"])
         record["flash_step_tflops"] = flash_tflops
-        record["fraction_kept"] = fraction_kept(_ok_tflops(record["ring"]), flash_tflops)
+        usable = ring_tflops is not None and flash_tflops is not None and flash_tflops > 0
+        record["fraction_kept"] = ring_tflops / flash_tflops if usable else None
         record["meets_target"] = meets_target(record)
         record["peers"] = {
-            name: {key: peer[key] for key in summary_keys if key in peer}
+            name: {k: peer[k] for k in ("status", "median_ms", "tflops", "error") if k in peer}
             for name in PEER_BACKENDS
-            if (peer := peers.get((record["dtype"], record["chunk"], record["causal"], name)))
+            if (peer := peers.get((*key, record["causal"], name)))
         }
     return document
 
 
 def build_ring_document(
-    config: RingBenchConfig,
-    gpu: common.GpuInfo,
-    *,
-    world_size: int,
-    software: dict[str, Any],
-    timer_method: str,
-    arrays_name: str,
-    peers_reason: str | None,
-    now: datetime.datetime,
+    config: RingBenchConfig, header: dict[str, Any], *, world_size: int, peers_reason: str | None
 ) -> dict[str, Any]:
-    """Return the JSON document's metadata with empty measurement lists (``peers_reason``:
-    why PyTorch context parallelism is not timed, None when it is)."""
+    """Return the JSON document: ``header`` (:func:`baracuda._bench_common.document_header`),
+    the method and settings, and empty measurement lists (``peers_reason``: why PyTorch
+    context parallelism is not timed, None when it is)."""
     return {
-        **common.document_header(SCHEMA, gpu=gpu, software=software, now=now),
+        **header,
         "world_size": world_size,
         "method": METHOD,
         "timing": {
-            "events": timer_method,
-            "arrays": arrays_name,
-            "warmup": ADAPTIVE if config.warmup is None else config.warmup,
-            "repeats": ADAPTIVE if config.repeats is None else config.repeats,
+            "events": common.EVENTS,
+            "arrays": common.ARRAYS,
+            "warmup": "adaptive" if config.warmup is None else config.warmup,
+            "repeats": "adaptive" if config.repeats is None else config.repeats,
             "adaptive": {
-                "warmup_target_s": WARMUP_TARGET_S,
-                "warmup_bounds": [MIN_ADAPTIVE_WARMUP, MAX_ADAPTIVE_WARMUP],
-                "repeats_target_s": REPEATS_TARGET_S,
-                "repeats_bounds": [MIN_ADAPTIVE_REPEATS, MAX_ADAPTIVE_REPEATS],
+                f"{name}{suffix}": value
+                for name, (target_s, *bounds) in ADAPTIVE.items()
+                for suffix, value in (("_target_s", target_s), ("_bounds", bounds))
             },
             "statistic": (
                 "median over calls of the slowest rank's time per call (the maximum over "
@@ -494,30 +372,16 @@ def build_ring_document(
             ],
         },
         "setup": {},
-        "flash_steps": [],
-        "records": [],
-        "torch_cp": [],
-        "skipped": [],
-        "failures": [],
+        **{key: [] for key in ("flash_steps", "records", "torch_cp", "skipped", "failures")},
     }
-
-
-# ---------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------
-
-
-def _optional_cell(value: float | None, template: str) -> str:
-    return "-" if value is None else template.format(value)
 
 
 def format_ring_table(document: Mapping[str, Any]) -> str:
     """Return the ring records as a text table: median ms of the slowest rank, per-GPU
     TFLOP/s, flash step TFLOP/s, their ratio (``kept``) and the peers' per-GPU TFLOP/s."""
-    headers = ["dtype", "chunk", "S", "case", "schedule", "ring ms", "TF/s/GPU", "flash TF/s"]
-    headers.append("kept")
     peer_names = [name for name in PEER_BACKENDS if document["peers"]["enabled"]]
-    headers += [f"{PEER_LABELS[name]} TF/s/GPU" for name in peer_names]
+    headers = ["dtype", "chunk", "S", "case", "schedule", "ring ms", "TF/s/GPU", "flash TF/s"]
+    headers += ["kept", *(f"{PEER_LABELS[name]} TF/s/GPU" for name in peer_names)]
     rows = [
         [
             record["dtype"],
@@ -526,8 +390,8 @@ def format_ring_table(document: Mapping[str, Any]) -> str:
             record["case"],
             record["schedule"],
             *common.result_cells(record["ring"]),
-            _optional_cell(record["flash_step_tflops"], "{:.1f}"),
-            _optional_cell(record["fraction_kept"], "{:.0%}"),
+            "-" if record["flash_step_tflops"] is None else f"{record['flash_step_tflops']:.1f}",
+            "-" if record["fraction_kept"] is None else f"{record['fraction_kept']:.0%}",
             *(common.result_cells(record["peers"].get(name))[1] for name in peer_names),
         ]
         for record in document["records"]
@@ -535,57 +399,46 @@ def format_ring_table(document: Mapping[str, Any]) -> str:
     return common.render_table(headers, rows)
 
 
-def target_summary(document: Mapping[str, Any]) -> str:
-    """Return one line: how many ring records the goal applies to, and how many meet it."""
-    judged = [r["meets_target"] for r in document["records"] if r["meets_target"] is not None]
-    return (
-        f"target ({TARGET_SCHEDULE}, chunk >= {format_tokens(TARGET_MIN_CHUNK)}, kept >= "
-        f"{TARGET_FRACTION:.0%}): met by {sum(judged)} of {len(judged)} records"
-    )
-
-
 def print_ring_table(document: Mapping[str, Any], stream: TextIO | None = None) -> None:
-    """Print the table, the target line, the failures and the skipped measurements
-    (to ``stream``, by default the standard output)."""
+    """Print the table, the target line, the failures and the skipped measurements (to
+    ``stream``, by default the standard output)."""
     stream = sys.stdout if stream is None else stream
-    print(format_ring_table(document), file=stream)
-    print(target_summary(document), file=stream)
+    judged = [r["meets_target"] for r in document["records"] if r["meets_target"] is not None]
+    lines = [
+        format_ring_table(document),
+        f"target ({TARGET_SCHEDULE}, chunk >= {format_tokens(TARGET_MIN_CHUNK)}, kept >= "
+        f"{TARGET_FRACTION:.0%}): met by {sum(judged)} of {len(judged)} records",
+    ]
     if document["world_size"] == 1:
-        print("world size 1: the ring ran on one GPU, without NCCL", file=stream)
+        lines.append("world size 1: the ring ran on one GPU, without NCCL")
     if not document["peers"]["enabled"]:
-        print(f"torch context parallelism not timed: {document['peers']['reason']}", file=stream)
+        lines.append(f"torch context parallelism not timed: {document['peers']['reason']}")
 
-    def chunk(entry: Mapping[str, Any]) -> str:
-        return f"{entry['dtype']} chunk {format_tokens(entry['chunk'])}"
+    def chunk(e: Mapping[str, Any]) -> str:
+        return f"{e['dtype']} chunk {format_tokens(e['chunk'])}"
 
-    entries = [(f"{chunk(e)} flash step", e["result"]) for e in document["flash_steps"]]
-    entries += [
+    results = [(f"{chunk(e)} flash step", e["result"]) for e in document["flash_steps"]]
+    results += [
         (f"{chunk(r)} {r['case']} {r['schedule']} ring", r["ring"]) for r in document["records"]
     ]
-    entries += [
-        (f"{chunk(e)} {_mask_name(e['causal'])} {e['peer']}", e["result"])
+    results += [
+        (f"{chunk(e)} {'causal' if e['causal'] else 'noncausal'} {e['peer']}", e["result"])
         for e in document["torch_cp"]
     ]
-    for label, result in entries:
-        if result["status"] != STATUS_OK:
-            print(f"{label}: {result['status']}: {result.get('error', '')}", file=stream)
-    for skipped in document["skipped"]:
-        print(f"skipped {skipped['item']}: {skipped['reason']}", file=stream)
+    lines += [
+        f"{label}: {r['status']}: {r.get('error', '')}"
+        for label, r in results
+        if r["status"] != STATUS_OK
+    ]
+    lines += [f"skipped {s['item']}: {s['reason']}" for s in document["skipped"]]
+    print("\n".join(lines), file=stream)
 
 
-# ---------------------------------------------------------------------------------
-# One rank
-# ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class WorkerSetup:
-    """What every rank receives: the measurements in order and how to time them.
-
-    ``warmup`` / ``repeats`` of None follow the probe call; after ``deadline``
-    (``time.time()``) no further measurement starts; ``peers`` opens PyTorch's context
-    parallelism.
-    """
+    """What every rank receives: the measurements, the counts (None: after the probe call),
+    the L2 size, the ``time.time()`` after which no measurement starts, and whether to open
+    PyTorch's context parallelism."""
 
     items: tuple[WorkItem, ...]
     warmup: int | None
@@ -595,53 +448,69 @@ class WorkerSetup:
     peers: bool = False
 
 
-@dataclass
+@dataclasses.dataclass(frozen=True)
+class TorchContextParallel:
+    """PyTorch's context parallelism: ``context_parallel``, the module it comes from, its
+    ``_cp_options`` (None without ``enable_load_balance``), ``sdpa_kernel`` and
+    ``SDPBackend``; on a rank, ``torch`` and the 1-D CUDA device mesh."""
+
+    context_parallel: Callable[..., Any]
+    module: str
+    options: Any
+    sdpa_kernel: Callable[[Any], Any]
+    backends: Any
+    torch: Any = None
+    mesh: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        """Return what shapes the peer's numbers: the module, the rotate method."""
+        rotate = None if self.options is None else str(self.options.rotate_method)
+        return {
+            "module": self.module,
+            "rotate_method": rotate,
+            "load_balance": "on for causal, off for non-causal",
+        }
+
+
+@dataclasses.dataclass
 class RankContext:
-    """What a rank measures with; ``rank`` is its :class:`baracuda._launch.Rank`."""
+    """What a rank measures with; ``rank`` is its :class:`baracuda._launch.Rank`, ``cuda``
+    is ``torch.cuda``."""
 
     rank: Any
     setup: WorkerSetup
     baracuda: Any
-    arrays: Any
-    timer: Any
+    arrays: common.TorchArrays
+    cuda: Any
     comm: Any = None
     torch_cp: TorchContextParallel | None = None
     torch_cp_reason: str | None = None
 
 
-def _failure(status: str, exc: BaseException | str) -> dict[str, Any]:
-    return {
-        "status": status,
-        "error": exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}",
-    }
-
-
 def _classified(baracuda: Any, exc: BaseException) -> dict[str, Any]:
     """``unsupported`` for baracuda's refusal, ``error`` for anything else."""
     unsupported = isinstance(exc, baracuda.UnsupportedError)
-    return _failure(STATUS_UNSUPPORTED if unsupported else STATUS_ERROR, exc)
+    return common.failure(STATUS_UNSUPPORTED if unsupported else STATUS_ERROR, exc)
+
+
+def _agreed(
+    ctx: RankContext, own: dict[str, Any] | None, other: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Return None where no rank has a failure, else this rank's ``own`` or ``other``."""
+    return None if ctx.rank.all_ok(own is None) else own or other
 
 
 def _random_sets(
     ctx: RankContext, problem: Problem, *, length: int | None = None, kv_heads: int | None = None
-) -> list[common.InputSet]:
-    """Return sets of random q, k, v (``out`` None) that together exceed twice the L2."""
-    heads = problem.heads + 2 * (kv_heads or problem.heads_k)
-    elements = problem.batch * problem.chunk * problem.head_dim * heads
-    count = common.sets_to_exceed_l2(
-        elements * common.ITEM_BYTES[problem.dtype], ctx.setup.l2_cache_bytes
-    )
-    randn, dtype = ctx.arrays.randn, problem.dtype
-    kv_shape = problem.kv_shape(length, heads=kv_heads)
-    return [
-        common.InputSet(
-            q=randn(problem.q_shape(length), dtype),
-            k=randn(kv_shape, dtype),
-            v=randn(kv_shape, dtype),
-            out=None,
-        )
-        for _ in range(count)
-    ]
+) -> list[tuple[Any, Any, Any]]:
+    """Return ``(q, k, v)`` sets of random values; as many as a rank's ``chunk`` of them
+    needs to exceed twice the L2 (``length`` positions each, default ``chunk``)."""
+    kv_heads = kv_heads or problem.heads_k
+    elements = problem.batch * problem.chunk * problem.head_dim * (problem.heads + 2 * kv_heads)
+    item_bytes = common.ITEM_BYTES[problem.dtype]
+    count = common.sets_to_exceed_l2(elements * item_bytes, ctx.setup.l2_cache_bytes)
+    shapes = problem.shape(length=length), *[problem.shape(kv_heads, length)] * 2
+    return [tuple(ctx.arrays.randn(shape, problem.dtype) for shape in shapes) for _ in range(count)]
 
 
 def _timed_calls(
@@ -654,30 +523,22 @@ def _timed_calls(
     """
     if cold:
         fn(0)
-        ctx.timer.synchronize()
+        ctx.cuda.synchronize()
     start = time.perf_counter()
     fn(1 % set_count)
-    ctx.timer.synchronize()
+    ctx.cuda.synchronize()
     probe_s = time.perf_counter() - start
-    if agree:
-        probe_s = ctx.rank.max([probe_s])[0]
-    warmup, repeats = ctx.setup.warmup, ctx.setup.repeats
-    if warmup is None:
-        warmup = adaptive_count(
-            probe_s,
-            target_s=WARMUP_TARGET_S,
-            minimum=MIN_ADAPTIVE_WARMUP,
-            maximum=MAX_ADAPTIVE_WARMUP,
+    probe_s = ctx.rank.max([probe_s])[0] if agree else probe_s
+    counts = {}
+    for name, (target_s, minimum, maximum) in ADAPTIVE.items():
+        given = getattr(ctx.setup, name)
+        counts[name] = (
+            adaptive_count(probe_s, target_s=target_s, minimum=minimum, maximum=maximum)
+            if given is None
+            else given
         )
-    if repeats is None:
-        repeats = adaptive_count(
-            probe_s,
-            target_s=REPEATS_TARGET_S,
-            minimum=MIN_ADAPTIVE_REPEATS,
-            maximum=MAX_ADAPTIVE_REPEATS,
-        )
-    samples = common.time_calls(fn, set_count, timer=ctx.timer, warmup=warmup, repeats=repeats)
-    return {"status": STATUS_OK, "samples_ms": samples, "warmup": warmup}
+    samples = common.time_calls(fn, set_count, cuda=ctx.cuda, **counts)
+    return {"status": STATUS_OK, "samples_ms": samples, "warmup": counts["warmup"]}
 
 
 def combine_ranks(ctx: RankContext, own: Mapping[str, Any], flops: int) -> dict[str, Any] | None:
@@ -687,19 +548,17 @@ def combine_ranks(ctx: RankContext, own: Mapping[str, Any], flops: int) -> dict[
     :func:`summarize_ranks` of the slowest rank's time per call, or the first failed rank's
     ``{"status", "error", "rank"}``.
     """
-    rank = ctx.rank
-    ok = rank.all_ok(own["status"] == STATUS_OK)
-    slowest = rank.max(own["samples_ms"]) if ok else []
-    summary = {"median": float(np.median(own["samples_ms"])) if ok else None, **own}
-    summary.pop("samples_ms", None)
-    parts = rank.gather(summary)
+    ok = ctx.rank.all_ok(own["status"] == STATUS_OK)
+    slowest = ctx.rank.max(own["samples_ms"]) if ok else []
+    summary = {k: v for k, v in own.items() if k != "samples_ms"}
+    summary["median"] = float(np.median(own["samples_ms"])) if ok else None
+    parts = ctx.rank.gather(summary)
     if parts is None:
         return None
     if not ok:
         index, failed = next((r, p) for r, p in enumerate(parts) if p["status"] != STATUS_OK)
         return {"status": failed["status"], "error": failed.get("error", ""), "rank": index}
-    medians = [part["median"] for part in parts]
-    return summarize_ranks(slowest, medians, parts[0]["warmup"], flops)
+    return summarize_ranks(slowest, [part["median"] for part in parts], parts[0]["warmup"], flops)
 
 
 def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | None:
@@ -710,13 +569,10 @@ def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | No
     baracuda, problem = ctx.baracuda, item.problem
     try:
         sets = _random_sets(ctx, problem)
-        out = ctx.arrays.empty(problem.q_shape(), problem.dtype)
-
-        def call(index: int) -> object:
-            inputs = sets[index]
-            return baracuda.flash_attention(inputs.q, inputs.k, inputs.v, out=out)
-
-        own = _timed_calls(ctx, call, len(sets), agree=False)
+        out = ctx.arrays.empty(problem.shape(), problem.dtype)
+        own = _timed_calls(
+            ctx, lambda i: baracuda.flash_attention(*sets[i], out=out), len(sets), agree=False
+        )
     except Exception as exc:
         own = _classified(baracuda, exc)
     finally:
@@ -726,14 +582,7 @@ def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | No
         return {"result": {**own, "rank": REFERENCE_RANK}}
     samples = own["samples_ms"]
     result = summarize_ranks(samples, [np.median(samples)], own["warmup"], step_flops(problem))
-    descriptor = baracuda.FlashSdpaDescriptor(
-        problem.batch,
-        problem.heads,
-        problem.chunk,
-        problem.chunk,
-        problem.head_dim,
-        element=problem.dtype,
-    )
+    descriptor = baracuda.FlashSdpaDescriptor(*problem.extents, element=problem.dtype)
     return {"result": result, "plan": common.flash_plan_info(baracuda, descriptor)}
 
 
@@ -742,11 +591,7 @@ def _prepare_ring(ctx: RankContext, item: RingCase) -> tuple[Any, Callable[[int]
     return the plan, the call on input set ``i`` and the number of sets."""
     baracuda, problem, arrays = ctx.baracuda, item.problem, ctx.arrays
     descriptor = baracuda.RingAttentionDescriptor(
-        problem.batch,
-        problem.heads,
-        problem.chunk,
-        problem.chunk,
-        problem.head_dim,
+        *problem.extents,
         num_heads_k=problem.heads_k,
         is_causal=item.causal,
         element=problem.dtype,
@@ -756,24 +601,22 @@ def _prepare_ring(ctx: RankContext, item: RingCase) -> tuple[Any, Callable[[int]
     plan = baracuda.RingAttentionPlan.select(descriptor)
     try:
         sets = _random_sets(ctx, problem)
-        y = arrays.empty(problem.q_shape(), problem.dtype)
+        y = arrays.empty(problem.shape(), problem.dtype)
         lse_dtype = "f64" if problem.dtype == "f64" else "f32"
-        lse = arrays.empty((problem.batch, problem.heads, problem.chunk), lse_dtype)
+        lse = arrays.empty(problem.shape()[:3], lse_dtype)
         scratch = [arrays.empty((plan.kv_scratch_elements,), problem.dtype) for _ in range(2)]
         # The accumulator scratch is raw bytes; f32 words keep it 16-byte aligned.
         words = max(1, math.ceil(plan.accumulator_scratch_bytes / common.ITEM_BYTES["f32"]))
         accumulators = arrays.empty((words,), "f32")
-        first = sets[0]
-        plan.can_implement(first.q, y, *scratch, accumulators, k=first.k, v=first.v, lse=lse)
+        q, k, v = sets[0]
+        plan.can_implement(q, y, *scratch, accumulators, k=k, v=v, lse=lse)
     except BaseException:
         plan.close()
         raise
 
     def call(index: int) -> object:
-        inputs = sets[index]
-        return plan.run(
-            inputs.q, y, *scratch, accumulators, comm=ctx.comm, k=inputs.k, v=inputs.v, lse=lse
-        )
+        q, k, v = sets[index]
+        return plan.run(q, y, *scratch, accumulators, comm=ctx.comm, k=k, v=v, lse=lse)
 
     return plan, call, len(sets)
 
@@ -789,11 +632,12 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any] | None:
         prepared = _prepare_ring(ctx, item)
     except Exception as exc:
         failure = _classified(ctx.baracuda, exc)
-    if not ctx.rank.all_ok(failure is None):
-        own = failure or _failure(STATUS_SKIPPED, "another rank could not set up this case")
-        if prepared is not None:
-            prepared[0].close()
-    else:
+    own = _agreed(
+        ctx, failure, common.failure(STATUS_SKIPPED, "another rank could not set up this case")
+    )
+    if own is not None and prepared is not None:
+        prepared[0].close()
+    elif own is None:
         plan, call, set_count = prepared
         try:
             own = _timed_calls(ctx, call, set_count, agree=True)
@@ -802,27 +646,10 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any] | None:
             plan.close()
     prepared = call = None
     ctx.arrays.release()
-    flops = flops_per_gpu(item.problem, ctx.rank.world_size, causal=item.causal)
-    result = combine_ranks(ctx, own, flops)
+    result = combine_ranks(
+        ctx, own, flops_per_gpu(item.problem, ctx.rank.world_size, causal=item.causal)
+    )
     return None if result is None else {"result": result, "plan": plan_info}
-
-
-class TorchContextParallel:
-    """PyTorch's context parallelism on this rank: its API and a 1-D CUDA device mesh."""
-
-    def __init__(self, torch: Any, api: Mapping[str, Any], mesh: Any) -> None:
-        self.torch = torch
-        self.api = api
-        self.mesh = mesh
-
-    def describe(self) -> dict[str, Any]:
-        """Return what shapes the peer's numbers: options module, rotate method."""
-        options = self.api["options"]
-        return {
-            "module": self.api["module"],
-            "rotate_method": None if options is None else str(options.rotate_method),
-            "load_balance": "on for causal, off for non-causal",
-        }
 
 
 def _callable_or_none(candidate: Any) -> Callable[..., Any] | None:
@@ -833,12 +660,9 @@ def _callable_or_none(candidate: Any) -> Callable[..., Any] | None:
 
 def find_torch_cp_api(
     import_module: Callable[[str], Any] = importlib.import_module,
-) -> dict[str, Any]:
-    """Find PyTorch's ``context_parallel``, its options, ``sdpa_kernel`` and ``SDPBackend``.
-
-    ``context_parallel`` comes from the first of :data:`CP_IMPLEMENTATION_MODULES` that has
-    it, with its ``_cp_options`` (None without ``enable_load_balance``), else from the public
-    module (options None).
+) -> TorchContextParallel:
+    """Find PyTorch's ``context_parallel``: from the first of :data:`CP_IMPLEMENTATION_MODULES`
+    that has it, with its ``_cp_options``, else from the public module (options None).
 
     Raises
     ------
@@ -846,115 +670,103 @@ def find_torch_cp_api(
         This PyTorch has no SDPA backend selection or no context parallelism.
     """
     attention = import_module(SDPA_KERNEL_MODULE)
-    for name in CP_IMPLEMENTATION_MODULES:
+    for name in (*CP_IMPLEMENTATION_MODULES, CP_PUBLIC_MODULE):
         try:
             module = import_module(name)
         except ImportError:
+            if name == CP_PUBLIC_MODULE:
+                raise
             continue
         context_parallel = _callable_or_none(getattr(module, "context_parallel", None))
         if context_parallel is not None:
-            options = getattr(module, "_cp_options", None)
+            options = getattr(module, "_cp_options", None) if name != CP_PUBLIC_MODULE else None
             options = options if hasattr(options, "enable_load_balance") else None
-            break
-    else:
-        name, options = CP_PUBLIC_MODULE, None
-        context_parallel = _callable_or_none(getattr(import_module(name), "context_parallel", None))
-        if context_parallel is None:
-            raise AttributeError(f"{CP_PUBLIC_MODULE} has no callable context_parallel")
-    return {
-        "context_parallel": context_parallel,
-        "module": name,
-        "options": options,
-        "sdpa_kernel": attention.sdpa_kernel,
-        "SDPBackend": attention.SDPBackend,
-    }
+            return TorchContextParallel(
+                context_parallel, name, options, attention.sdpa_kernel, attention.SDPBackend
+            )
+    raise AttributeError(f"{CP_PUBLIC_MODULE} has no callable context_parallel")
 
 
-def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict, float]:
-    """Time SDPA inside ``context_parallel`` with K/V heads per ``kv_mode``.
+def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict[str, Any], float]:
+    """Time SDPA inside ``context_parallel`` with K/V heads per ``kv_mode``; return this
+    rank's part and the agreed code.
 
     Each step the ranks could disagree on ends in an agreement (the minimum of their
     codes); exceptions are caught inside the block so that it exits normally (PyTorch
-    restores SDPA only then). Returns this rank's part and the agreed code.
+    restores SDPA only then).
     """
     cp, problem = ctx.torch_cp, item.problem
-    length = global_seqlen(problem, ctx.rank.world_size)
+    length = ctx.rank.world_size * problem.chunk
     kv_heads = problem.heads if kv_mode == KV_HEADS_EXPANDED else problem.heads_k
-    options = cp.api["options"]
-    failure = None
-    buffers: list[Any] = []
-    sets: list[common.InputSet] = []
-    # Global inputs on every rank; context_parallel keeps each rank's shard of them.
-    try:
+    failure, sets = None, []
+    try:  # global inputs on every rank; context_parallel keeps each rank's shard of them
         sets = _random_sets(ctx, problem, length=length, kv_heads=kv_heads)
-        buffers = [tensor for inputs in sets for tensor in (inputs.q, inputs.k, inputs.v)]
     except Exception as exc:
-        failure = _failure(STATUS_ERROR, exc)
-    if not ctx.rank.all_ok(failure is None):
-        return failure or _failure(STATUS_ERROR, "another rank could not allocate"), CODE_FAILED
-    previous = None if options is None else options.enable_load_balance
+        failure = common.failure(STATUS_ERROR, exc)
+    failure = _agreed(ctx, failure, common.failure(STATUS_ERROR, "another rank could not allocate"))
+    if failure is not None:
+        return failure, CODE_FAILED
+    buffers = [tensor for inputs in sets for tensor in inputs]
+    previous = None if cp.options is None else cp.options.enable_load_balance
     stack = contextlib.ExitStack()
     try:
-        if options is not None:
-            options.enable_load_balance = item.causal
+        if cp.options is not None:
+            cp.options.enable_load_balance = item.causal
         try:
             stack.enter_context(
-                cp.api["context_parallel"](
+                cp.context_parallel(
                     cp.mesh,
                     buffers=buffers,
                     buffer_seq_dims=[SEQUENCE_AXIS] * len(buffers),
                     no_restore_buffers=set(buffers),
                 )
             )
-            stack.enter_context(
-                cp.api["sdpa_kernel"](getattr(cp.api["SDPBackend"], PEER_BACKENDS[item.peer]))
-            )
+            stack.enter_context(cp.sdpa_kernel(getattr(cp.backends, PEER_BACKENDS[item.peer])))
         except Exception as exc:
-            failure = _failure(STATUS_ERROR, exc)
-        if not ctx.rank.all_ok(failure is None):
-            reason = "another rank could not shard its inputs"
-            return failure or _failure(STATUS_ERROR, reason), CODE_FAILED
+            failure = common.failure(STATUS_ERROR, exc)
+        other = common.failure(STATUS_ERROR, "another rank could not shard its inputs")
+        failure = _agreed(ctx, failure, other)
+        if failure is not None:
+            return failure, CODE_FAILED
         return _cp_time(ctx, item, sets, kv_mode)
     finally:
         stack.close()
-        if options is not None:
-            options.enable_load_balance = previous
+        if cp.options is not None:
+            cp.options.enable_load_balance = previous
         del buffers, sets
         ctx.arrays.release()
 
 
 def _cp_time(
-    ctx: RankContext, item: TorchCpCase, sets: list[common.InputSet], kv_mode: str
-) -> tuple[dict, float]:
+    ctx: RankContext, item: TorchCpCase, sets: list[tuple[Any, Any, Any]], kv_mode: str
+) -> tuple[dict[str, Any], float]:
     """The timed part of :func:`_cp_attempt`, inside ``context_parallel``."""
-    torch = ctx.torch_cp.torch
     extra = {"enable_gqa": True} if kv_mode == KV_HEADS_NATIVE else {}
+    functional = ctx.torch_cp.torch.nn.functional
 
     def call(index: int) -> object:
-        inputs = sets[index]
         # Looked up at each call: context_parallel replaces it while the block is open.
-        sdpa = torch.nn.functional.scaled_dot_product_attention
-        return sdpa(inputs.q, inputs.k, inputs.v, is_causal=item.causal, **extra)
+        return functional.scaled_dot_product_attention(*sets[index], is_causal=item.causal, **extra)
 
     own, code = {}, CODE_OK
     try:
         call(0)
-        ctx.timer.synchronize()
+        ctx.cuda.synchronize()
     except Exception as exc:
         refused = common.is_torch_unsupported(exc) or isinstance(exc, TypeError)
         code = CODE_REFUSED if refused else CODE_FAILED
-        own = _failure(STATUS_UNSUPPORTED if refused else STATUS_ERROR, exc)
+        own = common.failure(STATUS_UNSUPPORTED if refused else STATUS_ERROR, exc)
     code = ctx.rank.min(code)
     if code != CODE_OK:
         status = STATUS_UNSUPPORTED if code == CODE_REFUSED else STATUS_ERROR
-        return own or _failure(status, "refused or failed on another rank"), code
+        return own or common.failure(status, "refused or failed on another rank"), code
     try:
         own = _timed_calls(ctx, call, len(sets), agree=True, cold=False)
     except Exception as exc:
-        own = _failure(STATUS_ERROR, exc)
+        own = common.failure(STATUS_ERROR, exc)
     code = ctx.rank.min(CODE_OK if own["status"] == STATUS_OK else CODE_FAILED)
     if code != CODE_OK and own["status"] == STATUS_OK:
-        own = _failure(STATUS_ERROR, "failed on another rank while timing")
+        own = common.failure(STATUS_ERROR, "failed on another rank while timing")
     return own, code
 
 
@@ -964,27 +776,28 @@ def measure_torch_cp(ctx: RankContext, item: TorchCpCase) -> dict[str, Any] | No
     With GQA, SDPA first gets the ``Hk`` K/V heads (``enable_gqa=True``); if the backend
     refuses, K/V are expanded to ``H`` heads, and the record says so.
     """
-    problem = item.problem
-    flops = flops_per_gpu(problem, ctx.rank.world_size, causal=item.causal)
+    problem, extra = item.problem, {}
     if ctx.torch_cp is None:
-        own = _failure(STATUS_UNSUPPORTED, ctx.torch_cp_reason or "not available")
-        return _with(combine_ranks(ctx, own, flops))
-    if item.causal and ctx.torch_cp.api["options"] is None:
+        own = common.failure(STATUS_UNSUPPORTED, ctx.torch_cp_reason or "not available")
+    elif item.causal and ctx.torch_cp.options is None:
         reason = "this PyTorch exposes no _cp_options.enable_load_balance to turn load balancing on"
-        return _with(combine_ranks(ctx, _failure(STATUS_UNSUPPORTED, reason), flops))
-    same = problem.heads_k == problem.heads
-    modes = (KV_HEADS_SAME,) if same else (KV_HEADS_NATIVE, KV_HEADS_EXPANDED)
-    notes: list[str] = []
-    for mode in modes:
-        own, code = _cp_attempt(ctx, item, mode)
-        if code != CODE_REFUSED or mode == modes[-1]:
-            break
-        notes.append(f"{mode} refused: {own.get('error', '')}")
-    return _with(combine_ranks(ctx, own, flops), kv_heads=mode, kv_heads_note="; ".join(notes))
-
-
-def _with(result: dict[str, Any] | None, **extra: Any) -> dict[str, Any] | None:
-    """Rank 0's part ``{"result", **extra}`` without the empty extras (None elsewhere)."""
+        own = common.failure(STATUS_UNSUPPORTED, reason)
+    else:
+        modes = (
+            (KV_HEADS_SAME,)
+            if problem.heads_k == problem.heads
+            else (KV_HEADS_NATIVE, KV_HEADS_EXPANDED)
+        )
+        notes = []
+        for mode in modes:
+            own, code = _cp_attempt(ctx, item, mode)
+            if code != CODE_REFUSED or mode == modes[-1]:
+                break
+            notes.append(f"{mode} refused: {own.get('error', '')}")
+        extra = {"kv_heads": mode, "kv_heads_note": "; ".join(notes)}
+    result = combine_ranks(
+        ctx, own, flops_per_gpu(problem, ctx.rank.world_size, causal=item.causal)
+    )
     return None if result is None else {"result": result, **{k: v for k, v in extra.items() if v}}
 
 
@@ -997,7 +810,7 @@ _MEASURE: dict[type, Callable[[RankContext, Any], dict[str, Any] | None]] = {
 
 def _open_torch_cp(ctx: RankContext, torch: Any) -> None:
     """Set ``ctx.torch_cp`` when every rank has PyTorch's API and its CUDA device mesh."""
-    cp = reason = None
+    reason = None
     try:
         from torch.distributed.device_mesh import init_device_mesh
 
@@ -1008,7 +821,9 @@ def _open_torch_cp(ctx: RankContext, torch: Any) -> None:
         ctx.torch_cp_reason = reason or "another rank's PyTorch lacks context parallelism"
         return
     try:
-        cp = TorchContextParallel(torch, api, init_device_mesh("cuda", (ctx.rank.world_size,)))
+        cp = dataclasses.replace(
+            api, torch=torch, mesh=init_device_mesh("cuda", (ctx.rank.world_size,))
+        )
     except Exception as exc:
         reason = f"the device mesh did not start: {type(exc).__name__}: {exc}"
     if not ctx.rank.all_ok(reason is None):
@@ -1030,25 +845,19 @@ def run_rank(rank: Any, setup: WorkerSetup) -> None:
 
     Device(rank.rank).set_current()
     torch.cuda.set_device(rank.rank)
-    ctx = RankContext(
-        rank=rank,
-        setup=setup,
-        baracuda=baracuda,
-        arrays=common.TorchArrays(torch),
-        timer=common.TorchEventTimer(torch),
-    )
+    ctx = RankContext(rank, setup, baracuda, common.TorchArrays(torch), torch.cuda)
     if rank.world_size > 1:
         ctx.comm = rank.nccl_communicator(device=rank.rank)
     if setup.peers:
         _open_torch_cp(ctx, torch)
     if rank.rank == REFERENCE_RANK:
         info = {"ready": ctx.torch_cp is not None, "reason": ctx.torch_cp_reason}
-        info.update(ctx.torch_cp.describe() if ctx.torch_cp is not None else {})
-        rank.send(("setup", {"torch_cp": info}))
+        rank.send(
+            ("setup", {"torch_cp": {**info, **(ctx.torch_cp.describe() if ctx.torch_cp else {})}})
+        )
     try:
         for index, item in enumerate(setup.items):
-            go = setup.deadline is None or time.time() < setup.deadline
-            if not rank.broadcast(go):
+            if not rank.broadcast(setup.deadline is None or time.time() < setup.deadline):
                 break
             part = _MEASURE[type(item)](ctx, item)
             if part is not None:
@@ -1059,11 +868,6 @@ def run_rank(rank: Any, setup: WorkerSetup) -> None:
         raise
     if ctx.comm is not None:
         ctx.comm.destroy()
-
-
-# ---------------------------------------------------------------------------------
-# The parent: the document from rank 0's messages
-# ---------------------------------------------------------------------------------
 
 
 class RingCollector:
@@ -1081,77 +885,61 @@ class RingCollector:
         progress: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._items = items
-        self._world_size = world_size
-        self._document = document
-        self._write = write
-        self._progress = sys.stderr if progress is None else progress
-        self._clock = clock
-        self._started = clock()
-        self.finished: set[int] = set()
+        self.items, self.world_size, self.document, self.write = items, world_size, document, write
+        self.progress = sys.stderr if progress is None else progress
+        self.clock, self.started, self.finished = clock, clock(), set()
 
     def __call__(self, rank: int, message: tuple) -> None:
         """Take ``("setup", info)`` or ``("item", index, part)`` from a rank."""
         if message[0] == "setup":
-            self._document["setup"].update(message[1])
-            self._write()
+            self.document["setup"].update(message[1])
+            self.write()
             return
         _, index, part = message
-        item, document = self._items[index], self._document
-        if isinstance(item, FlashStep):
-            document["flash_steps"].append(flash_step_entry(item, part))
-        elif isinstance(item, RingCase):
-            document["records"].append(ring_entry(item, self._world_size, part))
-        else:
-            document["torch_cp"].append(torch_cp_entry(item, self._world_size, part))
+        item = self.items[index]
+        key, value = entry(item, self.world_size, part)
+        self.document[key].append(value)
         self.finished.add(index)
-        join_references(document)
-        self._write()
-        result = part["result"]
-        text = result["status"]
+        join_references(self.document)
+        self.write()
+        result, text = part["result"], part["result"]["status"]
         if text == STATUS_OK:
             unit = "TFLOP/s" if isinstance(item, FlashStep) else "TFLOP/s per GPU"
             text = f"{result['median_ms']:.3f} ms, {result['tflops']:.1f} {unit}"
-        elapsed = self._clock() - self._started
-        line = common.progress_line(index + 1, len(self._items), item.label(), text, elapsed)
-        print(line, file=self._progress, flush=True)
+        line = common.progress_line(
+            index + 1, len(self.items), item.label(), text, self.clock() - self.started
+        )
+        print(line, file=self.progress, flush=True)
 
     def finish(self, *, stop_reason: str | None) -> dict[str, Any]:
         """Record the measurements that did not finish and whether the run is complete;
         write the document once more and return it."""
-        self._document["skipped"] = [
+        self.document["skipped"] = [
             {"item": item.label(), "reason": stop_reason or "not run"}
-            for index, item in enumerate(self._items)
+            for index, item in enumerate(self.items)
             if index not in self.finished
         ]
-        self._document["complete"] = not self._document["skipped"]
-        join_references(self._document)
-        self._write()
-        return self._document
-
-
-# ---------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------
+        self.document["complete"] = not self.document["skipped"]
+        join_references(self.document)
+        self.write()
+        return self.document
 
 
 def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``python -m baracuda bench ring`` to ``parser``."""
-    dtypes = ",".join(common.ALL_DTYPES)
+    counts = {name: "about {:g} s worth, {} to {}".format(*ADAPTIVE[name]) for name in ADAPTIVE}
+    chunks = "comma-separated tokens per GPU, k suffix allowed (default 1k,2k,4k,8k,16k,32k)"
+    budget = "start no measurement after this many seconds; the rest is recorded as skipped"
     common.add_options(
         parser,
         {
-            "--chunks": (
-                common.size_list,
-                "comma-separated tokens per GPU, k suffix allowed (default 1k,2k,4k,8k,16k,32k)",
+            "--chunks": (common.size_list, chunks),
+            "--heads": (common.size, f"query heads H (default {DEFAULTS.heads})"),
+            "--heads-k": (
+                common.size,
+                f"K/V heads Hk, a divisor of H (default {DEFAULTS.heads_k})",
             ),
-            "--dtypes": (
-                common.dtype_list,
-                f"comma-separated dtypes from {dtypes} (default {','.join(DEFAULT_DTYPES)})",
-            ),
-            "--heads": (common.size, f"query heads H (default {DEFAULT_HEADS})"),
-            "--heads-k": (common.size, f"K/V heads Hk, a divisor of H (default {DEFAULT_HEADS_K})"),
-            "--head-dim": (common.size, f"head dim D (default {DEFAULT_HEAD_DIM})"),
+            "--head-dim": (common.size, f"head dim D (default {DEFAULTS.head_dim})"),
             "--world-size": (common.size, "ranks, one GPU each (default: every visible GPU)"),
             "--cases": (
                 common.choice_list(tuple(CASE_KINDS)),
@@ -1161,28 +949,14 @@ def add_ring_arguments(parser: argparse.ArgumentParser) -> None:
                 common.choice_list(SCHEDULES),
                 f"comma-separated schedules from {','.join(SCHEDULES)} (default both)",
             ),
-            "--warmup": (
-                common.count,
-                "untimed calls per measurement after the cold and probe calls (default: about "
-                f"{WARMUP_TARGET_S:g} s worth, {MIN_ADAPTIVE_WARMUP} to {MAX_ADAPTIVE_WARMUP})",
-            ),
-            "--repeats": (
-                common.size,
-                f"timed calls per measurement (default: about {REPEATS_TARGET_S:g} s worth, "
-                f"{MIN_ADAPTIVE_REPEATS} to {MAX_ADAPTIVE_REPEATS})",
-            ),
-            "--max-seconds": (
-                common.seconds,
-                "start no measurement after this many seconds; the rest is recorded as skipped",
-            ),
-            "--out": (
-                Path,
-                "JSON output path (default benchmarks/results/<gpu>-<yyyy-mm-dd>-ring.json)",
-            ),
+            "--max-seconds": (common.seconds, budget),
         },
-    )
-    common.add_preset_options(
-        parser,
+        target=TARGET,
+        defaults={
+            "dtypes": "bf16",
+            "warmup": f"{counts['warmup']}, after the cold and probe calls",
+            "repeats": counts["repeats"],
+        },
         quick=f"a small grid ({common.describe_preset(QUICK_PRESET, format_tokens)})",
         no_peers="time baracuda only, not PyTorch's context parallelism",
     )
@@ -1196,19 +970,13 @@ def resolve_ring_config(args: argparse.Namespace) -> RingBenchConfig:
     ConfigError
         ``Hk`` does not divide ``H``, or a zigzag case has an odd chunk.
     """
-    config = RingBenchConfig(
-        **common.resolve_options(args, CONFIG_DEFAULTS, QUICK_PRESET),
-        world_size=args.world_size,
-        peers=not args.no_peers,
-        max_seconds=args.max_seconds,
-        out=args.out,
-    )
+    config = common.resolve(args, RingBenchConfig, QUICK_PRESET, peers=not args.no_peers)
     if config.heads % config.heads_k != 0:
         raise ConfigError(
             f"--heads-k must divide --heads (got H={config.heads}, Hk={config.heads_k})"
         )
     odd = [chunk for chunk in config.chunks if chunk % 2]
-    if odd and any(CASE_KINDS[case].layout == ZIGZAG for case in config.cases):
+    if odd and any(CASE_KINDS[case][1] == "zigzag" for case in config.cases):
         raise ConfigError(
             f"the zigzag layout splits each chunk in two halves (got odd chunks {odd})"
         )
@@ -1218,41 +986,17 @@ def resolve_ring_config(args: argparse.Namespace) -> RingBenchConfig:
 def resolve_world_size(requested: int | None, device_count: int) -> int:
     """Return ``requested`` ranks, or one per visible GPU (at least 1); ConfigError when
     more ranks than visible GPUs are requested."""
-    if requested is None:
-        return max(1, device_count)
-    if requested > device_count:
+    if requested is not None and requested > device_count:
         raise ConfigError(
             f"--world-size {requested} needs {requested} GPUs (got {device_count} visible)"
         )
-    return requested
-
-
-def _software(baracuda: Any, torch: Any, world_size: int) -> dict[str, Any]:
-    software = common.software_versions(baracuda=baracuda, torch=torch)
-    software["nccl"] = baracuda.nccl.version() if world_size > 1 else None
-    software["nccl_library"] = baracuda.nccl.library_path() or None
-    software["torch_nccl"] = None
-    with contextlib.suppress(Exception):
-        software["torch_nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
-    return software
-
-
-def peers_unavailable_reason(config: RingBenchConfig, *, world_size: int) -> str | None:
-    """Return why PyTorch's context parallelism is not timed, or None when it is."""
-    if not config.peers:
-        return "--no-peers"
-    if world_size < MIN_PEER_WORLD_SIZE:
-        return f"it needs at least {MIN_PEER_WORLD_SIZE} GPUs (world size {world_size})"
-    return None
+    return max(1, device_count) if requested is None else requested
 
 
 def stop_reason(*, failed: bool, interrupted: bool, budget: bool) -> str | None:
     """Return why measurements may be missing from a run: a failure, Ctrl-C, the budget."""
-    if failed:
-        return STOP_FAILURE
-    if interrupted:
-        return STOP_INTERRUPTED
-    return STOP_BUDGET if budget else None
+    reasons = ((failed, STOP_FAILURE), (interrupted, STOP_INTERRUPTED), (budget, STOP_BUDGET))
+    return next((reason for flag, reason in reasons if flag), None)
 
 
 def run_ring(args: argparse.Namespace) -> int:
@@ -1271,43 +1015,35 @@ def run_ring(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    torch = common.optional_import("torch")
+    torch = common.import_torch(
+        PROGRAM, "torch.multiprocessing starts the ranks, torch.distributed joins them"
+    )
     if torch is None:
-        print(
-            f"{PROGRAM}: needs torch (torch.multiprocessing starts the ranks, torch.distributed "
-            "joins them).",
-            file=sys.stderr,
-        )
         return common.MISSING_DEPENDENCY_EXIT
     import baracuda
 
+    now = datetime.datetime.now().astimezone()
+    header = common.document_header(SCHEMA, gpu, baracuda=baracuda, torch=torch, now=now)
     try:
-        software = _software(baracuda, torch, world_size)
+        header["software"]["nccl"] = baracuda.nccl.version() if world_size > 1 else None
+        header["software"]["nccl_library"] = baracuda.nccl.library_path() or None
     except baracuda.BaracudaError as exc:
         print(f"{PROGRAM}: the ring needs NCCL: {type(exc).__name__}: {exc}", file=sys.stderr)
         return common.MISSING_DEPENDENCY_EXIT
-    peers_reason = peers_unavailable_reason(config, world_size=world_size)
+    header["software"]["torch_nccl"] = None
+    with contextlib.suppress(Exception):
+        header["software"]["torch_nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    peers_reason = None
+    if not config.peers:
+        peers_reason = "--no-peers"
+    elif world_size < MIN_PEER_WORLD_SIZE:
+        peers_reason = f"it needs at least {MIN_PEER_WORLD_SIZE} GPUs (world size {world_size})"
     items = work_items(config, torch_cp=peers_reason is None)
-    now = datetime.datetime.now().astimezone()
-    document = build_ring_document(
-        config,
-        gpu,
-        world_size=world_size,
-        software=software,
-        timer_method=common.TorchEventTimer.method,
-        arrays_name=common.TorchArrays.name,
-        peers_reason=peers_reason,
-        now=now,
-    )
-    out = config.out or common.default_output_path(gpu.name, now.date(), target=TARGET_NAME)
-    setup = WorkerSetup(
-        items=tuple(items),
-        warmup=config.warmup,
-        repeats=config.repeats,
-        l2_cache_bytes=gpu.l2_cache_bytes,
-        deadline=None if config.max_seconds is None else time.time() + config.max_seconds,
-        peers=peers_reason is None,
-    )
+    document = build_ring_document(config, header, world_size=world_size, peers_reason=peers_reason)
+    out = config.out or common.default_output_path(gpu.name, now.date(), target=TARGET)
+    deadline = None if config.max_seconds is None else time.time() + config.max_seconds
+    counts = config.warmup, config.repeats
+    setup = WorkerSetup(tuple(items), *counts, gpu.l2_cache_bytes, deadline, peers_reason is None)
     print(f"{PROGRAM}: {len(items)} measurements on {world_size} x {gpu.name}", file=sys.stderr)
     if world_size == 1:
         print(f"{PROGRAM}: one GPU: the ring runs with world size 1, without NCCL", file=sys.stderr)

@@ -1,19 +1,11 @@
 """One process per GPU on ``torch.multiprocessing``, joined by ``torch.distributed``.
 
-:func:`spawn` starts ``world_size`` processes (start method ``spawn``). Process ``r`` joins
-the default process group (gloo unless told otherwise) as rank ``r`` and calls
-``fn(rank, *args)`` with a :class:`Rank`: its index, the collectives the ring benchmark and
-the multi-GPU tests need (minimum, element-wise maximum, gather to rank 0, broadcast from
-rank 0, barrier), :meth:`Rank.send` to the parent, and :meth:`Rank.nccl_communicator`, a
-baracuda communicator made from a unique id broadcast as its raw bytes.
-
-The parent reads what the ranks send while it joins them. A rank that raises, exits with a
-non-zero code or dies from a signal ends the run: the others are stopped and
-:class:`LaunchError` names the rank with its traceback or exit code. So does silence: no
-message from any rank for ``timeout`` seconds stops every rank and names those still
-running. Ctrl-C (and SIGTERM, taken as Ctrl-C) stops every rank before it propagates.
-
-``torch`` is imported only by :func:`spawn` and in the ranks.
+:func:`spawn` runs ``fn(rank, *args)`` in ``world_size`` processes, each in the default
+process group (gloo unless told otherwise), with a :class:`Rank`: its index, the collectives
+that the ring benchmark and the multi-GPU tests need, :meth:`Rank.send` to the parent and
+:meth:`Rank.nccl_communicator`. A rank that raises, exits with a non-zero code or dies ends
+the run with :class:`LaunchError` naming it, as does silence of every rank for ``timeout``
+seconds; Ctrl-C and SIGTERM stop every rank first. ``torch`` is imported only in the calls.
 """
 
 from __future__ import annotations
@@ -32,10 +24,6 @@ POLL_S = 0.1
 GRACE_S = 5.0
 """How long a rank may take to exit after the run failed, before SIGTERM, then SIGKILL."""
 
-_MESSAGE = "message"
-_RETURN = "return"
-_RAISED_HEADER = "terminated with the following error:\n"
-
 
 class LaunchError(RuntimeError):
     """A rank raised, exited with a non-zero code, or the ranks were silent too long."""
@@ -48,15 +36,12 @@ class Rank:
         import torch
         import torch.distributed as dist
 
-        self.rank = rank
-        self.world_size = world_size
-        self._queue = queue
-        self._torch = torch
-        self._dist = dist
+        self.rank, self.world_size = rank, world_size
+        self._queue, self._torch, self._dist = queue, torch, dist
 
     def send(self, payload: Any) -> None:
         """Hand ``payload`` to the parent's ``on_message(rank, payload)``."""
-        self._queue.put((_MESSAGE, self.rank, payload))
+        self._queue.put(("message", self.rank, payload))
 
     def _reduce(self, values: Sequence[float], op: Any) -> list[float]:
         tensor = self._torch.tensor(list(values), dtype=self._torch.float64)
@@ -93,15 +78,12 @@ class Rank:
         self._dist.barrier()
 
     def nccl_communicator(self, *, device: int | None = None) -> Any:
-        """Return this rank's :class:`baracuda.nccl.Communicator` (``device`` made current).
-
-        Rank 0's :func:`baracuda.nccl.get_unique_id` reaches the others as its raw bytes.
-        """
+        """Return this rank's :class:`baracuda.nccl.Communicator` (``device`` made current);
+        rank 0's :func:`baracuda.nccl.get_unique_id` reaches the others as its raw bytes."""
         from baracuda import nccl
 
-        torch = self._torch
         unique_id = nccl.get_unique_id() if self.rank == 0 else bytes(nccl.UNIQUE_ID_BYTES)
-        raw = torch.tensor(list(unique_id), dtype=torch.uint8)
+        raw = self._torch.tensor(list(unique_id), dtype=self._torch.uint8)
         self._dist.broadcast(raw, src=0)
         return nccl.Communicator(self.world_size, self.rank, bytes(raw.tolist()), device=device)
 
@@ -121,23 +103,12 @@ def _run_rank(
     os.environ.update(env)
     import torch.distributed as dist
 
+    timeout_delta = datetime.timedelta(seconds=timeout)
     dist.init_process_group(
-        backend,
-        init_method=address,
-        rank=index,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=timeout),
+        backend, init_method=address, rank=index, world_size=world_size, timeout=timeout_delta
     )
-    value = fn(Rank(index, world_size, queue), *args)
-    queue.put((_RETURN, index, value))
+    queue.put(("return", index, fn(Rank(index, world_size, queue), *args)))
     dist.destroy_process_group()
-
-
-def free_port() -> int:
-    """Return a TCP port of ``LOCALHOST`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOCALHOST, 0))
-        return probe.getsockname()[1]
 
 
 def _stop(processes: Sequence[Any]) -> None:
@@ -204,23 +175,25 @@ def spawn(
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
-    returns: dict[int, Any] = {}
-    address = f"tcp://{LOCALHOST}:{free_port()}"
+    with socket.socket() as probe:  # a free port of LOCALHOST
+        probe.bind((LOCALHOST, 0))
+        address = f"tcp://{LOCALHOST}:{probe.getsockname()[1]}"
     arguments = (fn, tuple(args), world_size, address, backend, timeout, dict(env or {}), queue)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
-    context = None
-    last = time.monotonic()
+    returns: dict[int, Any] = {}
+    context, last = None, time.monotonic()
 
-    def drain() -> None:
+    def drain() -> float:
         nonlocal last
         while not queue.empty():
             kind, rank, payload = queue.get()
             last = time.monotonic()
-            if kind == _RETURN:
+            if kind == "return":
                 returns[rank] = payload
             elif on_message is not None:
                 on_message(rank, payload)
+        return time.monotonic() - last
 
     try:
         context = mp.start_processes(
@@ -233,20 +206,18 @@ def spawn(
                     break
             except mp.ProcessRaisedException as exc:
                 drain()
-                trace = str(exc).split(_RAISED_HEADER, 1)[-1].rstrip()
+                trace = str(exc).split("terminated with the following error:\n", 1)[-1].rstrip()
                 raise LaunchError(f"rank {exc.error_index} failed:\n{trace}") from None
             except mp.ProcessExitedException as exc:
                 drain()
                 how = f"signal {exc.signal_name}" if exc.exit_code < 0 else f"code {exc.exit_code}"
                 raise LaunchError(f"rank {exc.error_index} exited with {how}") from None
-            if time.monotonic() - last > timeout:
-                drain()
-                if time.monotonic() - last > timeout:
-                    alive = [r for r, p in enumerate(context.processes) if p.is_alive()]
-                    raise LaunchError(
-                        f"no message from the ranks for {timeout:g} s: rank(s) {alive} still "
-                        "running, stopped"
-                    )
+            if time.monotonic() - last > timeout and drain() > timeout:
+                alive = [r for r, p in enumerate(context.processes) if p.is_alive()]
+                raise LaunchError(
+                    f"no message from the ranks for {timeout:g} s: rank(s) {alive} still "
+                    "running, stopped"
+                )
         drain()
     finally:
         if context is not None:

@@ -1,8 +1,7 @@
 """The launcher of the ring benchmark and the multi-GPU tests, on the CPU with gloo.
 
 Two processes run fake work functions through :func:`baracuda._launch.spawn`: a normal run,
-a rank that raises, one that exits hard, one that hangs, one that leaves early with code 0.
-Skipped without torch (the launcher needs ``torch.multiprocessing`` and ``torch.distributed``).
+a rank that raises, exits hard, hangs or leaves early with code 0. Skipped without torch.
 """
 
 import os
@@ -15,10 +14,9 @@ from baracuda import _launch
 
 pytest.importorskip("torch.distributed")
 
-TIMEOUT_S = 60.0
-HANG_TIMEOUT_S = 8.0
-# Process start and torch import, the timeout, then SIGTERM and SIGKILL grace.
+TIMEOUT_S, HANG_TIMEOUT_S = 60.0, 8.0
 BOUND_S = 45.0 + 2 * _launch.GRACE_S
+"""Process start and torch import, the timeout, then SIGTERM and SIGKILL grace."""
 
 
 def collective_work(rank, offset):
@@ -30,11 +28,9 @@ def collective_work(rank, offset):
     agreed = rank.broadcast(f"decided by {rank.rank}")
     ok = rank.all_ok(True), rank.all_ok(rank.rank == 0)
     rank.barrier()
-    assert rank.max([]) == []
-    if rank.rank:
-        assert gathered is None
-        return rank.rank
-    return gathered, slowest, least, agreed, ok, rank.world_size
+    assert rank.max([]) == [] and (gathered is None) == (rank.rank != 0)
+    seen = (gathered, slowest, least, agreed, ok, rank.world_size, os.environ.get("LAUNCH_TEST"))
+    return seen if rank.rank == 0 else rank.rank
 
 
 def raising_work(rank):
@@ -70,63 +66,58 @@ def leaving_work(rank):
     return "peer still there"
 
 
-def environment_work(rank):
-    return os.environ.get("BARACUDA_LAUNCH_TEST")
-
-
 def run(fn, *args, timeout=TIMEOUT_S, **kwargs):
     start = time.monotonic()
     try:
-        return _launch.spawn(fn, 2, args, timeout=timeout, **kwargs), time.monotonic() - start
+        return _launch.spawn(fn, 2, args, timeout=timeout, **kwargs)
     finally:
         assert time.monotonic() - start < BOUND_S
 
 
-def test_collectives_gather_in_rank_order_and_reduce():
+def test_collectives_gather_in_rank_order_reduce_and_see_the_environment():
     messages = []
-    (first, second), _ = run(
-        collective_work, 100, on_message=lambda rank, payload: messages.append((rank, payload))
+    first, second = run(
+        collective_work,
+        100,
+        on_message=lambda rank, payload: messages.append((rank, payload)),
+        env={"LAUNCH_TEST": "yes"},
     )
-    gathered, slowest, least, agreed, ok, world_size = first
-    assert gathered == [{"rank": 0, "value": 100}, {"rank": 1, "value": 101}]
-    assert slowest == [2.0, 5.0, 1.0]
-    assert least == 9.0
-    assert agreed == "decided by 0"
-    assert ok == (True, False)
-    assert world_size == 2 and second == 1
+    assert first == (
+        [{"rank": 0, "value": 100}, {"rank": 1, "value": 101}],
+        [2.0, 5.0, 1.0],
+        9.0,
+        "decided by 0",
+        (True, False),
+        2,
+        "yes",
+    )
+    assert second == 1
     assert sorted(messages) == [(0, "hello from 0"), (1, "hello from 1")]
 
 
-def test_a_raising_rank_names_itself_with_its_traceback():
-    with pytest.raises(_launch.LaunchError) as info:
-        run(raising_work)
-    message = str(info.value)
-    assert message.startswith("rank 1 failed:\nTraceback")
-    assert "ValueError: rank one broke" in message
-
-
-def test_a_rank_that_exits_hard_names_its_exit_code():
-    with pytest.raises(_launch.LaunchError, match=r"^rank 1 exited with code 3$"):
-        run(exiting_work)
-
-
-def test_a_hanging_rank_ends_the_run_within_the_bound():
+@pytest.mark.parametrize(
+    ("fn", "timeout", "message"),
+    [
+        (raising_work, TIMEOUT_S, r"^rank 1 failed:\nTraceback (.|\n)*ValueError: rank one broke$"),
+        (exiting_work, TIMEOUT_S, r"^rank 1 exited with code 3$"),
+        (
+            hanging_work,
+            HANG_TIMEOUT_S,
+            rf"^no message from the ranks for {HANG_TIMEOUT_S:g} s: rank\(s\) \[1\] still running, "
+            "stopped$",
+        ),
+    ],
+    ids=["raises", "exits", "hangs"],
+)
+def test_a_failing_rank_ends_the_run_and_names_itself(fn, timeout, message):
     start = time.monotonic()
-    with pytest.raises(_launch.LaunchError) as info:
-        run(hanging_work, timeout=HANG_TIMEOUT_S)
-    assert str(info.value) == (
-        f"no message from the ranks for {HANG_TIMEOUT_S:g} s: rank(s) [1] still running, stopped"
-    )
-    assert time.monotonic() - start >= HANG_TIMEOUT_S
+    with pytest.raises(_launch.LaunchError, match=message):
+        run(fn, timeout=timeout)
+    assert time.monotonic() - start >= (timeout if fn is hanging_work else 0)
 
 
 def test_a_rank_may_leave_early_with_code_zero():
-    assert run(leaving_work)[0] == ["peer gone", None]
-
-
-def test_environment_reaches_the_ranks():
-    values, _ = run(environment_work, env={"BARACUDA_LAUNCH_TEST": "yes"})
-    assert values == ["yes", "yes"]
+    assert run(leaving_work) == ["peer gone", None]
 
 
 def test_importing_the_launcher_imports_no_torch():
