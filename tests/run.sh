@@ -51,5 +51,10 @@ step "Python tests (pytest)"
 if [ "${BARACUDA_TEST_INSTALL_TORCH:-1}" != 0 ] && ! python -c "import torch" >/dev/null 2>&1; then
   python -m pip install --quiet "torch==2.13.0" || echo "torch not installed: its CPU tests skip"
 fi
+# JAX's CPU build for the JAX adapter's checks without a GPU (shape inference, refusals, the
+# call lowered for CUDA); BARACUDA_TEST_INSTALL_JAX=0 skips it, and those tests skip.
+if [ "${BARACUDA_TEST_INSTALL_JAX:-1}" != 0 ] && ! python -c "import jax" >/dev/null 2>&1; then
+  python -m pip install --quiet "jax>=0.5" || echo "jax not installed: its CPU tests skip"
+fi
 # pytest exits 5 when it collected no test: that is a failure here too.
 python -m pytest tests/python -ra -q "$@"

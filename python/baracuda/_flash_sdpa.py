@@ -34,7 +34,16 @@ from ._plan import (
     check_current_device,
     score_fields,
 )
-from ._tensor import NO_SYNC, accumulator_element, as_tensor, as_workspace, prepend_axes
+from ._tensor import (
+    NO_SYNC,
+    TensorView,
+    accumulator_element,
+    as_tensor,
+    as_workspace,
+    element_size,
+    physical_span,
+    prepend_axes,
+)
 
 MASK_RANK = 4
 ALIGNMENTS = tuple(_capi.ALIGNMENTS)
@@ -323,6 +332,55 @@ def flash_descriptor(
         softcap=softcap,
         alignment=alignment,
     )
+
+
+# ---------------------------------------------------------------- framework adapters
+
+# The order in which the C ABI takes a call's tensors.
+CALL_TENSORS = ("q", "k", "v", "y", "lse", "mask", "alibi_slopes")
+
+# Made-up addresses of the tensor descriptions that check_call_layouts checks: each tensor gets
+# its own range, aligned for every element and separated from the next, so that only a real
+# layout fault (a written tensor folding onto itself, a shape or stride refused) fails the checks.
+_CHECK_BASE_ADDRESS = 1 << 40
+_CHECK_ALIGNMENT = 256
+
+
+def call_view(name, element, ptr, shape, strides, device_id, owner) -> TensorView:
+    """The description of a call's tensor ``name``, a mask or ALiBi slopes of lower rank with
+    their leading axes prepended as the C ABI takes them."""
+    view = TensorView(ptr, element, shape, strides, physical_span(shape, strides), device_id, owner)
+    if name == "mask":
+        return prepend_axes(view, MASK_RANK)
+    if name == "alibi_slopes":
+        return prepend_axes(view, ALIBI_SLOPES_RANK)
+    return view
+
+
+def views_in_order(views: dict) -> tuple:
+    """The views of a call (``None`` for an absent optional one) in the C ABI's order."""
+    return tuple(views.get(name) for name in CALL_TENSORS)
+
+
+def check_call_layouts(descriptor: FlashSdpaDescriptor, layouts: dict) -> None:
+    """The C library's checks of a call on descriptions of its tensors at made-up addresses
+    (``baracuda_flash_sdpa_check_args``: no device, no data), for a framework's shape inference.
+
+    ``layouts`` maps each given tensor's name (``CALL_TENSORS``) to ``(element, shape,
+    strides)``.
+
+    Raises
+    ------
+    InvalidProblemError, UnsupportedError
+        As ``flash_attention`` would for the same call.
+    """
+    views = {}
+    address = _CHECK_BASE_ADDRESS
+    for name, (element, shape, strides) in layouts.items():
+        views[name] = call_view(name, element, address, shape, strides, None, None)
+        span_bytes = physical_span(shape, strides) * element_size(element)
+        address += (span_bytes // _CHECK_ALIGNMENT + 2) * _CHECK_ALIGNMENT
+    _capi.flash_sdpa_check_args(descriptor, *views_in_order(views))
 
 
 # ---------------------------------------------------------------- flash_attention

@@ -28,16 +28,16 @@ import torch
 from . import _capi
 from ._checks import as_bool, name_in
 from ._errors import InvalidProblemError
-from ._flash_sdpa import ALIGNMENTS, MASK_RANK, cached_plan, flash_descriptor
-from ._plan import ALIBI_SLOPES_RANK, QKV_RANK, call_score_options, check_current_device
-from ._tensor import (
-    ELEMENT_NAMES,
-    TensorView,
-    accumulator_element,
-    element_size,
-    physical_span,
-    prepend_axes,
+from ._flash_sdpa import (
+    ALIGNMENTS,
+    cached_plan,
+    call_view,
+    check_call_layouts,
+    flash_descriptor,
+    views_in_order,
 )
+from ._plan import QKV_RANK, call_score_options, check_current_device
+from ._tensor import ELEMENT_NAMES, accumulator_element
 
 __all__ = ["OP_NAME", "flash_attention"]
 
@@ -61,12 +61,6 @@ _TORCH_DTYPES = {element: dtype for dtype, element in _ELEMENTS.items()}
 _EXPECTED_ELEMENTS = f"{', '.join(ELEMENT_NAMES[:-1])} or {ELEMENT_NAMES[-1]}"
 _TRACED_DEVICE_TYPES = ("cuda", "meta")
 _WORKSPACE_DTYPE = torch.uint8
-
-# Made-up addresses of the fake implementation's tensor descriptions: each tensor gets its own
-# range, aligned for every element and separated from the next, so that only a real layout
-# fault (a written tensor folding onto itself, a shape or stride refused) fails the checks.
-_FAKE_BASE_ADDRESS = 1 << 40
-_FAKE_ALIGNMENT = 256
 
 
 # ---------------------------------------------------------------- the problem of a call
@@ -169,21 +163,6 @@ def _descriptor(q_shape, k_shape, v_shape, element, causal, scale, left, right, 
     )
 
 
-def _view(name: str, element: str, ptr: int, shape: tuple, strides: tuple, device_id, owner):
-    view = TensorView(ptr, element, shape, strides, physical_span(shape, strides), device_id, owner)
-    if name == "mask":
-        return prepend_axes(view, MASK_RANK)
-    if name == "alibi_slopes":
-        return prepend_axes(view, ALIBI_SLOPES_RANK)
-    return view
-
-
-def _args_in_order(views: dict) -> tuple:
-    """The views as the C ABI takes them: q, k, v, y, lse, mask, alibi_slopes."""
-    names = ("q", "k", "v", "y", "lse", "mask", "alibi_slopes")
-    return tuple(views.get(name) for name in names)
-
-
 # ---------------------------------------------------------------- the custom op
 
 
@@ -208,7 +187,7 @@ def _flash_attention_op(
         y, lse = _empty_outputs(q, v, element)
         device_id = q.device.index
         views = {
-            name: _view(
+            name: call_view(
                 name,
                 _element(tensor, name),
                 tensor.data_ptr(),
@@ -233,7 +212,7 @@ def _flash_attention_op(
         )
         # The checks of the fake implementation first, so that an eager call and a traced one
         # are refused with the same message.
-        args = _args_in_order(views)
+        args = views_in_order(views)
         _capi.flash_sdpa_check_args(descriptor, *args)
         device = check_current_device([(name, view) for name, view in views.items()], _OP)
         plan = cached_plan(
@@ -282,13 +261,6 @@ def _flash_attention_fake(
         # A size known only at run time: the CUDA implementation checks the call then.
         return y, lse
     tensors = {name: tensor for name, tensor, _ in inputs} | {"y": y, "lse": lse}
-    views = {}
-    address = _FAKE_BASE_ADDRESS
-    for name, (shape, strides) in layouts.items():
-        element_of = _element(tensors[name], name)
-        views[name] = _view(name, element_of, address, shape, strides, None, None)
-        span_bytes = physical_span(shape, strides) * element_size(element_of)
-        address += (span_bytes // _FAKE_ALIGNMENT + 2) * _FAKE_ALIGNMENT
     descriptor = _descriptor(
         layouts["q"][0],
         layouts["k"][0],
@@ -301,7 +273,10 @@ def _flash_attention_fake(
         softcap,
         alignment,
     )
-    _capi.flash_sdpa_check_args(descriptor, *_args_in_order(views))
+    check_call_layouts(
+        descriptor,
+        {name: (_element(tensors[name], name), *layout) for name, layout in layouts.items()},
+    )
     return y, lse
 
 
