@@ -29,16 +29,11 @@ constexpr int kRequiredInputs = 3;
 
 std::optional<baracuda_element> element_of(ffi::DataType type) {
   switch (type) {
-    case ffi::DataType::F16:
-      return BARACUDA_ELEMENT_F16;
-    case ffi::DataType::BF16:
-      return BARACUDA_ELEMENT_BF16;
-    case ffi::DataType::F32:
-      return BARACUDA_ELEMENT_F32;
-    case ffi::DataType::F64:
-      return BARACUDA_ELEMENT_F64;
-    default:
-      return std::nullopt;
+    case ffi::DataType::F16: return BARACUDA_ELEMENT_F16;
+    case ffi::DataType::BF16: return BARACUDA_ELEMENT_BF16;
+    case ffi::DataType::F32: return BARACUDA_ELEMENT_F32;
+    case ffi::DataType::F64: return BARACUDA_ELEMENT_F64;
+    default: return std::nullopt;
   }
 }
 
@@ -65,14 +60,11 @@ std::optional<baracuda_tensor> tensor_of(void* data, ffi::DataType type,
 
 ffi::ErrorCode error_code(baracuda_status status) {
   switch (status) {
-    case BARACUDA_STATUS_UNSUPPORTED:
-      return ffi::ErrorCode::kUnimplemented;
+    case BARACUDA_STATUS_UNSUPPORTED: return ffi::ErrorCode::kUnimplemented;
     case BARACUDA_STATUS_INVALID_PROBLEM:
     case BARACUDA_STATUS_BUFFER_TOO_SMALL:
-    case BARACUDA_STATUS_WORKSPACE_TOO_SMALL:
-      return ffi::ErrorCode::kInvalidArgument;
-    default:
-      return ffi::ErrorCode::kInternal;
+    case BARACUDA_STATUS_WORKSPACE_TOO_SMALL: return ffi::ErrorCode::kInvalidArgument;
+    default: return ffi::ErrorCode::kInternal;
   }
 }
 
@@ -126,14 +118,14 @@ PlanCache& plan_cache() {
 
 ffi::Error flash_attention(cudaStream_t stream, ffi::ScratchAllocator scratch,
                            ffi::RemainingArgs inputs, ffi::RemainingRets outputs, bool causal,
-                           double scale, int64_t window_left, int64_t window_right,
-                           double softcap, int64_t alignment, bool has_mask, bool has_alibi) {
+                           double scale, int64_t window_left, int64_t window_right, double softcap,
+                           int64_t alignment, bool has_mask, bool has_alibi) {
   const int expected = kRequiredInputs + (has_mask ? 1 : 0) + (has_alibi ? 1 : 0);
   if (inputs.size() != static_cast<size_t>(expected) || outputs.size() != 2) {
-    return ffi::Error::InvalidArgument(
-        std::string(kOp) + ": the call has " + std::to_string(inputs.size()) + " inputs and " +
-        std::to_string(outputs.size()) + " outputs (expected " + std::to_string(expected) +
-        " and 2)");
+    return ffi::Error::InvalidArgument(std::string(kOp) + ": the call has " +
+                                       std::to_string(inputs.size()) + " inputs and " +
+                                       std::to_string(outputs.size()) + " outputs (expected " +
+                                       std::to_string(expected) + " and 2)");
   }
   const char* names[] = {"q", "k", "v", has_mask ? "mask" : "alibi_slopes", "alibi_slopes"};
   baracuda_tensor tensors[5] = {};
@@ -178,8 +170,7 @@ ffi::Error flash_attention(cudaStream_t stream, ffi::ScratchAllocator scratch,
   baracuda_flash_sdpa_descriptor_init(
       &desc, static_cast<int32_t>(args.q.shape[0]), static_cast<int32_t>(args.q.shape[1]),
       static_cast<int32_t>(args.q.shape[2]), static_cast<int32_t>(args.k.shape[2]),
-      static_cast<int32_t>(args.q.shape[3]), static_cast<int32_t>(args.v.shape[3]),
-      args.q.element);
+      static_cast<int32_t>(args.q.shape[3]), static_cast<int32_t>(args.v.shape[3]), args.q.element);
   desc.scale = scale;
   desc.is_causal = causal ? 1 : 0;
   desc.window_size_left = static_cast<int32_t>(window_left);
