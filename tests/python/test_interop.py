@@ -502,6 +502,17 @@ def test_dlpack_strides_zero_strides_and_byte_offset():
     assert view.buffer_elements == 1 + 12800 + 99 * 128 + 63
 
 
+def test_cuda_core_strided_memory_view_is_a_tensor():
+    """A cuda.core StridedMemoryView, as cuda.core users hold tensors, reads as its producer."""
+    from cuda.core.utils import StridedMemoryView
+
+    producer = dlpack_of("f16", (2, 8, 100, 64), strides=(12800, 0, 128, 1), byte_offset=256)
+    view = as_tensor(StridedMemoryView.from_dlpack(producer, stream_ptr=-1), "k", op=OP, stream=0)
+    assert view.ptr == FAKE_PTR + 256
+    assert (view.element, view.shape, view.strides) == ("f16", (2, 8, 100, 64), (12800, 0, 128, 1))
+    assert view.buffer_elements == 1 + 12800 + 99 * 128 + 63
+
+
 @pytest.mark.parametrize(
     "consumer,asked",
     [
