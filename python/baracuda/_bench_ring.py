@@ -709,13 +709,11 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
     try:
         if cp.options is not None:
             cp.options.enable_load_balance = item.causal
+        dims = [SEQUENCE_AXIS] * len(buffers)
         try:
             stack.enter_context(
                 cp.context_parallel(
-                    cp.mesh,
-                    buffers=buffers,
-                    buffer_seq_dims=[SEQUENCE_AXIS] * len(buffers),
-                    no_restore_buffers=set(buffers),
+                    cp.mesh, buffers=buffers, buffer_seq_dims=dims, no_restore_buffers=set(buffers)
                 )
             )
             stack.enter_context(cp.sdpa_kernel(getattr(cp.backends, PEER_BACKENDS[item.peer])))

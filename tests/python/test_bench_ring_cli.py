@@ -348,22 +348,12 @@ class CountingArrays(common.TorchArrays):
         return super().empty(shape, dtype)
 
 
-class SoloRank:
+def solo_rank():
     """A rank of one: every collective returns this rank's own value."""
-
-    rank, world_size = 0, 1
-
-    def min(self, value):
-        return value
-
-    def max(self, values):
-        return list(values)
-
-    def all_ok(self, ok):
-        return ok
-
-    def gather(self, obj):
-        return [obj]
+    same = lambda value: value  # noqa: E731
+    return types.SimpleNamespace(
+        rank=0, world_size=1, min=same, all_ok=same, max=list, gather=lambda obj: [obj]
+    )
 
 
 def rank_context(rank=None, *, warmup=1, repeats=4, baracuda=None, cuda=None):
@@ -371,7 +361,7 @@ def rank_context(rank=None, *, warmup=1, repeats=4, baracuda=None, cuda=None):
     setup = ring.WorkerSetup(items=(), warmup=warmup, repeats=repeats, l2_cache_bytes=0)
     baracuda = baracuda or fake_baracuda(cuda)
     return ring.RankContext(
-        rank or SoloRank(), setup, baracuda, CountingArrays(), cuda, comm="comm"
+        rank or solo_rank(), setup, baracuda, CountingArrays(), cuda, comm="comm"
     )
 
 
