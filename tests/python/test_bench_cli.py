@@ -451,7 +451,7 @@ def refuse_with_warnings(case, call):
 
 
 def refuse_in_bind(case, sets):
-    raise flash.CaseUnsupportedError("cannot express it")
+    raise flash.CaseUnsupportedError("cannot say")
 
 
 def at(index, error):
@@ -470,17 +470,9 @@ OUT_OF_MEMORY = type("OutOfMemoryError", (RuntimeError,), {})
         (at(0, FakeUnsupportedError("D")), {}, ("unsupported", "FakeUnsupportedError: D")),
         (at(0, ValueError("bad")), {}, ("error", "ValueError: bad")),
         (at(2, FakeUnsupportedError("late")), {}, ("error", "FakeUnsupportedError: late")),
-        (
-            None,
-            {"bind": refuse_in_bind},
-            ("unsupported", "CaseUnsupportedError: cannot express it"),
-        ),
+        (None, {"bind": refuse_in_bind}, ("unsupported", "CaseUnsupportedError: cannot say")),
         (refuse_with_warnings, TORCH, ("unsupported", NO_KERNEL, ["flash needs f16 or bf16"])),
-        (
-            at(0, RuntimeError("CUDA error: a fault")),
-            TORCH,
-            ("error", "RuntimeError: CUDA error: a fault"),
-        ),
+        (at(0, RuntimeError("CUDA error: x")), TORCH, ("error", "RuntimeError: CUDA error: x")),
         (at(0, OUT_OF_MEMORY("OOM")), TORCH, ("error", "OutOfMemoryError: OOM")),
     ],
 )
@@ -505,7 +497,6 @@ def test_run_writes_the_recorded_schema_and_table(tmp_path):
     loaded = json.loads(common.write_json(tmp_path / "new" / "r.json", document).read_text())
     empty = {"grid": {}, "cases": []}
     assert keys({**loaded, **empty}) == keys({**RECORDED, **empty})
-    assert set(loaded["grid"]) == set(RECORDED["grid"])
     first = RECORDED["cases"][0]
     assert keys({**loaded["cases"][0], "results": {}}) == keys({**first, "results": {}})
     assert set(loaded["cases"][0]["results"]["baracuda"]) == set(first["results"]["baracuda"])

@@ -230,9 +230,7 @@ def test_the_recorded_documents_come_back_from_their_parts(name, met):
     world_size, reason = recorded["world_size"], recorded["peers"]["reason"]
     document, progress, writes = collect(config, world_size, part, peers_reason=reason)
     assert set(document) == set(recorded)
-    for key in ("schema", "complete", "world_size", "method", "timing", "config", "target"):
-        assert document[key] == recorded[key], key
-    for key in ("peers", "flash_steps", "records", "torch_cp", "skipped", "failures"):
+    for key in set(recorded) - {"date", "timestamp", "gpu", "software", "setup"}:  # the run's own
         assert document[key] == recorded[key], key
     total = len(ring.work_items(config, torch_cp=reason is None))
     assert writes == 1 + total + 1  # the setup, each measurement, the end
@@ -429,23 +427,15 @@ def ring_on_fakes(rank, durations_ms, sleeps_s, refusing_rank, warmup, repeats):
     return part, len(baracuda.selected[0][1].runs) if baracuda.selected else 0
 
 
+SLOWEST = {"median_ms": 3.0, "min_ms": 3.0, "runs": 4, "per_rank_median_ms": [2.0, 3.0]}
+SKIPPED = {"status": "skipped", "error": "another rank could not set up this case", "rank": 0}
+
+
 @pytest.mark.parametrize(
     ("durations_ms", "sleeps_s", "refusing_rank", "counts", "expected"),
     [
-        (
-            (2.0, 3.0),
-            (0.0, 0.0),
-            None,
-            (1, 4),
-            {"median_ms": 3.0, "min_ms": 3.0, "runs": 4, "per_rank_median_ms": [2.0, 3.0]},
-        ),
-        (
-            (2.0, 2.0),
-            (0.0, 0.0),
-            1,
-            (1, 4),
-            {"status": "skipped", "error": "another rank could not set up this case", "rank": 0},
-        ),
+        ((2.0, 3.0), (0.0, 0.0), None, (1, 4), SLOWEST),
+        ((2.0, 2.0), (0.0, 0.0), 1, (1, 4), SKIPPED),
         # The slowest probe (50 ms) sets the counts: 3 s of repeats, 1 s of warm-up.
         ((2.0, 2.0), (0.05, 0.0), None, (None, None), {"runs": 50, "warmup": 10}),
     ],
