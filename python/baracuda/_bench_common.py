@@ -225,6 +225,13 @@ def time_calls(
     return [start.elapsed_time(end) for start, end in events]
 
 
+def attention_flops(batch: int, heads: int, seqlen: int, head_dim: int, *, causal: bool) -> int:
+    """Return the forward FLOPs ``4*B*H*S*S*D`` of self-attention over ``seqlen`` positions,
+    halved when causal."""
+    total = 4 * batch * heads * seqlen * seqlen * head_dim
+    return total // 2 if causal else total
+
+
 def summarize(samples_ms: Sequence[float], flops: int) -> dict[str, Any]:
     """Return the record of a measurement: ``status`` ok, ``median_ms``, ``p10_ms``,
     ``p90_ms``, ``min_ms``, ``runs`` and ``tflops`` (``flops`` per call, at the median)."""

@@ -174,7 +174,9 @@ def flops(case: Case) -> int:
     """Return the forward FLOPs ``4*B*H*Sq*Sk*D``, halved when causal; a window case counts
     only the pairs inside the window."""
     per_pair = 4 * case.batch * case.heads * case.head_dim
-    total = per_pair * case.seqlen**2 // (2 if case.causal else 1)
+    total = common.attention_flops(
+        case.batch, case.heads, case.seqlen, case.head_dim, causal=case.causal
+    )
     bounds = () if case.window is None else case.window[: 1 if case.causal else 2]
     for bound in bounds:  # the pairs more than ``bound`` apart on one side
         apart = max(0, case.seqlen - bound - 1)
@@ -330,19 +332,12 @@ def baracuda_implementation(baracuda: Any) -> Implementation:
     """Return :func:`baracuda.flash_attention` with preallocated outputs."""
 
     def bind(case: Case, sets: list[InputSet]) -> Callable[[int], object]:
-        options = score_options(case)
+        options = {"causal": case.causal, **score_options(case)}
 
         def call(index: int) -> object:
             s = sets[index]
             return baracuda.flash_attention(
-                s.q,
-                s.k,
-                s.v,
-                causal=case.causal,
-                alibi_slopes=s.alibi_slopes,
-                mask=s.mask,
-                out=s.out,
-                **options,
+                s.q, s.k, s.v, alibi_slopes=s.alibi_slopes, mask=s.mask, out=s.out, **options
             )
 
         return call
@@ -447,19 +442,10 @@ def baracuda_plan_info(baracuda: Any, case: Case) -> dict[str, Any]:
     descriptor holds its softcap and window, not its masks, slopes or K/V heads)."""
     options = score_options(case)
     left, right = options.pop("window", (None, None))
-    descriptor = baracuda.FlashSdpaDescriptor(
-        case.batch,
-        case.heads,
-        case.seqlen,
-        case.seqlen,
-        case.head_dim,
-        is_causal=case.causal,
-        element=case.dtype,
-        window_size_left=left,
-        window_size_right=right,
-        **options,
-    )
-    return common.flash_plan_info(baracuda, descriptor)
+    options.update(is_causal=case.causal, element=case.dtype)
+    options.update(window_size_left=left, window_size_right=right)
+    extents = case.batch, case.heads, case.seqlen, case.seqlen, case.head_dim
+    return common.flash_plan_info(baracuda, baracuda.FlashSdpaDescriptor(*extents, **options))
 
 
 def best_peer(record: dict[str, Any], implementations: Sequence[Implementation]) -> dict[str, Any]:
@@ -483,10 +469,10 @@ def best_peer(record: dict[str, Any], implementations: Sequence[Implementation])
 def run_case(
     case: Case,
     implementations: Sequence[Implementation],
+    config: BenchConfig,
     *,
     arrays: common.TorchArrays,
     cuda: Any,
-    config: BenchConfig,
     l2_cache_bytes: int,
     plan_info: Callable[[Case], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -508,20 +494,10 @@ def run_case(
         skipped = common.failure(common.STATUS_SKIPPED, reason)
         record["results"] = {item.name: dict(skipped) for item in implementations}
         return best_peer(record, implementations)
-    sets = make_inputs(
-        case,
-        footprint.set_count,
-        arrays,
-        layout=config.layout,
-        peers=peers,
-        shared_score_inputs=footprint.shared_score_inputs,
-    )
-    record["results"] = {
-        item.name: measure(
-            item, case, sets, cuda=cuda, warmup=config.warmup, repeats=config.repeats
-        )
-        for item in implementations
-    }
+    shared = {"peers": peers, "shared_score_inputs": footprint.shared_score_inputs}
+    sets = make_inputs(case, footprint.set_count, arrays, layout=config.layout, **shared)
+    timing = {"cuda": cuda, "warmup": config.warmup, "repeats": config.repeats}
+    record["results"] = {item.name: measure(item, case, sets, **timing) for item in implementations}
     del sets
     arrays.release()
     return best_peer(record, implementations)
@@ -544,19 +520,11 @@ def run_benchmark(
     Ctrl-C keeps the cases so far, ``document["complete"]`` tells whether the grid finished.
     Returns ``document``."""
     progress = sys.stderr if progress is None else progress
-    cases = case_grid(config)
-    started = clock()
+    cases, started = case_grid(config), clock()
+    context = {"arrays": arrays, "cuda": cuda, "l2_cache_bytes": l2_cache_bytes}
     try:
         for index, case in enumerate(cases, start=1):
-            record = run_case(
-                case,
-                implementations,
-                arrays=arrays,
-                cuda=cuda,
-                config=config,
-                l2_cache_bytes=l2_cache_bytes,
-                plan_info=plan_info,
-            )
+            record = run_case(case, implementations, config, **context, plan_info=plan_info)
             document["cases"].append(record)
             text = ", ".join(
                 f"{name} {result['median_ms']:.3f} ms"

@@ -125,9 +125,8 @@ class Problem:
         return {name: getattr(self, name) for name in names}
 
     def flops(self, seqlen: int, *, causal: bool) -> int:
-        """Return ``4*B*H*S*S*D`` over ``seqlen`` positions, halved when causal."""
-        total = 4 * self.batch * self.heads * seqlen * seqlen * self.head_dim
-        return total // 2 if causal else total
+        """Return :func:`baracuda._bench_common.attention_flops` over ``seqlen`` positions."""
+        return common.attention_flops(self.batch, self.heads, seqlen, self.head_dim, causal=causal)
 
     def label(self) -> str:
         """Return a short human-readable name."""
@@ -244,7 +243,7 @@ def meets_target(record: Mapping[str, Any]) -> bool | None:
     return kept >= TARGET_FRACTION
 
 
-def adaptive_count(call_s: float, *, target_s: float, minimum: int, maximum: int) -> int:
+def adaptive_count(call_s: float, target_s: float, minimum: int, maximum: int) -> int:
     """Return how many calls of ``call_s`` seconds fill ``target_s``, within bounds
     (``maximum`` when ``call_s`` is 0 or less: unknown)."""
     return maximum if call_s <= 0 else min(maximum, max(minimum, math.ceil(target_s / call_s)))
@@ -493,11 +492,10 @@ def _classified(baracuda: Any, exc: BaseException) -> dict[str, Any]:
     return common.failure(STATUS_UNSUPPORTED if unsupported else STATUS_ERROR, exc)
 
 
-def _agreed(
-    ctx: RankContext, own: dict[str, Any] | None, other: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Return None where no rank has a failure, else this rank's ``own`` or ``other``."""
-    return None if ctx.rank.all_ok(own is None) else own or other
+def _agreed(ctx: RankContext, own: dict[str, Any] | None, status: str, reason: str) -> Any:
+    """Return None where no rank has a failure, else this rank's ``own`` or the failure
+    ``status`` for ``reason`` (a failure on another rank)."""
+    return None if ctx.rank.all_ok(own is None) else own or common.failure(status, reason)
 
 
 def _random_sets(
@@ -529,25 +527,26 @@ def _timed_calls(
     ctx.cuda.synchronize()
     probe_s = time.perf_counter() - start
     probe_s = ctx.rank.max([probe_s])[0] if agree else probe_s
-    counts = {}
-    for name, (target_s, minimum, maximum) in ADAPTIVE.items():
-        given = getattr(ctx.setup, name)
-        counts[name] = (
-            adaptive_count(probe_s, target_s=target_s, minimum=minimum, maximum=maximum)
-            if given is None
-            else given
-        )
+    given = {name: getattr(ctx.setup, name) for name in ADAPTIVE}
+    counts = {
+        name: adaptive_count(probe_s, *ADAPTIVE[name]) if value is None else value
+        for name, value in given.items()
+    }
     samples = common.time_calls(fn, set_count, cuda=ctx.cuda, **counts)
     return {"status": STATUS_OK, "samples_ms": samples, "warmup": counts["warmup"]}
 
 
-def combine_ranks(ctx: RankContext, own: Mapping[str, Any], flops: int) -> dict[str, Any] | None:
-    """Combine every rank's part of one measurement into its result on rank 0 (None elsewhere).
+def combine_ranks(
+    ctx: RankContext, own: Mapping[str, Any], item: RingCase | TorchCpCase, **extra: Any
+) -> dict[str, Any] | None:
+    """Combine every rank's part of one measurement of ``item`` into rank 0's message
+    ``{"result", **extra}`` (None elsewhere).
 
     The parts are all ``ok`` or none (the ranks agreed before timing): the result is
     :func:`summarize_ranks` of the slowest rank's time per call, or the first failed rank's
     ``{"status", "error", "rank"}``.
     """
+    flops = flops_per_gpu(item.problem, ctx.rank.world_size, causal=item.causal)
     ok = ctx.rank.all_ok(own["status"] == STATUS_OK)
     slowest = ctx.rank.max(own["samples_ms"]) if ok else []
     summary = {k: v for k, v in own.items() if k != "samples_ms"}
@@ -557,8 +556,11 @@ def combine_ranks(ctx: RankContext, own: Mapping[str, Any], flops: int) -> dict[
         return None
     if not ok:
         index, failed = next((r, p) for r, p in enumerate(parts) if p["status"] != STATUS_OK)
-        return {"status": failed["status"], "error": failed.get("error", ""), "rank": index}
-    return summarize_ranks(slowest, [part["median"] for part in parts], parts[0]["warmup"], flops)
+        result = {"status": failed["status"], "error": failed.get("error", ""), "rank": index}
+    else:
+        medians = [part["median"] for part in parts]
+        result = summarize_ranks(slowest, medians, parts[0]["warmup"], flops)
+    return {"result": result, **extra}
 
 
 def measure_flash_step(ctx: RankContext, item: FlashStep) -> dict[str, Any] | None:
@@ -632,9 +634,7 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any] | None:
         prepared = _prepare_ring(ctx, item)
     except Exception as exc:
         failure = _classified(ctx.baracuda, exc)
-    own = _agreed(
-        ctx, failure, common.failure(STATUS_SKIPPED, "another rank could not set up this case")
-    )
+    own = _agreed(ctx, failure, STATUS_SKIPPED, "another rank could not set up this case")
     if own is not None and prepared is not None:
         prepared[0].close()
     elif own is None:
@@ -646,10 +646,7 @@ def measure_ring(ctx: RankContext, item: RingCase) -> dict[str, Any] | None:
             plan.close()
     prepared = call = None
     ctx.arrays.release()
-    result = combine_ranks(
-        ctx, own, flops_per_gpu(item.problem, ctx.rank.world_size, causal=item.causal)
-    )
-    return None if result is None else {"result": result, "plan": plan_info}
+    return combine_ranks(ctx, own, item, plan=plan_info)
 
 
 def _callable_or_none(candidate: Any) -> Callable[..., Any] | None:
@@ -703,7 +700,7 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
         sets = _random_sets(ctx, problem, length=length, kv_heads=kv_heads)
     except Exception as exc:
         failure = common.failure(STATUS_ERROR, exc)
-    failure = _agreed(ctx, failure, common.failure(STATUS_ERROR, "another rank could not allocate"))
+    failure = _agreed(ctx, failure, STATUS_ERROR, "another rank could not allocate")
     if failure is not None:
         return failure, CODE_FAILED
     buffers = [tensor for inputs in sets for tensor in inputs]
@@ -712,20 +709,17 @@ def _cp_attempt(ctx: RankContext, item: TorchCpCase, kv_mode: str) -> tuple[dict
     try:
         if cp.options is not None:
             cp.options.enable_load_balance = item.causal
+        dims = [SEQUENCE_AXIS] * len(buffers)
         try:
             stack.enter_context(
                 cp.context_parallel(
-                    cp.mesh,
-                    buffers=buffers,
-                    buffer_seq_dims=[SEQUENCE_AXIS] * len(buffers),
-                    no_restore_buffers=set(buffers),
+                    cp.mesh, buffers=buffers, buffer_seq_dims=dims, no_restore_buffers=set(buffers)
                 )
             )
             stack.enter_context(cp.sdpa_kernel(getattr(cp.backends, PEER_BACKENDS[item.peer])))
         except Exception as exc:
             failure = common.failure(STATUS_ERROR, exc)
-        other = common.failure(STATUS_ERROR, "another rank could not shard its inputs")
-        failure = _agreed(ctx, failure, other)
+        failure = _agreed(ctx, failure, STATUS_ERROR, "another rank could not shard its inputs")
         if failure is not None:
             return failure, CODE_FAILED
         return _cp_time(ctx, item, sets, kv_mode)
@@ -795,10 +789,7 @@ def measure_torch_cp(ctx: RankContext, item: TorchCpCase) -> dict[str, Any] | No
                 break
             notes.append(f"{mode} refused: {own.get('error', '')}")
         extra = {"kv_heads": mode, "kv_heads_note": "; ".join(notes)}
-    result = combine_ranks(
-        ctx, own, flops_per_gpu(problem, ctx.rank.world_size, causal=item.causal)
-    )
-    return None if result is None else {"result": result, **{k: v for k, v in extra.items() if v}}
+    return combine_ranks(ctx, own, item, **{k: v for k, v in extra.items() if v})
 
 
 _MEASURE: dict[type, Callable[[RankContext, Any], dict[str, Any] | None]] = {

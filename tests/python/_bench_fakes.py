@@ -4,12 +4,15 @@ PyTorch, ``torch.cuda`` events on a clock that the fake calls advance, tensors o
 from __future__ import annotations
 
 import datetime
+import json
 import types
+from pathlib import Path
 
 import pytest
 from baracuda import _bench_common as common
 from baracuda.__main__ import build_parser, with_default_target
 
+RESULTS = Path(__file__).parents[2] / "benchmarks" / "results"
 FAKE_GPU = common.GpuInfo(True, "", "NVIDIA Test GPU 80GB", "9.0", 4 * common.MIBI, 1, "13.0")
 FIXED_NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 FAKE_TORCH = types.SimpleNamespace(
@@ -18,6 +21,15 @@ FAKE_TORCH = types.SimpleNamespace(
     backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(version=lambda: 91000)),
     cuda=types.SimpleNamespace(nccl=types.SimpleNamespace(version=lambda: (2, 28, 3))),
 )
+
+
+class FakeUnsupportedError(Exception):
+    """The fake ``baracuda.UnsupportedError``."""
+
+
+def recorded(name: str) -> dict:
+    """The recorded results document ``benchmarks/results/<name>.json``."""
+    return json.loads((RESULTS / f"{name}.json").read_text())
 
 
 def parse(*argv: str):

@@ -9,27 +9,32 @@ and on two ranks of :func:`baracuda._launch.spawn` over gloo.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import time
 import types
-from pathlib import Path
 
 import pytest
-from _bench_fakes import FAKE_GPU, FAKE_TORCH, FakeCuda, cpu_arrays, header, parse
+from _bench_fakes import (
+    FAKE_GPU,
+    FAKE_TORCH,
+    FakeCuda,
+    FakeUnsupportedError,
+    cpu_arrays,
+    header,
+    parse,
+    recorded,
+)
 from baracuda import _bench_common as common
 from baracuda import _bench_ring as ring
 from baracuda import _launch
 from baracuda.__main__ import main
 
 KIBI = 1024
-RESULTS = Path(__file__).parents[2] / "benchmarks" / "results"
 RECORDED = {
-    name: json.loads((RESULTS / f"nvidia-h200-{name}.json").read_text())
+    name: recorded(f"nvidia-h200-{name}")
     for name in ("x2-2026-11-23-ring", "2026-12-02-ring-world-size-1")
 }
-ALL_CASES = ("noncausal", "causal-contiguous", "causal-zigzag")
 
 
 def parse_ring(argv=""):
@@ -39,63 +44,6 @@ def parse_ring(argv=""):
 
 def problem(*, dtype="f32", chunk=64, heads=4, heads_k=2, head_dim=8):
     return ring.Problem(dtype, chunk, heads, heads_k, head_dim)
-
-
-@pytest.mark.parametrize(
-    ("argv", "spelled_out"),
-    [
-        (
-            "",
-            "--chunks 1k,2k,4k,8k,16k,32k --dtypes bf16 --heads 32 --heads-k 8 --head-dim 128"
-            " --cases noncausal,causal-contiguous,causal-zigzag --schedules overlapped,serial",
-        ),
-        ("--quick", "--chunks 1k,8k --warmup 2 --repeats 10"),
-        ("--quick --repeats 3 --chunks 2k", "--chunks 2k --warmup 2 --repeats 3"),
-    ],
-)
-def test_defaults_and_the_quick_preset_are_these_options(argv, spelled_out):
-    assert parse_ring(argv) == parse_ring(spelled_out)
-    assert (parse_ring("").warmup, parse_ring("").repeats, parse_ring("").peers) == (
-        None,
-        None,
-        True,
-    )
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (
-            "--chunks 1001 --cases noncausal,causal-contiguous",
-            {"chunks": (1001,), "cases": ("noncausal", "causal-contiguous")},
-        ),
-        (
-            "--chunks 1k,32k --dtypes f16,bf16 --heads 16 --heads-k 4 --head-dim 64 --world-size 2"
-            " --cases causal-zigzag,noncausal,causal-zigzag --schedules serial --warmup 0"
-            " --repeats 7 --max-seconds 120.5 --out x/ring.json --no-peers",
-            {
-                "chunks": (1024, 32768),
-                "dtypes": ("f16", "bf16"),
-                "heads": 16,
-                "heads_k": 4,
-                "head_dim": 64,
-                "world_size": 2,
-                "cases": ("causal-zigzag", "noncausal"),
-                "schedules": ("serial",),
-                "warmup": 0,
-                "repeats": 7,
-                "max_seconds": 120.5,
-                "out": Path("x/ring.json"),
-                "peers": False,
-            },
-        ),
-    ],
-    ids=["odd-chunk-no-zigzag", "every-option"],
-)
-def test_options_resolve(argv, expected):
-    args = parse("bench", "ring", *argv.split())
-    assert (args.target, args.run) == ("ring", ring.run_ring)
-    assert ring.resolve_ring_config(args) == dataclasses.replace(ring.RingBenchConfig(), **expected)
 
 
 @pytest.mark.parametrize(
@@ -157,27 +105,15 @@ def test_command_runs_the_grid_and_writes_json(monkeypatch, capsys, tmp_path):
     assert "one GPU: the ring runs with world size 1, without NCCL" in captured.err
     setup = seen["setup"]
     assert (seen["world_size"], seen["fn"], seen["backend"]) == (1, ring.run_rank, "gloo")
-    assert (seen["env"]["NCCL_NVLS_ENABLE"], setup.peers, setup.warmup, setup.repeats) == (
-        "0",
-        False,
-        2,
-        10,
-    )
-    assert 0 < setup.deadline - time.time() <= 100
+    assert seen["env"]["NCCL_NVLS_ENABLE"] == "0" and 0 < setup.deadline - time.time() <= 100
+    assert (setup.peers, setup.warmup, setup.repeats) == (False, 2, 10)
     assert not any(isinstance(item, ring.TorchCpCase) for item in setup.items)
     document = json.loads(out.read_text())
-    assert (document["complete"], document["world_size"], document["peers"]["enabled"]) == (
-        True,
-        1,
-        False,
-    )
+    assert (document["complete"], document["world_size"]) == (True, 1)
+    assert document["peers"]["enabled"] is False
     assert document["peers"]["reason"] == "it needs at least 2 GPUs (world size 1)"
-    software = document["software"]
-    assert (software["torch"], software["torch_nccl"], software["nccl"]) == (
-        "0.0-fake",
-        "2.28.3",
-        None,
-    )
+    software = [document["software"][key] for key in ("torch", "torch_nccl", "nccl")]
+    assert software == ["0.0-fake", "2.28.3", None]
     assert (len(document["records"]), len(document["flash_steps"])) == (2 * 3 * 2, 2)
     assert all(record["ring"]["status"] == "ok" for record in document["records"])
 
@@ -188,11 +124,8 @@ def test_command_reports_a_rank_failure(monkeypatch, capsys, tmp_path):
     assert main(["bench", "ring", "--chunks", "1k", "--out", str(out)]) == 1
     assert f"baracuda bench ring: {FAILURE}" in capsys.readouterr().err
     document = json.loads(out.read_text())
-    assert (document["complete"], document["failures"], len(document["records"])) == (
-        False,
-        [FAILURE],
-        2,
-    )
+    assert (document["complete"], document["failures"]) == (False, [FAILURE])
+    assert len(document["records"]) == 2
     assert {entry["reason"] for entry in document["skipped"]} == {"a rank failed"}
     assert len(document["skipped"]) == 1 + 3 * 2 - 3
 
@@ -287,10 +220,7 @@ def test_the_recorded_documents_come_back_from_their_parts(name, met):
     for e in recorded["records"]:
         parts[e["chunk"], e["case"], e["schedule"]] = {"result": e["ring"], "plan": e["plan"]}
     for e in recorded["torch_cp"]:
-        parts[e["chunk"], e["causal"], e["peer"]] = {
-            "result": e["result"],
-            "kv_heads": e["kv_heads"],
-        }
+        parts[e["chunk"], e["causal"], e["peer"]] = {k: e[k] for k in ("result", "kv_heads")}
 
     def part(item):
         keys = {"RingCase": ("case", "schedule"), "TorchCpCase": ("causal", "peer")}
@@ -300,25 +230,20 @@ def test_the_recorded_documents_come_back_from_their_parts(name, met):
     world_size, reason = recorded["world_size"], recorded["peers"]["reason"]
     document, progress, writes = collect(config, world_size, part, peers_reason=reason)
     assert set(document) == set(recorded)
-    for key in ("schema", "complete", "world_size", "method", "timing", "config", "target"):
-        assert document[key] == recorded[key], key
-    for key in ("peers", "flash_steps", "records", "torch_cp", "skipped", "failures"):
+    for key in set(recorded) - {"date", "timestamp", "gpu", "software", "setup"}:  # the run's own
         assert document[key] == recorded[key], key
     total = len(ring.work_items(config, torch_cp=reason is None))
     assert writes == 1 + total + 1  # the setup, each measurement, the end
     first = recorded["flash_steps"][0]["result"]
     flash = f"{first['median_ms']:.3f} ms, {first['tflops']:.1f} TFLOP/s ("
-    assert progress.startswith(
-        f"[1/{total}] bf16 chunk 1k H=32 Hk=8 D=128 flash step (rank 0): {flash}"
-    )
+    prefix = f"[1/{total}] bf16 chunk 1k H=32 Hk=8 D=128 flash step (rank 0): "
+    assert progress.startswith(prefix + flash)
     assert "TFLOP/s per GPU" in progress and progress.count("\n") == total
 
     table = ring.format_ring_table(document).splitlines()
     peers = " cp cudnn TF/s/GPU cp flash TF/s/GPU" if reason is None else ""
-    assert (
-        table[0].split()
-        == f"dtype chunk S case schedule ring ms TF/s/GPU flash TF/s kept{peers}".split()
-    )
+    headings = f"dtype chunk S case schedule ring ms TF/s/GPU flash TF/s kept{peers}"
+    assert table[0].split() == headings.split()
     assert (set(table[1]), len(table)) == ({"-", " "}, 2 + len(recorded["records"]))
     record = recorded["records"][0]
     cells = [record["ring"]["median_ms"], record["ring"]["tflops"], record["flash_step_tflops"]]
@@ -329,11 +254,6 @@ def test_the_recorded_documents_come_back_from_their_parts(name, met):
     out = io.StringIO()
     ring.print_ring_table(document, out)
     assert f"target (overlapped, chunk >= 8k, kept >= 90%): met by {met} records" in out.getvalue()
-
-
-def ok_part(samples, *, medians=None, flops=10**9, **extra):
-    """Rank 0's part of a measurement: the slowest rank's ``samples`` and each rank's median."""
-    return {"result": ring.summarize_ranks(samples, medians or [samples[0]], 2, flops), **extra}
 
 
 def test_failures_skips_and_no_peers_are_reported():
@@ -353,10 +273,6 @@ def test_failures_skips_and_no_peers_are_reported():
         "bf16 chunk 1k flash step: unsupported: FakeUnsupportedError: why",
         f"skipped {label}: time budget spent",
     ]
-
-
-class FakeUnsupportedError(Exception):
-    pass
 
 
 class FakeRingPlan:
@@ -430,22 +346,12 @@ class CountingArrays(common.TorchArrays):
         return super().empty(shape, dtype)
 
 
-class SoloRank:
+def solo_rank():
     """A rank of one: every collective returns this rank's own value."""
-
-    rank, world_size = 0, 1
-
-    def min(self, value):
-        return value
-
-    def max(self, values):
-        return list(values)
-
-    def all_ok(self, ok):
-        return ok
-
-    def gather(self, obj):
-        return [obj]
+    same = lambda value: value  # noqa: E731
+    return types.SimpleNamespace(
+        rank=0, world_size=1, min=same, all_ok=same, max=list, gather=lambda obj: [obj]
+    )
 
 
 def rank_context(rank=None, *, warmup=1, repeats=4, baracuda=None, cuda=None):
@@ -453,7 +359,7 @@ def rank_context(rank=None, *, warmup=1, repeats=4, baracuda=None, cuda=None):
     setup = ring.WorkerSetup(items=(), warmup=warmup, repeats=repeats, l2_cache_bytes=0)
     baracuda = baracuda or fake_baracuda(cuda)
     return ring.RankContext(
-        rank or SoloRank(), setup, baracuda, CountingArrays(), cuda, comm="comm"
+        rank or solo_rank(), setup, baracuda, CountingArrays(), cuda, comm="comm"
     )
 
 
@@ -463,25 +369,14 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     ctx = rank_context(baracuda=baracuda, cuda=cuda, warmup=1, repeats=4)
     part = ring.measure_ring(ctx, ring.RingCase(problem(), "causal-zigzag", "serial"))
     result = part["result"]
-    assert (result["status"], result["median_ms"], result["runs"], result["warmup"]) == (
-        "ok",
-        2.0,
-        4,
-        1,
-    )
-    assert (result["per_rank_median_ms"], part["plan"]) == (
-        [2.0],
-        {"backend": "portable", "sku": "ring_attention.fake"},
-    )
+    assert [result[key] for key in ("status", "median_ms", "runs", "warmup")] == ["ok", 2.0, 4, 1]
+    assert result["per_rank_median_ms"] == [2.0]
+    assert part["plan"] == {"backend": "portable", "sku": "ring_attention.fake"}
     ((args, kwargs), plan) = baracuda.selected[0]
     assert (len(baracuda.selected), args, plan.closed) == (1, (1, 4, 64, 64, 8), True)
-    assert kwargs == {
-        "num_heads_k": 2,
-        "is_causal": True,
-        "element": "f32",
-        "layout": "zigzag",
-        "schedule": "serial",
-    }
+    assert kwargs == dict(
+        num_heads_k=2, is_causal=True, element="f32", layout="zigzag", schedule="serial"
+    )
     sets = common.sets_to_exceed_l2((4 + 2 * 2) * 64 * 8 * 4, 0)
     # 3 random tensors per set, then y, lse, two K/V scratch buffers and the accumulators.
     assert ctx.arrays.allocations == 3 * sets + 5
@@ -490,16 +385,9 @@ def test_ring_measurement_allocates_once_and_rotates_inputs():
     assert len({id(args[0]) for args, _ in plan.runs}) == sets
     assert len({id(args[1]) for args, _ in plan.runs}) == 1  # one y for every call
     for (q, _y, kv_a, kv_b, accumulators), kwargs in plan.runs:
-        assert (tuple(q.shape), tuple(kwargs["k"].shape), tuple(kwargs["v"].shape)) == (
-            (1, 4, 64, 8),
-            (1, 2, 64, 8),
-            (1, 2, 64, 8),
-        )
-        assert (tuple(kwargs["lse"].shape), str(kwargs["lse"].dtype), kwargs["comm"]) == (
-            (1, 4, 64),
-            "torch.float32",
-            "comm",
-        )
+        shapes = [tuple(tensor.shape) for tensor in (q, kwargs["k"], kwargs["v"], kwargs["lse"])]
+        assert shapes == [(1, 4, 64, 8), (1, 2, 64, 8), (1, 2, 64, 8), (1, 4, 64)]
+        assert (str(kwargs["lse"].dtype), kwargs["comm"]) == ("torch.float32", "comm")
         assert kv_a.numel() == kv_b.numel() == FakeRingPlan.kv_scratch_elements
         assert accumulators.numel() * 4 >= FakeRingPlan.accumulator_scratch_bytes
         assert q.count_nonzero() == q.numel()
@@ -518,21 +406,13 @@ def test_flash_step_runs_on_rank_zero_only():
     item = ring.FlashStep(problem())
     other = rank_context(types.SimpleNamespace(rank=1, world_size=2), baracuda=baracuda)
     assert (ring.measure_flash_step(other, item), baracuda.flash_calls) == (None, [])
-    part = ring.measure_flash_step(
-        rank_context(baracuda=baracuda, cuda=cuda, warmup=0, repeats=3), item
-    )
-    assert (
-        part["result"]["median_ms"],
-        part["result"]["runs"],
-        part["result"]["per_rank_median_ms"],
-    ) == (3.0, 3, [3.0])
+    ctx = rank_context(baracuda=baracuda, cuda=cuda, warmup=0, repeats=3)
+    part = ring.measure_flash_step(ctx, item)
+    result = part["result"]
+    assert (result["median_ms"], result["runs"], result["per_rank_median_ms"]) == (3.0, 3, [3.0])
     assert part["plan"] == {"backend": "portable", "sku": "f.fake"}
-    assert [tuple(t.shape) for t in baracuda.flash_calls[0]] == [
-        (1, 4, 64, 8),
-        (1, 2, 64, 8),
-        (1, 2, 64, 8),
-        (1, 4, 64, 8),
-    ]
+    shapes = [tuple(tensor.shape) for tensor in baracuda.flash_calls[0]]
+    assert shapes == [(1, 4, 64, 8), (1, 2, 64, 8), (1, 2, 64, 8), (1, 4, 64, 8)]
 
 
 def ring_on_fakes(rank, durations_ms, sleeps_s, refusing_rank, warmup, repeats):
@@ -547,23 +427,15 @@ def ring_on_fakes(rank, durations_ms, sleeps_s, refusing_rank, warmup, repeats):
     return part, len(baracuda.selected[0][1].runs) if baracuda.selected else 0
 
 
+SLOWEST = {"median_ms": 3.0, "min_ms": 3.0, "runs": 4, "per_rank_median_ms": [2.0, 3.0]}
+SKIPPED = {"status": "skipped", "error": "another rank could not set up this case", "rank": 0}
+
+
 @pytest.mark.parametrize(
     ("durations_ms", "sleeps_s", "refusing_rank", "counts", "expected"),
     [
-        (
-            (2.0, 3.0),
-            (0.0, 0.0),
-            None,
-            (1, 4),
-            {"median_ms": 3.0, "min_ms": 3.0, "runs": 4, "per_rank_median_ms": [2.0, 3.0]},
-        ),
-        (
-            (2.0, 2.0),
-            (0.0, 0.0),
-            1,
-            (1, 4),
-            {"status": "skipped", "error": "another rank could not set up this case", "rank": 0},
-        ),
+        ((2.0, 3.0), (0.0, 0.0), None, (1, 4), SLOWEST),
+        ((2.0, 2.0), (0.0, 0.0), 1, (1, 4), SKIPPED),
         # The slowest probe (50 ms) sets the counts: 3 s of repeats, 1 s of warm-up.
         ((2.0, 2.0), (0.05, 0.0), None, (None, None), {"runs": 50, "warmup": 10}),
     ],
@@ -602,15 +474,8 @@ class FakeContextParallel:
     @contextlib.contextmanager
     def context_parallel(self, mesh, *, buffers, buffer_seq_dims, no_restore_buffers):
         shapes = [tuple(buffer.shape) for buffer in buffers]
-        self.entered.append(
-            (
-                mesh,
-                shapes,
-                buffer_seq_dims,
-                len(no_restore_buffers),
-                self.options.enable_load_balance,
-            )
-        )
+        balance = self.options.enable_load_balance
+        self.entered.append((mesh, shapes, buffer_seq_dims, len(no_restore_buffers), balance))
         yield
         self.exited += 1
 
@@ -620,9 +485,8 @@ class FakeContextParallel:
         yield
 
     def sdpa(self, q, k, v, *, is_causal, **kwargs):
-        self.calls.append(
-            (tuple(q.shape), tuple(k.shape), is_causal, kwargs, self.options.enable_load_balance)
-        )
+        balance = self.options.enable_load_balance
+        self.calls.append((tuple(q.shape), tuple(k.shape), is_causal, kwargs, balance))
         if self.refuse_gqa and kwargs.get("enable_gqa"):
             raise RuntimeError("No available kernel. Aborting execution.")
         if self.fail_with is not None:
@@ -644,13 +508,10 @@ def test_torch_cp_falls_back_to_expanded_kv_heads():
     result = payload["result"]
     assert (result["status"], result["median_ms"], result["runs"]) == ("ok", 5.0, 2)
     assert payload["kv_heads"] == ring.KV_HEADS_EXPANDED
-    assert payload["kv_heads_note"].startswith(f"{ring.KV_HEADS_NATIVE} refused: ")
-    item = ring.TorchCpCase(problem(chunk=32), True, "torch_cp_flash")
-    entry = ring.entry(item, 1, payload)[1]
-    assert (entry["kv_heads"], entry["kv_heads_note"]) == (
-        payload["kv_heads"],
-        payload["kv_heads_note"],
-    )
+    note = payload["kv_heads_note"]
+    assert note.startswith(f"{ring.KV_HEADS_NATIVE} refused: ")
+    entry = ring.entry(ring.TorchCpCase(problem(chunk=32), True, "torch_cp_flash"), 1, payload)[1]
+    assert (entry["kv_heads"], entry["kv_heads_note"]) == (ring.KV_HEADS_EXPANDED, note)
     # Two attempts, each entered and exited; global inputs of world_size * chunk tokens.
     assert fake.exited == len(fake.entered) == 2
     (mesh, native_shapes, seq_dims, no_restore, balance) = fake.entered[0]
@@ -664,11 +525,8 @@ def test_torch_cp_falls_back_to_expanded_kv_heads():
 
 def test_torch_cp_noncausal_turns_load_balancing_off_during_the_block():
     payload, fake = measure_cp(problem(heads_k=4), False, "torch_cp_cudnn")
-    assert (payload["result"]["status"], payload["kv_heads"], "kv_heads_note" in payload) == (
-        "ok",
-        ring.KV_HEADS_SAME,
-        False,
-    )
+    assert (payload["result"]["status"], payload["kv_heads"]) == ("ok", ring.KV_HEADS_SAME)
+    assert "kv_heads_note" not in payload
     assert [entry[4] for entry in fake.entered] == [False] and fake.backends == ["cudnn"]
     assert all(call[3:] == ({}, False) for call in fake.calls)
     assert fake.options.enable_load_balance is True
@@ -687,15 +545,11 @@ def test_torch_cp_unavailable_reasons():
     ctx.torch_cp_reason = "torch.distributed did not start: boom"
     item = ring.TorchCpCase(problem(), False, "torch_cp_cudnn")
     error = "torch.distributed did not start: boom"
-    assert ring.measure_torch_cp(ctx, item) == {
-        "result": {"status": "unsupported", "error": error, "rank": 0}
-    }
+    result = {"status": "unsupported", "error": error, "rank": 0}
+    assert ring.measure_torch_cp(ctx, item) == {"result": result}
     payload, fake = measure_cp(problem(), True, "torch_cp_cudnn", options=False)
-    assert (
-        payload["result"]["status"] == "unsupported"
-        and "enable_load_balance" in payload["result"]["error"]
-    )
-    assert fake.entered == []
+    assert payload["result"]["status"] == "unsupported" and fake.entered == []
+    assert "enable_load_balance" in payload["result"]["error"]
 
 
 def test_find_torch_cp_api_prefers_the_implementation_module():
@@ -710,42 +564,29 @@ def test_find_torch_cp_api_prefers_the_implementation_module():
 
         return import_module
 
-    attention = {
-        ring.SDPA_KERNEL_MODULE: types.SimpleNamespace(sdpa_kernel="kernel", SDPBackend="backends")
-    }
+    kernel = types.SimpleNamespace(sdpa_kernel="kernel", SDPBackend="backends")
+    attention = {ring.SDPA_KERNEL_MODULE: kernel}
     options = types.SimpleNamespace(enable_load_balance=True)
     implementation, older = ring.CP_IMPLEMENTATION_MODULES[1:]
-    modules = {
-        implementation: types.SimpleNamespace(
-            context_parallel=context_parallel, _cp_options=options
-        ),
-        older: types.SimpleNamespace(context_parallel=lambda mesh: None),
-    }
+    newer = types.SimpleNamespace(context_parallel=context_parallel, _cp_options=options)
+    modules = {implementation: newer, older: types.SimpleNamespace(context_parallel=print)}
     api = ring.find_torch_cp_api(importer({**attention, **modules}))
     assert api == ring.TorchContextParallel(
         context_parallel, implementation, options, "kernel", "backends"
     )
     # Only the public name, as an alias object that is not itself callable.
+    alias = types.SimpleNamespace(__value__=context_parallel)
     modules = {
         older: types.SimpleNamespace(context_parallel=types.ModuleType("shadowing")),
-        ring.CP_PUBLIC_MODULE: types.SimpleNamespace(
-            context_parallel=types.SimpleNamespace(__value__=context_parallel)
-        ),
+        ring.CP_PUBLIC_MODULE: types.SimpleNamespace(context_parallel=alias),
     }
     api = ring.find_torch_cp_api(importer({**attention, **modules}))
-    assert (api.context_parallel, api.options, api.module) == (
-        context_parallel,
-        None,
-        ring.CP_PUBLIC_MODULE,
-    )
+    assert (api.context_parallel, api.options) == (context_parallel, None)
+    assert api.module == ring.CP_PUBLIC_MODULE
+    public_without = importer({**attention, ring.CP_PUBLIC_MODULE: types.SimpleNamespace()})
     with pytest.raises(AttributeError, match="no callable context_parallel"):
-        ring.find_torch_cp_api(
-            importer({**attention, ring.CP_PUBLIC_MODULE: types.SimpleNamespace()})
-        )
+        ring.find_torch_cp_api(public_without)
     with pytest.raises(ImportError):
         ring.find_torch_cp_api(importer({}))
-    assert api.describe() == {
-        "module": ring.CP_PUBLIC_MODULE,
-        "rotate_method": None,
-        "load_balance": "on for causal, off for non-causal",
-    }
+    described = {"module": ring.CP_PUBLIC_MODULE, "rotate_method": None}
+    assert api.describe() == {**described, "load_balance": "on for causal, off for non-causal"}
