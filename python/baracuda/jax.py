@@ -27,7 +27,7 @@ from ._checks import as_bool, name_in
 from ._errors import InvalidProblemError, UnsupportedError
 from ._flash_sdpa import ALIGNMENTS, check_call_layouts, flash_descriptor
 from ._plan import QKV_RANK, call_score_options
-from ._tensor import ELEMENT_NAMES, accumulator_element
+from ._tensor import ELEMENT_NAMES, accumulator_element, contiguous_strides
 
 __all__ = ["TARGET_NAME", "flash_attention", "handler_available"]
 
@@ -81,16 +81,6 @@ def _check_rank(array, name: str, ranks: range) -> None:
         raise InvalidProblemError(
             f"{_OP}: {name} rank mismatch (got {array.ndim}, expected {expected})"
         )
-
-
-def _dense_strides(shape: tuple) -> tuple:
-    """Row-major strides in elements, as XLA lays out a call's buffers."""
-    strides = []
-    stride = 1
-    for extent in reversed(shape):
-        strides.append(stride)
-        stride *= extent
-    return tuple(reversed(strides))
 
 
 def flash_attention(
@@ -202,10 +192,10 @@ def flash_attention(
             layouts[name] = (
                 _ELEMENTS[np.dtype(array.dtype)],
                 tuple(array.shape),
-                _dense_strides(tuple(array.shape)),
+                contiguous_strides(tuple(array.shape)),
             )
-    layouts["y"] = (element, y_shape, _dense_strides(y_shape))
-    layouts["lse"] = (accumulator_element(element), lse_shape, _dense_strides(lse_shape))
+    layouts["y"] = (element, y_shape, contiguous_strides(y_shape))
+    layouts["lse"] = (accumulator_element(element), lse_shape, contiguous_strides(lse_shape))
     check_call_layouts(descriptor, layouts)
     call = jax.ffi.ffi_call(
         TARGET_NAME,
